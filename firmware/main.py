@@ -1,0 +1,5 @@
+"""WEARS firmware entry point."""
+
+import watch.app
+
+watch.app.main()

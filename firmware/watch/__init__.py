@@ -1,0 +1,1 @@
+"""WEARS watch firmware (MicroPython; valid CPython so the host can import the contracts)."""

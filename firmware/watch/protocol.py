@@ -1,0 +1,156 @@
+"""WEARS wire protocol, version 1: the one definition both the watch and the host use.
+
+Specified in docs/protocol.md. Binary, little-endian. Every packet starts with the 8-byte
+header `<BBHI`: protocol version, packet type, sequence number, device tick (ms).
+The packers write into caller-owned buffers so the watch allocates nothing per packet.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython: the host imports this module too
+    def const(x):
+        return x
+
+import struct
+
+VERSION = const(1)
+
+# GATT layout: the WEARS service next to the standard Heart Rate, Battery and Device
+# Information services.
+SERVICE_UUID = "57450001-7a3c-4b8e-9d2f-3e1c0a5b6d70"
+STREAM_UUID = "57450002-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: SAMPLES, STREAM_INFO
+PREDICTION_UUID = "57450003-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: PREDICTION, HEART_RATE
+CONTROL_UUID = "57450004-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # write commands; notify replies
+EVENT_UUID = "57450005-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: EVENT, STATUS
+UPLOAD_UUID = "57450006-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # write: MODEL_CHUNK
+HR_SERVICE_UUID = 0x180D
+HR_MEASUREMENT_UUID = 0x2A37
+BATTERY_SERVICE_UUID = 0x180F
+BATTERY_LEVEL_UUID = 0x2A19
+DEVICE_INFO_UUID = 0x180A
+MODEL_NUMBER_UUID = 0x2A24
+FIRMWARE_REVISION_UUID = 0x2A26
+
+HEADER = "<BBHI"
+HEADER_SIZE = const(8)
+
+# Watch -> host packet types.
+SAMPLES = const(0x01)
+HEART_RATE = const(0x02)
+PREDICTION = const(0x03)
+STATUS = const(0x04)
+EVENT = const(0x05)
+RESULT = const(0x06)
+PONG = const(0x07)
+STREAM_INFO = const(0x08)
+
+# Host -> watch commands.
+CMD_START = const(0x81)
+CMD_STOP = const(0x82)
+CMD_PING = const(0x83)
+CMD_STATUS = const(0x84)
+CMD_MODEL_BEGIN = const(0x85)
+CMD_MODEL_COMMIT = const(0x86)
+CMD_MARK = const(0x87)
+CMD_MODEL_CHUNK = const(0x88)
+
+# Streams: ids, sample layouts and the bit each one has in a START/STOP mask.
+PPG = const(1)
+ACC = const(2)
+GYRO = const(3)
+STREAM_NAMES = {PPG: "ppg", ACC: "acc", GYRO: "gyro"}
+SAMPLE_FORMATS = {PPG: "<II", ACC: "<hhh", GYRO: "<hhh"}  # PPG: ir, red; IMU: x, y, z
+SAMPLE_SIZES = {PPG: 8, ACC: 6, GYRO: 6}
+CHANNELS = {PPG: ("ir", "red"), ACC: ("x", "y", "z"), GYRO: ("x", "y", "z")}
+
+
+def stream_bit(stream):
+    return 1 << (stream - 1)
+
+
+# Bodies after the header.
+SAMPLES_BODY = "<BBI"  # stream, count, index of the first sample
+SAMPLES_BODY_SIZE = const(6)
+HEART_RATE_BODY = "<HBBI"  # bpm x10, quality 0..100, beats in window, PPG index of window end
+PREDICTION_BODY = "<IIBBB"  # window end (PPG index), model id, flags, label, n classes; then n x u8
+STATUS_BODY = "<BBHIIIIII"  # battery %, flags, reserved, heap free, flash free, model id,
+#                             ppg samples lost to FIFO overflow, I2C errors, packets dropped
+EVENT_BODY = "<HI"  # code, argument
+RESULT_BODY = "<BBHI"  # command, status (a reason code), command seq, value
+PONG_BODY = "<HI"  # ping seq, host token (echoed)
+STREAM_INFO_BODY = "<BBIfI"  # stream, channels, rate in mHz, unit per LSB, tick of index 0
+
+CMD_MASK_BODY = "<B"  # START, STOP
+CMD_PING_BODY = "<I"  # host token
+CMD_MODEL_BEGIN_BODY = "<II"  # size, CRC32 of the whole blob
+CMD_MARK_BODY = "<HI"  # code, argument
+CMD_MODEL_CHUNK_BODY = "<I"  # offset; then the data
+
+# Prediction flags.
+FLAG_LOW_QUALITY = const(0x01)
+# Status flags.
+STATUS_MODEL_LOADED = const(0x01)
+STATUS_STREAMING = const(0x02)
+
+# Reason codes, carried in RESULT.status and in model EVENTs.
+OK = const(0)
+E_TRUNCATED = const(1)
+E_BAD_MAGIC = const(2)
+E_BAD_VERSION = const(3)
+E_BAD_CRC = const(4)
+E_BAD_SIGNATURE = const(5)
+E_UNSUPPORTED_KIND = const(6)
+E_FEATURE_MISMATCH = const(7)
+E_TOO_LARGE = const(8)
+E_NO_UPLOAD = const(9)
+E_BAD_OFFSET = const(10)
+E_UNKNOWN_COMMAND = const(11)
+E_BAD_LENGTH = const(12)
+REASONS = {
+    OK: "ok",
+    E_TRUNCATED: "truncated",
+    E_BAD_MAGIC: "bad magic",
+    E_BAD_VERSION: "unsupported version",
+    E_BAD_CRC: "CRC mismatch",
+    E_BAD_SIGNATURE: "bad signature",
+    E_UNSUPPORTED_KIND: "unsupported model kind",
+    E_FEATURE_MISMATCH: "feature set does not match this watch",
+    E_TOO_LARGE: "too large",
+    E_NO_UPLOAD: "no upload in progress",
+    E_BAD_OFFSET: "chunk offset out of order",
+    E_UNKNOWN_COMMAND: "unknown command",
+    E_BAD_LENGTH: "bad packet length",
+}
+
+# Event codes.
+EV_BOOT = const(1)
+EV_SENSOR_MISSING = const(2)  # argument: stream id
+EV_MODEL_LOADED = const(3)  # argument: model id
+EV_MODEL_REJECTED = const(4)  # argument: reason code
+EV_MARK = const(5)  # argument: the host's marker argument
+EV_FIFO_OVERFLOW = const(6)  # argument: stream id
+
+
+def pack_header(buf, ptype, seq, tick):
+    struct.pack_into(HEADER, buf, 0, VERSION, ptype, seq & 0xFFFF, tick & 0xFFFFFFFF)
+
+
+def pack_samples_header(buf, seq, tick, stream, count, first_index):
+    """Header of a SAMPLES packet; the caller writes `count` samples at SAMPLES_BODY_SIZE+8."""
+    pack_header(buf, SAMPLES, seq, tick)
+    struct.pack_into(SAMPLES_BODY, buf, HEADER_SIZE, stream, count, first_index & 0xFFFFFFFF)
+    return HEADER_SIZE + SAMPLES_BODY_SIZE + count * SAMPLE_SIZES[stream]
+
+
+def pack_body(buf, ptype, seq, tick, body_format, *fields):
+    """Any fixed-layout packet; returns its length."""
+    pack_header(buf, ptype, seq, tick)
+    struct.pack_into(body_format, buf, HEADER_SIZE, *fields)
+    return HEADER_SIZE + struct.calcsize(body_format)
+
+
+def unpack_header(buf):
+    """(version, type, seq, tick) of a packet; raises ValueError when it is too short."""
+    if len(buf) < HEADER_SIZE:
+        raise ValueError("packet shorter than its header")
+    return struct.unpack_from(HEADER, buf, 0)

@@ -1,0 +1,1 @@
+"""The virtual watch: the unmodified firmware in the real MicroPython binary, with shims."""
