@@ -19,3 +19,11 @@ class ModelBlobError(WearsError):
     def __init__(self, message: str, reason: int = 0) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CommandRefused(WearsError):
+    """The watch answered a command with a reason code other than ok."""
+
+    def __init__(self, message: str, reason: int) -> None:
+        super().__init__(message)
+        self.reason = reason

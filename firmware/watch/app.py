@@ -1,0 +1,391 @@
+"""The watch's main loop.
+
+Every period: read the sensor FIFOs in bursts, feed the feature engine, pack the samples
+into stream packets, and when a window completes compute its features, run the model and
+send the prediction and heart rate. Commands from the host are handled between reads;
+queued packets go out as fast as the radio accepts them.
+"""
+
+import gc
+import os
+import struct
+import time
+from array import array
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+import machine
+
+from watch import board as boards
+from watch import protocol as P
+from watch.drivers.lsm6ds3 import LSM6DS3
+from watch.drivers.max30102 import MAX30102
+from watch.features import FeatureEngine, spec_for
+from watch.model import ModelError, load as load_model
+from watch.outbox import Outbox
+from watch.radio import Radio
+from watch.upload import ModelUpload
+
+FIRMWARE_REVISION = "0.1.0"
+MODEL_PATH = "model.wbl"
+KEY_PATH = "key.bin"
+
+_PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
+_BURST = const(64)  # largest FIFO burst read per sensor and period
+_PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notification header
+_INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
+_FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
+_I2C_RETRIES = const(3)  # consecutive bus errors before a sensor is re-initialised
+
+
+class Sensor:
+    """One sensor part with its streams: FIFO burst buffers and counters."""
+
+    def __init__(self, driver, streams, buffers):
+        self.driver = driver
+        self.streams = streams  # stream ids this part produces
+        self.buffers = buffers  # what driver.read fills
+        self.index = 0  # index of the next sample, counting from the sensor's start
+        self.tick0 = 0
+        self.errors = 0
+        self.failures = 0  # consecutive
+
+
+class Watch:
+    def __init__(self):
+        self.board = boards.load()
+        self.started = time.ticks_ms()
+        self._uptime = 0
+        self._last_ticks = self.started
+        self.i2c_errors = 0
+        self.streaming = 0  # mask of streams the host asked for
+        self.has_gyro = "gyro_range_dps" in self.board["sensors"].get("imu", {})
+        self.radio = Radio(self.board.get("name", "WEARS")[:12], self.board["id"], FIRMWARE_REVISION)
+        self.streams = Outbox(24, _PACKET)
+        self.replies = Outbox(8, 32)
+        self.events = Outbox(8, 48)
+        self.preds = Outbox(8, 32)
+        self.open = {}  # stream id -> [buffer, count, first index] of the packet being filled
+        self.key = self._read_key()
+        self.upload = ModelUpload(MODEL_PATH, max_bytes=self.board.get("model_budget_bytes", 65536))
+        self._setup_sensors()
+        feats = self.board.get("features", {})
+        self.spec_id, self.n_features = spec_for(self.has_gyro)
+        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate, feats.get("window_s", 30), feats.get("step_s", 5),
+                                    has_gyro=self.has_gyro)
+        if self.imu:
+            self.engine.set_units(self.imu.driver.accel_unit, self.imu.driver.gyro_unit)
+        self.x = array("i", [0] * self.n_features)
+        self.proba = bytearray(8)
+        self.model = None
+        self._load_model()
+        self._next_info = 0
+        self.event(P.EV_BOOT, 0)
+
+    # Set-up -------------------------------------------------------------------------
+
+    def _read_key(self):
+        try:
+            with open(KEY_PATH, "rb") as f:
+                return f.read()
+        except OSError:
+            return None  # no key provisioned: every upload is refused as unsigned
+
+    def _setup_sensors(self):
+        cfg = self.board["sensors"]
+        bus = self.board["i2c"]
+        self.i2c = machine.I2C(bus["id"], scl=machine.Pin(bus["scl"]), sda=machine.Pin(bus["sda"]), freq=bus["freq"])
+        self.ppg_rate = cfg["ppg"]["rate_hz"]
+        self.imu_rate = cfg["imu"]["rate_hz"]
+        self.ir = array("I", [0] * _BURST)
+        self.red = array("I", [0] * _BURST)
+        self.acc = array("h", [0] * (3 * _BURST))
+        self.gyro = array("h", [0] * (3 * _BURST))
+        self.ppg = self._start(MAX30102(self.i2c, cfg["ppg"]["address"]), (P.PPG,), (self.ir, self.red))
+        imu = LSM6DS3(self.i2c, cfg["imu"]["address"])
+        self.imu = self._start(imu, (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,), (self.acc, self.gyro))
+
+    def _start(self, driver, streams, buffers):
+        sensor = Sensor(driver, streams, buffers)
+        try:
+            self._init_driver(sensor)
+        except OSError:
+            for s in streams:
+                self.event(P.EV_SENSOR_MISSING, s)
+            return None
+        return sensor
+
+    def _init_driver(self, sensor):
+        cfg = self.board["sensors"]
+        if P.PPG in sensor.streams:
+            rate = cfg["ppg"]["rate_hz"]
+            sensor.driver.init(rate_hz=rate)
+        else:
+            imu = cfg["imu"]
+            rate = imu["rate_hz"]
+            sensor.driver.init(rate_hz=rate, accel_range_g=imu["accel_range_g"],
+                               gyro_range_dps=imu.get("gyro_range_dps", 500))
+        # After a re-initialisation indices go on where they were: shift the time origin.
+        sensor.tick0 = self.uptime() - sensor.index * 1000 // rate
+
+    def _load_model(self):
+        try:
+            os.stat(MODEL_PATH)
+        except OSError:
+            return
+        try:
+            self.model = load_model(MODEL_PATH, self.key or b"", self.spec_id, self.n_features)
+            self.event(P.EV_MODEL_LOADED, self.model.model_id)
+        except ModelError as e:
+            self.event(P.EV_MODEL_REJECTED, e.reason)
+
+    # Time -----------------------------------------------------------------------------
+
+    def uptime(self):
+        """Milliseconds since boot without the 2^30 wrap of ticks_ms."""
+        now = time.ticks_ms()
+        self._uptime += time.ticks_diff(now, self._last_ticks)
+        self._last_ticks = now
+        return self._uptime
+
+    # Packets --------------------------------------------------------------------------
+
+    def event(self, code, arg):
+        box = self.events
+        box.seal(P.pack_body(box.open_buf(), P.EVENT, box.next_seq(), self.uptime(), P.EVENT_BODY, code, arg))
+
+    def reply(self, command, seq, status, value=0):
+        box = self.replies
+        box.seal(P.pack_body(box.open_buf(), P.RESULT, box.next_seq(), self.uptime(), P.RESULT_BODY,
+                             command, status, seq, value))
+
+    def status(self):
+        flags = (P.STATUS_MODEL_LOADED if self.model else 0) | (P.STATUS_STREAMING if self.streaming else 0)
+        try:
+            st = os.statvfs(".")
+            flash_free = st[0] * st[3]
+        except (OSError, AttributeError):
+            flash_free = 0
+        lost = self.ppg.driver.lost if self.ppg else 0
+        dropped = self.streams.dropped + self.events.dropped + self.preds.dropped
+        box = self.events
+        box.seal(P.pack_body(box.open_buf(), P.STATUS, box.next_seq(), self.uptime(), P.STATUS_BODY,
+                             self.battery(), flags, 0, gc.mem_free(), flash_free & 0xFFFFFFFF,
+                             self.model.model_id if self.model else 0, lost, self.i2c_errors, dropped))
+
+    def battery(self):
+        b = self.board["battery"]
+        try:
+            uv = machine.ADC(machine.Pin(b["adc_pin"])).read_uv()
+        except (AttributeError, OSError, ValueError):
+            return 0
+        return boards.battery_percent(self.board, int(uv * b["divider"]) // 1000)
+
+    def stream_info(self, sensor, stream):
+        driver = sensor.driver
+        rate = self.ppg_rate if stream == P.PPG else self.imu_rate
+        unit = 1.0 if stream == P.PPG else driver.accel_unit if stream == P.ACC else driver.gyro_unit
+        box = self.streams
+        box.seal(P.pack_body(box.open_buf(), P.STREAM_INFO, box.next_seq(), self.uptime(), P.STREAM_INFO_BODY,
+                             stream, len(P.CHANNELS[stream]), rate * 1000, unit, sensor.tick0))
+
+    def add_samples(self, stream, values, n, first_index, per_sample):
+        """Append n samples (from `values`, `per_sample` ints each) to the stream's open packet."""
+        size = P.SAMPLE_SIZES[stream]
+        fmt = P.SAMPLE_FORMATS[stream]
+        capacity = (_PACKET - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
+        pkt = self.open.get(stream)
+        for i in range(n):
+            if pkt is None:
+                pkt = [self.streams.open_buf(), 0, first_index + i]
+                self.open[stream] = pkt
+            off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
+            if per_sample == 2:
+                struct.pack_into(fmt, pkt[0], off, values[0][i], values[1][i])
+            else:
+                j = 3 * i
+                struct.pack_into(fmt, pkt[0], off, values[j], values[j + 1], values[j + 2])
+            pkt[1] += 1
+            if pkt[1] == capacity:
+                self.seal_samples(stream)
+                pkt = None
+
+    def seal_samples(self, stream):
+        pkt = self.open.pop(stream, None)
+        if pkt:
+            box = self.streams
+            box.seal(P.pack_samples_header(pkt[0], box.next_seq(), self.uptime(), stream, pkt[1], pkt[2]))
+
+    # The loop ---------------------------------------------------------------------------
+
+    def read_sensor(self, sensor):
+        """Burst-read a sensor; bus errors are counted, retried next period, then re-initialise it."""
+        try:
+            n = sensor.driver.read(*sensor.buffers)
+            sensor.failures = 0
+            return n
+        except OSError:
+            self.i2c_errors += 1
+            sensor.failures += 1
+            if sensor.failures >= _I2C_RETRIES:
+                sensor.failures = 0
+                try:
+                    self._init_driver(sensor)
+                except OSError:
+                    pass
+            return 0
+
+    def sample(self):
+        ppg, imu = self.ppg, self.imu
+        if ppg:
+            n = self.read_sensor(ppg)
+            if n:
+                self.engine.add_ppg(self.ir, n, ppg.index)
+                if self.streaming & P.stream_bit(P.PPG):
+                    self.add_samples(P.PPG, (self.ir, self.red), n, ppg.index, 2)
+                ppg.index += n
+        if imu:
+            n = self.read_sensor(imu)
+            if n:
+                self.engine.add_acc(self.acc, n, imu.index)
+                if self.has_gyro:
+                    self.engine.add_gyro(self.gyro, n, imu.index)
+                if self.streaming & P.stream_bit(P.ACC):
+                    self.add_samples(P.ACC, self.acc, n, imu.index, 3)
+                if self.has_gyro and self.streaming & P.stream_bit(P.GYRO):
+                    self.add_samples(P.GYRO, self.gyro, n, imu.index, 3)
+                imu.index += n
+
+    def windows(self):
+        engine = self.engine
+        while engine.ready():
+            flags = engine.compute(self.x)
+            end = engine.window_end
+            now = self.uptime()
+            box = self.preds
+            box.seal(P.pack_body(box.open_buf(), P.HEART_RATE, box.next_seq(), now, P.HEART_RATE_BODY,
+                                 engine.bpm_x10, engine.quality, engine.beats, end))
+            self.radio.heart_rate(engine.bpm_x10 // 10, engine.quality > 50, engine.rr_1024, engine.n_rr)
+            if self.model:
+                m = self.model
+                label = m.predict(self.x, self.proba)
+                buf = box.open_buf()
+                n = P.pack_body(buf, P.PREDICTION, box.next_seq(), now, P.PREDICTION_BODY, end, m.model_id,
+                                P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
+                for i in range(m.n_classes):
+                    buf[n + i] = self.proba[i]
+                box.seal(n + m.n_classes)
+
+    def command(self, channel, data):
+        if len(data) < P.HEADER_SIZE or data[0] != P.VERSION:
+            self.reply(data[1] if len(data) > 1 else 0, 0, P.E_BAD_LENGTH)
+            return
+        _, ptype, seq, _ = P.unpack_header(data)
+        body = len(data) - P.HEADER_SIZE
+        try:
+            if ptype == P.CMD_MODEL_CHUNK:
+                (offset,) = struct.unpack_from(P.CMD_MODEL_CHUNK_BODY, data, P.HEADER_SIZE)
+                status = self.upload.chunk(offset, data[P.HEADER_SIZE + 4:])
+                if status:  # chunks are acknowledged by the GATT write; only errors are answered
+                    self.reply(ptype, seq, status)
+            elif ptype == P.CMD_START or ptype == P.CMD_STOP:
+                (mask,) = struct.unpack_from(P.CMD_MASK_BODY, data, P.HEADER_SIZE)
+                self.start_stop(ptype == P.CMD_START, mask)
+                self.reply(ptype, seq, P.OK, self.streaming)
+            elif ptype == P.CMD_PING:
+                (token,) = struct.unpack_from(P.CMD_PING_BODY, data, P.HEADER_SIZE)
+                box = self.replies
+                box.seal(P.pack_body(box.open_buf(), P.PONG, box.next_seq(), self.uptime(), P.PONG_BODY, seq, token))
+            elif ptype == P.CMD_STATUS:
+                self.status()
+                self.reply(ptype, seq, P.OK)
+            elif ptype == P.CMD_MARK:
+                code, arg = struct.unpack_from(P.CMD_MARK_BODY, data, P.HEADER_SIZE)
+                self.event(P.EV_MARK, arg)
+                self.reply(ptype, seq, P.OK, code)
+            elif ptype == P.CMD_MODEL_BEGIN:
+                size, crc = struct.unpack_from(P.CMD_MODEL_BEGIN_BODY, data, P.HEADER_SIZE)
+                self.reply(ptype, seq, self.upload.begin(size, crc))
+            elif ptype == P.CMD_MODEL_COMMIT:
+                self.commit_model(seq)
+            else:
+                self.reply(ptype, seq, P.E_UNKNOWN_COMMAND)
+        except ValueError:  # struct: the body is shorter than its layout
+            self.reply(ptype, seq, P.E_BAD_LENGTH, body)
+
+    def commit_model(self, seq):
+        status, model = self.upload.commit(self.key or b"", self.spec_id, self.n_features)
+        if status == P.OK:
+            self.model = model
+            gc.collect()
+            self.event(P.EV_MODEL_LOADED, model.model_id)
+            self.reply(P.CMD_MODEL_COMMIT, seq, P.OK, model.model_id)
+        else:
+            self.event(P.EV_MODEL_REJECTED, status)
+            self.reply(P.CMD_MODEL_COMMIT, seq, status)
+
+    def start_stop(self, start, mask):
+        for sensor in (self.ppg, self.imu):
+            if not sensor:
+                continue
+            for stream in sensor.streams:
+                bit = P.stream_bit(stream)
+                if not mask & bit:
+                    continue
+                if start and not self.streaming & bit:
+                    self.streaming |= bit
+                    self.stream_info(sensor, stream)
+                elif not start and self.streaming & bit:
+                    self.seal_samples(stream)
+                    self.streaming &= ~bit
+
+    def periodic(self):
+        now = self.uptime()
+        if time.ticks_diff(now, self._next_info) < 0:
+            return
+        self._next_info = now + _INFO_EVERY_MS
+        for sensor in (self.ppg, self.imu):
+            if sensor:
+                for stream in sensor.streams:
+                    if self.streaming & P.stream_bit(stream):
+                        self.stream_info(sensor, stream)
+        self.radio.battery(self.battery())
+
+    def flush(self):
+        radio = self.radio
+        if not radio.connected:
+            return
+        budget = _FLUSH_BUDGET
+        budget -= self.replies.flush(radio.notify_control, budget)
+        budget -= self.events.flush(radio.notify_event, budget)
+        budget -= self.preds.flush(radio.notify_prediction, budget)
+        self.streams.flush(radio.notify_stream, budget)
+
+    def step(self):
+        self.sample()
+        self.windows()
+        while True:
+            cmd = self.radio.poll_command()
+            if cmd is None:
+                break
+            self.command(cmd[0], cmd[1])
+        self.periodic()
+        self.flush()
+
+    def run(self):
+        self.radio.start()
+        gc.collect()
+        while True:
+            start = time.ticks_ms()
+            self.step()
+            left = _PERIOD_MS - time.ticks_diff(time.ticks_ms(), start)
+            if left > 0:
+                time.sleep_ms(left)
+
+
+def main():
+    Watch().run()

@@ -1,0 +1,203 @@
+"""`WatchClient`: one WEARS watch over bleak, speaking docs/protocol.md.
+
+Everything above bleak is the production path; the virtual watch differs only in the
+`backend=` class handed to `BleakClient`.
+
+Example:
+    >>> async def show(address):
+    ...     async with WatchClient(address) as watch:
+    ...         print(await watch.status())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from bleak import BleakClient
+from bleak.exc import BleakError
+
+from watch import protocol as P
+
+from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
+from .protocol import Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
+
+CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
+            "event": P.EVENT_UUID}
+PacketCallback = Callable[[str, Packet], None]
+BadPacketCallback = Callable[[str, bytes, ProtocolError], None]
+
+
+class WatchClient:
+    """A connected WEARS watch: commands with replies, and every packet it sends.
+
+    Args:
+        address: the watch's address (or a bleak `BLEDevice`).
+        backend: a bleak client backend class; `wears.ble.virtual.VirtualBleakClient` for
+            the virtual watch, None for the platform's BLE stack.
+        on_packet: called with (channel, packet) for each decoded packet that is not a
+            reply to a command (samples, predictions, events, status).
+        on_bad_packet: called with (channel, bytes, error) for each packet that failed to
+            decode; the packet is dropped and counted, the link stays up.
+        timeout: seconds to wait for connecting and for each command's reply.
+    """
+
+    def __init__(self, address: Any, *, backend: type | None = None, on_packet: PacketCallback | None = None,
+                 on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0) -> None:
+        self.address = getattr(address, "address", address)
+        self._client = BleakClient(address, backend=backend, disconnected_callback=self._on_disconnect,
+                                   timeout=timeout) if backend else BleakClient(
+            address, disconnected_callback=self._on_disconnect, timeout=timeout)
+        self._on_packet = on_packet
+        self._on_bad = on_bad_packet
+        self.timeout = timeout
+        self._seq = 0
+        self._pending: dict[tuple[int, int], asyncio.Future] = {}
+        self.sequences = {name: SequenceTracker() for name in CHANNELS}
+        self.bad_packets = 0
+        self.disconnected = asyncio.Event()
+
+    async def __aenter__(self) -> "WatchClient":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client.is_connected and not self.disconnected.is_set()
+
+    @property
+    def mtu(self) -> int:
+        return self._client.mtu_size
+
+    async def connect(self) -> None:
+        try:
+            await self._client.connect()
+            for name, uuid in CHANNELS.items():
+                await self._client.start_notify(uuid, self._handler(name))
+        except (BleakError, OSError, asyncio.TimeoutError) as e:
+            raise WatchDisconnected(f"could not connect to {self.address}: {e}") from e
+
+    async def disconnect(self) -> None:
+        if self._client.is_connected:
+            try:
+                await self._client.disconnect()
+            except (BleakError, OSError):
+                pass
+
+    def _on_disconnect(self, _client: Any = None) -> None:
+        self.disconnected.set()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(WatchDisconnected(f"{self.address} disconnected"))
+
+    def _handler(self, channel: str) -> Callable[[Any, bytearray], None]:
+        tracker = self.sequences[channel]
+
+        def handle(_char: Any, data: bytearray) -> None:
+            try:
+                packet = decode(data)
+            except ProtocolError as e:
+                self.bad_packets += 1
+                if self._on_bad:
+                    self._on_bad(channel, bytes(data), e)
+                return
+            if tracker.see(packet.seq) < 0:
+                return  # a duplicate notification
+            if isinstance(packet, (Result, Pong)):
+                key = (P.CMD_PING, packet.ping_seq) if isinstance(packet, Pong) else (packet.command, packet.command_seq)
+                fut = self._pending.pop(key, None)
+                if fut and not fut.done():
+                    fut.set_result(packet)
+                    return
+            if self._on_packet:
+                self._on_packet(channel, packet)
+
+        return handle
+
+    # Commands ---------------------------------------------------------------------------
+
+    async def _write(self, uuid: str, data: bytes) -> None:
+        if self.disconnected.is_set():
+            raise WatchDisconnected(f"{self.address} is not connected")
+        try:
+            await self._client.write_gatt_char(uuid, data, response=True)
+        except (BleakError, OSError, EOFError) as e:
+            raise WatchDisconnected(f"{self.address}: write failed: {e}") from e
+
+    async def command(self, ptype: int, *fields: int) -> Packet:
+        """Send a command and wait for its RESULT (PONG for PING); a failed RESULT raises WearsError."""
+        self._seq = (self._seq + 1) & 0xFFFF
+        seq = self._seq
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[(ptype, seq)] = fut
+        await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields))
+        try:
+            reply = await asyncio.wait_for(fut, self.timeout)
+        except asyncio.TimeoutError as e:
+            raise WearsError(f"{self.address} did not answer command 0x{ptype:02x} in {self.timeout} s") from e
+        finally:
+            self._pending.pop((ptype, seq), None)
+        if isinstance(reply, Result) and reply.status != P.OK:
+            raise CommandRefused(f"{self.address} refused command 0x{ptype:02x}: {reply.reason}", reply.status)
+        return reply
+
+    async def start(self, mask: int = 0xFF) -> int:
+        """Start streams (mask bit `stream - 1`); returns the mask now streaming."""
+        return (await self.command(P.CMD_START, mask)).value
+
+    async def stop(self, mask: int = 0xFF) -> int:
+        return (await self.command(P.CMD_STOP, mask)).value
+
+    async def ping(self) -> tuple[float, float, int]:
+        """(host time sent, host time received, watch tick) for clock synchronisation."""
+        sent = time.monotonic()
+        pong = await self.command(P.CMD_PING, int(sent * 1000) & 0xFFFFFFFF)
+        return sent, time.monotonic(), pong.tick
+
+    async def mark(self, code: int, arg: int = 0) -> None:
+        await self.command(P.CMD_MARK, code, arg)
+
+    async def status(self) -> Status:
+        """Ask for STATUS; it arrives on the event channel, so wait for it there."""
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+        previous = self._on_packet
+
+        def catch(channel: str, packet: Packet) -> None:
+            if isinstance(packet, Status) and not got.done():
+                got.set_result(packet)
+            if previous:
+                previous(channel, packet)
+
+        self._on_packet = catch
+        try:
+            await self.command(P.CMD_STATUS)
+            return await asyncio.wait_for(got, self.timeout)
+        finally:
+            self._on_packet = previous
+
+    async def upload_model(self, blob: bytes, progress: Callable[[int, int], None] | None = None) -> int:
+        """Upload a signed model blob; returns the model id the watch now runs.
+
+        Raises ModelBlobError with the watch's reason code when it refuses the blob; the
+        watch then keeps its previous model.
+        """
+        chunk = max(16, min(self.mtu, 247) - 3 - P.HEADER_SIZE - 4)
+        try:
+            await self.command(P.CMD_MODEL_BEGIN, len(blob), zlib.crc32(blob))
+            for offset in range(0, len(blob), chunk):
+                self._seq = (self._seq + 1) & 0xFFFF
+                await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK, self._seq, offset,
+                                                                 data=blob[offset:offset + chunk]))
+                if progress:
+                    progress(min(offset + chunk, len(blob)), len(blob))
+            result = await self.command(P.CMD_MODEL_COMMIT)
+        except CommandRefused as e:
+            raise ModelBlobError(f"the watch refused the model ({P.REASONS.get(e.reason, e.reason)}); "
+                                 "it keeps its previous model", e.reason) from e
+        return result.value
