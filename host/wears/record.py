@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,7 @@ class SessionWriter:
 async def record(study: Study, address: Any, *, participant: str, duration_s: float, backend: type | None = None,
                  annotations: list[tuple[float, float, str]] | None = None, board: str = "",
                  on_packet: Callable[[str, Packet], None] | None = None,
+                 prepare: Callable[[WatchClient], Awaitable[None]] | None = None,
                  progress: Callable[[RecordingStats], None] | None = None) -> tuple[int, RecordingStats]:
     """Record `duration_s` seconds of the watch's own clock into a new session.
 
@@ -111,6 +112,7 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
         backend: bleak client backend class (the virtual watch's, or None for real BLE).
         annotations: labelled intervals (start_s, end_s, label) on the sample timeline.
         on_packet: called for every stored packet (a live view).
+        prepare: awaited with the connected client before streaming starts (e.g. a model upload).
         progress: called about twice a second with the running stats.
 
     Returns:
@@ -127,6 +129,8 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
     client = WatchClient(address, backend=backend, on_packet=writer.handle, on_bad_packet=writer.bad_packet)
     try:
         async with client:
+            if prepare:
+                await prepare(client)
             await client.start()
             next_ping = 0.0
             while writer.stats.seconds() < duration_s:

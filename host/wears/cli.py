@@ -1,0 +1,243 @@
+"""The `wears` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from .errors import WearsError
+
+
+def _backend(args: argparse.Namespace):
+    from .ble import backends
+    return backends(virtual=args.virtual)
+
+
+def _progress_bar(label: str):
+    def show(done: float, total: float) -> None:
+        width = 30
+        frac = min(1.0, done / total) if total else 1.0
+        print(f"\r  {label} [{'#' * int(frac * width):<{width}}] {frac * 100:5.1f}%", end="", file=sys.stderr,
+              flush=True)
+        if frac >= 1.0:
+            print(file=sys.stderr)
+    return show
+
+
+# Commands ---------------------------------------------------------------------------------
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from .sim.runner import VirtualWatch
+    from .sim.scenario import Scenario, from_e4, synthetic
+
+    if args.e4:
+        scenario = from_e4(args.e4)
+    elif args.scenario:
+        scenario = Scenario.read(args.scenario)
+    else:
+        scenario = synthetic(args.seed, participant=args.participant)
+    work = Path(args.flash_dir or f"runs/sim-{args.name}")
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "scenario.wscn"
+    scenario.write(path)
+
+    async def run() -> int:
+        async with VirtualWatch(path, board=args.board, speed=args.speed, name=args.name,
+                                flash_dir=work / "flash") as vw:
+            print(f"virtual watch {vw.name} at {vw.address} ({scenario.duration_s:.0f} s scenario, "
+                  f"speed {args.speed or 'max'}x); waiting for a host to connect. Ctrl-C stops it.", flush=True)
+            return await vw.wait()
+
+    return asyncio.run(run()) or 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from bleak import BleakScanner
+    from watch import protocol as P
+
+    async def run() -> None:
+        _, scanner_backend = _backend(args)
+        kwargs = {"backend": scanner_backend} if scanner_backend else {}
+        found = await BleakScanner.discover(timeout=args.timeout, service_uuids=[P.SERVICE_UUID],
+                                            return_adv=True, **kwargs)
+        if not found:
+            print("no WEARS watch found" + ("" if args.virtual else " (try --virtual for the virtual watch)"))
+        for device, adv in found.values():
+            print(f"{device.address}  {adv.local_name or device.name or '?'}  rssi {adv.rssi}")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .db import Study
+    from .record import record
+
+    study = Study.open(args.db)
+    annotations = _read_annotations(args.annotations) if args.annotations else None
+    bar = _progress_bar("recording")
+
+    async def run():
+        client_backend, _ = _backend(args)
+        return await record(study, args.address, participant=args.participant, duration_s=args.duration,
+                            backend=client_backend, annotations=annotations,
+                            progress=lambda st: bar(st.seconds(), args.duration))
+
+    sid, stats = asyncio.run(run())
+    print(json.dumps({"session": sid, "samples": {str(k): v for k, v in stats.samples.items()},
+                      "lost_samples": stats.lost_samples, "bad_packets": stats.bad_packets,
+                      "duplicates": stats.duplicates, "predictions": stats.predictions}))
+    return 0
+
+
+def _read_annotations(path: str) -> list[tuple[float, float, str]]:
+    rows = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("start_s"):
+            continue
+        parts = line.split(",")
+        try:
+            rows.append((float(parts[0]), float(parts[1]), parts[2].strip()))
+        except (IndexError, ValueError) as e:
+            raise WearsError(f"{path}:{n}: expected start_s,end_s,label[,condition], got {line!r}") from e
+    return rows
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .db import Study
+    from .train import train
+
+    trained = train(Study.open(args.db), window_s=args.window, step_s=args.step, seed=args.seed)
+    trained.save(args.output)
+    report = Path(args.output).with_suffix(".report.json")
+    report.write_text(json.dumps(trained.report, indent=2))
+    print(json.dumps({k: trained.report.get(k) for k in ("protocol", "n_windows", "accuracy", "macro_f1",
+                                                          "balanced_accuracy")}))
+    print(f"model: {args.output}  report: {report}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .blob import load_key
+    from .export import export_blob
+    from .train import TrainedModel
+
+    trained = TrainedModel.load(args.model)
+    blob, info = export_blob(trained, load_key(args.key))
+    Path(args.output).write_bytes(blob)
+    print(json.dumps(info))
+    return 0
+
+
+def cmd_flash_model(args: argparse.Namespace) -> int:
+    from .client import WatchClient
+
+    blob = Path(args.blob).read_bytes()
+
+    async def run() -> int:
+        client_backend, _ = _backend(args)
+        async with WatchClient(args.address, backend=client_backend) as watch:
+            return await watch.upload_model(blob, _progress_bar("uploading"))
+
+    model_id = asyncio.run(run())
+    print(f"the watch now runs model {model_id:08x}")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from .live import live
+
+    client_backend, _ = _backend(args)
+    asyncio.run(live(args.address, backend=client_backend, duration_s=args.duration))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    return asyncio.run(demo(Path(args.workdir), speed=args.speed, seed=args.seed))
+
+
+# Parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wears", description="Wrist emotion AI on real watches.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_virtual(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--virtual", action="store_true", help="reach virtual watches (`wears sim`), not BLE")
+        return p
+
+    p = sub.add_parser("sim", help="run a virtual watch (real MicroPython, simulated sensors and radio)")
+    p.add_argument("--scenario", help="a scenario file (.wscn) to replay")
+    p.add_argument("--e4", help="replay an Empatica E4 export folder")
+    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic scenario")
+    p.add_argument("--participant", default="P01")
+    p.add_argument("--speed", type=float, default=30.0, help="virtual seconds per real second (0: max)")
+    p.add_argument("--board", default="esp32s3-wrist")
+    p.add_argument("--name", default="WEARS-VW01")
+    p.add_argument("--flash-dir", help="folder for the watch's files")
+    p.set_defaults(func=cmd_sim)
+
+    p = with_virtual(sub.add_parser("scan", help="find WEARS watches"))
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=cmd_scan)
+
+    p = with_virtual(sub.add_parser("record", help="record a watch into a study database"))
+    p.add_argument("address")
+    p.add_argument("--db", required=True, help="study database (SQLite), created if missing")
+    p.add_argument("--participant", required=True, help="pseudonymous participant id")
+    p.add_argument("--duration", type=float, required=True, help="seconds of the watch's clock to record")
+    p.add_argument("--annotations", help="CSV start_s,end_s,label[,condition] on the sample timeline")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("train", help="train a valence model from a study database")
+    p.add_argument("--db", required=True)
+    p.add_argument("--window", type=int, default=30, help="window length in s")
+    p.add_argument("--step", type=int, default=5, help="window step in s")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="model.pkl")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="quantize and sign a trained model into a model blob")
+    p.add_argument("model")
+    p.add_argument("--key", required=True, help="the watch key file (32 bytes)")
+    p.add_argument("-o", "--output", default="model.wbl")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("flash", help="install a model on a watch")
+    flash = p.add_subparsers(dest="what", required=True)
+    p = with_virtual(flash.add_parser("model", help="upload a signed model blob over BLE"))
+    p.add_argument("address")
+    p.add_argument("blob")
+    p.set_defaults(func=cmd_flash_model)
+
+    p = with_virtual(sub.add_parser("live", help="heart rate, signal quality and predictions as they arrive"))
+    p.add_argument("address")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many watch seconds (0: never)")
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("demo", help="the whole path on virtual watches: record, train, export, flash, predict")
+    p.add_argument("--workdir", default="runs/demo")
+    p.add_argument("--speed", type=float, default=0.0, help="virtual seconds per real second (0: max)")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WearsError as e:
+        print(f"wears: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
