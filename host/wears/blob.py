@@ -1,0 +1,208 @@
+"""Build, check and describe model blobs (docs/model-blob.md), and the keys that sign them.
+
+The layout and constants come from the firmware's `watch.blob`, never from a copy; the
+checks run in the same order as the watch's `watch.model.load`, with the same reason codes.
+
+Example:
+    >>> key = new_key()
+    >>> one_leaf = bytes.fromhex("0100010001000000" "0000" "ff" "0080" "0000" "ff00")  # 1 tree, 1 leaf
+    >>> data = build_blob(KIND_TREES, 7, 2, [0], [0], one_leaf, key)
+    >>> info = read_blob(data, key)
+    >>> info.feature_spec, info.n_features, info.n_trees, info.size, info.signature_checked
+    (7, 1, 1, 78, True)
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from watch import blob as B
+from watch import protocol as P
+
+from .errors import ModelBlobError, WearsError
+
+KIND_TREES = B.KIND_TREES
+KIND_MLP_INT8 = B.KIND_MLP_INT8
+KEY_SIZE = 32
+_HEADER = struct.Struct(B.HEADER)
+_TREES_HEADER = struct.Struct(B.TREES_HEADER)
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What a blob's header and trailer say, after `read_blob` checked them."""
+
+    version: int
+    kind: int
+    feature_spec: int
+    n_features: int
+    n_classes: int
+    payload_length: int
+    model_id: int
+    size: int
+    crc: int
+    signature_checked: bool  # False when read without a key: the HMAC was not verified
+    offsets: tuple[int, ...]
+    shifts: tuple[int, ...]
+    n_trees: int | None = None  # tree ensembles only
+    n_nodes: int | None = None
+    n_leaves: int | None = None
+
+    @property
+    def kind_name(self) -> str:
+        return B.KINDS.get(self.kind, f"kind {self.kind}")
+
+    @property
+    def payload_offset(self) -> int:
+        return B.HEADER_SIZE + B.quant_size(self.n_features)
+
+
+def model_id(body: bytes) -> int:
+    """The model id of a quantization table followed by a payload: the first 4 bytes of their
+    SHA-256, little-endian."""
+    return int.from_bytes(hashlib.sha256(body).digest()[:4], "little")
+
+
+def build_blob(kind: int, feature_spec: int, n_classes: int, offsets: Sequence[int], shifts: Sequence[int],
+               payload: bytes, key: bytes) -> bytes:
+    """A complete signed blob: header, quantization table, `payload`, CRC32, HMAC-SHA256.
+
+    Parameters:
+        kind: `KIND_TREES` (the payload layout is the caller's business).
+        feature_spec: id of the feature set the model expects (u16).
+        n_classes: number of classes the model outputs (1..255).
+        offsets, shifts: per-feature int32 offset and u8 right shift.
+        payload: the kind-specific payload.
+        key: the watch's signing key.
+
+    Example:
+        >>> len(build_blob(KIND_TREES, 1, 2, [0, 0], [0, 0], b"", bytes(32)))
+        66
+    """
+    n_features = len(offsets)
+    if len(shifts) != n_features or not 1 <= n_features <= B.MAX_FEATURES:
+        raise ValueError(f"need 1..{B.MAX_FEATURES} offsets and as many shifts")
+    if not 1 <= n_classes <= 255 or not 0 <= feature_spec <= 0xFFFF:
+        raise ValueError("n_classes must be 1..255 and feature_spec a u16")
+    if not all(B.X_MIN <= o <= B.X_MAX for o in offsets) or not all(0 <= s <= B.MAX_SHIFT for s in shifts):
+        raise ValueError(f"offsets must lie in [{B.X_MIN}, {B.X_MAX}] and shifts in [0, {B.MAX_SHIFT}]")
+    body = struct.pack(f"<{n_features}i{n_features}B", *offsets, *shifts) + bytes(payload)
+    head = _HEADER.pack(B.MAGIC, B.FORMAT_VERSION, kind, feature_spec, n_features, n_classes, 0, len(payload),
+                        model_id(body))
+    data = head + body
+    data += struct.pack("<I", binascii.crc32(data))
+    return data + hmac.new(key, data, "sha256").digest()
+
+
+def read_blob(data: bytes, key: bytes | None = None, *, feature_spec: int | None = None,
+              n_features: int | None = None, max_bytes: int | None = None) -> BlobInfo:
+    """Check a blob the way the watch does and return what its header says.
+
+    Checks, in the watch's order: size (with `max_bytes`), header (truncated, magic, version,
+    length), CRC32, signature (only with a `key`), model id, kind, feature set (only for the
+    arguments given), tree-payload counts.
+
+    Raises:
+        ModelBlobError: with `.reason` the watch.protocol reason code it would answer.
+
+    Example:
+        >>> one_leaf = bytes.fromhex("01000100010000000000ff00800000ff00")
+        >>> read_blob(build_blob(KIND_TREES, 7, 2, [0], [0], one_leaf, b"k" * 32), b"x" * 32)
+        Traceback (most recent call last):
+        ...
+        wears.errors.ModelBlobError: HMAC does not match this key (bad signature)
+    """
+    data = bytes(data)
+    size = len(data)
+    if max_bytes is not None and size > max_bytes:
+        _fail(P.E_TOO_LARGE, f"{size} bytes, the watch takes at most {max_bytes}")
+    reason = B.check_header(data[:B.HEADER_SIZE], size)
+    if reason == P.E_TRUNCATED and size >= B.HEADER_SIZE:
+        fields = _HEADER.unpack_from(data)
+        _fail(reason, f"{size} bytes, the header declares {B.blob_size(fields[4], fields[7])}")
+    if reason:
+        _fail(reason, {P.E_TRUNCATED: f"{size} bytes, shorter than a header",
+                       P.E_BAD_MAGIC: f"magic {data[:4]!r}, not {B.MAGIC!r}",
+                       P.E_BAD_VERSION: f"format version {data[B.VERSION_OFFSET]}, not {B.FORMAT_VERSION}"}[reason])
+    _, version, kind, spec, nf, n_classes, _, payload_length, mid = _HEADER.unpack_from(data)
+    end = size - B.TRAILER_SIZE
+    crc = struct.unpack_from("<I", data, end)[0]
+    if binascii.crc32(data[:end]) != crc:
+        _fail(P.E_BAD_CRC, f"CRC32 {binascii.crc32(data[:end]):08x}, the blob says {crc:08x}")
+    if key is not None and not hmac.compare_digest(hmac.new(key, data[:end + B.CRC_SIZE], "sha256").digest(),
+                                                   data[end + B.CRC_SIZE:]):
+        _fail(P.E_BAD_SIGNATURE, "HMAC does not match this key")
+    if model_id(data[B.HEADER_SIZE:end]) != mid:
+        _fail(P.E_BAD_CRC, f"model id {mid:08x} is not the SHA-256 of the body")
+    if kind not in B.KINDS:
+        _fail(P.E_UNSUPPORTED_KIND, f"kind {kind}")
+    if (feature_spec is not None and spec != feature_spec) or (n_features is not None and nf != n_features):
+        _fail(P.E_FEATURE_MISMATCH, f"feature set {spec} with {nf} features, the watch computes "
+                                    f"{feature_spec} with {n_features}")
+    quant = struct.unpack_from(f"<{nf}i{nf}B", data, B.HEADER_SIZE)
+    info = dict(version=version, kind=kind, feature_spec=spec, n_features=nf, n_classes=n_classes,
+                payload_length=payload_length, model_id=mid, size=size, crc=crc, signature_checked=key is not None,
+                offsets=quant[:nf], shifts=quant[nf:])
+    if kind == B.KIND_TREES:
+        start = B.HEADER_SIZE + B.quant_size(nf)
+        if payload_length < B.TREES_HEADER_SIZE:
+            _fail(P.E_TRUNCATED, f"tree payload of {payload_length} bytes, shorter than its header")
+        n_trees, n_nodes, n_leaves, _ = _TREES_HEADER.unpack_from(data, start)
+        expected = B.trees_payload_size(n_trees, n_nodes, n_leaves, n_classes)
+        if payload_length != expected:
+            _fail(P.E_TRUNCATED, f"payload of {payload_length} bytes, its counts need {expected}")
+        info.update(n_trees=n_trees, n_nodes=n_nodes, n_leaves=n_leaves)
+    return BlobInfo(**info)
+
+
+def describe(data: bytes | BlobInfo, key: bytes | None = None) -> str:
+    """A few lines for humans about a blob (checked with `read_blob` first when given bytes).
+
+    Example:
+        >>> one_leaf = bytes.fromhex("01000100010000000000ff00800000ff00")
+        >>> print(describe(build_blob(KIND_TREES, 7, 2, [0], [0], one_leaf, b"k" * 32)).splitlines()[0])
+        WEARS model blob v1, tree ensemble, model id f8938693
+    """
+    info = data if isinstance(data, BlobInfo) else read_blob(data, key)
+    lines = [f"WEARS model blob v{info.version}, {info.kind_name}, model id {info.model_id:08x}",
+             f"  {info.size} bytes (payload {info.payload_length}), CRC32 {info.crc:08x}, "
+             f"signature {'verified' if info.signature_checked else 'not checked (no key)'}",
+             f"  feature set {info.feature_spec}: {info.n_features} features -> {info.n_classes} classes"]
+    if info.n_trees is not None:
+        lines.append(f"  {info.n_trees} trees, {info.n_nodes} nodes, {info.n_leaves} distinct leaves")
+    lines.append("  quantization (offset >> shift): "
+                 + ", ".join(f"{o}>>{s}" for o, s in zip(info.offsets, info.shifts)))
+    return "\n".join(lines)
+
+
+def new_key() -> bytes:
+    """A fresh random signing key (32 bytes) for one watch."""
+    return os.urandom(KEY_SIZE)
+
+
+def load_key(path: str | os.PathLike) -> bytes:
+    """The signing key in `path`: the raw 32 bytes the watch keeps as `key.bin`."""
+    key = Path(path).read_bytes()
+    if len(key) != KEY_SIZE:
+        raise WearsError(f"{path}: a signing key is {KEY_SIZE} raw bytes, this file has {len(key)}")
+    return key
+
+
+def save_key(path: str | os.PathLike, key: bytes) -> None:
+    """Write `key` as a `key.bin` file readable only by its owner."""
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"a signing key is {KEY_SIZE} bytes")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+
+
+def _fail(reason: int, message: str) -> None:
+    raise ModelBlobError(f"{message} ({P.REASONS[reason]})", reason)

@@ -1,0 +1,348 @@
+"""Tree ensembles -> the watch's quantized, signed model blob (docs/model-blob.md).
+
+`quantize_forest` turns a fitted scikit-learn ExtraTrees or RandomForest classifier, trained on
+the watch's int32 fixed-point features, into a `QuantizedForest`: a per-feature offset and
+right shift mapping each feature to int16, int16 thresholds, u8 leaf probabilities. Its
+`predict` and `predict_proba_u8` are the watch runtime (`watch.model`) in numpy, bit for bit.
+
+Example:
+    >>> import numpy as np
+    >>> from sklearn.ensemble import ExtraTreesClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(-5000, 5000, size=(300, 3))
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    >>> forest = ExtraTreesClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, y)
+    >>> qf = quantize_forest(forest, X, feature_spec=1)
+    >>> bool(np.mean(forest.classes_[qf.predict(X)] == forest.predict(X)) > 0.97)
+    True
+    >>> data = qf.to_blob(key=bytes(32))
+    >>> len(data) == qf.size_bytes
+    True
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.utils.validation import check_is_fitted
+
+from watch import blob as B
+from watch import protocol as P
+
+from .blob import build_blob, model_id, read_blob
+from .errors import ModelBlobError
+
+_TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF: the child index of a leaf
+
+
+class QuantizedForest:
+    """A tree ensemble in the watch's integer form, and the watch's runtime emulated in numpy.
+
+    Nodes of all trees are in one table, each tree in depth-first order (left child = the next
+    node). Inner nodes send a row left when its quantized feature q <= threshold; a leaf has
+    feature `LEAF` (255) and its `right_` entry is its row of `leaf_proba_`.
+
+    Parameters:
+        feature_spec: id of the feature set the model expects (u16).
+        classes: the label each class index stands for (what sklearn calls `classes_`).
+        offsets, shifts: per-feature int32 offset and right shift of the quantization.
+        roots: index of each tree's first node.
+        feature, threshold, right: per node; threshold is the signed int16 t.
+        leaf_proba: u8 class probabilities (x/255), one row per distinct leaf.
+
+    Attributes:
+        classes_, offsets_, shifts_, roots_, feature_, threshold_, right_, leaf_proba_: numpy
+        arrays of the above.
+
+    Example:
+        >>> qf = QuantizedForest(feature_spec=1, classes=[0, 1], offsets=[0], shifts=[0], roots=[0],
+        ...                      feature=[0, 255, 255], threshold=[10, 0, 0], right=[2, 0, 1],
+        ...                      leaf_proba=[[255, 0], [0, 255]])
+        >>> qf.predict([[10], [11]]).tolist()
+        [0, 1]
+    """
+
+    LEAF = B.LEAF
+
+    def __init__(self, *, feature_spec: int, classes, offsets, shifts, roots, feature, threshold, right,
+                 leaf_proba) -> None:
+        self.feature_spec = int(feature_spec)
+        self.classes_ = np.asarray(classes)
+        self.offsets_ = np.asarray(offsets, dtype=np.int64)
+        self.shifts_ = np.asarray(shifts, dtype=np.int64)
+        self.roots_ = np.asarray(roots, dtype=np.int64)
+        self.feature_ = np.asarray(feature, dtype=np.int64)
+        self.threshold_ = np.asarray(threshold, dtype=np.int64)
+        self.right_ = np.asarray(right, dtype=np.int64)
+        self.leaf_proba_ = np.asarray(leaf_proba, dtype=np.int64).reshape(-1, len(self.classes_))
+        self._check()
+
+    def _check(self) -> None:
+        # What the watch's loader insists on (watch.model._runnable), so every blob built
+        # here loads there.
+        nf, nn, nl = self.n_features, self.n_nodes, self.n_leaves
+        if not 1 <= nf <= B.MAX_FEATURES or len(self.shifts_) != nf:
+            raise ValueError(f"need 1..{B.MAX_FEATURES} features, with one offset and one shift each")
+        if not 1 <= self.n_classes <= 255 or not 0 <= self.feature_spec <= 0xFFFF:
+            raise ValueError("n_classes must be 1..255 and feature_spec a u16")
+        if np.any((self.offsets_ < B.X_MIN) | (self.offsets_ > B.X_MAX)) or np.any(
+                (self.shifts_ < 0) | (self.shifts_ > B.MAX_SHIFT)):
+            raise ValueError(f"offsets must lie in [{B.X_MIN}, {B.X_MAX}], shifts in [0, {B.MAX_SHIFT}]")
+        if not (1 <= self.n_trees and 1 <= nn <= B.MAX_NODES and 1 <= nl <= B.MAX_NODES):
+            raise ValueError(f"need at least one tree and 1..{B.MAX_NODES} nodes and leaves")
+        if len(self.threshold_) != nn or len(self.right_) != nn or np.any(self.roots_ < 0) or np.any(self.roots_ >= nn):
+            raise ValueError("feature, threshold and right need one entry per node; roots must be nodes")
+        if np.any((self.leaf_proba_ < 0) | (self.leaf_proba_ > 255)):
+            raise ValueError("leaf probabilities are u8")
+        leaf = self.feature_ == B.LEAF
+        idx = np.arange(nn)
+        inner_ok = (self.feature_ >= 0) & (self.feature_ < nf) & (idx + 1 < nn) & (self.right_ > idx) & (
+            self.right_ < nn) & (self.threshold_ >= B.Q_MIN) & (self.threshold_ <= B.Q_MAX)
+        leaf_ok = (self.right_ >= 0) & (self.right_ < nl)
+        if not np.all(np.where(leaf, leaf_ok, inner_ok)):
+            raise ValueError("a node points outside the tables, backwards, or has a threshold outside int16")
+
+    @property
+    def n_features(self) -> int:
+        return len(self.offsets_)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes_)
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots_)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.feature_)
+
+    @property
+    def n_leaves(self) -> int:
+        return len(self.leaf_proba_)
+
+    def quantize(self, X_int) -> np.ndarray:
+        """The int16 values q the watch compares for integer features `X_int` (n, n_features)."""
+        X = _as_int(X_int, "X_int", self.n_features)
+        X = np.clip(X, B.X_MIN, B.X_MAX)
+        return np.clip((X - self.offsets_) >> self.shifts_, B.Q_MIN, B.Q_MAX)
+
+    def vote(self, X_int) -> np.ndarray:
+        """Per row and class, the sum over trees of the u8 leaf probabilities (int64)."""
+        q = self.quantize(X_int)
+        rows = np.arange(len(q))
+        total = np.zeros((len(q), self.n_classes), dtype=np.int64)
+        for root in self.roots_:
+            node = np.full(len(q), root)
+            inner = self.feature_[node] != B.LEAF
+            while inner.any():
+                at = node[inner]
+                left = q[rows[inner], self.feature_[at]] <= self.threshold_[at]
+                node[inner] = np.where(left, at + 1, self.right_[at])
+                inner = self.feature_[node] != B.LEAF
+            total += self.leaf_proba_[self.right_[node]]
+        return total
+
+    def predict(self, X_int) -> np.ndarray:
+        """The watch's label for each row: the class index (into `classes_`) with the largest
+        vote, the lowest index on ties."""
+        return np.argmax(self.vote(X_int), axis=1)
+
+    def predict_proba_u8(self, X_int) -> np.ndarray:
+        """The watch's u8 probabilities (x/255): the mean vote rounded half up, (n, n_classes)."""
+        return ((self.vote(X_int) + self.n_trees // 2) // self.n_trees).astype(np.uint8)
+
+    @property
+    def payload(self) -> bytes:
+        """The tree payload of the blob (docs/model-blob.md)."""
+        return b"".join([
+            struct.pack(B.TREES_HEADER, self.n_trees, self.n_nodes, self.n_leaves, 0),
+            self.roots_.astype("<u2").tobytes(),
+            self.feature_.astype("u1").tobytes(),
+            (self.threshold_ + B.BIAS).astype("<u2").tobytes(),
+            self.right_.astype("<u2").tobytes(),
+            self.leaf_proba_.astype("u1").tobytes(),
+        ])
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the blob, signature included."""
+        return B.blob_size(self.n_features, len(self.payload))
+
+    @property
+    def model_id(self) -> int:
+        """The id the watch reports in PREDICTION and STATUS packets for this model."""
+        quant = self.offsets_.astype("<i4").tobytes() + self.shifts_.astype("u1").tobytes()
+        return model_id(quant + self.payload)
+
+    def to_blob(self, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> bytes:
+        """The signed blob for a watch holding `key`.
+
+        Raises:
+            ModelBlobError: (E_TOO_LARGE) when it is larger than `max_bytes`, the most the
+                watch accepts; None lifts the limit.
+        """
+        if max_bytes is not None and self.size_bytes > max_bytes:
+            raise ModelBlobError(f"the blob would be {self.size_bytes} bytes, the watch takes at most {max_bytes}: "
+                                 "use fewer or shallower trees", P.E_TOO_LARGE)
+        return build_blob(B.KIND_TREES, self.feature_spec, self.n_classes, self.offsets_.tolist(),
+                          self.shifts_.tolist(), self.payload, key)
+
+    @classmethod
+    def from_blob(cls, data: bytes, key: bytes | None = None, classes=None) -> QuantizedForest:
+        """The forest in a tree-ensemble blob (checked by `read_blob`, with `key` if given)."""
+        info = read_blob(data, key)
+        if info.kind != B.KIND_TREES:
+            raise ModelBlobError(f"{info.kind_name}, not a tree ensemble", P.E_UNSUPPORTED_KIND)
+        at = info.payload_offset + B.TREES_HEADER_SIZE
+
+        def take(dtype: str, count: int) -> np.ndarray:
+            nonlocal at
+            out = np.frombuffer(data, dtype=dtype, count=count, offset=at)
+            at += out.nbytes
+            return out
+
+        roots = take("<u2", info.n_trees)
+        feature = take("u1", info.n_nodes)
+        threshold = take("<u2", info.n_nodes).astype(np.int64) - B.BIAS
+        right = take("<u2", info.n_nodes)
+        leaves = take("u1", info.n_leaves * info.n_classes)
+        try:
+            return cls(feature_spec=info.feature_spec,
+                       classes=np.arange(info.n_classes) if classes is None else classes,
+                       offsets=info.offsets, shifts=info.shifts, roots=roots, feature=feature, threshold=threshold,
+                       right=right, leaf_proba=leaves)
+        except ValueError as e:
+            raise ModelBlobError(str(e), P.E_UNSUPPORTED_KIND) from e
+
+    def __repr__(self) -> str:
+        return (f"QuantizedForest(feature_spec={self.feature_spec}, n_features={self.n_features}, "
+                f"n_classes={self.n_classes}, n_trees={self.n_trees}, n_nodes={self.n_nodes}, "
+                f"n_leaves={self.n_leaves}, size_bytes={self.size_bytes})")
+
+
+def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_train: np.ndarray,
+                    feature_spec: int) -> QuantizedForest:
+    """The watch's integer form of a fitted forest.
+
+    Each feature gets the offset at the middle of its training range and the smallest right
+    shift that fits the range into int16. A threshold `x <= thr` becomes `q <= t` with t chosen
+    so the integer x where the decision flips is as close as the shift allows to floor(thr)
+    (exactly there for shift 0). Leaf class fractions become u8 summing to 255 (largest
+    remainder); equal leaves share one row.
+
+    Parameters:
+        model: a fitted single-output ExtraTreesClassifier or RandomForestClassifier.
+        X_train: the integer (fixed-point) features it was trained on, (n, n_features); they
+            set the quantization and must lie in [X_MIN, X_MAX] of watch.blob.
+        feature_spec: id of the feature set (u16) the watch must compute to run the model.
+
+    Returns:
+        QuantizedForest whose class index i stands for `model.classes_[i]`.
+
+    Example:
+        >>> import numpy as np
+        >>> from sklearn.ensemble import RandomForestClassifier
+        >>> X = np.array([[0], [1], [10], [11]])
+        >>> forest = RandomForestClassifier(n_estimators=1, bootstrap=False, random_state=0)
+        >>> qf = quantize_forest(forest.fit(X, [0, 0, 1, 1]), X, feature_spec=3)
+        >>> qf.offsets_.tolist(), int(qf.threshold_[0]), qf.predict([[5], [6]]).tolist()
+        ([5], 0, [0, 1])
+    """
+    if not isinstance(model, (ExtraTreesClassifier, RandomForestClassifier)):
+        raise TypeError(f"expected ExtraTreesClassifier or RandomForestClassifier, got {type(model).__name__}")
+    check_is_fitted(model)
+    if model.n_outputs_ != 1:
+        raise ValueError("the watch runs single-output classifiers only")
+    X = _as_int(X_train, "X_train", model.n_features_in_)
+    if len(X) == 0 or X.min() < B.X_MIN or X.max() > B.X_MAX:
+        raise ValueError(f"X_train must be non-empty and lie in [{B.X_MIN}, {B.X_MAX}] (watch.blob X_MIN, X_MAX)")
+    offsets, shifts = _scaling(X)
+    leaf_rows: dict[bytes, int] = {}
+    roots, features, thresholds, rights = [], [], [], []
+    base = 0
+    for estimator in model.estimators_:
+        tree = estimator.tree_
+        order = _preorder(tree.children_left, tree.children_right)
+        new_index = np.empty(tree.node_count, dtype=np.int64)
+        new_index[order] = np.arange(len(order)) + base
+        is_leaf = tree.children_left[order] == _TREE_LEAF
+        f = np.where(is_leaf, 0, tree.feature[order])
+        t = _quantize_thresholds(tree.threshold[order], offsets[f], shifts[f])
+        proba = _proba_u8(tree.value[order[is_leaf], 0, :])
+        leaf_row = [leaf_rows.setdefault(row.tobytes(), len(leaf_rows)) for row in proba]
+        right = np.zeros(len(order), dtype=np.int64)
+        right[is_leaf] = leaf_row
+        right[~is_leaf] = new_index[tree.children_right[order[~is_leaf]]]
+        roots.append(base)
+        features.append(np.where(is_leaf, B.LEAF, f))
+        thresholds.append(np.where(is_leaf, 0, t))
+        rights.append(right)
+        base += len(order)
+    if base > B.MAX_NODES or len(leaf_rows) > B.MAX_NODES:
+        raise ValueError(f"{base} nodes and {len(leaf_rows)} distinct leaves: the blob holds at most {B.MAX_NODES}")
+    leaf_proba = np.frombuffer(b"".join(leaf_rows), dtype=np.uint8).reshape(len(leaf_rows), -1)
+    return QuantizedForest(feature_spec=feature_spec, classes=model.classes_, offsets=offsets, shifts=shifts,
+                           roots=roots, feature=np.concatenate(features), threshold=np.concatenate(thresholds),
+                           right=np.concatenate(rights), leaf_proba=leaf_proba)
+
+
+def _as_int(X, name: str, n_features: int) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"{name} must be (n_samples, {n_features}), got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.integer):
+        if not np.all(np.isfinite(X)) or np.any(X != np.round(X)):
+            raise ValueError(f"{name} must hold the watch's integer (fixed-point) feature values")
+    return X.astype(np.int64)
+
+
+def _scaling(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Offset at the middle of the training range, then the smallest shift fitting it in int16:
+    # the finest resolution, with equal headroom on both sides for values beyond the range.
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    offsets = (lo + hi) // 2
+    shifts = np.zeros_like(offsets)
+    while True:
+        wide = ((hi - offsets) >> shifts > B.Q_MAX) | ((lo - offsets) >> shifts < B.Q_MIN)
+        if not wide.any():
+            return offsets, shifts
+        shifts[wide] += 1
+
+
+def _quantize_thresholds(threshold: np.ndarray, offset: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    # For integer x, sklearn's `x <= thr` is `x <= X` with X = floor(thr). The watch's
+    # `((x - offset) >> shift) <= t` is `x <= offset + (t + 1) * 2**shift - 1`; pick t + 1 as
+    # (X - offset + 1) / 2**shift rounded half up, which is exact for shift 0.
+    X = np.floor(np.clip(threshold, B.X_MIN - 1, B.X_MAX)).astype(np.int64)
+    half = (np.int64(1) << shift) >> 1
+    t = ((X - offset + 1 + half) >> shift) - 1
+    return np.clip(t, B.Q_MIN, B.Q_MAX)
+
+
+def _proba_u8(value: np.ndarray) -> np.ndarray:
+    # Class fractions to u8 rows summing to 255: floor, then the leftover units to the largest
+    # remainders (the lowest class first among equal remainders).
+    total = value.sum(axis=1, keepdims=True)
+    frac = np.divide(value, total, out=np.full_like(value, 1.0 / value.shape[1], dtype=float), where=total > 0)
+    scaled = frac * 255
+    base = np.floor(scaled + 1e-9).astype(np.int64)
+    left = 255 - base.sum(axis=1, keepdims=True)
+    rank = np.argsort(np.argsort(-(scaled - base), axis=1, kind="stable"), axis=1, kind="stable")
+    return (base + (rank < left)).astype(np.uint8)
+
+
+def _preorder(children_left: np.ndarray, children_right: np.ndarray) -> np.ndarray:
+    # sklearn's depth-first builder already numbers nodes this way; the best-first builder
+    # (max_leaf_nodes) does not, so the order is always rebuilt.
+    order, stack = [], [0]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        if children_left[node] != _TREE_LEAF:
+            stack.append(children_right[node])
+            stack.append(children_left[node])
+    return np.asarray(order, dtype=np.int64)

@@ -1,0 +1,373 @@
+"""The watch runs the worked example of docs/model-blob.md as documented, rejects broken blobs
+with the right reason, and an upload replaces the model only when the new one is valid."""
+
+import os
+import struct
+import hashlib
+import micropython
+from array import array
+from binascii import crc32
+
+from watch import blob, model, upload
+from watch import protocol as p
+from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
+
+
+def _example():
+    """(key, blob, [(x, label, proba)]) from the ```blob-example block."""
+    key = data = None
+    cases = []
+    inside = False
+    with open(os.getenv("WEARS_REPO") + "/docs/model-blob.md") as f:
+        for line in f:
+            line = line.strip()
+            if line == "```blob-example":
+                inside = True
+            elif inside and line.startswith("```"):
+                break
+            elif inside and line.startswith("key "):
+                key = bytes.fromhex(line[4:])
+            elif inside and line.startswith("blob "):
+                data = bytes.fromhex(line[5:])
+            elif inside and line.startswith("predict "):
+                x, out = line[8:].split(" -> ")
+                label, proba = out.split(" ")
+                cases.append(([int(v) for v in x.split(",")], int(label), [int(v) for v in proba.split(",")]))
+    return key, data, cases
+
+
+KEY, BLOB, CASES = _example()
+SPEC = 1
+N_FEATURES = 2
+
+
+class _Dir:
+    """A fresh folder playing the watch's flash; removed with everything in it."""
+
+    def __init__(self):
+        self.path = (os.getenv("TMPDIR") or "/tmp") + "/wears-mp-model-" + "".join(
+            "%02x" % b for b in os.urandom(6))
+        os.mkdir(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for name in os.listdir(self.path):
+            os.remove(self.path + "/" + name)
+        os.rmdir(self.path)
+
+    def file(self, name):
+        return self.path + "/" + name
+
+    def write(self, name, data):
+        with open(self.file(name), "wb") as f:
+            f.write(data)
+        return self.file(name)
+
+    def read(self, name):
+        with open(self.file(name), "rb") as f:
+            return f.read()
+
+    def exists(self, name):
+        return name in os.listdir(self.path)
+
+
+def _sign(body, key=KEY):
+    """A blob from its bytes before the trailer: model id, CRC32 and HMAC made consistent."""
+    body = bytearray(body)
+    struct.pack_into("<I", body, 16, struct.unpack("<I", hashlib.sha256(body[blob.HEADER_SIZE:]).digest()[:4])[0])
+    body += struct.pack("<I", crc32(body) & 0xFFFFFFFF)
+    return bytes(body) + hmac_sha256(key, body)
+
+
+def _patched(offset, value, data=BLOB):
+    """A blob (the example) with byte(s) before the trailer changed, signed again."""
+    body = bytearray(data[:-blob.TRAILER_SIZE])
+    if isinstance(value, int):
+        value = bytes([value])
+    body[offset:offset + len(value)] = value
+    return _sign(body)
+
+
+def _reason(data, key=KEY, spec=SPEC, n_features=N_FEATURES, max_bytes=blob.MAX_BYTES):
+    with _Dir() as d:
+        path = d.write("model.wbl", data)
+        try:
+            model.load(path, key, spec, n_features, max_bytes)
+        except model.ModelError as e:
+            return e.reason
+    return p.OK
+
+
+def _load(data=BLOB, viper=True):
+    with _Dir() as d:
+        return model.load(d.write("model.wbl", data), KEY, SPEC, N_FEATURES, viper=viper)
+
+
+def test_example_blob_loads_with_its_documented_header():
+    m = _load()
+    assert m.model_id == 0x5E34E9F1 and m.kind == blob.KIND_TREES and m.feature_spec == 1
+    assert (m.n_features, m.n_classes, m.n_trees, m.n_nodes) == (2, 2, 2, 6)
+
+
+def test_example_predictions_match_the_document_on_both_paths():
+    assert len(CASES) == 4
+    for viper in (True, False):
+        m = _load(viper=viper)
+        assert m.viper == viper, "viper unavailable in MicroPython"
+        proba = bytearray(2)
+        for x, label, expected in CASES:
+            got = m.predict(array("i", x), proba)
+            assert got == label and list(proba) == expected, (viper, x, got, list(proba))
+
+
+def test_viper_and_python_paths_agree_on_extreme_and_random_inputs():
+    fast, slow = _load(viper=True), _load(viper=False)
+    values = [-2147483648, -0x20000001, -0x20000000, -131122, -7, -6, 0, 999, 1000, 1001, 131021,
+              0x1FFFFFFF, 0x20000000, 2147483647]
+    pa, pb = bytearray(2), bytearray(2)
+    x = array("i", [0, 0])
+    seed = 12345
+    n = 0
+    for i in range(len(values) ** 2 + 2000):
+        if i < len(values) ** 2:
+            x[0], x[1] = values[i % len(values)], values[i // len(values)]
+        else:
+            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+            x[0] = (seed & 0xFFFF) - 31768
+            x[1] = (seed >> 16) - 16384
+        a, b = fast.predict(x, pa), slow.predict(x, pb)
+        assert a == b and pa == pb, (list(x), a, b, list(pa), list(pb))
+        n += 1
+    assert n > 2000
+
+
+def test_predict_allocates_nothing_on_either_path():
+    for viper in (True, False):
+        m = _load(viper=viper)
+        x = array("i", [1200, -20])
+        proba = bytearray(2)
+        label = -1
+        micropython.heap_lock()
+        try:
+            for v in range(-300, 300):
+                x[1] = v
+                label = m.predict(x, proba)
+        finally:
+            micropython.heap_unlock()
+        assert label == 1
+
+
+def test_features_beyond_30_bits_are_clamped_before_quantizing():
+    # Offsets near the clamp bounds and thresholds beyond q(X_MAX) / q(X_MIN) make the clamp
+    # visible: without it, x = +-2**31 would quantize to +-32768 and take the other branch.
+    high = _patched(48, struct.pack("<H", blob.BIAS + 5000), _patched(20, struct.pack("<i", blob.X_MAX - 1000)))
+    low = _patched(48, struct.pack("<H", blob.BIAS - 5000), _patched(20, struct.pack("<i", blob.X_MIN + 1000)))
+    proba = bytearray(2)
+    for viper in (True, False):
+        m = _load(high, viper=viper)
+        assert m.predict(array("i", [2147483647, 0]), proba) == 0 and list(proba) == [192, 64], viper
+        assert m.predict(array("i", [blob.X_MAX, 0]), proba) == 0, viper
+        m = _load(low, viper=viper)
+        assert m.predict(array("i", [-2147483648, 0]), proba) == 1 and list(proba) == [96, 159], viper
+        assert m.predict(array("i", [blob.X_MIN, 0]), proba) == 1, viper
+
+
+def test_short_buffers_are_refused_before_running():
+    m = _load()
+    try:
+        m.predict(array("i", [1]), bytearray(2))
+    except ValueError:
+        return
+    raise AssertionError("a 1-feature x ran a 2-feature model")
+
+
+def test_truncated_or_overlong_blob_is_rejected_as_truncated():
+    for n in (0, 3, 19, 20, 60, len(BLOB) - 1):
+        assert _reason(BLOB[:n]) == p.E_TRUNCATED, n
+    assert _reason(BLOB + b"\x00") == p.E_TRUNCATED
+
+
+def test_flipped_byte_fails_the_crc():
+    for at in (16, 25, 50, 75, len(BLOB) - 36):
+        data = bytearray(BLOB)
+        data[at] ^= 0x01
+        assert _reason(bytes(data)) == p.E_BAD_CRC, at
+
+
+def test_wrong_key_or_flipped_hmac_fails_the_signature():
+    assert _reason(BLOB, key=bytes(32)) == p.E_BAD_SIGNATURE
+    assert _reason(BLOB, key=KEY[:-1]) == p.E_BAD_SIGNATURE
+    data = bytearray(BLOB)
+    data[-1] ^= 0x80
+    assert _reason(bytes(data)) == p.E_BAD_SIGNATURE
+
+
+def test_wrong_magic_and_version_are_rejected():
+    assert _reason(b"WMDX" + BLOB[4:]) == p.E_BAD_MAGIC
+    assert _reason(_patched(0, ord("X"))) == p.E_BAD_MAGIC
+    assert _reason(_patched(blob.VERSION_OFFSET, 2)) == p.E_BAD_VERSION
+
+
+def test_kind_other_than_trees_is_unsupported():
+    assert _reason(_patched(5, blob.KIND_MLP_INT8)) == p.E_UNSUPPORTED_KIND
+    assert _reason(_patched(5, 0)) == p.E_UNSUPPORTED_KIND
+
+
+def test_other_feature_set_is_a_feature_mismatch():
+    assert _reason(BLOB, spec=2) == p.E_FEATURE_MISMATCH
+    assert _reason(BLOB, n_features=3) == p.E_FEATURE_MISMATCH
+
+
+def test_blob_over_the_size_limit_is_too_large():
+    assert _reason(BLOB, max_bytes=len(BLOB) - 1) == p.E_TOO_LARGE
+    assert _reason(BLOB, max_bytes=len(BLOB)) == p.OK
+
+
+def test_signed_blob_with_a_wrong_model_id_is_rejected():
+    body = bytearray(BLOB[:-blob.TRAILER_SIZE])
+    body[16] ^= 1
+    body += struct.pack("<I", crc32(body) & 0xFFFFFFFF)
+    assert _reason(bytes(body) + hmac_sha256(KEY, body)) == p.E_BAD_CRC
+
+
+def test_signed_blob_with_a_broken_tree_is_not_run():
+    # Offsets in the example: feature bytes at 42, right at 60 (docs/model-blob.md).
+    assert _patched(0, ord("W")) == BLOB  # re-signing an unchanged body gives the same blob
+    assert _reason(_patched(60, 0)) == p.E_UNSUPPORTED_KIND  # node 0's right child is itself
+    assert _reason(_patched(62, 9)) == p.E_UNSUPPORTED_KIND  # leaf row 9 of 3
+    assert _reason(_patched(42, 7)) == p.E_UNSUPPORTED_KIND  # feature 7 of 2
+    assert _reason(_patched(29, 40)) == p.E_UNSUPPORTED_KIND  # shift 40
+    assert _reason(_patched(32, 7)) == p.E_TRUNCATED  # 7 nodes do not fit the payload length
+
+
+def _other_model():
+    # The example with leaf row 0 = [0, 255]: a valid blob with another model id.
+    body = bytearray(BLOB[:-blob.TRAILER_SIZE])
+    body[72], body[73] = 0, 255
+    return _sign(body)
+
+
+def _upload(up, data, crc=None, step=20):
+    assert up.begin(len(data), crc32(data) if crc is None else crc) == p.OK
+    for at in range(0, len(data), step):
+        assert up.chunk(at, data[at:at + step]) == p.OK, at
+    return up.commit(KEY, SPEC, N_FEATURES)
+
+
+def test_upload_replaces_the_model_file_with_a_valid_blob():
+    new = _other_model()
+    with _Dir() as d:
+        d.write("model.wbl", BLOB)
+        up = upload.ModelUpload(d.file("model.wbl"))
+        reason, m = _upload(up, new)
+        assert reason == p.OK and m is not None
+        assert m.model_id == struct.unpack_from("<I", new, 16)[0] != 0x5E34E9F1
+        assert d.read("model.wbl") == new and not d.exists("model.new")
+        proba = bytearray(2)
+        assert m.predict(array("i", [900, 100]), proba) == 1 and list(proba) == [64, 191]
+
+
+def test_corrupt_upload_leaves_the_old_model_byte_identical():
+    wrong_key = bytearray(_sign(BLOB[:-blob.TRAILER_SIZE], key=bytes(32)))
+    flipped = bytearray(_other_model())
+    flipped[50] ^= 4
+    cases = ((bytes(flipped), None, p.E_BAD_CRC),  # announced CRC matches, the blob's does not
+             (bytes(wrong_key), None, p.E_BAD_SIGNATURE),
+             (_other_model(), 1234, p.E_BAD_CRC),  # the transfer itself went wrong
+             (_patched(6, 9), None, p.E_FEATURE_MISMATCH))
+    with _Dir() as d:
+        d.write("model.wbl", BLOB)
+        for data, crc, reason in cases:
+            up = upload.ModelUpload(d.file("model.wbl"))
+            assert _upload(up, data, crc) == (reason, None), reason
+            assert d.read("model.wbl") == BLOB and not d.exists("model.new"), reason
+        up = upload.ModelUpload(d.file("model.wbl"))
+        assert up.begin(len(BLOB), crc32(BLOB)) == p.OK
+        assert up.chunk(0, BLOB[:50]) == p.OK
+        assert up.commit(KEY, SPEC, N_FEATURES) == (p.E_TRUNCATED, None)
+        assert d.read("model.wbl") == BLOB and not d.exists("model.new")
+
+
+def test_upload_answers_out_of_order_steps_with_their_reasons():
+    with _Dir() as d:
+        up = upload.ModelUpload(d.file("model.wbl"), max_bytes=1000)
+        assert up.chunk(0, b"WMDL") == p.E_NO_UPLOAD
+        assert up.commit(KEY, SPEC, N_FEATURES) == (p.E_NO_UPLOAD, None)
+        assert up.begin(1001, 0) == p.E_TOO_LARGE and not up.active
+        assert up.begin(len(BLOB), crc32(BLOB)) == p.OK and d.exists("model.new")
+        assert up.chunk(4, BLOB[4:8]) == p.E_BAD_OFFSET
+        assert up.chunk(0, BLOB[:100]) == p.OK
+        assert up.chunk(0, BLOB[:100]) == p.E_BAD_OFFSET
+        assert up.chunk(100, BLOB[100:] + b"xx") == p.E_TOO_LARGE
+        assert up.chunk(100, BLOB[100:]) == p.OK and up.received == len(BLOB)
+        up.abort()
+        assert not up.active and not d.exists("model.new") and not d.exists("model.wbl")
+        assert up.chunk(0, b"W") == p.E_NO_UPLOAD
+
+
+class _RamDisk:
+    """Block device in RAM for a real littlefs (the ESP32 port's filesystem); one buffer per
+    block, as the test heap is too fragmented by then for one large buffer."""
+
+    def __init__(self, blocks, size=256):
+        self.size = size
+        self.blocks = [bytearray(size) for _ in range(blocks)]
+
+    def readblocks(self, n, buf, offset=0):
+        buf[:] = memoryview(self.blocks[n])[offset:offset + len(buf)]
+
+    def writeblocks(self, n, buf, offset=0):
+        self.blocks[n][offset:offset + len(buf)] = buf
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return len(self.blocks)
+        if op == 5:  # block size
+            return self.size
+        if op == 6:  # erase: nothing to do in RAM
+            return 0
+        return None
+
+
+def test_upload_switches_models_on_littlefs():
+    disk = _RamDisk(24)
+    os.VfsLfs2.mkfs(disk)
+    mount = "/wears-lfs-" + "".join("%02x" % b for b in os.urandom(4))
+    os.mount(os.VfsLfs2(disk), mount)
+    try:
+        with open(mount + "/model.wbl", "wb") as f:
+            f.write(BLOB)
+        up = upload.ModelUpload(mount + "/model.wbl")
+        bad = bytearray(_other_model())
+        bad[40] ^= 1
+        assert _upload(up, bytes(bad))[0] == p.E_BAD_CRC
+        with open(mount + "/model.wbl", "rb") as f:
+            assert f.read() == BLOB
+        new = _other_model()
+        assert _upload(up, new)[0] == p.OK
+        with open(mount + "/model.wbl", "rb") as f:
+            assert f.read() == new
+        assert sorted(os.listdir(mount)) == ["model.wbl"]
+    finally:
+        os.umount(mount)
+
+
+def test_hmac_matches_rfc4231_vectors_whole_and_chunked():
+    cases = (
+        (b"\x0b" * 20, b"Hi There",
+         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+        (b"Jefe", b"what do ya want for nothing?",
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+        (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+    )
+    for key, msg, expected in cases:
+        assert hmac_sha256(key, msg) == bytes.fromhex(expected), expected
+        assert hmac_sha256(key, [msg[:5], memoryview(msg)[5:9], msg[9:]]) == bytes.fromhex(expected)
+        h = HmacSha256(key)
+        for i in range(len(msg)):
+            h.update(msg[i:i + 1])
+        assert equal(h.digest(), bytes.fromhex(expected))
+    assert not equal(b"ab", b"ac") and not equal(b"ab", b"abc")

@@ -1,0 +1,148 @@
+"""The host builds the documented blob byte for byte, checks blobs like the watch with the same
+reason codes, and the watch's HMAC equals CPython's hmac."""
+
+import binascii
+import hmac
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from watch import blob as B
+from watch import protocol as P
+from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
+from wears import blob as WB
+from wears.errors import ModelBlobError, WearsError
+from wears.export import QuantizedForest
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "model-blob.md"
+
+
+def _doc_example():
+    lines = DOC.read_text().split("```blob-example\n", 1)[1].split("```", 1)[0].splitlines()
+    fields = dict(line.split(" ", 1) for line in lines if not line.startswith("predict"))
+    cases = []
+    for line in lines:
+        if line.startswith("predict "):
+            x, out = line[8:].split(" -> ")
+            label, proba = out.split()
+            cases.append(([int(v) for v in x.split(",")], int(label), [int(v) for v in proba.split(",")]))
+    return bytes.fromhex(fields["key"]), bytes.fromhex(fields["blob"]), cases
+
+
+KEY, BLOB, CASES = _doc_example()
+EXAMPLE = QuantizedForest(feature_spec=1, classes=[0, 1], offsets=[1000, -50], shifts=[0, 2], roots=[0, 3],
+                          feature=[0, 255, 255, 1, 255, 255], threshold=[0, 0, 0, 10, 0, 0], right=[2, 0, 1, 5, 1, 2],
+                          leaf_proba=[[255, 0], [64, 191], [128, 127]])
+
+
+def _resign(body: bytes, key: bytes = KEY) -> bytes:
+    body = bytearray(body)
+    body[16:20] = WB.model_id(bytes(body[B.HEADER_SIZE:])).to_bytes(4, "little")
+    body += struct.pack("<I", binascii.crc32(body))
+    return bytes(body) + hmac.new(key, body, "sha256").digest()
+
+
+def _patched(offset: int, value: int) -> bytes:
+    body = bytearray(BLOB[:-B.TRAILER_SIZE])
+    body[offset] = value
+    return _resign(bytes(body))
+
+
+def _reason(data: bytes, **kwargs) -> int:
+    with pytest.raises(ModelBlobError) as e:
+        WB.read_blob(data, **kwargs)
+    return e.value.reason
+
+
+def test_exporter_builds_the_documented_example_byte_for_byte():
+    assert EXAMPLE.to_blob(KEY) == BLOB
+    assert EXAMPLE.model_id == 0x5E34E9F1
+
+
+def test_documented_predictions_match_the_host_emulation():
+    X = np.array([x for x, _, _ in CASES])
+    assert EXAMPLE.predict(X).tolist() == [label for _, label, _ in CASES]
+    assert EXAMPLE.predict_proba_u8(X).tolist() == [proba for _, _, proba in CASES]
+
+
+def test_read_blob_reports_the_header_of_a_valid_blob():
+    info = WB.read_blob(BLOB, KEY, feature_spec=1, n_features=2, max_bytes=B.MAX_BYTES)
+    assert (info.version, info.kind, info.feature_spec, info.n_features, info.n_classes) == (1, 1, 1, 2, 2)
+    assert (info.payload_length, info.model_id, info.size, info.crc) == (48, 0x5E34E9F1, 114, 0x5CC2E6E6)
+    assert (info.offsets, info.shifts, info.n_trees, info.n_nodes, info.n_leaves) == ((1000, -50), (0, 2), 2, 6, 3)
+    assert info.signature_checked and not WB.read_blob(BLOB).signature_checked
+
+
+def test_read_blob_rejects_each_fault_with_the_watchs_reason():
+    flipped = bytearray(BLOB)
+    flipped[50] ^= 1
+    assert _reason(BLOB, max_bytes=113) == P.E_TOO_LARGE
+    assert _reason(BLOB[:10]) == P.E_TRUNCATED
+    assert _reason(BLOB[:-1]) == P.E_TRUNCATED
+    assert _reason(BLOB + b"\0") == P.E_TRUNCATED
+    assert _reason(b"WMDX" + BLOB[4:]) == P.E_BAD_MAGIC
+    assert _reason(_patched(4, 2)) == P.E_BAD_VERSION
+    assert _reason(bytes(flipped)) == P.E_BAD_CRC
+    assert _reason(BLOB, key=bytes(32)) == P.E_BAD_SIGNATURE
+    assert _reason(_patched(5, 9)) == P.E_UNSUPPORTED_KIND
+    assert _reason(BLOB, feature_spec=2) == P.E_FEATURE_MISMATCH
+    assert _reason(BLOB, n_features=3) == P.E_FEATURE_MISMATCH
+    assert _reason(_patched(32, 7)) == P.E_TRUNCATED  # node count does not fit the payload
+    body = bytearray(BLOB[:-B.TRAILER_SIZE])
+    body[16] ^= 1
+    body += struct.pack("<I", binascii.crc32(body))
+    assert _reason(bytes(body) + hmac.new(KEY, body, "sha256").digest()) == P.E_BAD_CRC  # wrong model id
+
+
+def test_error_messages_name_the_fault():
+    with pytest.raises(ModelBlobError, match=r"114 bytes, the header declares 115 \(truncated\)"):
+        WB.read_blob(_patched(12, 49))
+    with pytest.raises(WearsError, match="bad signature"):
+        WB.read_blob(BLOB, bytes(32))
+
+
+def test_from_blob_refuses_a_signed_blob_with_a_broken_tree():
+    with pytest.raises(ModelBlobError) as e:
+        QuantizedForest.from_blob(_patched(60, 0))  # node 0's right child is itself
+    assert e.value.reason == P.E_UNSUPPORTED_KIND
+
+
+def test_describe_names_kind_id_and_signature():
+    text = WB.describe(BLOB, KEY)
+    assert "tree ensemble, model id 5e34e9f1" in text and "signature verified" in text
+    assert "2 trees, 6 nodes" in text and "1000>>0, -50>>2" in text
+    assert "not checked" in WB.describe(BLOB)
+
+
+def test_keys_are_32_random_bytes_and_round_trip_through_a_file(tmp_path):
+    a, b = WB.new_key(), WB.new_key()
+    assert len(a) == 32 and a != b
+    WB.save_key(tmp_path / "key.bin", a)
+    assert WB.load_key(tmp_path / "key.bin") == a
+    assert (tmp_path / "key.bin").stat().st_mode & 0o077 == 0
+    (tmp_path / "bad.bin").write_text(a.hex())
+    with pytest.raises(WearsError, match="32 raw bytes"):
+        WB.load_key(tmp_path / "bad.bin")
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.binary(max_size=200), msg=st.binary(max_size=600), cuts=st.lists(st.integers(0, 600), max_size=5))
+def test_watch_hmac_equals_cpython_hmac(key, msg, cuts):
+    expected = hmac.new(key, msg, "sha256").digest()
+    assert hmac_sha256(key, msg) == expected
+    bounds = [0, *sorted(min(c, len(msg)) for c in cuts), len(msg)]
+    assert hmac_sha256(key, [msg[a:b] for a, b in zip(bounds, bounds[1:])]) == expected
+    h = HmacSha256(key)
+    h.update(memoryview(msg))
+    assert equal(h.digest(), expected)
+
+
+def test_digest_comparison_sees_every_byte():
+    d = bytes(range(32))
+    assert equal(d, bytes(d))
+    for i in range(32):
+        assert not equal(d, d[:i] + bytes([d[i] ^ 1]) + d[i + 1:])
+    assert not equal(d, d[:31])
