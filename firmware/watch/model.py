@@ -176,9 +176,12 @@ class TreeModel:
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
     """The TreeModel in the blob file `path`, checked against the watch's key and the
-    feature set it computes; raises ModelError(reason) for a blob it must not run and OSError
-    when the file cannot be read. `viper=False` forces the plain-Python path."""
+    feature set it computes; raises ModelError(reason) for a blob it must not run (an empty
+    key authenticates nothing: E_BAD_SIGNATURE) and OSError when the file cannot be read.
+    `viper=False` forces the plain-Python path."""
     size = os.stat(path)[6]
+    if not key:
+        raise ModelError(E_BAD_SIGNATURE)  # anyone can sign with an empty key
     if size > max_bytes:
         raise ModelError(E_TOO_LARGE)
     with open(path, "rb") as f:

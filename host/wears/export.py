@@ -290,6 +290,39 @@ def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_trai
                            right=np.concatenate(rights), leaf_proba=leaf_proba)
 
 
+def export_blob(trained, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> tuple[bytes, dict]:
+    """Quantize and sign a trained model in one step: (blob, info) for `wears export`.
+
+    Parameters:
+        trained: anything with `model` (a fitted forest), `X_train` (its integer features) and
+            `feature_spec`, such as `wears.train.TrainedModel`.
+        key: the signing key of the watch that will run it.
+        max_bytes: the largest blob the watch accepts; None lifts the limit.
+
+    Returns:
+        The blob, and a JSON-ready dict: model_id, size_bytes, feature_spec, n_features,
+        n_classes, n_trees, n_nodes, n_leaves, and train_agreement (the fraction of training
+        rows on which the watch's label equals scikit-learn's).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from sklearn.ensemble import ExtraTreesClassifier
+        >>> X = np.arange(40).reshape(20, 2)
+        >>> forest = ExtraTreesClassifier(n_estimators=3, max_depth=3, random_state=0).fit(X, X[:, 0] > 19)
+        >>> data, info = export_blob(SimpleNamespace(model=forest, X_train=X, feature_spec=2), bytes(32))
+        >>> info["size_bytes"] == len(data), info["train_agreement"]
+        (True, 1.0)
+    """
+    qf = quantize_forest(trained.model, trained.X_train, trained.feature_spec)
+    data = qf.to_blob(key, max_bytes)
+    X = np.asarray(trained.X_train)
+    agreement = float(np.mean(qf.classes_[qf.predict(X)] == trained.model.predict(X)))
+    info = {"model_id": qf.model_id, "size_bytes": len(data), "feature_spec": qf.feature_spec,
+            "n_features": qf.n_features, "n_classes": qf.n_classes, "n_trees": qf.n_trees, "n_nodes": qf.n_nodes,
+            "n_leaves": qf.n_leaves, "train_agreement": round(agreement, 4)}
+    return data, info
+
+
 def _as_int(X, name: str, n_features: int) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != n_features:

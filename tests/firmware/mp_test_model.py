@@ -199,6 +199,7 @@ def test_flipped_byte_fails_the_crc():
 def test_wrong_key_or_flipped_hmac_fails_the_signature():
     assert _reason(BLOB, key=bytes(32)) == p.E_BAD_SIGNATURE
     assert _reason(BLOB, key=KEY[:-1]) == p.E_BAD_SIGNATURE
+    assert _reason(_sign(BLOB[:-blob.TRAILER_SIZE], key=b""), key=b"") == p.E_BAD_SIGNATURE
     data = bytearray(BLOB)
     data[-1] ^= 0x80
     assert _reason(bytes(data)) == p.E_BAD_SIGNATURE

@@ -14,7 +14,7 @@ from watch import model as M
 from watch import protocol as P
 from wears.blob import read_blob
 from wears.errors import ModelBlobError
-from wears.export import QuantizedForest, quantize_forest
+from wears.export import QuantizedForest, export_blob, quantize_forest
 
 KEY = bytes(range(32))
 SPEC = 3
@@ -171,3 +171,13 @@ def test_runtime_constants_equal_the_blob_contract():
     assert (M._LEAF, M._BIAS, M._X_MIN, M._X_MAX) == (B.LEAF, B.BIAS, B.X_MIN, B.X_MAX)
     assert B.trees_payload_size(2, 6, 3, 2) == 48 and B.blob_size(2, 48) == 114
     assert M._predict_viper is None  # CPython runs the plain-Python path
+
+
+def test_export_blob_signs_a_trained_model_and_reports_json_ready_info(trained):
+    import json
+    from types import SimpleNamespace
+    forest, X_train, _ = trained
+    data, info = export_blob(SimpleNamespace(model=forest, X_train=X_train, feature_spec=SPEC), KEY)
+    assert json.loads(json.dumps(info)) == info
+    assert read_blob(data, KEY, feature_spec=SPEC, n_features=9).model_id == info["model_id"]
+    assert info["size_bytes"] == len(data) and info["n_trees"] == 10 and info["train_agreement"] >= 0.97
