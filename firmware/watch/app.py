@@ -20,6 +20,7 @@ except ImportError:
 
 import machine
 
+from watch import blob
 from watch import board as boards
 from watch import protocol as P
 from watch.drivers.lsm6ds3 import LSM6DS3
@@ -71,7 +72,8 @@ class Watch:
         self.preds = Outbox(8, 32)
         self.open = {}  # stream id -> [buffer, count, first index] of the packet being filled
         self.key = self._read_key()
-        self.upload = ModelUpload(MODEL_PATH, max_bytes=self.board.get("model_budget_bytes", 65536))
+        self.model_budget = self.board.get("model_budget_bytes", blob.MAX_BYTES)
+        self.upload = ModelUpload(MODEL_PATH, max_bytes=self.model_budget)
         self._setup_sensors()
         feats = self.board.get("features", {})
         self.spec_id, self.n_features = spec_for(self.has_gyro)
@@ -138,7 +140,7 @@ class Watch:
         except OSError:
             return
         try:
-            self.model = load_model(MODEL_PATH, self.key or b"", self.spec_id, self.n_features)
+            self.model = load_model(MODEL_PATH, self.key or b"", self.spec_id, self.n_features, self.model_budget)
             self.event(P.EV_MODEL_LOADED, self.model.model_id)
         except ModelError as e:
             self.event(P.EV_MODEL_REJECTED, e.reason)

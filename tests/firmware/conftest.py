@@ -33,7 +33,7 @@ def _run(path: Path) -> dict[str, str]:
         if line.startswith(("PASS ", "FAIL ", "SKIP ")):
             status, current = line.split(" ", 1)
             results[current] = status
-        elif current and results[current] == "FAIL":
+        elif current and results[current].startswith("FAIL"):
             results[current] += "\n" + line
     results["__process__"] = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     return results
