@@ -223,13 +223,36 @@ def test_disconnect_and_reconnect_work_repeatedly(watch, registry):
     assert run(go()) is not None
 
 
-def test_a_second_central_is_refused_while_one_is_connected(watch, registry):
+def test_a_host_that_vanishes_mid_connection_lets_the_next_one_connect_at_once(watch, registry):
+    from wears.ble import virtual as V
+
+    async def go():
+        reader, writer = await asyncio.open_connection("127.0.0.1", watch.entry["port"])
+        assert (await V._read_frame(reader))[0] == V.HELLO
+        writer.write(V._frame(V.CONNECT, 247, bytes(6)))
+        assert (await V._read_frame(reader))[:2] == (V.CONNECTED, 247)
+        writer.transport.abort()  # no DISCONNECT frame: the host process died
+        async with client(watch.address, registry) as c:
+            return await c.read_gatt_char(normalize_uuid_16(P.MODEL_NUMBER_UUID))
+
+    assert run(go()) == b"vw-echo"
+
+
+def test_a_second_central_waits_while_one_is_connected_and_connects_after_it_leaves(watch, registry):
     async def go():
         async with client(watch.address, registry):
             with pytest.raises(BleakError, match="another central"):
-                await client(watch.address, registry).connect()
+                await client(watch.address, registry, timeout=0.3).connect()
+            second = client(watch.address, registry, timeout=5.0)
+            waiting = asyncio.create_task(second.connect())
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+        await waiting  # the first central left: the watch advertises again and accepts
+        connected = second.is_connected
+        await second.disconnect()
+        return connected
 
-    run(go())
+    assert run(go())
 
 
 def test_connecting_to_an_unknown_address_says_it_was_not_found(registry):

@@ -62,6 +62,7 @@ BRIDGE_VERSION = 1
 _CCCD = normalize_uuid_16(0x2902)
 _ATT_TIMEOUT_S = 30.0  # an ATT transaction times out after 30 s (Core spec Vol 3, Part F, 3.3.3)
 _GOODBYE_TIMEOUT_S = 5.0  # how long disconnect() waits for the watch to close its side
+_RETRY_S = 0.05  # a refused connection is tried again after this (an advertising interval or two)
 _HCI_REMOTE_USER = 0x13  # reason the central gives when it ends the connection
 _DEFAULT_MTU = 517  # the ATT MTU BlueZ asks for
 
@@ -225,24 +226,27 @@ class VirtualBleakClient(BaseBleakClient):
         if self._connected:
             return
         registry = self._args.get("registry")
-        entry = find_watch(self.address, registry) or (self._entry if self._entry and _alive(
-            int(self._entry.get("pid") or 0)) else None)
-        if entry is None:
-            raise BleakDeviceNotFoundError(
-                self.address, f"Virtual watch {self.address} was not found in {registry_dir(registry)}")
-        self._entry = entry
         if pair:
             logger.debug("virtual watches need no pairing; connecting to %s without", self.address)
         try:
             async with asyncio.timeout(self._timeout):
-                reader, writer = await asyncio.open_connection("127.0.0.1", int(entry["port"]))
-                try:
-                    await self._handshake(reader, writer)
-                except BaseException:
+                while True:
+                    entry = self._lookup(registry)
+                    reader, writer = await asyncio.open_connection("127.0.0.1", int(entry["port"]))
+                    try:
+                        if await self._handshake(reader, writer):
+                            break
+                    except BaseException:
+                        writer.close()
+                        raise
+                    # Refused: another central is connected (or the watch does not advertise as
+                    # connectable). A central waits for the next connectable advertisement.
                     writer.close()
-                    raise
+                    await asyncio.sleep(_RETRY_S)
         except TimeoutError as e:
-            raise BleakError(f"timed out connecting to virtual watch {self.address}") from e
+            raise BleakError(f"virtual watch {self.address} did not accept a connection within "
+                             f"{self._timeout:g} s: another central is connected, or it does not "
+                             "advertise as connectable") from e
         except OSError as e:
             raise BleakError(f"cannot reach virtual watch {self.address}: {e}") from e
         self._reader, self._writer = reader, writer
@@ -251,12 +255,22 @@ class VirtualBleakClient(BaseBleakClient):
         self.disconnect_reason = None
         self._receiver = asyncio.create_task(self._receive(), name=f"virtual-ble-{self.address}")
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _lookup(self, registry: str | None) -> dict[str, Any]:
+        entry = find_watch(self.address, registry)
+        if entry is None and self._entry and _alive(int(self._entry.get("pid") or 0)):
+            entry = self._entry
+        if entry is None:
+            raise BleakDeviceNotFoundError(
+                self.address, f"Virtual watch {self.address} was not found in {registry_dir(registry)}")
+        self._entry = entry
+        return entry
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """HELLO, CONNECT, CONNECTED; False when the watch refused the connection."""
         try:
             op, version, payload = await _read_frame(reader)
-        except asyncio.IncompleteReadError as e:
-            raise BleakError(f"virtual watch {self.address} refused the connection: another central "
-                             "is connected") from e
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return False
         if op != HELLO or version != BRIDGE_VERSION:
             raise BleakError(f"virtual watch {self.address} speaks bridge op {op:#x} version {version}, "
                              f"expected HELLO version {BRIDGE_VERSION}")
@@ -273,6 +287,7 @@ class VirtualBleakClient(BaseBleakClient):
         if op != CONNECTED:
             raise BleakError(f"virtual watch {self.address} answered CONNECT with op {op:#x}")
         self._mtu = mtu
+        return True
 
     def _service_collection(self, table: list[Any]) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()

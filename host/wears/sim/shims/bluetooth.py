@@ -348,13 +348,7 @@ class _BLE:
             self._busy = False
 
     def _service(self, timeout_ms):
-        self._flush()
-        if self._lost:
-            self._lost = False
-            self._irq(_IRQ_CENTRAL_DISCONNECT, (0, 0, self._peer))
-        if self._indicated:
-            self._irq(_IRQ_GATTS_INDICATE_DONE, (0, self._indicated, 0))
-            self._indicated = 0
+        self._events()
         link = accept = False
         for obj, _ in self._poll.ipoll(timeout_ms):
             if obj is self._listen:
@@ -363,16 +357,27 @@ class _BLE:
                 link = True
         while link and self._sock and self._read_frame():
             pass
+        self._events()  # a central that just left lets the firmware advertise before the next comes
         if accept:
             self._accept()
         self._flush()
+
+    def _events(self):
+        """Flush, then raise the IRQs that follow earlier calls (disconnection, indication)."""
+        self._flush()
+        if self._lost:
+            self._lost = False
+            self._irq(_IRQ_CENTRAL_DISCONNECT, (0, 0, self._peer))
+        if self._indicated:
+            self._irq(_IRQ_GATTS_INDICATE_DONE, (0, self._indicated, 0))
+            self._indicated = 0
 
     def _accept(self):
         try:
             sock, _ = self._listen.accept()
         except OSError:
             return
-        if self._sock:  # one central at a time
+        if self._sock or not self._adv:  # one central at a time, and only while connectable
             sock.close()
             return
         body = json.dumps({"name": self._cfg["gap_name"].decode(), "address": self.address,
