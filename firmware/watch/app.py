@@ -70,7 +70,8 @@ class Watch:
         self.replies = Outbox(8, 32)
         self.events = Outbox(8, 48)
         self.preds = Outbox(8, 32)
-        self.open = {}  # stream id -> [buffer, count, first index] of the packet being filled
+        # Per stream, the SAMPLES packet being filled: [buffer, count, first index, capacity].
+        self.staging = {s: [bytearray(_PACKET), 0, 0, 1] for s in (P.PPG, P.ACC, P.GYRO)}
         self.key = self._read_key()
         self.model_budget = self.board.get("model_budget_bytes", blob.MAX_BYTES)
         self.upload = ModelUpload(MODEL_PATH, max_bytes=self.model_budget)
@@ -199,12 +200,12 @@ class Watch:
         """Append n samples (from `values`, `per_sample` ints each) to the stream's open packet."""
         size = P.SAMPLE_SIZES[stream]
         fmt = P.SAMPLE_FORMATS[stream]
-        capacity = (_PACKET - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
-        pkt = self.open.get(stream)
+        pkt = self.staging[stream]  # [buffer, count, first index, capacity]
         for i in range(n):
-            if pkt is None:
-                pkt = [self.streams.open_buf(), 0, first_index + i]
-                self.open[stream] = pkt
+            if pkt[1] == 0:
+                pkt[2] = first_index + i
+                # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
+                pkt[3] = (min(_PACKET, self.radio.max_payload) - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
             off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
             if per_sample == 2:
                 struct.pack_into(fmt, pkt[0], off, values[0][i], values[1][i])
@@ -212,15 +213,16 @@ class Watch:
                 j = 3 * i
                 struct.pack_into(fmt, pkt[0], off, values[j], values[j + 1], values[j + 2])
             pkt[1] += 1
-            if pkt[1] == capacity:
+            if pkt[1] >= pkt[3]:
                 self.seal_samples(stream)
-                pkt = None
 
     def seal_samples(self, stream):
-        pkt = self.open.pop(stream, None)
-        if pkt:
+        pkt = self.staging[stream]
+        if pkt[1]:
             box = self.streams
-            box.seal(P.pack_samples_header(pkt[0], box.next_seq(), self.uptime(), stream, pkt[1], pkt[2]))
+            n = P.pack_samples_header(pkt[0], box.next_seq(), self.uptime(), stream, pkt[1], pkt[2])
+            box.push(pkt[0], n)
+            pkt[1] = 0
 
     # The loop ---------------------------------------------------------------------------
 
@@ -381,12 +383,15 @@ class Watch:
     def run(self):
         self.radio.start()
         gc.collect()
-        while True:
-            start = time.ticks_ms()
-            self.step()
-            left = _PERIOD_MS - time.ticks_diff(time.ticks_ms(), start)
-            if left > 0:
-                time.sleep_ms(left)
+        try:
+            while True:
+                start = time.ticks_ms()
+                self.step()
+                left = _PERIOD_MS - time.ticks_diff(time.ticks_ms(), start)
+                if left > 0:
+                    time.sleep_ms(left)
+        finally:
+            self.radio.on_power_off()
 
 
 def main():

@@ -13,6 +13,9 @@ except ImportError:
 
 
 class Outbox:
+    """Packets wait here for the radio. Fill `open_buf()` and `seal(n)` it before opening
+    another, or `push` a packet built elsewhere."""
+
     def __init__(self, slots, slot_size):
         self._bufs = [bytearray(slot_size) for _ in range(slots)]
         self._views = [memoryview(b) for b in self._bufs]
@@ -43,6 +46,11 @@ class Outbox:
     def seal(self, n):
         self._lens[(self._head + self._count) % self._slots] = n
         self._count += 1
+
+    def push(self, buf, n):
+        """Queue a copy of buf[:n]."""
+        self.open_buf()[:n] = buf[:n]
+        self.seal(n)
 
     def flush(self, send, budget):
         """Send up to `budget` queued packets with `send(memoryview) -> bool`; stops when it refuses."""

@@ -142,8 +142,11 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
                     if progress:
                         progress(writer.stats)
                 await asyncio.sleep(0.05)
-            await client.stop()
-            await asyncio.sleep(0.2)  # the last packets in flight
+            try:
+                await client.stop()
+                await asyncio.sleep(0.2)  # the last packets in flight
+            except WatchDisconnected:
+                pass  # it went away after giving all that was asked for (a virtual watch's scenario ended)
     except WatchDisconnected as e:
         writer.commit()
         study.count_packets(sid, lost=sum(t.lost for t in client.sequences.values()))
