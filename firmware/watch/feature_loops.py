@@ -1,0 +1,326 @@
+"""Per-sample loops of the feature engine (watch.features), for viper and as plain Python.
+
+Each loop exists twice: for the viper emitter and as plain Python (CPython, and MicroPython
+without viper); tests/firmware/mp_test_features.py holds them equal. They live apart from
+watch.features so that compiling either module from source stays small.
+Signed values are stored in the 32-bit state arrays as value + OFF because viper's ptr32
+loads are unsigned on 64-bit builds; every value stays inside 32 bits on every port.
+"""
+
+try:
+    import micropython
+    from micropython import const
+    VIPER = True
+except ImportError:  # CPython
+    VIPER = False
+
+    def const(x):
+        return x
+
+OFF = const(0x20000000)
+AXIS_LIMIT = const(16383)  # IMU axes clamp to +-16383 mg / 0.1 dps: 3 squares stay < 2^30
+SUM_LIMIT = const(0x3FFFFFFF)  # sums of squares saturate here: the largest 32-bit small int
+
+# Detector state slots (array 'i'). The smoothed ring and both deques have MASK + 1 entries;
+# dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1].
+D_P = const(0)  # samples seen since the stream's first
+D_A = const(1)  # sum of the raw ring
+D_VSUM = const(2)  # sum of the detrended ring + OFF
+D_XPOS = const(3)
+D_VPOS = const(4)
+D_CAND = const(5)  # candidate peak + 1
+D_DQH = const(6)  # deque of the maxima of the last R values: head, tail
+D_DQT = const(7)
+D_EH = const(8)  # deque of the maxima of the last L + R + 1 values: head, tail
+D_ET = const(9)
+D_BEAT = const(10)  # beat + 1 when the run stopped at one
+D_ND = const(11)
+D_NS = const(12)
+D_C = const(13)
+D_K = const(14)
+D_R = const(15)
+D_L = const(16)
+D_MASK = const(17)
+D_SIZE = const(18)
+# IMU state slots.
+I_SUM = const(0)  # sum of magnitudes in the block
+I_JERK = const(1)  # sum of |magnitude change| in the block
+I_PREV = const(2)  # previous magnitude + 1
+I_POS = const(3)  # samples in the block
+I_BN = const(4)  # samples per block
+I_SCALE = const(5)
+I_SHIFT = const(6)
+I_SIZE = const(7)
+
+
+def isqrt_round(v):
+    """round(sqrt(v)) for 0 <= v < 2^30."""
+    if v <= 0:
+        return 0
+    x = v
+    y = (x + 1) >> 1
+    while y < x:
+        x = y
+        y = (x + v // x) >> 1
+    return x + 1 if v - x * x > x else x
+
+
+def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
+    """The beat detector over src[off:off+n]; stops after confirming a beat (st[D_BEAT] = beat + 1)."""
+    nd = st[D_ND]
+    ns = st[D_NS]
+    c = st[D_C]
+    k = st[D_K]
+    r = st[D_R]
+    lr = st[D_L] + r
+    mask = st[D_MASK]
+    size = mask + 1
+    p0 = nd + ns - 2
+    p1 = p0 + lr - r
+    p = st[D_P]
+    a = st[D_A]
+    vsum = st[D_VSUM] - OFF
+    xpos = st[D_XPOS]
+    vpos = st[D_VPOS]
+    cand = st[D_CAND] - 1
+    dqh = st[D_DQH]
+    dqt = st[D_DQT]
+    eh = st[D_EH]
+    et = st[D_ET]
+    st[D_BEAT] = 0
+    i = 0
+    while i < n:
+        x = src[off + i] & 0x3FFFF  # 18-bit ADC
+        a += x - xr[xpos]
+        xr[xpos] = x
+        j = xpos - c
+        if j < 0:
+            j += nd
+        xpos += 1
+        if xpos == nd:
+            xpos = 0
+        i += 1
+        if p >= nd - 1:
+            v = (a - nd * xr[j]) >> k  # mean minus sample: IR falls when blood volume rises
+            vsum += v - (vr[vpos] - OFF)
+            vr[vpos] = v + OFF
+            vpos += 1
+            if vpos == ns:
+                vpos = 0
+            if p >= p0:
+                s = vsum
+                sr[p & mask] = s + OFF
+                if cand >= 0 and s > sr[cand & mask] - OFF:
+                    cand = -1
+                while dqh != dqt and dq[dqh] < p - r:
+                    dqh = (dqh + 1) & mask
+                while dqh != dqt and sr[dq[(dqt - 1) & mask] & mask] - OFF < s:
+                    dqt = (dqt - 1) & mask
+                if dqh == dqt and s > 0 and p >= p1:
+                    cand = p  # above all of the previous R values
+                dq[dqt] = p
+                dqt = (dqt + 1) & mask
+                while eh != et and dq[size + eh] < p - lr:
+                    eh = (eh + 1) & mask
+                while eh != et and sr[dq[size + ((et - 1) & mask)] & mask] - OFF <= s:
+                    et = (et - 1) & mask
+                dq[size + et] = p
+                et = (et + 1) & mask
+                if cand >= 0 and p - cand == r:
+                    # Nothing higher in the next R values either; a beat if at least half the
+                    # highest value of the last L + R + 1 (no dicrotic wave, no small ripple).
+                    if 2 * (sr[cand & mask] - OFF) >= sr[dq[size + eh] & mask] - OFF:
+                        st[D_BEAT] = cand + 1
+                        cand = -1
+                        p += 1
+                        break
+                    cand = -1
+        p += 1
+    st[D_P] = p
+    st[D_A] = a
+    st[D_VSUM] = vsum + OFF
+    st[D_XPOS] = xpos
+    st[D_VPOS] = vpos
+    st[D_CAND] = cand + 1
+    st[D_DQH] = dqh
+    st[D_DQT] = dqt
+    st[D_EH] = eh
+    st[D_ET] = et
+    return i
+
+
+def imu_run_py(st, buf, src, off, n):
+    """IMU magnitudes of src samples off.. into buf until the block is full or n samples are used."""
+    sc = st[I_SCALE]
+    sh = st[I_SHIFT]
+    half = 1 << (sh - 1)
+    prev = st[I_PREV] - 1
+    pos = st[I_POS]
+    i = 0
+    while i < n and pos < st[I_BN]:
+        v = 0
+        for q in range(3 * (off + i), 3 * (off + i) + 3):
+            x = (src[q] * sc + half) >> sh
+            x = AXIS_LIMIT if x > AXIS_LIMIT else -AXIS_LIMIT if x < -AXIS_LIMIT else x
+            v += x * x
+        m = isqrt_round(v)
+        buf[pos] = m
+        st[I_SUM] += m
+        if prev < 0:
+            prev = m
+        st[I_JERK] += m - prev if m >= prev else prev - m
+        prev = m
+        pos += 1
+        i += 1
+    st[I_PREV] = prev + 1
+    st[I_POS] = pos
+    return i
+
+
+def sq_dev(buf, n, mean):
+    """sum((buf[i] - mean)^2) over n values, saturating at SUM_LIMIT (once per block: no viper twin)."""
+    q = 0
+    for i in range(n):
+        q += (buf[i] - mean) * (buf[i] - mean)
+        if q > SUM_LIMIT:
+            q = SUM_LIMIT
+    return q
+
+
+if VIPER:
+    @micropython.viper
+    def ppg_run_viper(st: ptr32, xr: ptr32, vr: ptr32, sr: ptr32, dq: ptr32, src: ptr32, off: int, n: int) -> int:
+        nd = int(st[D_ND])
+        ns = int(st[D_NS])
+        c = int(st[D_C])
+        k = int(st[D_K])
+        r = int(st[D_R])
+        lr = int(st[D_L]) + r
+        mask = int(st[D_MASK])
+        size = mask + 1
+        p0 = nd + ns - 2
+        p1 = p0 + lr - r
+        p = int(st[D_P])
+        a = int(st[D_A])
+        vsum = int(st[D_VSUM]) - OFF
+        xpos = int(st[D_XPOS])
+        vpos = int(st[D_VPOS])
+        cand = int(st[D_CAND]) - 1
+        dqh = int(st[D_DQH])
+        dqt = int(st[D_DQT])
+        eh = int(st[D_EH])
+        et = int(st[D_ET])
+        st[D_BEAT] = 0
+        i = 0
+        while i < n:
+            x = int(src[off + i]) & 0x3FFFF
+            a += x - int(xr[xpos])
+            xr[xpos] = x
+            j = xpos - c
+            if j < 0:
+                j += nd
+            xpos += 1
+            if xpos == nd:
+                xpos = 0
+            i += 1
+            if p >= nd - 1:
+                v = (a - nd * int(xr[j])) >> k
+                vsum += v - (int(vr[vpos]) - OFF)
+                vr[vpos] = v + OFF
+                vpos += 1
+                if vpos == ns:
+                    vpos = 0
+                if p >= p0:
+                    s = vsum
+                    sr[p & mask] = s + OFF
+                    if cand >= 0 and s > int(sr[cand & mask]) - OFF:
+                        cand = -1
+                    while dqh != dqt and int(dq[dqh]) < p - r:
+                        dqh = (dqh + 1) & mask
+                    while dqh != dqt and int(sr[int(dq[(dqt - 1) & mask]) & mask]) - OFF < s:
+                        dqt = (dqt - 1) & mask
+                    if dqh == dqt and s > 0 and p >= p1:
+                        cand = p
+                    dq[dqt] = p
+                    dqt = (dqt + 1) & mask
+                    while eh != et and int(dq[size + eh]) < p - lr:
+                        eh = (eh + 1) & mask
+                    while eh != et and int(sr[int(dq[size + ((et - 1) & mask)]) & mask]) - OFF <= s:
+                        et = (et - 1) & mask
+                    dq[size + et] = p
+                    et = (et + 1) & mask
+                    if cand >= 0 and p - cand == r:
+                        # Nothing higher in the next R values either; a beat if at least half the
+                        # highest value of the last L + R + 1 (no dicrotic wave, no small ripple).
+                        if 2 * (int(sr[cand & mask]) - OFF) >= int(sr[int(dq[size + eh]) & mask]) - OFF:
+                            st[D_BEAT] = cand + 1
+                            cand = -1
+                            p += 1
+                            break
+                        cand = -1
+            p += 1
+        st[D_P] = p
+        st[D_A] = a
+        st[D_VSUM] = vsum + OFF
+        st[D_XPOS] = xpos
+        st[D_VPOS] = vpos
+        st[D_CAND] = cand + 1
+        st[D_DQH] = dqh
+        st[D_DQT] = dqt
+        st[D_EH] = eh
+        st[D_ET] = et
+        return i
+
+    @micropython.viper
+    def imu_run_viper(st: ptr32, buf: ptr16, src: ptr16, off: int, n: int) -> int:
+        sc = int(st[I_SCALE])
+        sh = int(st[I_SHIFT])
+        half = 1 << (sh - 1)
+        bsum = int(st[I_SUM])
+        jerk = int(st[I_JERK])
+        prev = int(st[I_PREV]) - 1
+        pos = int(st[I_POS])
+        bn = int(st[I_BN])
+        lim = AXIS_LIMIT
+        i = 0
+        while i < n and pos < bn:
+            v = 0
+            q = 3 * (off + i)
+            e = q + 3
+            while q < e:
+                x = int(src[q])
+                if x > 32767:
+                    x -= 65536  # ptr16 loads are unsigned
+                x = (x * sc + half) >> sh
+                if x > lim:
+                    x = lim
+                elif x < -lim:
+                    x = -lim
+                v += x * x
+                q += 1
+            m = 0  # square root digit by digit; v keeps v - m^2
+            b = 1 << 28
+            while b > v:
+                b >>= 2
+            while b:
+                if v >= m + b:
+                    v -= m + b
+                    m = (m >> 1) + b
+                else:
+                    m >>= 1
+                b >>= 2
+            if v > m:
+                m += 1
+            buf[pos] = m
+            bsum += m
+            if prev < 0:
+                prev = m
+            jerk += m - prev if m >= prev else prev - m
+            prev = m
+            pos += 1
+            i += 1
+        st[I_SUM] = bsum
+        st[I_JERK] = jerk
+        st[I_PREV] = prev + 1
+        st[I_POS] = pos
+        return i

@@ -1,0 +1,434 @@
+"""Heart beats and window features in integer arithmetic: the reference (docs/features.md).
+
+host/wears/features.py computes the same integers with numpy and imports the constants
+and parameter helpers from here. The per-sample loops are in watch.feature_loops.
+"""
+
+from array import array
+
+from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
+                                 I_JERK, I_POS, I_SCALE, I_SHIFT, I_SIZE, I_SUM, OFF, SUM_LIMIT, VIPER, imu_run_py,
+                                 isqrt_round, ppg_run_py, sq_dev)
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+if VIPER:
+    from watch.feature_loops import imu_run_viper, ppg_run_viper
+
+FEATURE_SPEC_ID = const(1)  # feature set v1 with the gyroscope
+FEATURE_SPEC_ID_NO_GYRO = const(2)  # the same set without the gyroscope features
+FEATURE_NAMES = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "beats", "ppg_quality",
+                 "acc_mean", "acc_std", "acc_jerk", "gyro_mean", "gyro_std")
+FEATURE_UNITS = ("0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 ms", "0.1 ms", "count", "%",
+                 "mg", "mg", "mg/s", "0.1 dps", "0.1 dps")
+GYRO_FEATURES = ("gyro_mean", "gyro_std")  # the last names; absent without a gyroscope
+
+FLAG_LOW_QUALITY = const(1)  # valid intervals cover less than QUALITY_MIN % of the window
+FLAG_FEW_BEATS = const(2)  # fewer than MIN_BEATS valid intervals
+FLAG_WARMUP = const(4)  # the window starts before the detector's warm-up ended
+FLAG_GAP = const(8)  # samples were missing in the window (held at the last value)
+FLAG_MOTION = const(16)  # an accelerometer block of the window moved: magnitude std >= MOTION_MG
+
+QUALITY_MIN = const(50)
+MIN_BEATS = const(3)
+IBI_MIN_MS = const(300)  # 200 bpm
+IBI_MAX_MS = const(2000)  # 30 bpm
+ARTEFACT_DIV = const(5)  # artefact: > ref / 5 away from the reference or from the interval before
+REF_INTERVALS = const(5)  # the reference: median of the previous 5 in-range intervals
+MOTION_MG = const(300)  # std of the acceleration magnitude over a step block that marks motion
+HR_X10 = const(600000)  # 0.1 bpm = HR_X10 / interval in ms
+MAX_WINDOW_S = const(60)  # at most 206 intervals of >= 300 ms: the HR sums stay below 2^30
+
+_VALID = const(1)  # beat flags: the interval ending at this beat passed the checks
+_PAIR = const(2)  # and so did the previous one
+_SLACK = const(2)  # steps compute() may fall behind before windows are dropped
+_FILL = const(16)
+
+
+def detector_params(ppg_rate):
+    """(ND, NS, C, K, R, L) of the beat detector at ppg_rate Hz (docs/features.md).
+
+    ND: detrend window (0.75 s); NS: smoothing window (0.1 s); C: lag of the detrended
+    sample (ND // 2); K: right shift keeping |s| < 2^25 for 18-bit input; R: peak half-width
+    (0.3 s); L: look-back of the amplitude check (0.9 s).
+    """
+    nd = max(3, (3 * ppg_rate + 2) // 4)
+    ns = max(1, (ppg_rate + 5) // 10)
+    r = max(1, (3 * ppg_rate + 5) // 10)
+    k = 0
+    while ((nd * ns) << 18) >> k >= (1 << 25) - ns - 1:
+        k += 1
+    return nd, ns, nd // 2, k, r, max(r + 1, (9 * ppg_rate + 5) // 10)
+
+
+def unit_scale(micro_per_lsb, per_unit):
+    """(scale, shift): (lsb * scale + 2^(shift-1)) >> shift = lsb * micro_per_lsb / per_unit, scale < 2^15."""
+    if micro_per_lsb <= 0:
+        return 0, 1
+    shift = 1
+    while shift < 30 and ((micro_per_lsb << (shift + 1)) + per_unit // 2) // per_unit < 32768:
+        shift += 1
+    return ((micro_per_lsb << shift) + per_unit // 2) // per_unit, shift
+
+
+def micro_units(unit_per_lsb):
+    """g or dps per LSB (a driver's float) in integer micro-units."""
+    return int(unit_per_lsb * 1000000 + 0.5) if unit_per_lsb else 0
+
+
+def feature_names(has_gyro=True):
+    """The feature names of a board with or without a gyroscope, in order."""
+    return FEATURE_NAMES if has_gyro else FEATURE_NAMES[:-len(GYRO_FEATURES)]
+
+
+def spec_for(has_gyro=True):
+    """(feature spec id, number of features)."""
+    return (FEATURE_SPEC_ID if has_gyro else FEATURE_SPEC_ID_NO_GYRO), len(feature_names(has_gyro))
+
+
+class _Stream:
+    """Index bookkeeping of one stream: overlaps are skipped, gaps hold the last sample."""
+
+    def __init__(self, width):
+        self.width = width
+        self.fill = array("h" if width == 3 else "I", [0] * (_FILL * width))  # the last sample, repeated
+        self.first = -1  # index of the first sample
+        self.next = -1  # index of the next expected sample
+        self.gap_lo = -1  # the latest run of held samples
+        self.gap_hi = -1
+
+    def add(self, src, n, first_index):
+        if self.first < 0:
+            self.first = self.next = first_index
+            self.begin()
+        off = self.next - first_index
+        if off < 0:
+            self.gap_lo = self.next
+            self.gap_hi = first_index
+            w = self.width
+            for i in range(w, _FILL * w):
+                self.fill[i] = self.fill[i % w]
+            while off < 0:
+                k = min(-off, _FILL)
+                self.feed(self.fill, 0, k)
+                off += k
+        if off < n:
+            self.feed(src, off, n - off)
+            for i in range(self.width):
+                self.fill[i] = src[(n - 1) * self.width + i]  # held over a gap
+
+    def gap_in(self, lo, hi):
+        return self.gap_hi > lo and self.gap_lo < hi
+
+
+class _Imu(_Stream):
+    """Accelerometer or gyroscope magnitudes, summed per step block."""
+
+    def __init__(self, block, blocks, micro_per_lsb, per_unit, fast):
+        super().__init__(3)
+        self.per_unit = per_unit
+        self.st = array("i", [0] * I_SIZE)
+        self.st[I_BN] = block
+        self.set_unit(micro_per_lsb)
+        self.buf = array("H", [0] * block)  # this block's magnitudes, for the second pass
+        self.cap = blocks
+        self.bsum = array("i", [0] * blocks)  # per block: sum of magnitudes
+        self.bsq = array("i", [0] * blocks)  # sum of (magnitude - rounded block mean)^2, saturated
+        self.bjerk = array("i", [0] * blocks)  # sum of |magnitude change|
+        self.done = 0  # blocks completed; block j holds indices [j * block, (j + 1) * block)
+        self.run = imu_run_viper if fast else imu_run_py
+
+    def set_unit(self, micro_per_lsb):
+        self.st[I_SCALE], self.st[I_SHIFT] = unit_scale(micro_per_lsb, self.per_unit)
+
+    def begin(self):
+        self.done = self.first // self.st[I_BN]
+        self.st[I_POS] = self.first - self.done * self.st[I_BN]
+
+    def feed(self, src, off, n):
+        st = self.st
+        bn = st[I_BN]
+        while n > 0:
+            k = self.run(st, self.buf, src, off, n)
+            off += k
+            n -= k
+            self.next += k
+            if st[I_POS] == bn:
+                j = self.done % self.cap
+                self.bsum[j] = st[I_SUM]
+                self.bsq[j] = sq_dev(self.buf, bn, (st[I_SUM] + (bn >> 1)) // bn)
+                self.bjerk[j] = st[I_JERK]
+                st[I_SUM] = st[I_JERK] = st[I_POS] = 0
+                self.done += 1
+
+    def moving(self, last, blocks):
+        limit = min(MOTION_MG * MOTION_MG * self.st[I_BN], SUM_LIMIT)
+        for b in range(last - blocks + 1, last + 1):
+            if self.bsq[b % self.cap] >= limit:
+                return FLAG_MOTION
+        return 0
+
+    def stats(self, last, blocks, out, i, rate):
+        # Mean, std (and jerk when rate > 0) of blocks last-blocks+1..last into out[i:].
+        bn = self.st[I_BN]
+        nn = bn * blocks
+        lim = SUM_LIMIT // (2 * blocks)
+        tot = jerk = var = 0
+        for b in range(last - blocks + 1, last + 1):
+            tot += self.bsum[b % self.cap]
+            jerk += self.bjerk[b % self.cap]
+        mean = (tot + (nn >> 1)) // nn
+        # Pooled within-block variance plus the variance of the rounded block means.
+        for b in range(last - blocks + 1, last + 1):
+            dm = (self.bsum[b % self.cap] + (bn >> 1)) // bn - mean
+            var += min(self.bsq[b % self.cap] // bn, lim) + min(dm * dm, lim)
+        out[i] = mean
+        out[i + 1] = isqrt_round(var // blocks)
+        if rate:
+            out[i + 2] = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
+
+
+class _Ppg(_Stream):
+    """The beat detector and a ring of confirmed beats with their intervals."""
+
+    def __init__(self, rate, span, fast):
+        super().__init__(1)
+        self.rate = rate
+        nd, ns, c, k, r, l = detector_params(rate)
+        self.r = r
+        self.warmup = nd + ns - 2 + l  # the first sample that can be a beat
+        size = 1
+        while size < l + r + 2:
+            size <<= 1
+        st = self.st = array("i", [0] * D_SIZE)
+        st[D_VSUM] = OFF
+        st[D_ND], st[D_NS], st[D_C], st[D_K], st[D_R], st[D_L] = nd, ns, c, k, r, l
+        st[D_MASK] = size - 1
+        self.xr = array("i", [0] * nd)  # raw ring
+        self.vr = array("i", [OFF] * ns)  # detrended ring
+        self.sr = array("i", [OFF] * size)  # smoothed ring
+        self.dq = array("i", [0] * (2 * size))  # two deques of indices of running maxima
+        self.run = ppg_run_viper if fast else ppg_run_py
+        cap = self.cap = span // (r + 1) + 4
+        self.bm = array("i", [0] * cap)  # beat: detector index
+        self.bibi = array("h", [0] * cap)  # interval ending at the beat, ms (0: the first beat)
+        self.bsd = array("h", [0] * cap)  # interval minus the previous one when both are valid
+        self.bflag = bytearray(cap)
+        self.nb = 0  # beats so far
+        self.d16 = 0  # sub-sample offset of the last beat
+        self.lost = -SUM_LIMIT  # detector index of the newest beat pushed out of the ring
+        self.ref = array("h", [0] * REF_INTERVALS)  # the last in-range intervals
+        self.srt = array("h", [0] * REF_INTERVALS)
+        self.nref = 0
+        self.rr = array("H", [0] * 16)  # valid RR intervals in 1/1024 s since the last window
+        self.nrr = 0
+
+    def begin(self):
+        pass
+
+    def feed(self, src, off, n):
+        st = self.st
+        while n > 0:
+            k = self.run(st, self.xr, self.vr, self.sr, self.dq, src, off, n)
+            off += k
+            n -= k
+            self.next += k
+            if st[D_BEAT]:
+                self.beat(st[D_BEAT] - 1)
+
+    def beat(self, p):
+        mask = self.st[D_MASK]
+        a = self.sr[(p - 1) & mask] - self.sr[p & mask]  # < 0: the peak is strictly above its left
+        b = self.sr[(p + 1) & mask] - self.sr[p & mask]  # <= 0
+        d16 = (8 * (b - a) + (-(a + b) >> 1)) // -(a + b)  # parabola vertex, 1/16 sample
+        m = self.first + p
+        fs = self.rate
+        prev = (self.nb - 1) % self.cap
+        ibi = flags = 0
+        if self.nb:
+            j16 = 16 * min(m - self.bm[prev], 4 * fs) + d16 - self.d16
+            ibi = (j16 * 125 + fs) // (2 * fs)  # 1/16 sample -> ms
+            if IBI_MIN_MS <= ibi <= IBI_MAX_MS:
+                if self.nref >= REF_INTERVALS:
+                    srt = self.srt
+                    for i in range(REF_INTERVALS):  # insertion sort for the median
+                        v = self.ref[i]
+                        j = i
+                        while j and srt[j - 1] > v:
+                            srt[j] = srt[j - 1]
+                            j -= 1
+                        srt[j] = v
+                    ref = srt[REF_INTERVALS >> 1]
+                    if ARTEFACT_DIV * max(abs(ibi - ref), abs(ibi - self.bibi[prev])) <= ref:
+                        flags = _VALID | (_PAIR if self.bflag[prev] & _VALID else 0)
+                self.ref[self.nref % REF_INTERVALS] = ibi
+                self.nref += 1
+            if flags and self.nrr < 16:
+                self.rr[self.nrr] = (j16 * 64 + (fs >> 1)) // fs
+                self.nrr += 1
+        slot = self.nb % self.cap
+        if self.nb >= self.cap:
+            self.lost = self.bm[slot]
+        self.bsd[slot] = ibi - self.bibi[prev] if flags & _PAIR else 0
+        self.bm[slot] = m
+        self.bibi[slot] = ibi
+        self.bflag[slot] = flags
+        self.d16 = d16
+        self.nb += 1
+
+    def hr(self, lo, hi, window_ms, out):
+        # HR features of the beats with detector index in [lo, hi) into out[0:8]; their flags.
+        cap = self.cap
+        j0 = max(0, self.nb - cap)
+        j1 = self.nb
+        while j1 > j0 and self.bm[(j1 - 1) % cap] >= hi:
+            j1 -= 1
+        while j0 < j1 and self.bm[j0 % cap] < lo:
+            j0 += 1
+        n = tot = toth = y2 = g2 = hmax = npair = sd2 = 0
+        hmin = 0x7FFF
+        for j in range(j0, j1):
+            f = self.bflag[j % cap]
+            if f & _VALID:
+                ibi = self.bibi[j % cap]
+                h = (HR_X10 + (ibi >> 1)) // ibi
+                n += 1
+                tot += ibi
+                toth += h
+                y2 += (ibi - 1000) * (ibi - 1000)  # around 1000: sums of squares stay < 2^28
+                g2 += (h - 1000) * (h - 1000)
+                hmin = min(hmin, h)
+                hmax = max(hmax, h)
+            if f & _PAIR:
+                npair += 1
+                sd2 += self.bsd[j % cap] * self.bsd[j % cap]
+        for i in range(8):
+            out[i] = 0
+        if n == 0:
+            return FLAG_LOW_QUALITY | FLAG_FEW_BEATS
+        # sum((x - m)^2) = sum(y^2) + n (m - 1000)^2 - 2 (m - 1000) sum(y), y = x - 1000, exactly.
+        d = (tot + (n >> 1)) // n - 1000
+        d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
+        d = (toth + (n >> 1)) // n - 1000
+        d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
+        out[0] = (HR_X10 * n + (tot >> 1)) // tot
+        out[1] = isqrt_round(d2h // n)
+        out[2] = hmin
+        out[3] = hmax
+        if npair:
+            out[4] = isqrt_round(100 * (sd2 // npair) + 100 * (sd2 % npair) // npair)
+        out[5] = isqrt_round(100 * (d2i // n) + 100 * (d2i % n) // n)
+        out[6] = n
+        out[7] = min(100, 100 * tot // window_ms)
+        return (FLAG_LOW_QUALITY if out[7] < QUALITY_MIN else 0) | (FLAG_FEW_BEATS if n < MIN_BEATS else 0)
+
+
+class FeatureEngine:
+    """Streaming beat detector and window features of feature set v1 (docs/features.md).
+
+    Rates (Hz), window and step (s) are integers; IMU units are micro-g and micro-dps per LSB
+    (or set_units with the driver's floats); fast=False forces the plain loops. Feed add_*
+    in any order; while ready(), compute(out) fills out with the oldest completed window and
+    returns its flags. Feeding and computing allocate nothing.
+    """
+
+    def __init__(self, ppg_rate, imu_rate, window_s, step_s, has_gyro=True, acc_ug_per_lsb=122,
+                 gyro_udps_per_lsb=17500, fast=None):
+        if window_s <= 0 or window_s % step_s or window_s > MAX_WINDOW_S:
+            raise ValueError("window_s must be a multiple of step_s and at most MAX_WINDOW_S s")
+        self.ppg_rate = ppg_rate
+        self.imu_rate = imu_rate
+        self.window_s = window_s
+        self.step_s = step_s
+        self.has_gyro = has_gyro
+        self.fast = VIPER if fast is None else bool(fast) and VIPER
+        self.spec_id, self.n_features = spec_for(has_gyro)
+        self.names = feature_names(has_gyro)
+        self._blocks = window_s // step_s
+        self._step = step_s * ppg_rate
+        self._win = window_s * ppg_rate
+        self._ib = step_s * imu_rate
+        if self._ib * self._blocks > 32768:
+            raise ValueError("at most 32768 IMU samples per window")
+        self._ppg = _Ppg(ppg_rate, self._win + _SLACK * self._step, self.fast)
+        self._acc = _Imu(self._ib, self._blocks + _SLACK + 1, acc_ug_per_lsb, 1000, self.fast)
+        self._gyro = _Imu(self._ib, self._blocks + _SLACK + 1, gyro_udps_per_lsb, 100000, self.fast)
+        self._k = -1  # the next window; -1 until every stream has started
+        self.window_end = 0  # PPG index of the end of the last computed window
+        self.bpm_x10 = 0  # its mean heart rate, 0.1 bpm
+        self.quality = 0  # its PPG quality, 0..100
+        self.beats = 0  # its valid intervals
+        self.rr_1024 = array("H", [0] * 16)  # valid RR intervals (1/1024 s) since the window before
+        self.n_rr = 0
+        self.dropped = 0  # windows skipped because compute() fell behind
+
+    def set_units(self, acc_unit_g, gyro_unit_dps=None):
+        """IMU units from the driver: g per LSB and dps per LSB."""
+        self._acc.set_unit(micro_units(acc_unit_g))
+        if gyro_unit_dps:
+            self._gyro.set_unit(micro_units(gyro_unit_dps))
+
+    def add_ppg(self, ir, n, first_index):
+        """n IR samples (array with 4-byte items, 'I' or 'i'), the first with stream index first_index."""
+        self._ppg.add(ir, n, first_index)
+
+    def add_acc(self, xyz, n, first_index):
+        """n accelerometer samples, x y z interleaved int16 (array 'h')."""
+        self._acc.add(xyz, n, first_index)
+
+    def add_gyro(self, xyz, n, first_index):
+        if self.has_gyro:
+            self._gyro.add(xyz, n, first_index)
+
+    def ready(self):
+        """A window has completed on every stream."""
+        ppg, acc, gyro = self._ppg, self._acc, self._gyro
+        if self._k < 0:
+            if ppg.first < 0 or acc.first < 0 or (self.has_gyro and gyro.first < 0):
+                return False
+            # The first window lying wholly inside every stream.
+            first = max(acc.first, gyro.first) if self.has_gyro else acc.first
+            self._k = max(-((-(ppg.first + self._win)) // self._step), self._blocks - (-first // self._ib)) - 1
+        k1 = self._k + 1
+        return ppg.next >= k1 * self._step and acc.done >= k1 and (not self.has_gyro or gyro.done >= k1)
+
+    def compute(self, out):
+        """The oldest completed window's features into out; its flags, or -1 when none is ready."""
+        ppg, acc, gyro = self._ppg, self._acc, self._gyro
+        while self.ready():
+            k = self._k
+            end = (k + 1) * self._step
+            b0 = k + 1 - self._blocks
+            if (ppg.lost < end - self._win - ppg.r and acc.done - acc.cap <= b0
+                    and (not self.has_gyro or gyro.done - gyro.cap <= b0)):
+                break
+            self._k += 1  # its beats or blocks were overwritten: the caller fell behind
+            self.dropped += 1
+        else:
+            return -1
+        start = end - self._win
+        flags = ppg.hr(start - ppg.r, end - ppg.r, 1000 * self.window_s, out)
+        if start < ppg.first + ppg.warmup:
+            flags |= FLAG_WARMUP
+        lo = b0 * self._ib
+        hi = (k + 1) * self._ib
+        if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (self.has_gyro and gyro.gap_in(lo, hi)):
+            flags |= FLAG_GAP
+        flags |= acc.moving(k, self._blocks)
+        acc.stats(k, self._blocks, out, 8, self.imu_rate)
+        if self.has_gyro:
+            gyro.stats(k, self._blocks, out, 11, 0)
+        self.window_end = end
+        self.bpm_x10 = out[0]
+        self.quality = out[7]
+        self.beats = min(255, out[6])
+        for i in range(ppg.nrr):
+            self.rr_1024[i] = ppg.rr[i]
+        self.n_rr = ppg.nrr
+        ppg.nrr = 0
+        self._k += 1
+        return flags

@@ -1,0 +1,318 @@
+"""Window features on the host, vectorised: the same integers as the watch's FeatureEngine.
+
+The reference is `firmware/watch/features.py` (docs/features.md): a streaming beat detector
+and per-block IMU sums in integer arithmetic. This module computes every intermediate of
+that engine for a whole recording at once with numpy (cumulative sums, sliding maxima,
+cumulative sums over beats and blocks), so a window's features are the watch's integers,
+bit for bit. Constants and parameter helpers come from `watch.features`, never copies.
+
+Example:
+    >>> import numpy as np
+    >>> from wears.features import extract_features
+    >>> fs, n = 100, 100 * 60
+    >>> t = np.arange(n) / fs
+    >>> ir = (110000 - 600 * np.sin(np.pi * 1.25 * t) ** 8).astype(np.int64)   # 75 bpm
+    >>> acc = np.tile(np.array([0, 0, 8192], dtype=np.int16), (52 * 60, 1))       # 1 g, still
+    >>> table = extract_features(ir, acc, ppg_rate=fs, imu_rate=52, window_s=30, step_s=5,
+    ...                          acc_unit_g=0.122e-3, gyro_unit_dps=0.0)
+    >>> table.names[:2], int(table.X[-1, 0]), int(table.X[-1, 8])
+    (('hr_mean', 'hr_std'), 750, 999)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from watch import features as F
+
+__all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round"]
+
+_VALID_COLUMNS = 8  # HR features come first: out[0:8]
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Features of every window on the grid, in the watch's fixed-point units.
+
+    X: (n_windows, n_features) int64; window_end: the PPG index where each window ends
+    (window k ends at (k + 1) * step_s * ppg_rate); quality: the watch's flags per window
+    (0 = good; F.FLAG_*); names, units, spec_id: the feature set (watch.features).
+    """
+
+    X: np.ndarray
+    window_end: np.ndarray
+    quality: np.ndarray
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    spec_id: int
+
+    def __len__(self) -> int:
+        return len(self.window_end)
+
+    def column(self, name: str) -> np.ndarray:
+        """One feature over all windows."""
+        return self.X[:, self.names.index(name)]
+
+
+@dataclass(frozen=True)
+class Beats:
+    """The watch's beats of one PPG recording.
+
+    index: detector index of each beat (PPG stream index; the detector lags the pulse by
+    `info["delay_samples"]`); time_s: the pulse's time in s since stream index 0, with the
+    sub-sample offset and without the lag; ibi_ms: the interval ending at each beat (0 for
+    the first); valid: it passed the range and artefact checks; hr_x10: 600000 / ibi in
+    0.1 bpm where valid, else 0; info: detector parameters.
+    """
+
+    index: np.ndarray
+    time_s: np.ndarray
+    ibi_ms: np.ndarray
+    valid: np.ndarray
+    hr_x10: np.ndarray
+    info: dict = field(default_factory=dict)
+    # Intermediates the windows need.
+    pair: np.ndarray = field(default=None, repr=False)
+    sd_ms: np.ndarray = field(default=None, repr=False)
+
+
+def isqrt_round(v: np.ndarray) -> np.ndarray:
+    """round(sqrt(v)) of non-negative int64 values, exactly (0 for v <= 0), like the watch's."""
+    v = np.asarray(v, dtype=np.int64)
+    r = np.floor(np.sqrt(np.maximum(v, 0).astype(np.float64))).astype(np.int64)
+    r -= (r * r > v).astype(np.int64)
+    r += ((r + 1) * (r + 1) <= v).astype(np.int64)
+    r = np.where(v - r * r > r, r + 1, r)
+    return np.where(v <= 0, 0, r)
+
+
+def _as_int(a, name: str, ndim: int) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers (sensor counts / LSB), got {a.dtype}")
+    if a.ndim != ndim or (ndim == 2 and a.shape[1] != 3):
+        raise ValueError(f"{name} must be {'(n,)' if ndim == 1 else '(n, 3)'}, got shape {a.shape}")
+    return a.astype(np.int64)
+
+
+def _smoothed(ir: np.ndarray, ppg_rate: int) -> tuple[np.ndarray, int]:
+    """The detector's smoothed signal s[p] for p >= p0 (relative sample numbers), and p0."""
+    nd, ns, c, k, r, l = F.detector_params(ppg_rate)
+    x = ir & 0x3FFFF
+    n = len(x)
+    if n < nd + ns - 1:
+        return np.zeros(0, dtype=np.int64), nd + ns - 2
+    cs = np.concatenate(([0], np.cumsum(x)))
+    p = np.arange(nd - 1, n)
+    v = (cs[p + 1] - cs[p + 1 - nd] - nd * x[p - c]) >> k  # mean minus sample, times ND
+    cv = np.concatenate(([0], np.cumsum(v)))
+    s = cv[ns:] - cv[:-ns]  # s[p] for p = nd + ns - 2 ..
+    return s, nd + ns - 2
+
+
+def heart_rate(ppg_ir, ppg_rate: int, *, first_index: int = 0) -> Beats:
+    """Beats, intervals and instantaneous heart rate exactly as the watch's detector finds them.
+
+    Parameters: ppg_ir, 18-bit IR counts (integers; IR falls when blood volume rises);
+    ppg_rate, Hz; first_index, the stream index of ppg_ir[0].
+    Returns a `Beats` table.
+
+    Example:
+        >>> t = np.arange(6000) / 100
+        >>> beats = heart_rate((110000 - 600 * np.sin(np.pi * t) ** 8).astype(int), 100)
+        >>> int(np.median(beats.hr_x10[beats.valid]))
+        600
+    """
+    ir = _as_int(ppg_ir, "ppg_ir", 1)
+    nd, ns, c, k, r, l = F.detector_params(ppg_rate)
+    s, p0 = _smoothed(ir, ppg_rate)
+    info = {"ND": nd, "NS": ns, "C": c, "K": k, "R": r, "L": l, "delay_samples": c + (ns - 1) / 2,
+            "warmup_samples": nd + ns - 2 + l}
+    q = np.zeros(0, dtype=np.int64)
+    if len(s) > l + r:
+        near = sliding_window_view(s, r).max(axis=1)  # near[j] = max(s[j:j + R])
+        wide = sliding_window_view(s, l + r + 1).max(axis=1)  # wide[j] = max(s[j:j + L + R + 1])
+        q = np.arange(l, len(s) - r)
+        peak = ((s[q] > 0) & (s[q] > near[q - r]) & (s[q] >= near[q + 1])  # the highest within +-R
+                & (2 * s[q] >= wide[q - l]))  # and at least half the highest of [q - L, q + R]
+        q = q[peak]
+    a = s[q - 1] - s[q] if len(q) else q
+    b = s[q + 1] - s[q] if len(q) else q
+    den = -(a + b)
+    d16 = (8 * (b - a) + (den >> 1)) // np.maximum(den, 1)
+    m = first_index + p0 + q
+    fs = ppg_rate
+    if len(m) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Beats(index=m, time_s=empty.astype(float), ibi_ms=empty, valid=empty.astype(bool), hr_x10=empty,
+                     info=info, pair=empty.astype(bool), sd_ms=empty)
+    j16 = 16 * np.minimum(np.diff(m), 4 * fs) + np.diff(d16)
+    ibi = np.concatenate(([0], (j16 * 125 + fs) // (2 * fs)))
+    has_prev = np.arange(len(m)) > 0
+    in_range = has_prev & (ibi >= F.IBI_MIN_MS) & (ibi <= F.IBI_MAX_MS)
+    # Reference: median of the REF_INTERVALS in-range intervals before each interval.
+    good = ibi[in_range]
+    before = np.cumsum(in_range) - in_range  # in-range intervals before each beat
+    ref = np.zeros(len(m), dtype=np.int64)
+    if len(good) >= F.REF_INTERVALS:
+        med = np.sort(sliding_window_view(good, F.REF_INTERVALS), axis=1)[:, F.REF_INTERVALS // 2]
+        has_ref = before >= F.REF_INTERVALS
+        ref[has_ref] = med[before[has_ref] - F.REF_INTERVALS]
+    before_ibi = np.concatenate(([0], ibi[:-1]))  # the interval before (0 before the second beat)
+    valid = in_range & (ref > 0) & (F.ARTEFACT_DIV * np.maximum(np.abs(ibi - ref), np.abs(ibi - before_ibi)) <= ref)
+    pair = valid & np.concatenate(([False], valid[:-1]))
+    sd = np.where(pair, ibi - before_ibi, 0)
+    hr = np.where(valid, (F.HR_X10 + (ibi >> 1)) // np.maximum(ibi, 1), 0)
+    time_s = (m - info["delay_samples"] + d16 / 16) / fs
+    return Beats(index=m, time_s=time_s, ibi_ms=ibi, valid=valid, hr_x10=hr, info=info, pair=pair, sd_ms=sd)
+
+
+def _imu_blocks(xyz: np.ndarray, first: int, block: int, micro_per_lsb: int, per_unit: int):
+    """First complete block number and per-block sums of the watch: magnitude, squared deviation, jerk."""
+    scale, shift = F.unit_scale(micro_per_lsb, per_unit)
+    axes = np.clip((xyz * scale + (1 << (shift - 1))) >> shift, -F.AXIS_LIMIT, F.AXIS_LIMIT)
+    mag = isqrt_round((axes * axes).sum(axis=1))
+    jerk = np.abs(np.diff(mag, prepend=mag[:1]))
+    j0 = -(-first // block)
+    j1 = (first + len(mag)) // block
+    nb = max(0, j1 - j0)
+    rel = j0 * block - first
+    mags = mag[rel:rel + nb * block].reshape(nb, block)
+    sums = mags.sum(axis=1)
+    means = (sums + (block >> 1)) // block
+    sq = np.minimum(((mags - means[:, None]) ** 2).sum(axis=1), F.SUM_LIMIT)
+    jerks = jerk[rel:rel + nb * block].reshape(nb, block).sum(axis=1)
+    return j0, sums, sq, jerks
+
+
+def _motion(blocks, k: np.ndarray, n_blocks: int, block: int) -> np.ndarray:
+    """FLAG_MOTION where a block of the window has a magnitude std of MOTION_MG or more."""
+    j0, _, sq, _ = blocks
+    rows = (k + 1 - n_blocks - j0)[:, None] + np.arange(n_blocks)
+    moved = (sq[rows] >= min(F.MOTION_MG * F.MOTION_MG * block, F.SUM_LIMIT)).any(axis=1)
+    return np.where(moved, F.FLAG_MOTION, 0)
+
+
+def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, with_jerk: bool) -> list[np.ndarray]:
+    """Mean, std (and jerk) per window k from the blocks k+1-n_blocks .. k, as the watch combines them."""
+    j0, sums, sq, jerks = blocks
+    first = k + 1 - n_blocks - j0  # row of each window's first block
+    nn = block * n_blocks
+    lim = F.SUM_LIMIT // (2 * n_blocks)
+    rows = first[:, None] + np.arange(n_blocks)
+    tot = sums[rows].sum(axis=1)
+    jerk = jerks[rows].sum(axis=1)
+    mean = (tot + (nn >> 1)) // nn
+    dm = (sums[rows] + (block >> 1)) // block - mean[:, None]
+    var = (np.minimum(sq[rows] // block, lim) + np.minimum(dm * dm, lim)).sum(axis=1)
+    out = [mean, isqrt_round(var // n_blocks)]
+    if with_jerk:
+        out.append((jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn))
+    return out
+
+
+def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """HR features (columns 0..7) and flags of the beats with detector index in [lo, hi) per window."""
+    m = beats.index
+    i0 = np.searchsorted(m, lo, side="left")
+    i1 = np.searchsorted(m, hi, side="left")
+    v = beats.valid
+    ibi = np.where(v, beats.ibi_ms, 0)
+    h = beats.hr_x10
+
+    def window_sum(x):
+        c = np.concatenate(([0], np.cumsum(x)))
+        return c[i1] - c[i0]
+
+    n = window_sum(v.astype(np.int64))
+    tot = window_sum(ibi)
+    toth = window_sum(h)
+    y2 = window_sum(np.where(v, (ibi - 1000) ** 2, 0))
+    g2 = window_sum(np.where(v, (h - 1000) ** 2, 0))
+    npair = window_sum(beats.pair.astype(np.int64))
+    sd2 = window_sum(beats.sd_ms ** 2)
+    # Min / max over each window's (overlapping) range: reduceat over interleaved bounds.
+    big = np.iinfo(np.int64).max
+    bounds = np.stack([i0, i1], axis=1).ravel()
+    hmin = np.minimum.reduceat(np.append(np.where(v, h, big), big), bounds)[::2] if len(bounds) else n
+    hmax = np.maximum.reduceat(np.append(np.where(v, h, 0), 0), bounds)[::2] if len(bounds) else n
+
+    ok = n > 0
+    n1 = np.maximum(n, 1)
+    p1 = np.maximum(npair, 1)
+    d = (tot + (n >> 1)) // n1 - 1000
+    d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
+    d = (toth + (n >> 1)) // n1 - 1000
+    d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
+    X = np.zeros((len(lo), _VALID_COLUMNS), dtype=np.int64)
+    X[:, 0] = (F.HR_X10 * n + (tot >> 1)) // np.maximum(tot, 1)
+    X[:, 1] = isqrt_round(d2h // n1)
+    X[:, 2] = hmin
+    X[:, 3] = hmax
+    X[:, 4] = np.where(npair > 0, isqrt_round(100 * (sd2 // p1) + 100 * (sd2 % p1) // p1), 0)
+    X[:, 5] = isqrt_round(100 * (d2i // n1) + 100 * (d2i % n1) // n1)
+    X[:, 6] = n
+    X[:, 7] = np.minimum(100, 100 * tot // window_ms)
+    X[~ok] = 0
+    flags = (np.where(X[:, 7] < F.QUALITY_MIN, F.FLAG_LOW_QUALITY, 0)
+             | np.where(n < F.MIN_BEATS, F.FLAG_FEW_BEATS, 0))
+    flags[~ok] = F.FLAG_LOW_QUALITY | F.FLAG_FEW_BEATS
+    return X, flags
+
+
+def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, window_s: int, step_s: int,
+                     acc_unit_g: float, gyro_unit_dps: float = 0.0, first_ppg_index: int = 0,
+                     first_imu_index: int = 0) -> FeatureTable:
+    """Features of every complete window, equal to the watch's FeatureEngine on each.
+
+    Parameters:
+        ppg_ir: (n,) 18-bit IR counts; acc, gyro: (n, 3) int16 LSB (gyro None on a board
+        without one: the smaller feature set, spec FEATURE_SPEC_ID_NO_GYRO); ppg_rate,
+        imu_rate: Hz; window_s, step_s: s (integers, window a multiple of step);
+        acc_unit_g, gyro_unit_dps: the sensor units per LSB (STREAM_INFO); first_ppg_index,
+        first_imu_index: stream indices of the first samples.
+    Returns: a FeatureTable with one row per window k lying wholly inside the recording:
+        window k covers PPG indices [(k+1)*step - window, (k+1)*step) (times the rate), and
+        the same seconds of IMU samples. Windows that would start before a stream's first
+        sample are not produced, as on the watch.
+    """
+    if window_s <= 0 or window_s % step_s or window_s > F.MAX_WINDOW_S:
+        raise ValueError(f"window_s must be a multiple of step_s, at most {F.MAX_WINDOW_S}")
+    ir = _as_int(ppg_ir, "ppg_ir", 1)
+    acc = _as_int(acc, "acc", 2)
+    has_gyro = gyro is not None
+    if has_gyro:
+        gyro = _as_int(gyro, "gyro", 2)
+        if not gyro_unit_dps or gyro_unit_dps <= 0:
+            raise ValueError("gyro_unit_dps must be the gyroscope's dps per LSB when gyro is given")
+    names = F.feature_names(has_gyro)
+    spec_id, n_features = F.spec_for(has_gyro)
+    n_blocks = window_s // step_s
+    step = step_s * ppg_rate
+    win = window_s * ppg_rate
+    block = step_s * imu_rate
+
+    k_first = max(-(-(first_ppg_index + win) // step), n_blocks - (-first_imu_index // block)) - 1
+    k_last = min((first_ppg_index + len(ir)) // step, (first_imu_index + len(acc)) // block) - 1
+    if has_gyro:
+        k_last = min(k_last, (first_imu_index + len(gyro)) // block - 1)
+    k = np.arange(k_first, k_last + 1, dtype=np.int64)
+    X = np.zeros((len(k), n_features), dtype=np.int64)
+    end = (k + 1) * step
+    if len(k) == 0:
+        return FeatureTable(X, end, np.zeros(0, dtype=np.int64), names, F.FEATURE_UNITS[:n_features], spec_id)
+
+    beats = heart_rate(ir, ppg_rate, first_index=first_ppg_index)
+    r = beats.info["R"]
+    X[:, :_VALID_COLUMNS], flags = _hr_stats(beats, end - win - r, end - r, 1000 * window_s)
+    flags |= np.where(end - win < first_ppg_index + beats.info["warmup_samples"], F.FLAG_WARMUP, 0)
+    acc_blocks = _imu_blocks(acc, first_imu_index, block, F.micro_units(acc_unit_g), 1000)
+    flags |= _motion(acc_blocks, k, n_blocks, block)
+    X[:, 8:11] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, True), axis=1)
+    if has_gyro:
+        gyro_blocks = _imu_blocks(gyro, first_imu_index, block, F.micro_units(gyro_unit_dps), 100000)
+        X[:, 11:13] = np.stack(_imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, False), axis=1)
+    return FeatureTable(X, end, flags.astype(np.int64), names, F.FEATURE_UNITS[:n_features], spec_id)
