@@ -57,7 +57,7 @@ async def _record(study: Study, scenario: Scenario, path: Path, workdir: Path, s
 
     async with VirtualWatch(path, speed=speed, name=name, flash_dir=flash, key=key) as vw:
         sid, stats = await record(study, vw.address, participant=scenario.participant,
-                                  duration_s=scenario.duration_s - 1, backend=VirtualBleakClient,
+                                  until_s=scenario.duration_s - 5, backend=VirtualBleakClient,
                                   annotations=_episodes(scenario), board="esp32s3-wrist",
                                   prepare=upload if blob else None, on_packet=on_packet)
     _say(f"  {scenario.participant}: {stats.seconds():.0f} s recorded, "

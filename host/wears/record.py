@@ -42,6 +42,11 @@ class RecordingStats:
         rate = self.rates.get(stream)
         return self.samples.get(stream, 0) / rate if rate else 0.0
 
+    def position_s(self, stream: int = P.PPG) -> float:
+        """Where the stream has got to on the watch's sample timeline (seconds since the sensor started)."""
+        rate = self.rates.get(stream)
+        return self.next_index.get(stream, 0) / rate if rate else 0.0
+
 
 class SessionWriter:
     """Stores the packets of one session. Call `handle` for every packet and `commit` often."""
@@ -97,7 +102,8 @@ class SessionWriter:
         self._last_commit = time.monotonic()
 
 
-async def record(study: Study, address: Any, *, participant: str, duration_s: float, backend: type | None = None,
+async def record(study: Study, address: Any, *, participant: str, duration_s: float | None = None,
+                 until_s: float | None = None, backend: type | None = None,
                  annotations: list[tuple[float, float, str]] | None = None, board: str = "",
                  on_packet: Callable[[str, Packet], None] | None = None,
                  prepare: Callable[[WatchClient], Awaitable[None]] | None = None,
@@ -109,6 +115,8 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
         address: the watch's address or bleak device.
         participant: pseudonymous participant id.
         duration_s: how much to record, measured in PPG samples received.
+        until_s: instead, record until the PPG stream reaches this many seconds on the watch's
+            sample timeline (e.g. the end of a replayed scenario).
         backend: bleak client backend class (the virtual watch's, or None for real BLE).
         annotations: labelled intervals (start_s, end_s, label) on the sample timeline.
         on_packet: called for every stored packet (a live view).
@@ -133,7 +141,12 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
                 await prepare(client)
             await client.start()
             next_ping = 0.0
-            while writer.stats.seconds() < duration_s:
+            def more() -> bool:
+                if until_s is not None:
+                    return writer.stats.position_s() < until_s
+                return writer.stats.seconds() < duration_s
+
+            while more():
                 if client.disconnected.is_set():
                     raise WatchDisconnected(f"{addr} disconnected")
                 if time.monotonic() >= next_ping:
