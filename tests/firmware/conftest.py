@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_micropython
-from wears.paths import board_profile
+from wears.paths import SHIMS, board_profile
+from wears.sim.runner import compiled_tree
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +27,11 @@ def pytest_collect_file(file_path: Path, parent):
 @functools.cache
 def _run(path: Path) -> dict[str, str]:
     heap = board_profile()["heap_budget_bytes"]
-    proc = run_micropython([str(HERE / "mprunner.py"), path.stem], heapsize=heap, extra_path=[HERE])
+    # The shims stand for C modules that cost a real watch no heap: load them precompiled,
+    # as the virtual watch does, so their compilation does not eat the firmware's budget.
+    shims = compiled_tree(SHIMS)
+    proc = run_micropython([str(HERE / "mprunner.py"), path.stem], heapsize=heap,
+                           extra_path=[HERE, *([shims] if shims else [])])
     results: dict[str, str] = {}
     current = None
     for line in proc.stdout.splitlines():
