@@ -43,12 +43,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     path = work / "scenario.wscn"
     scenario.write(path)
+    labels = work / "annotations.csv"
+    labels.write_text("start_s,end_s,label\n" + "".join(f"{a},{b},{c}\n" for a, b, c in scenario.episodes))
 
     async def run() -> int:
         async with VirtualWatch(path, board=args.board, speed=args.speed, name=args.name,
                                 flash_dir=work / "flash") as vw:
             print(f"virtual watch {vw.name} at {vw.address} ({scenario.duration_s:.0f} s scenario, "
-                  f"speed {args.speed or 'max'}x); waiting for a host to connect. Ctrl-C stops it.", flush=True)
+                  f"speed {args.speed or 'max'}x); its labels: {labels}. Waiting for a host to connect; "
+                  "Ctrl-C stops it.", flush=True)
             return await vw.wait()
 
     return asyncio.run(run()) or 0

@@ -155,6 +155,8 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
                     if progress:
                         progress(writer.stats)
                 await asyncio.sleep(0.05)
+            if progress:
+                progress(writer.stats)
             try:
                 await client.stop()
                 await asyncio.sleep(0.2)  # the last packets in flight

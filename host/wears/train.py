@@ -31,6 +31,7 @@ from .features import extract_features
 VALENCE = {"unpleasant": 0, "pleasant": 1}
 CLASS_NAMES = ("unpleasant", "pleasant")
 MODEL_FORMAT = "wears-trained-model/1"
+UNTRUSTED = F.FLAG_LOW_QUALITY | F.FLAG_FEW_BEATS | F.FLAG_WARMUP | F.FLAG_GAP
 
 
 @dataclass
@@ -95,7 +96,8 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
             continue
         ppg, table = session_windows(study, s["id"], window_s=window_s, step_s=step_s)
         y = window_labels(table.window_end / ppg.rate_hz, window_s, annotations, mapping)
-        good = table.quality == 0
+        # Motion is a feature, not a defect: only windows whose beats cannot be trusted are left out.
+        good = (table.quality & UNTRUSTED) == 0
         excluded["unlabelled"] += int(np.sum(y < 0))
         excluded["low signal quality"] += int(np.sum((y >= 0) & ~good))
         keep = (y >= 0) & good
