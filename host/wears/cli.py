@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from bleak.exc import BleakError
+
 from .errors import WearsError
 
 
@@ -237,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except WearsError as e:
         print(f"wears: {e}", file=sys.stderr)
+        return 1
+    except (BleakError, OSError) as e:
+        if isinstance(e, OSError) and e.filename:  # a file the user named
+            print(f"wears: {e.filename}: {e.strerror}", file=sys.stderr)
+        else:  # no adapter, no D-Bus, no permission
+            print(f"wears: Bluetooth is not available here ({e}); use --virtual for virtual watches",
+                  file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
