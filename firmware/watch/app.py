@@ -29,6 +29,7 @@ from watch.features import FeatureEngine, spec_for
 from watch.model import ModelError, load as load_model
 from watch.outbox import Outbox
 from watch.radio import Radio
+from watch.sensor import Sensor
 from watch.upload import ModelUpload
 
 FIRMWARE_REVISION = "0.1.0"
@@ -40,29 +41,13 @@ _BURST = const(64)  # largest FIFO burst read per sensor and period
 _PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notification header
 _INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
 _FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
-_I2C_RETRIES = const(3)  # consecutive bus errors before a sensor is re-initialised
-
-
-class Sensor:
-    """One sensor part with its streams: FIFO burst buffers and counters."""
-
-    def __init__(self, driver, streams, buffers):
-        self.driver = driver
-        self.streams = streams  # stream ids this part produces
-        self.buffers = buffers  # what driver.read fills
-        self.index = 0  # index of the next sample, counting from the sensor's start
-        self.tick0 = 0
-        self.errors = 0
-        self.failures = 0  # consecutive
 
 
 class Watch:
     def __init__(self):
         self.board = boards.load()
-        self.started = time.ticks_ms()
         self._uptime = 0
-        self._last_ticks = self.started
-        self.i2c_errors = 0
+        self._last_ticks = time.ticks_ms()
         self.streaming = 0  # mask of streams the host asked for
         self.has_gyro = "gyro_range_dps" in self.board["sensors"].get("imu", {})
         self.radio = Radio(self.board.get("name", "WEARS")[:12], self.board["id"], FIRMWARE_REVISION)
@@ -85,6 +70,7 @@ class Watch:
         self.x = array("i", [0] * self.n_features)
         self.proba = bytearray(8)
         self.model = None
+        gc.collect()  # the model's node arrays want contiguous blocks
         self._load_model()
         self._next_info = 0
         self.event(P.EV_BOOT, 0)
@@ -108,32 +94,22 @@ class Watch:
         self.red = array("I", [0] * _BURST)
         self.acc = array("h", [0] * (3 * _BURST))
         self.gyro = array("h", [0] * (3 * _BURST))
-        self.ppg = self._start(MAX30102(self.i2c, cfg["ppg"]["address"]), (P.PPG,), (self.ir, self.red))
-        imu = LSM6DS3(self.i2c, cfg["imu"]["address"])
-        self.imu = self._start(imu, (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,), (self.acc, self.gyro))
+        self.ppg = self._start(MAX30102(self.i2c, cfg["ppg"]["address"]), (P.PPG,), (self.ir, self.red),
+                               {"rate_hz": self.ppg_rate})
+        imu = cfg["imu"]
+        self.imu = self._start(LSM6DS3(self.i2c, imu["address"]), (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,),
+                               (self.acc, self.gyro), {"rate_hz": self.imu_rate, "accel_range_g": imu["accel_range_g"],
+                                                       "gyro_range_dps": imu.get("gyro_range_dps", 500)})
 
-    def _start(self, driver, streams, buffers):
-        sensor = Sensor(driver, streams, buffers)
+    def _start(self, driver, streams, buffers, config):
+        sensor = Sensor(driver, streams, buffers, config, self.uptime)
         try:
-            self._init_driver(sensor)
+            sensor.start()
         except OSError:
             for s in streams:
                 self.event(P.EV_SENSOR_MISSING, s)
             return None
         return sensor
-
-    def _init_driver(self, sensor):
-        cfg = self.board["sensors"]
-        if P.PPG in sensor.streams:
-            rate = cfg["ppg"]["rate_hz"]
-            sensor.driver.init(rate_hz=rate)
-        else:
-            imu = cfg["imu"]
-            rate = imu["rate_hz"]
-            sensor.driver.init(rate_hz=rate, accel_range_g=imu["accel_range_g"],
-                               gyro_range_dps=imu.get("gyro_range_dps", 500))
-        # After a re-initialisation indices go on where they were: shift the time origin.
-        sensor.tick0 = self.uptime() - sensor.index * 1000 // rate
 
     def _load_model(self):
         try:
@@ -174,11 +150,12 @@ class Watch:
         except (OSError, AttributeError):
             flash_free = 0
         lost = self.ppg.driver.lost if self.ppg else 0
+        bus_errors = sum(s.errors for s in (self.ppg, self.imu) if s)
         dropped = self.streams.dropped + self.events.dropped + self.preds.dropped
         box = self.events
         box.seal(P.pack_body(box.open_buf(), P.STATUS, box.next_seq(), self.uptime(), P.STATUS_BODY,
                              self.battery(), flags, 0, gc.mem_free(), flash_free & 0xFFFFFFFF,
-                             self.model.model_id if self.model else 0, lost, self.i2c_errors, dropped))
+                             self.model.model_id if self.model else 0, lost, bus_errors, dropped))
 
     def battery(self):
         b = self.board["battery"]
@@ -226,34 +203,17 @@ class Watch:
 
     # The loop ---------------------------------------------------------------------------
 
-    def read_sensor(self, sensor):
-        """Burst-read a sensor; bus errors are counted, retried next period, then re-initialise it."""
-        try:
-            n = sensor.driver.read(*sensor.buffers)
-            sensor.failures = 0
-            return n
-        except OSError:
-            self.i2c_errors += 1
-            sensor.failures += 1
-            if sensor.failures >= _I2C_RETRIES:
-                sensor.failures = 0
-                try:
-                    self._init_driver(sensor)
-                except OSError:
-                    pass
-            return 0
-
     def sample(self):
         ppg, imu = self.ppg, self.imu
         if ppg:
-            n = self.read_sensor(ppg)
+            n = ppg.read()
             if n:
                 self.engine.add_ppg(self.ir, n, ppg.index)
                 if self.streaming & P.stream_bit(P.PPG):
                     self.add_samples(P.PPG, (self.ir, self.red), n, ppg.index, 2)
                 ppg.index += n
         if imu:
-            n = self.read_sensor(imu)
+            n = imu.read()
             if n:
                 self.engine.add_acc(self.acc, n, imu.index)
                 if self.has_gyro:

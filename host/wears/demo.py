@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from watch import protocol as P
 
 from .blob import new_key
 from .client import WatchClient

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
-from tests.conftest import REPO, run_micropython
+from tests.conftest import run_micropython
 from wears.errors import WearsError
 from wears.paths import board_profile
 from wears.sim import scenario
