@@ -48,9 +48,8 @@ class WatchClient:
     def __init__(self, address: Any, *, backend: type | None = None, on_packet: PacketCallback | None = None,
                  on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0) -> None:
         self.address = getattr(address, "address", address)
-        self._client = BleakClient(address, backend=backend, disconnected_callback=self._on_disconnect,
-                                   timeout=timeout) if backend else BleakClient(
-            address, disconnected_callback=self._on_disconnect, timeout=timeout)
+        kwargs = {"backend": backend} if backend else {}  # bleak picks the platform's own otherwise
+        self._client = BleakClient(address, disconnected_callback=self._on_disconnect, timeout=timeout, **kwargs)
         self._on_packet = on_packet
         self._on_bad = on_bad_packet
         self.timeout = timeout

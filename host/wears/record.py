@@ -163,17 +163,19 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
             except WatchDisconnected:
                 pass  # it went away after giving all that was asked for (a virtual watch's scenario ended)
     except WatchDisconnected as e:
-        writer.commit()
-        study.count_packets(sid, lost=sum(t.lost for t in client.sequences.values()))
         got = writer.stats.seconds()
-        study.end_session(sid, "interrupted", f"watch disconnected after {got:.1f} s of samples")
+        _finish(writer, client, "interrupted", f"watch disconnected after {got:.1f} s of samples")
         raise WatchDisconnected(f"{addr} disconnected after {got:.1f} s of samples; everything received is "
                                 f"kept in {study.path}, session {sid} (marked interrupted)") from e
     except BaseException:
-        writer.commit()
-        study.end_session(sid, "interrupted", "recording stopped by the host")
+        _finish(writer, client, "interrupted", "recording stopped by the host")
         raise
-    writer.commit()
-    study.count_packets(sid, lost=sum(t.lost for t in client.sequences.values()))
-    study.end_session(sid, "complete")
+    _finish(writer, client, "complete")
     return sid, writer.stats
+
+
+def _finish(writer: SessionWriter, client: WatchClient, status: str, note: str | None = None) -> None:
+    """Commit what arrived, count the packets the sequence numbers say were lost, close the session."""
+    writer.commit()
+    writer.study.count_packets(writer.session_id, lost=sum(t.lost for t in client.sequences.values()))
+    writer.study.end_session(writer.session_id, status, note)
