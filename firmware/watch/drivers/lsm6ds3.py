@@ -1,26 +1,13 @@
 """ST LSM6DS3TR-C: 3-axis accelerometer and 3-axis gyroscope with a 4 KB FIFO."""
 
 import errno
+import time
 
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(x):
         return x
-
-try:
-    from time import sleep_ms, ticks_diff, ticks_ms
-except ImportError:  # CPython: the driver imports, the host never runs it
-    from time import monotonic as _monotonic, sleep as _sleep
-
-    def ticks_ms():
-        return int(_monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_ms(ms):
-        _sleep(ms / 1000)
 
 _FIFO_CTRL1 = const(0x06)  # FTH[7:0], then FIFO_CTRL2 FTH[10:8]: watermark in 16-bit words
 _FIFO_CTRL3 = const(0x08)
@@ -151,7 +138,7 @@ class LSM6DS3:
         for _ in range(_RESET_POLLS):
             if not self._read_reg(_CTRL3_C) & _CTRL3_SW_RESET:
                 break
-            sleep_ms(1)
+            time.sleep_ms(1)
         else:
             raise OSError(errno.EIO)
         self._write(_CTRL3_C, _CTRL3_BDU | _CTRL3_IF_INC)
@@ -178,7 +165,7 @@ class LSM6DS3:
         self._write(_FIFO_CTRL5, _FIFO_MODE_BYPASS)
         self._write(_FIFO_CTRL5, (self._odr << _FIFO_ODR_SHIFT) | _FIFO_MODE_CONTINUOUS)
         self._streaming = True
-        self._last_ms = ticks_ms()
+        self._last_ms = time.ticks_ms()
 
     def disable(self):
         """Power-down: both ODRs to 0 (the FIFO keeps what it holds)."""
@@ -189,7 +176,7 @@ class LSM6DS3:
         odr = self._odr << _ODR_SHIFT
         self._write(_CTRL1_XL, (self._read_reg(_CTRL1_XL) & 0x0F) | odr)
         self._write(_CTRL2_G, (self._read_reg(_CTRL2_G) & 0x0F) | odr)
-        self._last_ms = ticks_ms()
+        self._last_ms = time.ticks_ms()
 
     def read(self, acc, gyro):
         """Move waiting sample sets into `acc` and `gyro` (array('h'), x, y, z per set).
@@ -202,10 +189,10 @@ class LSM6DS3:
         address = self._address
         st = self._status
         i2c.readfrom_mem_into(address, _FIFO_STATUS1, st)
-        now = ticks_ms()
+        now = time.ticks_ms()
         if st[1] & _FIFO_OVER_RUN or not self._streaming:
             # Everything since the last read is gone or out of sequence: count it, start over.
-            made = (ticks_diff(now, self._last_ms) * self._rate_mhz + 500000) // 1000000
+            made = (time.ticks_diff(now, self._last_ms) * self._rate_mhz + 500000) // 1000000
             self._streaming = False
             self._restart()  # if this fails, the next read tries again and counts then
             self.lost += self._pending + made

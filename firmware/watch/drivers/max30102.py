@@ -1,26 +1,13 @@
 """Maxim MAX30102: pulse oximeter and heart-rate sensor, red and IR LEDs, 18-bit ADC, 32-sample FIFO."""
 
 import errno
+import time
 
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(x):
         return x
-
-try:
-    from time import sleep_ms, ticks_diff, ticks_ms
-except ImportError:  # CPython: the driver imports, the host never runs it
-    from time import monotonic as _monotonic, sleep as _sleep
-
-    def ticks_ms():
-        return int(_monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_ms(ms):
-        _sleep(ms / 1000)
 
 _INT_STATUS_1 = const(0x00)
 _INT_ENABLE_1 = const(0x02)
@@ -120,7 +107,7 @@ class MAX30102:
         for _ in range(_RESET_POLLS):
             if not self._read_reg(_MODE_CONFIG) & _MODE_RESET:
                 break
-            sleep_ms(1)
+            time.sleep_ms(1)
         else:
             raise OSError(errno.EIO)
         self._write(_INT_ENABLE_1, _INT_A_FULL_EN)
@@ -133,7 +120,7 @@ class MAX30102:
         self._mode = _MODE_SPO2
         self._write(_MODE_CONFIG, _MODE_SPO2)
         self._pending = 0
-        self._last_ms = ticks_ms()
+        self._last_ms = time.ticks_ms()
 
     def _clear_fifo(self):
         # The datasheet asks for all three cleared before a new conversion run.
@@ -143,7 +130,7 @@ class MAX30102:
 
     def enable(self):
         self._write(_MODE_CONFIG, self._mode)
-        self._last_ms = ticks_ms()
+        self._last_ms = time.ticks_ms()
 
     def disable(self):
         self._write(_MODE_CONFIG, _MODE_SHDN | self._mode)
@@ -158,7 +145,7 @@ class MAX30102:
         address = self._address
         p = self._ptrs
         i2c.readfrom_mem_into(address, _FIFO_WR_PTR, p)
-        now = ticks_ms()
+        now = time.ticks_ms()
         ovf = p[1] & _OVF_MAX
         n = (p[0] - p[2]) & (_FIFO_DEPTH - 1)
         lost = ovf
@@ -167,7 +154,7 @@ class MAX30102:
                 n = _FIFO_DEPTH  # equal pointers after an overflow: full, not empty
             if ovf == _OVF_MAX:
                 # The counter saturated: the elapsed time tells how many really went.
-                made = (ticks_diff(now, self._last_ms) * self.rate_hz + 500) // 1000
+                made = (time.ticks_diff(now, self._last_ms) * self.rate_hz + 500) // 1000
                 estimate = made + self._pending - n
                 if estimate > lost:
                     lost = estimate
