@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 
+from .ble.virtual import VirtualBleakClient
 from .blob import new_key
 from .client import WatchClient
 from .db import Study
@@ -30,7 +31,6 @@ from .record import record
 from .sim.runner import VirtualWatch
 from .sim.scenario import Scenario, synthetic
 from .train import CLASS_NAMES, VALENCE, train, window_labels
-from .ble.virtual import VirtualBleakClient
 
 TRAINING = ("P01", "P02")
 TEST = "P03"

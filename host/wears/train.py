@@ -185,6 +185,5 @@ def train(study: Study, *, window_s: int = 30, step_s: int = 5, seed: int = 0) -
         "class_counts": {CLASS_NAMES[c]: int(np.sum(data.y == c)) for c in (0, 1)},
         "model": {"kind": "ExtraTrees", "n_estimators": model.n_estimators, "max_depth": model.max_depth,
                   "seed": seed},
-        "feature_set_names": list(F.FEATURE_NAMES),
     })
     return TrainedModel(model, data.X, data.feature_names, data.feature_spec, window_s, step_s, report)
