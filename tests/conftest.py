@@ -37,3 +37,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("real recordings in ../shared/data are not present")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_sim_registry(tmp_path_factory):
+    """Virtual watches of this test run advertise in a registry of their own, so that two
+    checkouts testing at once on one machine never connect to each other's watches."""
+    old = os.environ.get("WEARS_SIM_REGISTRY")
+    os.environ["WEARS_SIM_REGISTRY"] = str(tmp_path_factory.mktemp("sim-registry"))
+    yield
+    if old is None:
+        os.environ.pop("WEARS_SIM_REGISTRY", None)
+    else:
+        os.environ["WEARS_SIM_REGISTRY"] = old

@@ -22,8 +22,6 @@ from watch import protocol as P
 
 from .errors import WearsError
 
-SCHEMA_VERSION = 1
-
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE participants (
@@ -112,6 +110,9 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
+# Migrations are applied in key order; a key is a schema version.
+SCHEMA_VERSION = max(_MIGRATIONS)
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -154,7 +155,7 @@ class Study:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise WearsError(f"{self.path} has schema {version}; this wears knows up to {SCHEMA_VERSION}")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        for target in sorted(v for v in _MIGRATIONS if v > version):
             with self.conn:
                 self.conn.executescript(_MIGRATIONS[target])
                 self.conn.execute(f"PRAGMA user_version={target}")
