@@ -28,7 +28,6 @@ from watch.drivers.max30102 import MAX30102
 from watch.features import FeatureEngine, spec_for
 from watch.model import ModelError, load as load_model
 from watch.outbox import Outbox
-from watch.radio import Radio
 from watch.sensor import Sensor
 from watch.upload import ModelUpload
 
@@ -50,7 +49,7 @@ class Watch:
         self._last_ticks = time.ticks_ms()
         self.streaming = 0  # mask of streams the host asked for
         self.has_gyro = "gyro_range_dps" in self.board["sensors"].get("imu", {})
-        self.radio = Radio(self.board.get("name", "WEARS")[:12], self.board["id"], FIRMWARE_REVISION)
+        self.radio = self._radio()
         self.streams = Outbox(24, _PACKET)
         self.replies = Outbox(8, 32)
         self.events = Outbox(8, 48)
@@ -76,6 +75,15 @@ class Watch:
         self.event(P.EV_BOOT, 0)
 
     # Set-up -------------------------------------------------------------------------
+
+    def _radio(self):
+        """BLE, or the USB serial link when board.json says `"link": "serial"` (docs/protocol.md)."""
+        name = self.board.get("name", "WEARS")[:12]
+        if self.board.get("link") == "serial":
+            from watch.radio_serial import SerialRadio
+            return SerialRadio(name, self.board["id"], FIRMWARE_REVISION, self.board)
+        from watch.radio import Radio
+        return Radio(name, self.board["id"], FIRMWARE_REVISION)
 
     def _read_key(self):
         try:

@@ -18,6 +18,19 @@ def _backend(args: argparse.Namespace):
     return backends(virtual=args.virtual)
 
 
+def _watch(args: argparse.Namespace):
+    """(address, client backend) of the watch a command names: by address over BLE (or the
+    virtual watches' bridge with --virtual), or by --port over the USB serial link."""
+    if getattr(args, "port", None):
+        if args.address:
+            raise WearsError("name the watch by its address or by --port, not both")
+        from .serial_link import serial_backend
+        return args.port, serial_backend(args.baud)
+    if not args.address:
+        raise WearsError("name the watch: its address (see `wears scan`) or --port for the USB serial link")
+    return args.address, _backend(args)[0]
+
+
 def _progress_bar(label: str):
     def show(done: float, total: float) -> None:
         width = 30
@@ -50,8 +63,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with VirtualWatch(path, board=args.board, speed=args.speed, name=args.name,
-                                flash_dir=work / "flash") as vw:
-            print(f"virtual watch {vw.name} at {vw.address} ({scenario.duration_s:.0f} s scenario, "
+                                flash_dir=work / "flash", link=args.link) as vw:
+            where = f"on serial port {vw.serial_port}" if vw.serial_port else f"at {vw.address}"
+            print(f"virtual watch {vw.name} {where} ({scenario.duration_s:.0f} s scenario, "
                   f"speed {args.speed or 'max'}x); its labels: {labels}. Waiting for a host to connect; "
                   "Ctrl-C stops it.", flush=True)
             return await vw.wait()
@@ -85,9 +99,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     annotations = _read_annotations(args.annotations) if args.annotations else None
     bar = _progress_bar("recording")
 
+    address, client_backend = _watch(args)
+
     async def run():
-        client_backend, _ = _backend(args)
-        return await record(study, args.address, participant=args.participant, duration_s=args.duration,
+        return await record(study, address, participant=args.participant, duration_s=args.duration,
                             backend=client_backend, annotations=annotations,
                             progress=lambda st: bar(st.seconds(), args.duration))
 
@@ -142,9 +157,10 @@ def cmd_flash_model(args: argparse.Namespace) -> int:
 
     blob = Path(args.blob).read_bytes()
 
+    address, client_backend = _watch(args)
+
     async def run() -> int:
-        client_backend, _ = _backend(args)
-        async with WatchClient(args.address, backend=client_backend) as watch:
+        async with WatchClient(address, backend=client_backend) as watch:
             return await watch.upload_model(blob, _progress_bar("uploading"))
 
     model_id = asyncio.run(run())
@@ -176,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--virtual", action="store_true", help="reach virtual watches (`wears sim`), not BLE")
         return p
 
+    def with_port(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_virtual(p)
+        p.add_argument("address", nargs="?", help="the watch's Bluetooth address (or use --port)")
+        p.add_argument("--port", help="reach the watch over its USB serial link instead (e.g. /dev/ttyACM0, "
+                                      "or the port `wears sim --link serial` prints)")
+        p.add_argument("--baud", type=int, default=921600, help="line rate of a UART bridge (USB CDC ignores it)")
+        return p
+
     p = sub.add_parser("sim", help="run a virtual watch (real MicroPython, simulated sensors and radio)")
     p.add_argument("--scenario", help="a scenario file (.wscn) to replay")
     p.add_argument("--e4", help="replay an Empatica E4 export folder")
@@ -185,14 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="esp32s3-wrist")
     p.add_argument("--name", default="WEARS-VW01")
     p.add_argument("--flash-dir", help="folder for the watch's files")
+    p.add_argument("--link", choices=("ble", "serial"), default="ble",
+                   help="serve the host over BLE or over the USB serial link (a pseudo-terminal)")
     p.set_defaults(func=cmd_sim)
 
     p = with_virtual(sub.add_parser("scan", help="find WEARS watches"))
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_scan)
 
-    p = with_virtual(sub.add_parser("record", help="record a watch into a study database"))
-    p.add_argument("address")
+    p = with_port(sub.add_parser("record", help="record a watch into a study database"))
     p.add_argument("--db", required=True, help="study database (SQLite), created if missing")
     p.add_argument("--participant", required=True, help="pseudonymous participant id")
     p.add_argument("--duration", type=float, required=True, help="seconds of the watch's clock to record")
@@ -215,8 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flash", help="install a model on a watch")
     flash = p.add_subparsers(dest="what", required=True)
-    p = with_virtual(flash.add_parser("model", help="upload a signed model blob over BLE"))
-    p.add_argument("address")
+    p = with_port(flash.add_parser("model", help="upload a signed model blob over BLE or USB serial"))
     p.add_argument("blob")
     p.set_defaults(func=cmd_flash_model)
 

@@ -130,7 +130,7 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
     name = getattr(address, "name", None) or ""
     addr = getattr(address, "address", address)
     sid = study.new_session(participant, device=(addr, name, board),
-                            source="virtual" if backend is not None else "ble")
+                            source=getattr(backend, "session_source", "virtual") if backend is not None else "ble")
     if annotations:
         study.add_annotations(sid, annotations)
     writer = SessionWriter(study, sid, on_packet)

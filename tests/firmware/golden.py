@@ -4,14 +4,14 @@ import os
 import json
 
 
-def vectors():
-    """{name: (bytes, fields)} from the ```golden block."""
+def vectors(block="golden"):
+    """{name: (bytes, fields)} from the ```golden block (or another, e.g. "golden-serial")."""
     out = {}
     inside = False
     with open(os.getenv("WEARS_REPO") + "/docs/protocol.md") as f:
         for line in f:
             line = line.strip()
-            if line == "```golden":
+            if line == "```" + block:
                 inside = True
             elif inside and line.startswith("```"):
                 break

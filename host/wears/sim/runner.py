@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tty
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -140,6 +141,8 @@ class VirtualWatch:
         registry: registry folder (default: `WEARS_SIM_REGISTRY`, else `/tmp/wears-sim-<uid>`).
         autostart: let the virtual clock run before any host connects.
         heapsize: MicroPython heap in bytes instead of the board's budget.
+        link: "ble" (the `bluetooth` shim) or "serial": the USB serial link over a
+            pseudo-terminal whose path is `serial_port` (docs/protocol.md, USB serial link).
 
     Example:
         >>> with VirtualWatch("p01.wscn", speed=10) as vw:  # doctest: +SKIP
@@ -151,7 +154,9 @@ class VirtualWatch:
                  flash_dir: str | os.PathLike[str] | None = None, key: bytes | None = None,
                  model: bytes | str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
                  main: str | os.PathLike[str] | None = None, registry: str | os.PathLike[str] | None = None,
-                 autostart: bool = False, heapsize: int | None = None) -> None:
+                 autostart: bool = False, heapsize: int | None = None, link: str = "ble") -> None:
+        if link not in ("ble", "serial"):
+            raise WearsError(f"a virtual watch's link is 'ble' or 'serial', not {link!r}")
         if key is not None and len(key) != KEY_SIZE:
             raise WearsError(f"a watch key is {KEY_SIZE} bytes, not {len(key)}")
         self.scenario_path = Path(scenario_path).resolve() if scenario_path else None
@@ -166,6 +171,10 @@ class VirtualWatch:
         self.registry = registry_dir(registry)
         self.autostart = autostart
         self.heapsize = heapsize
+        self.link = link
+        self.serial_port: str | None = None
+        """Path of the pseudo-terminal a host opens to reach a watch on the serial link."""
+        self._serial_fd: int | None = None
         self._flash_arg = Path(flash_dir).resolve() if flash_dir else None
         self.flash_dir: Path | None = None
         self._work: Path | None = None
@@ -213,6 +222,9 @@ class VirtualWatch:
         for log in self._logs:
             log.close()
         self._logs = []
+        if self._serial_fd is not None:
+            os.close(self._serial_fd)
+            self._serial_fd = None
         if self._work is not None:
             self._stdout = self._read_log("stdout")
             self._stderr = self._read_log("stderr")
@@ -275,6 +287,9 @@ class VirtualWatch:
         profile = json.loads(_board_path(self.board).read_text())
         self.heap_bytes = self.heapsize or int(profile["heap_budget_bytes"]) + SIM_HEAP_OVERHEAD
         profile["name"] = self.name
+        if self.link == "serial":
+            profile["link"] = "serial"
+            profile["serial"] = {"port": "uart", "id": 1, "baudrate": 921600, "rxbuf": 1024}
         (flash / "board.json").write_text(json.dumps(profile, indent=1))
         key_file = flash / "key.bin"
         if self.key is None and key_file.exists() and key_file.stat().st_size == KEY_SIZE:
@@ -305,6 +320,13 @@ class VirtualWatch:
             "WEARS_SIM_AUTOSTART": "1" if self.autostart else "0",
             **self.env,
         }
+        pass_fds: tuple[int, ...] = ()
+        if self.link == "serial":
+            master, self._serial_fd = os.openpty()
+            tty.setraw(self._serial_fd)  # bytes pass unchanged, as on a USB CDC port
+            self.serial_port = os.ttyname(self._serial_fd)
+            env["WEARS_SIM_SERIAL_FD"] = str(master)
+            pass_fds = (master,)
         stdout = open(self._work / "stdout", "wb")
         stderr = open(self._work / "stderr", "wb")
         self._logs = [stdout, stderr]
@@ -312,7 +334,9 @@ class VirtualWatch:
             # The firmware's main runs as a module so that it, too, comes from the compiled tree.
             [micropython_binary(), "-X", f"heapsize={self.heap_bytes}",
              *(["-m", "main"] if self.main == FIRMWARE / "main.py" else [str(self.main)])],
-            cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+            cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
+        for fd in pass_fds:
+            os.close(fd)  # the watch's end now; the runner keeps the host's end open (no hang-up between hosts)
 
     def _ready(self) -> bool:
         assert self._proc is not None

@@ -206,6 +206,12 @@ class ADC:
         return v if v < 65535 else 65535
 
 
+def UART(id, baudrate=115200, **kwargs):
+    """The board's UART; in the virtual watch its wires end in the host's pseudo-terminal."""
+    import sim_uart  # only a watch on the serial link pays for it
+    return sim_uart.UART(id, baudrate, **kwargs)
+
+
 class WDT:
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout

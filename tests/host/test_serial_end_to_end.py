@@ -1,0 +1,78 @@
+"""A recording over the USB serial link: the unmodified firmware in MicroPython with its UART on a
+pseudo-terminal, pyserial on the host, and the same WatchClient / record above the transport."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from watch import protocol as P
+from wears.blob import new_key
+from wears.client import WatchClient
+from wears.db import Study
+from wears.errors import ModelBlobError
+from wears.record import record
+from wears.serial_link import SerialBleakClient
+from wears.sim.runner import VirtualWatch
+from wears.sim.scenario import synthetic
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scenario") / "p02.wscn"
+    scenario = synthetic(12, participant="P02", rest_s=20, episode_s=40, n_episodes=1)
+    scenario.write(path)
+    return scenario, path
+
+
+def test_a_session_recorded_over_serial_has_every_sample_once_despite_line_noise(scenario_file, tmp_path):
+    scenario, path = scenario_file
+    study = Study.open(tmp_path / "study.db")
+    stderr = []
+
+    async def noise(client):
+        # Line noise and a torn frame from the host side: the watch must skip them and carry on.
+        port = client._client._backend._port
+        port.write(b"\x01\x02\x03junk\x00\x05\x82\x03\x01\x81\x00" + bytes(range(1, 200)) + b"\x00")
+        assert (await client.status()).battery > 0
+
+    async def run():
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", link="serial") as vw:
+            assert vw.serial_port and vw.entry["link"] == "serial"
+            got = await record(study, vw.serial_port, participant="P02", until_s=scenario.duration_s - 5,
+                               backend=SerialBleakClient, prepare=noise)
+            stderr.append(vw.stderr)
+            return got
+
+    sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
+    session = study.session(sid)
+    assert session["status"] == "complete" and session["address"].startswith("/dev/")
+    assert study.conn.execute("SELECT source FROM sessions WHERE id=?", (sid,)).fetchone()[0] == "serial"
+    ppg = study.stream(sid, P.PPG)
+    assert ppg.gaps == 0 and stats.lost_samples == 0 and stats.bad_packets == 0 and stats.duplicates == 0
+    assert ppg.first_index + len(ppg.samples) >= (scenario.duration_s - 5) * ppg.rate_hz
+    first = ppg.first_index
+    np.testing.assert_array_equal(ppg.samples[:, 0], scenario.ppg[first:first + len(ppg.samples), 0])
+    acc, gyro = study.stream(sid, P.ACC), study.stream(sid, P.GYRO)
+    assert acc.gaps == 0 and gyro.gaps == 0 and len(acc.samples) == len(gyro.samples) > 0
+    assert stats.heart_rates > 0
+    assert "Traceback" not in stderr[0]
+
+
+def test_model_upload_over_serial_is_checked_like_over_ble(scenario_file, tmp_path):
+    _, path = scenario_file
+    key = new_key()
+
+    async def run():
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", key=key, link="serial") as vw:
+            async with WatchClient(vw.serial_port, backend=SerialBleakClient) as watch:
+                assert (await watch._client.read_gatt_char("2a26")) == b"0.1.0"
+                with pytest.raises(ModelBlobError) as refused:
+                    await watch.upload_model(b"WMDL" + bytes(600))
+                assert (await watch.status()).model_id == 0
+                return refused.value.reason
+
+    reason = asyncio.run(asyncio.wait_for(run(), 120))
+    assert reason in (P.E_BAD_MAGIC, P.E_BAD_VERSION, P.E_TRUNCATED, P.E_BAD_CRC, P.E_BAD_SIGNATURE)
