@@ -152,6 +152,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_data(args: argparse.Namespace) -> int:
+    from .db import Study
+    from .export_data import export_bids, export_tables
+
+    if not Path(args.db).exists():
+        raise WearsError(f"{args.db}: no such study database")
+    study = Study.open(args.db)
+    sessions = args.session or None
+    if args.format == "bids":
+        files = export_bids(study, args.output, sessions=sessions, task=args.task)
+    else:
+        files = export_tables(study, args.output, fmt=args.format, sessions=sessions)
+    print(json.dumps({"format": args.format, "output": str(args.output), "files": len(files)}))
+    return 0
+
+
 def cmd_flash_model(args: argparse.Namespace) -> int:
     from .client import WatchClient
 
@@ -237,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="the watch key file (32 bytes)")
     p.add_argument("-o", "--output", default="model.wbl")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("export-data", help="write recordings out: CSV or Parquet per stream, or a BIDS dataset")
+    p.add_argument("--db", required=True, help="study database")
+    p.add_argument("--format", choices=("csv", "parquet", "bids"), default="csv")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--session", type=int, action="append", help="a session id (repeat; default: the whole study)")
+    p.add_argument("--task", default="wears", help="BIDS task label")
+    p.set_defaults(func=cmd_export_data)
 
     p = sub.add_parser("flash", help="install a model on a watch")
     flash = p.add_subparsers(dest="what", required=True)

@@ -1,0 +1,16 @@
+"""Data out of a study database: tables per stream (CSV, Parquet) and BIDS physiological files.
+
+`wears export-data` is the command; `wears export` is the model export (`wears.export`).
+
+Example:
+    >>> study = Study.open("study.db")  # doctest: +SKIP
+    >>> export_tables(study, "out", fmt="parquet")  # doctest: +SKIP
+    >>> export_bids(study, "bids")  # doctest: +SKIP
+"""
+
+from .bids import export_bids
+from .tables import StreamTable, event_rows, export_tables, read_stream, session_tables
+from .timing import host_clock
+
+__all__ = ["StreamTable", "event_rows", "export_bids", "export_tables", "host_clock", "read_stream",
+           "session_tables"]
