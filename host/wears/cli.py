@@ -187,8 +187,13 @@ def cmd_flash_model(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     from .live import live
 
-    client_backend, _ = _backend(args)
-    asyncio.run(live(args.address, backend=client_backend, duration_s=args.duration))
+    watches = [(address, _backend(args)[0]) for address in args.address]
+    if args.port:
+        from .serial_link import serial_backend
+        watches += [(port, serial_backend(args.baud)) for port in args.port]
+    if not watches:
+        raise WearsError("name the watches: their addresses (see `wears scan`) and/or --port for USB serial")
+    asyncio.run(live(watches, duration_s=args.duration, stream=not args.no_stream))
     return 0
 
 
@@ -268,9 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("blob")
     p.set_defaults(func=cmd_flash_model)
 
-    p = with_virtual(sub.add_parser("live", help="heart rate, signal quality and predictions as they arrive"))
-    p.add_argument("address")
+    p = with_virtual(sub.add_parser("live", help="a dashboard of watches: heart rate, signal, battery, loss, "
+                                                 "backfill, predictions"))
+    p.add_argument("address", nargs="*", help="Bluetooth addresses (one row each)")
+    p.add_argument("--port", action="append", help="a watch on a USB serial port (repeat for several)")
+    p.add_argument("--baud", type=int, default=921600, help="line rate of a UART bridge (USB CDC ignores it)")
     p.add_argument("--duration", type=float, default=0, help="stop after this many watch seconds (0: never)")
+    p.add_argument("--no-stream", action="store_true", help="do not start the sample streams (heart rate and "
+                                                          "predictions only)")
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("demo", help="the whole path on virtual watches: record, train, export, flash, predict")

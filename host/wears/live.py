@@ -1,56 +1,278 @@
-"""`wears live`: heart rate, signal quality and the watch's own predictions as they arrive."""
+"""`wears live`: a terminal dashboard with one row per watch.
+
+Each row shows what the watch says about itself as it arrives: heart rate and signal quality
+(HEART_RATE), battery (STATUS, asked for every few seconds), packet loss (sequence gaps per
+characteristic and sample-index gaps per stream), backfill state (samples missing from the
+timeline that have not arrived since; a re-sent chunk fills its hole), the on-device
+prediction, and the link's state. A watch that goes away is reconnected with backoff.
+
+Example:
+    >>> asyncio.run(live([("F0:12:34:56:78:9A", None)], duration_s=60))  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from watch import protocol as P
+
 from .client import WatchClient
-from .errors import WatchDisconnected
-from .protocol import HeartRate, Packet, Prediction
+from .errors import WatchDisconnected, WearsError
+from .protocol import HeartRate, Packet, Prediction, Samples, Status
 from .train import CLASS_NAMES
+
+_STATUS_EVERY_S = 5.0  # battery and the watch's own counters
+_RETRY_FIRST_S = 0.5  # reconnect backoff: doubles up to _RETRY_MAX_S
+_RETRY_MAX_S = 8.0
+_REFRESH_PER_S = 4
 
 
 def describe_prediction(packet: Prediction) -> str:
     label = CLASS_NAMES[packet.label] if packet.label < len(CLASS_NAMES) else str(packet.label)
-    quality = "  (low signal quality)" if packet.flags & 1 else ""
+    quality = "  (low signal quality)" if packet.flags & P.FLAG_LOW_QUALITY else ""
     return f"{label:<10} p={packet.proba[packet.label] / 255:.2f}{quality}"
 
 
-class LiveView:
-    """Prints one line per window: heart rate, quality and, when a model runs, its prediction."""
+class Timeline:
+    """Which sample indices of one stream have arrived: the holes are what backfill must fill."""
 
-    def __init__(self, print_fn=print) -> None:
-        self._print = print_fn
-        self._t0: int | None = None
-        self.last_tick = 0
-        self._hr: HeartRate | None = None
+    def __init__(self) -> None:
+        self.next: int | None = None
+        self.holes: list[list[int]] = []  # [start, end) ranges not received, in order
+        self.lost = 0  # samples ever found missing
 
-    def seconds(self) -> float:
-        return 0.0 if self._t0 is None else (self.last_tick - self._t0) / 1000
+    def add(self, first: int, count: int) -> None:
+        end = first + count
+        if self.next is None:
+            self.next = end
+            return
+        if first > self.next:
+            self.holes.append([self.next, first])
+            self.lost += first - self.next
+        if first < self.next:
+            self._fill(first, min(end, self.next))
+        self.next = max(self.next, end)
 
-    def __call__(self, channel: str, packet: Packet) -> None:
-        if self._t0 is None:
-            self._t0 = packet.tick
+    def _fill(self, start: int, end: int) -> None:
+        kept = []
+        for a, b in self.holes:
+            if b <= start or a >= end:
+                kept.append([a, b])
+                continue
+            if a < start:
+                kept.append([a, start])
+            if b > end:
+                kept.append([end, b])
+        self.holes = kept
+
+    @property
+    def pending(self) -> int:
+        return sum(b - a for a, b in self.holes)
+
+
+@dataclass
+class WatchState:
+    """What the dashboard knows about one watch; `handle` takes every packet it sends."""
+
+    label: str
+    link: str = "connecting"
+    heart_rate: HeartRate | None = None
+    prediction: Prediction | None = None
+    status: Status | None = None
+    packets: int = 0
+    lost_packets: int = 0
+    bad_packets: int = 0
+    reconnects: int = 0
+    last_tick: int | None = None
+    first_tick: int | None = None
+    timelines: dict[int, Timeline] = field(default_factory=dict)
+
+    def handle(self, channel: str, packet: Packet) -> None:
+        self.packets += 1
+        if self.first_tick is None:
+            self.first_tick = packet.tick
         self.last_tick = packet.tick
         if isinstance(packet, HeartRate):
-            if self._hr is not None:  # a window without a model: show its heart rate alone
-                self._print(self._line(self._hr, "no model on the watch"))
-            self._hr = packet
+            self.heart_rate = packet
         elif isinstance(packet, Prediction):
-            self._print(self._line(self._hr, describe_prediction(packet)))
-            self._hr = None
+            self.prediction = packet
+        elif isinstance(packet, Status):
+            self.status = packet
+        elif isinstance(packet, Samples):
+            self.timelines.setdefault(packet.stream, Timeline()).add(packet.first_index, packet.count)
 
-    def _line(self, hr: HeartRate | None, what: str) -> str:
-        heart = f"HR {hr.bpm:5.1f} bpm  quality {hr.quality:3d}%" if hr else "HR   ---"
-        return f"t={self.seconds():7.1f} s  {heart}  {what}"
+    def bad_packet(self, channel: str, data: bytes, error: Exception) -> None:
+        self.bad_packets += 1
+
+    @property
+    def seconds(self) -> float:
+        """Watch seconds seen since the dashboard started."""
+        if self.first_tick is None or self.last_tick is None:
+            return 0.0
+        return ((self.last_tick - self.first_tick) & 0xFFFFFFFF) / 1000
+
+    @property
+    def lost_samples(self) -> int:
+        return sum(t.lost for t in self.timelines.values())
+
+    @property
+    def backfill_pending(self) -> int:
+        return sum(t.pending for t in self.timelines.values())
 
 
-async def live(address: Any, *, backend: type | None = None, duration_s: float = 0) -> None:
-    """Show the watch's heart rate and predictions until `duration_s` watch seconds (0: forever)."""
-    view = LiveView()
-    async with WatchClient(address, backend=backend, on_packet=view) as watch:
-        while not duration_s or view.seconds() < duration_s:
-            if watch.disconnected.is_set():
-                raise WatchDisconnected(f"{address} disconnected after {view.seconds():.1f} s")
-            await asyncio.sleep(0.1)
+def _cell_heart(s: WatchState) -> Text:
+    if s.heart_rate is None:
+        return Text("---", style="dim")
+    return Text(f"{s.heart_rate.bpm:5.1f}")
+
+
+def _cell_quality(s: WatchState) -> Text:
+    if s.heart_rate is None:
+        return Text("---", style="dim")
+    q = s.heart_rate.quality
+    return Text(f"{q:3d} %", style="green" if q >= 70 else "yellow" if q >= 40 else "red")
+
+
+def _cell_battery(s: WatchState) -> Text:
+    if s.status is None:
+        return Text("---", style="dim")
+    b = s.status.battery
+    return Text(f"{b:3d} %", style="red" if b < 15 else "")
+
+
+def _cell_loss(s: WatchState) -> Text:
+    text = f"{s.lost_packets} pkt / {s.lost_samples} smp"
+    if s.bad_packets:
+        text += f" / {s.bad_packets} bad"
+    return Text(text, style="red" if s.lost_packets or s.lost_samples or s.bad_packets else "green")
+
+
+def _cell_backfill(s: WatchState) -> Text:
+    pending = s.backfill_pending
+    if not s.timelines:
+        return Text("no samples", style="dim")
+    if pending:
+        return Text(f"{pending} smp pending", style="yellow")
+    return Text("complete" if s.lost_samples else "none needed", style="green")
+
+
+def _cell_prediction(s: WatchState) -> Text:
+    if s.prediction is None:
+        return Text("no model" if s.status is not None and not s.status.model_id else "---", style="dim")
+    return Text(describe_prediction(s.prediction).strip())
+
+
+def _cell_link(s: WatchState) -> Text:
+    style = {"streaming": "green", "connecting": "yellow", "reconnecting": "yellow"}.get(s.link, "red")
+    text = s.link + (f" ({s.reconnects}x)" if s.reconnects else "")
+    return Text(text, style=style)
+
+
+COLUMNS: tuple[tuple[str, Callable[[WatchState], Text]], ...] = (
+    ("Link", _cell_link), ("HR bpm", _cell_heart), ("Quality", _cell_quality), ("Battery", _cell_battery),
+    ("Loss", _cell_loss), ("Backfill", _cell_backfill), ("On-device prediction", _cell_prediction),
+    ("Watch s", lambda s: Text(f"{s.seconds:7.1f}")),
+)
+
+
+class Dashboard:
+    """The table of watches; a rich renderable, redrawn by `rich.live.Live`."""
+
+    def __init__(self, watches: Sequence[WatchState]) -> None:
+        self.watches = list(watches)
+
+    def table(self) -> Table:
+        table = Table(title="WEARS live", expand=False)
+        table.add_column("Watch", no_wrap=True)
+        for name, _ in COLUMNS:
+            table.add_column(name, no_wrap=True)
+        for s in self.watches:
+            table.add_row(Text(s.label, style="bold"), *(cell(s) for _, cell in COLUMNS))
+        return table
+
+    def __rich__(self) -> Table:
+        return self.table()
+
+
+async def _follow(address: Any, backend: type | None, state: WatchState, until: Callable[[], bool],
+                  stream: bool) -> None:
+    """Keep one watch connected and streaming until `until()`; reconnect with backoff."""
+    retry = _RETRY_FIRST_S
+    while not until():
+        client = WatchClient(address, backend=backend, on_packet=state.handle, on_bad_packet=state.bad_packet)
+        try:
+            async with client:
+                retry = _RETRY_FIRST_S
+                name = getattr(client._client, "name", "") or ""
+                if name and name not in state.label:
+                    state.label = f"{name} {state.label}"
+                if stream:
+                    await client.start()
+                state.link = "streaming"
+                next_status = 0.0
+                while not until():
+                    if client.disconnected.is_set():
+                        raise WatchDisconnected(f"{address} disconnected")
+                    if time.monotonic() >= next_status:
+                        next_status = time.monotonic() + _STATUS_EVERY_S
+                        await client.status()
+                    state.lost_packets = sum(t.lost for t in client.sequences.values())
+                    await asyncio.sleep(0.1)
+                if stream:
+                    try:
+                        await client.stop()
+                    except WearsError:
+                        pass
+        except WearsError:
+            if until():
+                break
+            state.link = "reconnecting"
+            state.reconnects += 1
+            await asyncio.sleep(retry)
+            retry = min(retry * 2, _RETRY_MAX_S)
+    state.link = "done"
+
+
+async def live(watches: Sequence[tuple[Any, type | None]], *, duration_s: float = 0, stream: bool = True,
+               console: Console | None = None, wall_timeout_s: float | None = None) -> Dashboard:
+    """Show the dashboard for these watches until each has run `duration_s` watch seconds
+    (0: until Ctrl-C).
+
+    Args:
+        watches: (address, bleak client backend) per watch; e.g. a BLE address and None, a
+            virtual watch's address and `VirtualBleakClient`, a serial port and `SerialBleakClient`.
+        duration_s: how long to show, in seconds of each watch's clock.
+        stream: also start the sample streams, so that sample loss and backfill show.
+        console: where to draw (default: the terminal).
+        wall_timeout_s: give up after this many real seconds (for scripts and tests).
+
+    Returns:
+        The dashboard as it ended (for a last look or a test).
+    """
+    if not watches:
+        raise WearsError("name at least one watch")
+    states = [WatchState(str(address)) for address, _ in watches]
+    board = Dashboard(states)
+    started = time.monotonic()
+
+    def stop_for(state: WatchState) -> Callable[[], bool]:
+        def done() -> bool:
+            if wall_timeout_s is not None and time.monotonic() - started > wall_timeout_s:
+                return True
+            return bool(duration_s) and state.seconds >= duration_s
+        return done
+
+    console = console or Console()
+    with Live(board, console=console, refresh_per_second=_REFRESH_PER_S, transient=False):
+        await asyncio.gather(*(_follow(address, backend, state, stop_for(state), stream)
+                               for (address, backend), state in zip(watches, states)))
+    return board

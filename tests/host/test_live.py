@@ -1,0 +1,96 @@
+"""`wears live`: the dashboard's bookkeeping, and its rendering against virtual watches (one on
+BLE with a model, one on the USB serial link without)."""
+
+import asyncio
+import io
+
+import numpy as np
+import pytest
+from rich.console import Console
+from sklearn.ensemble import ExtraTreesClassifier
+
+from watch.features import spec_for
+from wears.ble.virtual import VirtualBleakClient
+from wears.export import quantize_forest
+from wears.live import Dashboard, Timeline, WatchState, live
+from wears.protocol import HeartRate, Samples, Status
+from wears.serial_link import SerialBleakClient
+from wears.sim.runner import VirtualWatch
+from wears.sim.scenario import synthetic
+
+
+def _samples(first, count, stream=1):
+    return Samples(type=1, seq=0, tick=first * 10, stream=stream, first_index=first,
+                   samples=np.zeros((count, 2), np.uint32))
+
+
+def _render(states):
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(Dashboard(states))
+    return console.export_text()
+
+
+def test_timeline_counts_holes_and_a_resent_chunk_fills_its_part():
+    t = Timeline()
+    t.add(0, 10)
+    t.add(30, 10)  # 10..29 missing
+    t.add(50, 5)  # 40..49 missing
+    assert t.lost == 30 and t.pending == 30
+    t.add(15, 10)  # backfilled: 15..24
+    assert t.holes == [[10, 15], [25, 30], [40, 50]] and t.pending == 20
+    t.add(10, 5), t.add(25, 5), t.add(40, 10)
+    assert t.pending == 0 and t.lost == 30
+    t.add(0, 10)  # a duplicate changes nothing
+    assert t.pending == 0 and t.next == 55
+
+
+def test_rows_show_loss_then_backfill_progress():
+    s = WatchState("AA:01")
+    s.handle("event", Status(type=4, seq=0, tick=0, battery=9, flags=0, reserved=0, heap_free=0, flash_free=0,
+                             model_id=0, overflow=0, i2c_errors=0, dropped=0))
+    s.handle("prediction", HeartRate(type=2, seq=0, tick=5000, bpm_x10=723, quality=30, beats=9, index=500))
+    for first in (0, 24, 72):
+        s.handle("stream", _samples(first, 24))
+    text = _render([s])
+    assert "AA:01" in text and "72.3" in text and " 30 %" in text and "  9 %" in text
+    assert "0 pkt / 24 smp" in text and "24 smp pending" in text and "no model" in text
+    s.handle("stream", _samples(48, 24))  # the watch re-sends the missing chunk
+    assert "complete" in _render([s]) and s.backfill_pending == 0
+
+
+def _model_blob(key):
+    spec, n = spec_for(True)
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 100_000, (300, n))
+    y = (X[:, 0] > 50_000).astype(int)
+    forest = ExtraTreesClassifier(n_estimators=3, max_depth=3, random_state=0).fit(X, y)
+    return quantize_forest(forest, X, spec).to_blob(key)
+
+
+@pytest.mark.slow
+def test_dashboard_renders_a_row_per_watch_over_ble_and_serial(tmp_path):
+    path = tmp_path / "p03.wscn"
+    synthetic(13, participant="P03", rest_s=30, episode_s=50, n_episodes=1).write(path)
+    key = bytes(range(32))
+    console = Console(record=True, width=220, file=io.StringIO())
+
+    async def run():
+        async with VirtualWatch(path, name="WEARS-BLE1", key=key, model=_model_blob(key),
+                                flash_dir=tmp_path / "a") as ble, \
+                VirtualWatch(path, name="WEARS-SER1", link="serial", flash_dir=tmp_path / "b") as ser:
+            return await live([(ble.address, VirtualBleakClient), (ser.serial_port, SerialBleakClient)],
+                              duration_s=40, console=console, wall_timeout_s=90)
+
+    board = asyncio.run(asyncio.wait_for(run(), 120))
+    ble, ser = board.watches
+    assert ble.seconds >= 40 and ser.seconds >= 40
+    assert ble.prediction is not None and ser.prediction is None
+    assert ble.heart_rate is not None and ser.heart_rate is not None and ble.status.battery > 0
+    assert ble.lost_samples == ser.lost_samples == 0 and ble.lost_packets == ser.lost_packets == 0
+    text = console.export_text()
+    rows = {name: next(line for line in text.splitlines()[::-1] if name in line)
+            for name in ("WEARS-BLE1", "WEARS-SER1")}
+    assert "p=" in rows["WEARS-BLE1"] and ("pleasant" in rows["WEARS-BLE1"])
+    assert "no model" in rows["WEARS-SER1"] and "/dev/" in rows["WEARS-SER1"]
+    for row in rows.values():
+        assert "done" in row and "0 pkt / 0 smp" in row and "none needed" in row and "%" in row
