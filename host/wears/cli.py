@@ -100,10 +100,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     bar = _progress_bar("recording")
 
     address, client_backend = _watch(args)
+    on_packet = None
+    if args.lsl:
+        from .lsl import LslOutlet
+        on_packet = LslOutlet(str(address), str(address)).handle
 
     async def run():
         return await record(study, address, participant=args.participant, duration_s=args.duration,
-                            backend=client_backend, annotations=annotations,
+                            backend=client_backend, annotations=annotations, on_packet=on_packet,
                             progress=lambda st: bar(st.seconds(), args.duration))
 
     sid, stats = asyncio.run(run())
@@ -193,7 +197,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         watches += [(port, serial_backend(args.baud)) for port in args.port]
     if not watches:
         raise WearsError("name the watches: their addresses (see `wears scan`) and/or --port for USB serial")
-    asyncio.run(live(watches, duration_s=args.duration, stream=not args.no_stream))
+    asyncio.run(live(watches, duration_s=args.duration, stream=not args.no_stream, lsl=args.lsl))
     return 0
 
 
@@ -243,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participant", required=True, help="pseudonymous participant id")
     p.add_argument("--duration", type=float, required=True, help="seconds of the watch's clock to record")
     p.add_argument("--annotations", help="CSV start_s,end_s,label[,condition] on the sample timeline")
+    p.add_argument("--lsl", action="store_true", help="also publish streams and markers on Lab Streaming Layer")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("train", help="train a valence model from a study database")
@@ -281,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=0, help="stop after this many watch seconds (0: never)")
     p.add_argument("--no-stream", action="store_true", help="do not start the sample streams (heart rate and "
                                                           "predictions only)")
+    p.add_argument("--lsl", action="store_true", help="also publish streams and markers on Lab Streaming Layer")
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("demo", help="the whole path on virtual watches: record, train, export, flash, predict")

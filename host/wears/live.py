@@ -204,17 +204,26 @@ class Dashboard:
 
 
 async def _follow(address: Any, backend: type | None, state: WatchState, until: Callable[[], bool],
-                  stream: bool) -> None:
+                  stream: bool, lsl: bool) -> None:
     """Keep one watch connected and streaming until `until()`; reconnect with backoff."""
     retry = _RETRY_FIRST_S
+    handlers: list[Callable[[str, Packet], None]] = [state.handle]
+
+    def on_packet(channel: str, packet: Packet) -> None:
+        for handler in handlers:
+            handler(channel, packet)
+
     while not until():
-        client = WatchClient(address, backend=backend, on_packet=state.handle, on_bad_packet=state.bad_packet)
+        client = WatchClient(address, backend=backend, on_packet=on_packet, on_bad_packet=state.bad_packet)
         try:
             async with client:
                 retry = _RETRY_FIRST_S
                 name = getattr(client._client, "name", "") or ""
                 if name and name not in state.label:
                     state.label = f"{name} {state.label}"
+                if lsl and len(handlers) == 1:
+                    from .lsl import LslOutlet
+                    handlers.append(LslOutlet(name or str(address), str(address)).handle)
                 if stream:
                     await client.start()
                 state.link = "streaming"
@@ -243,7 +252,8 @@ async def _follow(address: Any, backend: type | None, state: WatchState, until: 
 
 
 async def live(watches: Sequence[tuple[Any, type | None]], *, duration_s: float = 0, stream: bool = True,
-               console: Console | None = None, wall_timeout_s: float | None = None) -> Dashboard:
+               lsl: bool = False, console: Console | None = None,
+               wall_timeout_s: float | None = None) -> Dashboard:
     """Show the dashboard for these watches until each has run `duration_s` watch seconds
     (0: until Ctrl-C).
 
@@ -252,6 +262,7 @@ async def live(watches: Sequence[tuple[Any, type | None]], *, duration_s: float 
             virtual watch's address and `VirtualBleakClient`, a serial port and `SerialBleakClient`.
         duration_s: how long to show, in seconds of each watch's clock.
         stream: also start the sample streams, so that sample loss and backfill show.
+        lsl: also publish each watch's streams and markers on Lab Streaming Layer (`wears.lsl`).
         console: where to draw (default: the terminal).
         wall_timeout_s: give up after this many real seconds (for scripts and tests).
 
@@ -273,6 +284,6 @@ async def live(watches: Sequence[tuple[Any, type | None]], *, duration_s: float 
 
     console = console or Console()
     with Live(board, console=console, refresh_per_second=_REFRESH_PER_S, transient=False):
-        await asyncio.gather(*(_follow(address, backend, state, stop_for(state), stream)
+        await asyncio.gather(*(_follow(address, backend, state, stop_for(state), stream, lsl)
                                for (address, backend), state in zip(watches, states)))
     return board

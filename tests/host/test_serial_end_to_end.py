@@ -76,3 +76,30 @@ def test_model_upload_over_serial_is_checked_like_over_ble(scenario_file, tmp_pa
 
     reason = asyncio.run(asyncio.wait_for(run(), 120))
     assert reason in (P.E_BAD_MAGIC, P.E_BAD_VERSION, P.E_TRUNCATED, P.E_BAD_CRC, P.E_BAD_SIGNATURE)
+
+
+def test_wears_record_port_records_over_serial_and_publishes_on_lsl(scenario_file, tmp_path, capsys):
+    import json
+
+    from wears.cli import main
+
+    _, path = scenario_file
+    lsl = ["--lsl"] if _has_pylsl() else []
+    with VirtualWatch(path, flash_dir=tmp_path / "flash", link="serial") as vw:
+        code = main(["record", "--port", vw.serial_port, "--db", str(tmp_path / "cli.db"), "--participant", "P02",
+                     "--duration", "20", *lsl])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out.splitlines()[-1])
+    assert result["lost_samples"] == 0 and result["bad_packets"] == 0 and result["samples"]["1"] >= 2000
+    assert main(["record", "AA:BB", "--port", "/dev/null", "--db", str(tmp_path / "x.db"), "--participant", "P",
+                 "--duration", "1"]) == 1
+    assert "not both" in capsys.readouterr().err
+
+
+def _has_pylsl():
+    try:
+        import pylsl  # noqa: F401
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
