@@ -103,3 +103,22 @@ def _has_pylsl():
     except (ImportError, OSError, RuntimeError):
         return False
     return True
+
+
+def test_a_host_that_vanishes_without_goodbye_is_replaced_by_the_next(scenario_file, tmp_path):
+    scenario, path = scenario_file
+    study = Study.open(tmp_path / "study.db")
+
+    async def run():
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", link="serial", speed=20) as vw:
+            first = WatchClient(vw.serial_port, backend=SerialBleakClient)
+            await first.connect()
+            await first.start()
+            await asyncio.sleep(0.5)
+            first._client._backend._close_port()  # killed: no DISCONNECT, the watch keeps sending
+            await asyncio.sleep(0.5)  # what it sends meanwhile waits in the port for the next host
+            return await record(study, vw.serial_port, participant="P02", duration_s=10, backend=SerialBleakClient)
+
+    sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
+    assert study.session(sid)["status"] == "complete"
+    assert stats.lost_samples == 0 and stats.bad_packets == 0 and stats.samples[P.PPG] >= 1000
