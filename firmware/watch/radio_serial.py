@@ -213,7 +213,10 @@ class StdioPort:
         # One byte per ready poll: a blocking stream reads until its buffer is full.
         got = 0
         while got < n and self._poll.poll(0):
-            buf[got] = self._in.read(1)[0]
+            b = self._in.read(1)
+            if not b:  # end of input: the host hung up
+                break
+            buf[got] = b[0]
             got += 1
         return got
 
