@@ -218,6 +218,7 @@ async def _follow(address: Any, backend: type | None, state: WatchState, until: 
         try:
             async with client:
                 retry = _RETRY_FIRST_S
+                lost_before = state.lost_packets  # earlier connections' losses stay counted
                 name = getattr(client._client, "name", "") or ""
                 if name and name not in state.label:
                     state.label = f"{name} {state.label}"
@@ -234,7 +235,7 @@ async def _follow(address: Any, backend: type | None, state: WatchState, until: 
                     if time.monotonic() >= next_status:
                         next_status = time.monotonic() + _STATUS_EVERY_S
                         await client.status()
-                    state.lost_packets = sum(t.lost for t in client.sequences.values())
+                    state.lost_packets = lost_before + sum(t.lost for t in client.sequences.values())
                     await asyncio.sleep(0.1)
                 if stream:
                     try:

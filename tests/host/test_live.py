@@ -94,3 +94,36 @@ def test_dashboard_renders_a_row_per_watch_over_ble_and_serial(tmp_path):
     assert "no model" in rows["WEARS-SER1"] and "/dev/" in rows["WEARS-SER1"]
     for row in rows.values():
         assert "done" in row and "0 pkt / 0 smp" in row and "none needed" in row and "%" in row
+
+
+class _CableBreaksOnce(SerialBleakClient):
+    """A serial backend whose link breaks (as a pulled cable) after the 30th stream packet, once."""
+
+    broken = 0
+    seen = 0
+
+    def _on_frame(self, op, channel, value):
+        super()._on_frame(op, channel, value)
+        if channel == 1 and op == 0x03:
+            type(self).seen += 1
+            if type(self).seen == 30 and not type(self).broken:
+                type(self).broken += 1
+                self._link_lost(0x08)
+
+
+@pytest.mark.slow
+def test_a_watch_whose_link_breaks_is_reconnected_and_its_missing_samples_shown(tmp_path):
+    path = tmp_path / "p05.wscn"
+    synthetic(15, participant="P05", rest_s=30, episode_s=30, n_episodes=1).write(path)
+    console = Console(record=True, width=220, file=io.StringIO())
+
+    async def run():
+        async with VirtualWatch(path, link="serial", speed=10, flash_dir=tmp_path / "f") as vw:
+            return await live([(vw.serial_port, _CableBreaksOnce)], duration_s=20, console=console,
+                              wall_timeout_s=60)
+
+    (state,) = asyncio.run(asyncio.wait_for(run(), 120)).watches
+    assert _CableBreaksOnce.broken == 1 and state.reconnects == 1 and state.seconds >= 20
+    assert state.lost_samples > 0 and state.backfill_pending == state.lost_samples  # nothing re-sent them yet
+    row = next(line for line in console.export_text().splitlines()[::-1] if "/dev/" in line)
+    assert "(1x)" in row and "smp pending" in row
