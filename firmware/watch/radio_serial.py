@@ -328,7 +328,11 @@ class SerialRadio:
         if n > _MAX_PACKET:
             self.oversize += 1
             return False
-        self._send(OP_NOTIFY, channel, buf, n)
+        try:
+            self._send(OP_NOTIFY, channel, buf, n)
+        except OSError:  # the port went away (cable pulled): the packet stays queued for the next host
+            self._conn = False
+            return False
         return True
 
     def notify_stream(self, buf, n=-1):

@@ -199,3 +199,14 @@ def test_command_path_header_and_type_come_through_unchanged():
     port.rx.extend(_frame(L.OP_WRITE, L.CH_CONTROL, b"\x01" + bytes(cmd)))
     _, data = radio.poll_command()
     assert P.unpack_header(data)[1] == P.CMD_PING and bytes(data[8:]) == b"\x04\x03\x02\x01"
+
+
+class BrokenPort(FakePort):
+    def write(self, buf):
+        raise OSError(5)
+
+
+def test_a_port_that_fails_ends_the_connection_and_the_packet_stays_with_the_app():
+    radio, port = _connected_radio()
+    radio.port = BrokenPort()
+    assert radio.notify_stream(bytearray(20)) is False and not radio.connected

@@ -168,3 +168,11 @@ def test_cli_export_data_writes_each_format_and_wears_export_still_exports_model
     assert "no such study database" in capsys.readouterr().err
     args = build_parser().parse_args(["export", "model.pkl", "--key", "key.bin"])
     assert args.func.__name__ == "cmd_export"
+
+
+def test_a_stream_this_version_cannot_read_is_named_and_left_out(study, tmp_path, caplog):
+    study.add_stream_info(2, 9, 1, 4000, 1.0, 0)  # e.g. a stream a newer watch or an import adds
+    files = export_tables(study, tmp_path / "t", sessions=[2])
+    assert sorted(p.name.split("_", 2)[2] for p in files) == ["events.csv", "heart_rate.csv", "ppg.csv",
+                                                             "predictions.csv"]
+    assert "stream(s) [9]" in caplog.text

@@ -10,6 +10,7 @@ values are in physical units, named in the column (`ir_counts`, `x_g`, `x_dps`).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from ..db import Study
 from ..errors import WearsError
 from ..train import CLASS_NAMES
 from .timing import HostClock, host_clock
+
+logger = logging.getLogger(__name__)
 
 UNITS = {P.PPG: ("counts", "counts"), P.ACC: ("g", "g"), P.GYRO: ("deg/s", "dps")}
 """Per stream: the unit of its values (as BIDS writes it) and the column-name suffix."""
@@ -105,9 +108,14 @@ def read_stream(study: Study, session_id: int, stream: int) -> StreamTable:
 
 
 def streams_of(study: Study, session_id: int) -> list[int]:
-    """The session's sample streams this version can read (docs/protocol.md)."""
-    return [s for (s,) in study.conn.execute("SELECT stream FROM stream_info WHERE session_id=? ORDER BY stream",
-                                             (session_id,)) if s in P.SAMPLE_FORMATS]
+    """The session's sample streams this version can read (docs/protocol.md); others are logged."""
+    every = [s for (s,) in study.conn.execute("SELECT stream FROM stream_info WHERE session_id=? ORDER BY stream",
+                                              (session_id,))]
+    unknown = [s for s in every if s not in P.SAMPLE_FORMATS]
+    if unknown:
+        logger.warning("session %d: stream(s) %s have no sample layout in this version and are not exported",
+                       session_id, unknown)
+    return [s for s in every if s in P.SAMPLE_FORMATS]
 
 
 def _ppg_timeline(study: Study, session_id: int) -> tuple[float, float] | None:
