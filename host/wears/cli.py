@@ -95,11 +95,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .db import Study
     from .record import record
 
+    address, client_backend = _watch(args)
     study = Study.open(args.db)
     annotations = _read_annotations(args.annotations) if args.annotations else None
     bar = _progress_bar("recording")
-
-    address, client_backend = _watch(args)
     on_packet = None
     if args.lsl:
         from .lsl import LslOutlet

@@ -94,7 +94,7 @@ def test_wears_record_port_records_over_serial_and_publishes_on_lsl(scenario_fil
     assert result["lost_samples"] == 0 and result["bad_packets"] == 0 and result["samples"]["1"] >= 2000
     assert main(["record", "AA:BB", "--port", "/dev/null", "--db", str(tmp_path / "x.db"), "--participant", "P",
                  "--duration", "1"]) == 1
-    assert "not both" in capsys.readouterr().err
+    assert "not both" in capsys.readouterr().err and not (tmp_path / "x.db").exists()
 
 
 def _has_pylsl():
