@@ -122,3 +122,25 @@ def test_a_host_that_vanishes_without_goodbye_is_replaced_by_the_next(scenario_f
     sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
     assert study.session(sid)["status"] == "complete"
     assert stats.lost_samples == 0 and stats.bad_packets == 0 and stats.samples[P.PPG] >= 1000
+
+
+def test_a_watch_that_dies_on_the_serial_link_ends_the_recording_with_what_arrived(scenario_file, tmp_path):
+    from wears.errors import WatchDisconnected
+
+    _, path = scenario_file
+    study = Study.open(tmp_path / "study.db")
+
+    async def run():
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", link="serial", speed=20) as vw:
+            async def kill_later():
+                while study.sample_count(1, P.PPG) < 500:
+                    await asyncio.sleep(0.05)
+                vw.kill()  # the port breaks: no goodbye
+            killer = asyncio.ensure_future(kill_later())
+            with pytest.raises(WatchDisconnected, match="kept in"):
+                await record(study, vw.serial_port, participant="P02", duration_s=1000, backend=SerialBleakClient)
+            await killer
+
+    asyncio.run(asyncio.wait_for(run(), 120))
+    session = study.sessions()[0]
+    assert session["status"] == "interrupted" and study.sample_count(session["id"], P.PPG) >= 500
