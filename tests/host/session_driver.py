@@ -78,9 +78,9 @@ async def pass_preflight(experimenter, engine, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.5)
 
 
-async def answer_rating(participant, values: tuple[int, ...], how: str = "mouse") -> None:
-    """Answer the SAM form shown by mouse, touch or keyboard."""
-    await participant.wait_for_selector(".scale button")
+async def answer_rating(participant, step: int, values: tuple[int, ...], how: str = "mouse") -> None:
+    """Answer the form of step `step` (SAM scales or an attention check) by mouse, touch or keyboard."""
+    await participant.wait_for_selector(f'main[data-step="{step}"] .scale button')
     if how == "keyboard":
         for v in values:
             await participant.keyboard.press(str(v))

@@ -62,10 +62,10 @@ async def _complete_run(b, study, protocol, address, seen: dict) -> None:
                 await experimenter.click("#save-note")
             elif step.kind == "rating":
                 values, how = next(ratings)
-                await answer_rating(participant, values, how)
+                await answer_rating(participant, step.index, values, how)
                 await until(lambda: engine.step != step.index, 20, "the rating to be taken")
             elif step.kind == "attention":
-                await answer_rating(participant, (3,), "mouse")
+                await answer_rating(participant, step.index, (3,), "mouse")
                 await until(lambda: engine.step != step.index, 20, "the attention check to be taken")
             else:
                 await asyncio.sleep(0.05)

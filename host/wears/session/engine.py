@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from .protocol import StudyProtocol
 from .steps import TIMED, Step, build_steps
 from .store import RunStore, file_sha256
 
-PING_EVERY_S = 1.0
+PING_EVERY_S = 0.25  # on average; jittered so that some pings meet the watch just before its loop step
 STATUS_EVERY_S = 10.0
 # The code field of the MARK sent for each event kind (the watch echoes the argument, the id).
 EVENT_CODES = {"start": 1, "baseline_onset": 2, "baseline_offset": 3, "clip_onset": 4, "clip_offset": 5,
@@ -177,7 +178,7 @@ class SessionEngine:
                     self.watch_status = await client.status()
                     next_status = time.monotonic() + STATUS_EVERY_S
                 self.writer.commit()
-                await asyncio.sleep(PING_EVERY_S)
+                await asyncio.sleep(PING_EVERY_S * random.uniform(0.5, 1.5))
         except WearsError as e:
             self._say(f"watch: {e}")
         if client is self.watch and not self.done.is_set():

@@ -13,31 +13,37 @@ from watch import protocol as P
 from ..db import Study
 from ..errors import WearsError
 
-_NEAREST = 12  # pings around the instant used in the local fit
+_WINDOW_S = 20.0  # pings this close to the instant set its offset
+_RTT_SLACK_S = 0.004  # keep the pings whose round trip is within this of the shortest
 
 
 def host_to_tick(pings: np.ndarray, host_time: float) -> float:
     """The watch's tick (ms) at `host_time` (host monotonic s).
 
     `pings` is an (n, 3) array of (host_sent, host_received, tick). The watch stamps its
-    answer between sending and receiving, so each ping says tick ~ midpoint; the pings with
-    the shortest round trips among the nearest in time are fitted with a line (offset and
-    rate, so a drifting or a sped-up virtual clock maps too). One ping gives offset alone.
+    answer somewhere between the host's sending and receiving, and where depends on the
+    watch's loop (a watch that handles commands once per 100 ms period stamps late), so only
+    a short round trip pins the watch's clock down: the tick lies within half of it from the
+    midpoint. The rate (drift, or a sped-up virtual clock) comes from a line through the
+    shortest-round-trip pings of the whole recording; the offset from the shortest ones
+    within `_WINDOW_S` of the instant. The session sends its pings at jittered intervals so
+    that some land just before the watch's next loop step and come back fast.
     """
     if len(pings) == 0:
         raise WearsError("no clock-sync pings: the host's events cannot be put on the watch's timeline")
     mid = (pings[:, 0] + pings[:, 1]) / 2
     rtt = pings[:, 1] - pings[:, 0]
-    near = np.argsort(np.abs(mid - host_time))[:_NEAREST]
-    keep = near[rtt[near] <= np.min(rtt[near]) * 2 + 0.002]
-    if len(keep) < 2 or np.ptp(mid[keep]) < 1e-3:
-        best = near[np.argmin(rtt[near])]
-        rate = 1000.0
-        if len(pings) >= 2 and np.ptp(mid) > 0.5:
-            rate = float(np.polyfit(mid, pings[:, 2], 1)[0])
-        return float(pings[best, 2] + (host_time - mid[best]) * rate)
-    slope, intercept = np.polyfit(mid[keep], pings[keep, 2].astype(float), 1)
-    return float(intercept + slope * host_time)
+    tick = pings[:, 2].astype(float)
+    rate = 1000.0
+    good = rtt <= np.percentile(rtt, 25) + _RTT_SLACK_S
+    if np.sum(good) >= 2 and np.ptp(mid[good]) > 1.0:
+        rate = float(np.polyfit(mid[good], tick[good], 1)[0])
+    near = np.abs(mid - host_time) <= _WINDOW_S
+    if not np.any(near):
+        near = np.abs(mid - host_time) <= np.min(np.abs(mid - host_time)) + _WINDOW_S
+    local = near & (rtt <= np.min(rtt[near]) + _RTT_SLACK_S)
+    offsets = tick[local] - rate * mid[local]
+    return float(np.median(offsets) + rate * host_time)
 
 
 class SessionTimeline:

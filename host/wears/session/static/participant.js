@@ -65,6 +65,8 @@ function render(view) {
   shownKey = key;
   cleanup();
   cleanup = () => {};
+  screen.dataset.step = view.step;
+  screen.dataset.kind = view.paused ? "paused" : view.kind;
   if (view.paused) { show(""); return; }
   const kinds = { instructions, baseline: fixation, washout: fixation, clip, rating, attention, end };
   (kinds[view.kind] || end)(view);
