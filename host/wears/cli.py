@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -167,14 +168,27 @@ def cmd_session(args: argparse.Namespace) -> int:
     study = Study.open(args.db)
     store, resumed = open_run(study, args.protocol, args.participant, args.language, seed=args.seed,
                               slot=args.slot, resume=not args.new_run)
-    run = store.run()
-    print(f"{'resuming' if resumed else 'new'} run {run.id} for {run.participant} ({run.language}), "
-          f"clip order {run.clip_order} (seed {run.order_seed})", flush=True)
+    this_run = store.run()
+    print(f"{'resuming' if resumed else 'new'} run {this_run.id} for {this_run.participant} ({this_run.language}), "
+          f"clip order {this_run.clip_order} (seed {this_run.order_seed})", flush=True)
     client_backend, scanner_backend = _backend(args)
     host = "0.0.0.0" if args.lan else args.host
-    summary = asyncio.run(serve(study, args.protocol, store, address=args.address, backend=client_backend,
-                                scanner_backend=scanner_backend, board=args.board, host=host, port=args.port,
-                                ready=print_urls))
+
+    async def run() -> dict:
+        # Ctrl-C or a TERM signal: the run stays resumable (what was playing is marked interrupted).
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        return await serve(study, args.protocol, store, address=args.address, backend=client_backend,
+                           scanner_backend=scanner_backend, board=args.board, host=host, port=args.port,
+                           ready=print_urls)
+
+    try:
+        summary = asyncio.run(run())
+    except asyncio.CancelledError:
+        print(f"stopped; run {this_run.id} resumes with the same command", file=sys.stderr)
+        return 130
     print(json.dumps(summary))
     return 0
 

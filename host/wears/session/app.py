@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,11 @@ async def serve(study: Study, protocol_path: str | Path, store: RunStore, *, add
     await server.start()
     try:
         if address:
-            await engine.connect_watch(address)
+            try:
+                await engine.connect_watch(address)
+            except WearsError as e:  # the experimenter can find and connect it from the screen
+                engine.say(f"{e}; use Find watches / Connect")
+                print(f"wears: {e}; connect it from the experimenter screen", file=sys.stderr)
         if ready:
             ready(server)
         await engine.done.wait()

@@ -61,6 +61,9 @@ class SessionEngine:
         # shown again once the experimenter resumes.
         self.paused = run.status == "running"
         store.interrupt_running(time.monotonic())
+        for session_id in store.sessions():  # a recording of a host that was killed
+            if study.session(session_id)["status"] == "recording":
+                study.end_session(session_id, "interrupted", "the host stopped without closing it")
         self.participants: dict[Any, Send] = {}
         self.experimenters: dict[Any, Send] = {}
         self.trial: int | None = None
@@ -91,7 +94,7 @@ class SessionEngine:
     def current(self) -> Step:
         return self.steps[self.step]
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         self.log.append({"host_time": time.monotonic(), "text": text})
         del self.log[:-50]
 
@@ -99,7 +102,7 @@ class SessionEngine:
                     text: str | None = None) -> int | None:
         """Store an event and send it to the watch as a MARK (argument: the event's id)."""
         if self.store.session_id is None:
-            self._say(f"{kind}: no watch recording yet; not stored")
+            self.say(f"{kind}: no watch recording yet; not stored")
             return None
         event_id = self.store.add_event(kind, time.monotonic() if host_time is None else host_time,
                                         trial_id=trial_id, text=text)
@@ -111,7 +114,7 @@ class SessionEngine:
         try:
             await self.watch.mark(code, event_id)
         except WearsError as e:
-            self._say(f"MARK {event_id} not delivered: {e}")
+            self.say(f"MARK {event_id} not delivered: {e}")
         finally:
             self._marks.discard(asyncio.current_task())
 
@@ -144,7 +147,7 @@ class SessionEngine:
         self.watch = client
         self.heart_rates.clear()
         self.watch_info = {"address": addr, "name": name, "connected": True, "session": session_id}
-        self._say(f"watch {addr} connected; recording session {session_id}")
+        self.say(f"watch {addr} connected; recording session {session_id}")
         self.study.add_clock_sync(session_id, *(await client.ping()))
         await client.start()
         self._spawn(self._keep_in_sync(client, session_id))
@@ -180,7 +183,7 @@ class SessionEngine:
                 self.writer.commit()
                 await asyncio.sleep(PING_EVERY_S * random.uniform(0.5, 1.5))
         except WearsError as e:
-            self._say(f"watch: {e}")
+            self.say(f"watch: {e}")
         if client is self.watch and not self.done.is_set():
             await self._watch_lost()
 
@@ -190,7 +193,7 @@ class SessionEngine:
         self.watch = None
         if self.status == "running" and not self.paused:
             await self.pause(reason="the watch disconnected")
-        self._say("the watch disconnected: connect it again, then resume")
+        self.say("the watch disconnected: connect it again, then resume")
         await self.refresh()
 
     def _close_recording(self, status: str, note: str | None = None) -> None:
@@ -333,14 +336,14 @@ class SessionEngine:
 
     async def marker(self, text: str | None = None) -> None:
         await self.event("marker", text=text or None)
-        self._say(f"marker{': ' + text if text else ''}")
+        self.say(f"marker{': ' + text if text else ''}")
         await self.refresh(participants=False)
 
     async def note(self, text: str) -> None:
         if not text.strip():
             return
         await self.event("note", text=text.strip())
-        self._say(f"note: {text.strip()}")
+        self.say(f"note: {text.strip()}")
         await self.refresh(participants=False)
 
     # The run ----------------------------------------------------------------------------------
@@ -496,8 +499,7 @@ class SessionEngine:
         """The host is stopping: keep the run resumable, close the recording."""
         if self.status == "running":
             await self._interrupt("the host stopped")
-        await self.stop_watch("interrupted" if self.status == "running" else self.status,
-                               "the host stopped" if self.status == "running" else None)
+        await self.stop_watch("interrupted", "the host stopped")
         for task in list(self._tasks):
             task.cancel()
 
