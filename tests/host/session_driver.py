@@ -42,9 +42,9 @@ async def browser() -> AsyncIterator:
 
 
 @contextlib.asynccontextmanager
-async def session_server(study: Study, protocol: Path, participant: str, language: str, address: str,
+async def session_server(study: Study, protocol: Path, participant: str, language: str, address: str | None,
                          *, port: int = 0) -> AsyncIterator[SessionServer]:
-    """`serve` in a task, connected to the virtual watch at `address`; yields the running server."""
+    """`serve` in a task, connected to the virtual watch at `address` (None: paired later); yields the server."""
     store, _ = open_run(study, protocol, participant, language)
     ready: asyncio.Future = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(serve(study, protocol, store, address=address, backend=VirtualBleakClient,

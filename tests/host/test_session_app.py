@@ -1,8 +1,9 @@
 """A whole labelling session in headless chromium against the virtual watch.
 
 Run 1 (Hindi participant): baseline, clips in Hindi and English, ratings by keyboard, mouse and
-touch, an attention check, a marker and a note, a reload in the middle of a clip. Run 2
-(English participant): aborted during its first clip. The database must end with the right
+touch, an attention check, a pause, a marker and a note, a reload in the middle of a clip.
+Run 2 (English participant): the watch paired from the experimenter's screen; aborted during
+its first clip. The database must end with the right
 trials, events, ratings, labels and samples.
 """
 
@@ -48,12 +49,19 @@ async def _complete_run(b, study, protocol, address, seen: dict) -> None:
         seen["status_after_participant_abort"] = engine.status
         seen["preflight"] = engine.preflight_report
         await experimenter.click("#start")
+        seen["heart_rate_shown"] = await experimenter.inner_text("#w-hr")
         ratings = iter(RATINGS)
         second_clip = engine.run.clip_order[1]
-        reloaded = False
+        reloaded = paused = False
         while engine.status == "running":
             step = engine.current
-            if step.kind == "clip" and step.clip_id == second_clip and not reloaded:
+            if step.kind == "washout" and not paused:
+                await until(lambda: engine.trial is not None, 20, "the first wash-out")
+                await experimenter.click("#pauseresume")
+                await participant.wait_for_selector("#pause:not([hidden])")
+                await experimenter.click("#pauseresume")
+                paused = True
+            elif step.kind == "clip" and step.clip_id == second_clip and not reloaded:
                 await until(lambda: engine.trial is not None, 20, "the second clip's onset")
                 await participant.reload()
                 reloaded = True
@@ -75,12 +83,16 @@ async def _complete_run(b, study, protocol, address, seen: dict) -> None:
 
 
 async def _aborted_run(b, study, protocol, address, seen: dict) -> None:
-    async with session_server(study, protocol, "P02", "en", address) as server:
+    async with session_server(study, protocol, "P02", "en", None) as server:
         engine = server.engine
         participant = await (await b.new_context()).new_page()
         experimenter = await (await b.new_context()).new_page()
         await participant.goto(server.participant_url)
         await experimenter.goto(server.experimenter_url)
+        # Pairing from the experimenter's screen: find the watch, connect it.
+        await experimenter.click("#scan")
+        await experimenter.click(f'#found li:has-text("{address}") button')
+        await until(lambda: engine.watch_info["connected"], 20, "the watch to connect")
         await pass_preflight(experimenter, engine)
         await experimenter.click("#start")
         await until(lambda: engine.current.kind == "clip" and engine.trial is not None, 30, "the first clip")
@@ -126,6 +138,7 @@ def test_instructions_and_end_are_in_the_participants_language(sessions):
 
 def test_preflight_checked_every_clip_in_the_browser_and_the_watch(sessions):
     _, seen = sessions
+    assert seen["heart_rate_shown"].endswith("bpm")
     names = {c["name"] for c in seen["preflight"]["checks"]}
     assert {"plays hi-1", "plays hi-2", "plays en-1", "plays en-2", "watch connected", "battery",
             "flash free", "signal quality"} <= names
@@ -140,11 +153,11 @@ def test_complete_run_stores_every_trial_on_the_samples_timeline(sessions):
                           "ORDER BY id", run)
     done = [t for t in trials if t[3] == "done"]
     assert [t[0] for t in done] == ["baseline", "clip", "washout", "clip", "washout", "clip", "washout", "clip"]
+    # The pause interrupted the first wash-out, and the reload the second clip; each then ran again.
+    interrupted = [t for t in trials if t[3] == "interrupted"]
+    assert [(t[0], t[1], t[2]) for t in interrupted] == [("washout", None, 1), ("clip", json.loads(order)[1], 1)]
     assert [t[1] for t in done if t[0] == "clip"] == json.loads(order)
     assert {c[:2] for c in json.loads(order)} == {"hi", "en"}
-    # The reload interrupted the second clip, which then played again from its start.
-    interrupted = [t for t in trials if t[3] == "interrupted"]
-    assert [(t[1], t[2]) for t in interrupted] == [(json.loads(order)[1], 1)]
     assert (json.loads(order)[1], 2) in [(t[1], t[2]) for t in done]
     # On the watch's sample timeline: the virtual watch runs at SPEED x, so a clip of 1.5 s
     # spans about SPEED x 1.5 s of samples (host seconds would not fit).
@@ -173,7 +186,7 @@ def test_every_event_is_stored_and_echoed_by_the_watch(sessions):
     run = seen["run1"]
     kinds = [k for k, in _rows(study, "SELECT kind FROM session_events WHERE run_id=? ORDER BY id", run)]
     for kind, n in [("start", 1), ("baseline_onset", 1), ("clip_onset", 5), ("clip_offset", 4), ("rating", 4),
-                    ("attention", 1), ("marker", 1), ("interrupted", 1), ("complete", 1)]:
+                    ("attention", 1), ("marker", 1), ("interrupted", 2), ("pause", 1), ("resume", 1), ("complete", 1)]:
         assert kinds.count(kind) == n, kind
     assert ("note", "participant adjusted the strap") in _rows(
         study, "SELECT kind, text FROM session_events WHERE run_id=?", run)
