@@ -33,6 +33,8 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0, what: str 
 async def browser() -> AsyncIterator:
     from playwright.async_api import async_playwright
 
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} is missing: run tools/setup.sh as root (apt-get install chromium ffmpeg)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:

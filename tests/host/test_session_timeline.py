@@ -100,3 +100,4 @@ def test_counterbalanced_runs_take_the_next_row(tmp_path):
 def test_participant_ids_are_pseudonymous_codes(bad):
     with pytest.raises(WearsError, match="pseudonymous"):
         check_participant_id(bad)
+
