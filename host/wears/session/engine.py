@@ -136,6 +136,7 @@ class SessionEngine:
             raise WearsError(f"already connected to {self.watch.address}")
         name = getattr(address, "name", None) or next((f["name"] for f in self.found
                                                        if f["address"] == address), "")
+        self.writer = None  # what arrives before the new recording exists belongs to no session
         client = WatchClient(address, backend=self.backend, on_packet=self._packet, on_bad_packet=self._bad_packet)
         await client.connect()
         addr = client.address
@@ -147,9 +148,13 @@ class SessionEngine:
         self.watch = client
         self.heart_rates.clear()
         self.watch_info = {"address": addr, "name": name, "connected": True, "session": session_id}
+        try:
+            self.study.add_clock_sync(session_id, *(await client.ping()))
+            await client.start()
+        except WearsError:
+            await self.stop_watch("interrupted", "the watch stopped answering as streaming started")
+            raise
         self.say(f"watch {addr} connected; recording session {session_id}")
-        self.study.add_clock_sync(session_id, *(await client.ping()))
-        await client.start()
         self._spawn(self._keep_in_sync(client, session_id))
         await self.refresh()
 
@@ -404,9 +409,9 @@ class SessionEngine:
             self.store.place_on_timeline()
             await self._goto(self.step + 1)
         elif kind == "rating" and self._accepts(msg, "rating"):
-            values = msg.get("values", {})
-            if set(values) != set(self.protocol.scales) or not all(
-                    isinstance(v, int) and 1 <= v <= self.protocol.points for v in values.values()):
+            values = msg.get("values")
+            if not isinstance(values, dict) or set(values) != set(self.protocol.scales) or not all(
+                    type(v) is int and 1 <= v <= self.protocol.points for v in values.values()):
                 return {"type": "error", "text": "every scale needs one answer"}
             trial_id = self.store.last_done_clip_trial(step.rates_step)
             for item, value in values.items():
@@ -416,7 +421,7 @@ class SessionEngine:
             await self._goto(self.step + 1)
         elif kind == "attention" and self._accepts(msg, "attention"):
             value = msg.get("value")
-            if not isinstance(value, int):
+            if type(value) is not int or not 1 <= value <= self.protocol.points:
                 return {"type": "error", "text": "choose an answer"}
             self.store.add_report(self.step, None, "attention", value, host, expected=step.check.answer,
                                   response_ms=msg.get("response_ms"))
