@@ -16,7 +16,8 @@ stream's tick0) with a reference onset for the same frame obtained independently
   the watch's tick, extrapolated to the onset at the nominal rate. Its uncertainty (half that
   round trip) is reported as `reference_bound_ms` (median over the clips).
 
-error = recorded onset - reference onset, in ms, over every clip. It measures the clock
+error = recorded onset - reference onset, in ms, for every clip; `median_onset_error_ms` and
+`p95_onset_error_ms` are over its absolute value (`mean_signed_error_ms` keeps the sign). It measures the clock
 mapping of the production path and its choice of frame (a click or the `play` event would
 be tens of ms off); it cannot measure how late a physical display shows a frame after the
 browser presented it (that needs a photodiode on a real screen).

@@ -417,6 +417,7 @@ class SessionEngine:
             for item, value in values.items():
                 self.store.add_report(self.step, trial_id, item, value, host, response_ms=msg.get("response_ms"))
             await self.event("rating", host, trial_id=trial_id, text=json.dumps(values))
+            self.say(f"{step.clip_id} rated {json.dumps(values)}")
             self.store.write_labels(self.protocol)
             await self._goto(self.step + 1)
         elif kind == "attention" and self._accepts(msg, "attention"):
@@ -426,6 +427,8 @@ class SessionEngine:
             self.store.add_report(self.step, None, "attention", value, host, expected=step.check.answer,
                                   response_ms=msg.get("response_ms"))
             await self.event("attention", host, text=json.dumps({"value": value, "expected": step.check.answer}))
+            passed = "passed" if value == step.check.answer else f"FAILED (answered {value})"
+            self.say(f"attention check {passed}")
             await self._goto(self.step + 1)
         return None
 
