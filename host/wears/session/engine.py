@@ -483,6 +483,7 @@ class SessionEngine:
             "status": self.status, "paused": self.paused, "step": step.index, "steps": len(self.steps),
             "step_kind": step.kind, "clip": step.clip_id, "clip_order": self.run.clip_order,
             "participant_screens": len(self.participants), "trial": self.trial,
+            "participant_path": f"/p/{self.run.participant_token}/",
             "watch": {**self.watch_info,
                       "heart_rate": last.bpm if last else None, "quality": last.quality if last else None,
                       "battery": st.battery if st else None, "flash_free_kb": st.flash_free // 1024 if st else None,

@@ -25,6 +25,9 @@ function render(s) {
   text("status", s.status + (s.paused ? " (paused)" : ""));
   text("step", `${s.step + 1} of ${s.steps}: ${s.step_kind}${s.clip ? " " + s.clip : ""}`);
   text("screens", s.participant_screens);
+  const link = $("participant-link");
+  link.href = s.participant_path;
+  link.textContent = location.origin + s.participant_path;
   const w = s.watch;
   text("w-address", w.address ? `${w.address} ${w.name || ""}` : null);
   text("w-connected", w.connected ? "yes" : "no");
