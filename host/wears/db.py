@@ -108,6 +108,76 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (session_id, key)
     );
     """,
+    3: """
+    CREATE TABLE study_runs (
+        id INTEGER PRIMARY KEY,
+        participant_id TEXT NOT NULL REFERENCES participants(id),
+        protocol_name TEXT NOT NULL,
+        protocol_toml TEXT NOT NULL,      -- the protocol file as it was run
+        protocol_sha256 TEXT NOT NULL,
+        language TEXT NOT NULL,           -- the participant's language ('en', 'hi')
+        order_method TEXT NOT NULL,       -- 'random', 'counterbalanced', 'fixed'
+        order_seed INTEGER NOT NULL,      -- seed of a random order (the slot of a counterbalanced one)
+        clip_order TEXT NOT NULL,         -- JSON list of clip ids, as shown
+        step INTEGER NOT NULL DEFAULT 0,  -- index of the current step of the run
+        status TEXT NOT NULL,             -- 'ready', 'running', 'complete', 'aborted'
+        participant_token TEXT NOT NULL,  -- the participant screen's per-session token
+        created_at TEXT NOT NULL,
+        ended_at TEXT,
+        note TEXT
+    );
+    CREATE TABLE run_sessions (
+        session_id INTEGER PRIMARY KEY REFERENCES sessions(id),
+        run_id INTEGER NOT NULL REFERENCES study_runs(id)  -- one recording per host start of the run
+    );
+    CREATE TABLE stimuli (
+        run_id INTEGER NOT NULL REFERENCES study_runs(id),
+        clip_id TEXT NOT NULL,
+        file TEXT NOT NULL,
+        sha256 TEXT NOT NULL,             -- of the file as shown
+        language TEXT NOT NULL,
+        intended_valence REAL NOT NULL,
+        intended_arousal REAL NOT NULL,
+        duration_s REAL NOT NULL,
+        PRIMARY KEY (run_id, clip_id)
+    );
+    CREATE TABLE trials (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES study_runs(id),
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        step INTEGER NOT NULL,
+        kind TEXT NOT NULL,               -- 'baseline', 'clip', 'washout'
+        clip_id TEXT,
+        attempt INTEGER NOT NULL,         -- 1, then 2... after a reload, a closed tab or a pause
+        status TEXT NOT NULL,             -- 'running', 'done', 'interrupted'
+        onset_host REAL,                  -- host monotonic clock (s)
+        offset_host REAL,
+        onset_s REAL,                     -- PPG sample timeline (s, index / rate) of the session
+        offset_s REAL,
+        first_media_s REAL                -- media time of the first frame presented (0 unless frames dropped)
+    );
+    CREATE TABLE self_reports (
+        run_id INTEGER NOT NULL REFERENCES study_runs(id),
+        trial_id INTEGER REFERENCES trials(id),  -- the clip rated
+        step INTEGER NOT NULL,
+        item TEXT NOT NULL,               -- 'valence', 'arousal', 'dominance', 'attention'
+        value INTEGER NOT NULL,
+        expected INTEGER,                 -- the instructed answer of an attention check
+        response_ms INTEGER,              -- from the form shown to the answer
+        host_time REAL NOT NULL
+    );
+    CREATE TABLE session_events (
+        id INTEGER PRIMARY KEY,           -- also the argument of the MARK sent to the watch
+        run_id INTEGER NOT NULL REFERENCES study_runs(id),
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        trial_id INTEGER REFERENCES trials(id),
+        kind TEXT NOT NULL,               -- docs/database.md lists them
+        host_time REAL NOT NULL,
+        t_s REAL,                         -- on the PPG sample timeline
+        text TEXT,
+        echo_tick INTEGER                 -- the watch's tick in its EVENT echo of the MARK
+    );
+    """,
 }
 
 # Migrations are applied in key order; a key is a schema version.
