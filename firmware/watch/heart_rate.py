@@ -140,8 +140,14 @@ class _Decimator:
 
     def _push(self, src, i):
         w = self.width
+        for c in range(w):
+            v = src[i * w + c]
+            self.sum[c] += v
+            self.last[c] = v
+        self.count += 1
+        self.next += 1
         s = self.next * RATE // self.rate
-        while self.slot < s:  # close the slot (a rate below RATE leaves some empty: they hold)
+        while self.slot < s:  # the slot has all its samples: close it (below RATE some stay empty and hold)
             base = (self.slot & _MASK) * w
             for c in range(w):
                 self.ring[base + c] = self.sum[c] * self.gain // self.count if self.count else \
@@ -149,12 +155,6 @@ class _Decimator:
                 self.sum[c] = 0
             self.count = 0
             self.slot += 1
-        for c in range(w):
-            v = src[i * w + c]
-            self.sum[c] += v
-            self.last[c] = v
-        self.count += 1
-        self.next += 1
 
 
 class HeartRate:

@@ -18,13 +18,15 @@ def describe_prediction(packet: Prediction) -> str:
 
 
 class LiveView:
-    """Prints one line per window: heart rate, quality and, when a model runs, its prediction."""
+    """Prints one line per heart rate (every 2 s) until the watch predicts; then one per
+    prediction, with the latest heart rate."""
 
     def __init__(self, print_fn=print) -> None:
         self._print = print_fn
         self._t0: int | None = None
         self.last_tick = 0
         self._hr: HeartRate | None = None
+        self._predicting = False
 
     def seconds(self) -> float:
         return 0.0 if self._t0 is None else (self.last_tick - self._t0) / 1000
@@ -34,12 +36,12 @@ class LiveView:
             self._t0 = packet.tick
         self.last_tick = packet.tick
         if isinstance(packet, HeartRate):
-            if self._hr is not None:  # a window without a model: show its heart rate alone
-                self._print(self._line(self._hr, "no model on the watch"))
             self._hr = packet
+            if not self._predicting:
+                self._print(self._line(packet, "no prediction from the watch yet"))
         elif isinstance(packet, Prediction):
+            self._predicting = True
             self._print(self._line(self._hr, describe_prediction(packet)))
-            self._hr = None
 
     def _line(self, hr: HeartRate | None, what: str) -> str:
         heart = f"HR {hr.bpm:5.1f} bpm  quality {hr.quality:3d}%" if hr else "HR   ---"

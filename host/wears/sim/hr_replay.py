@@ -81,10 +81,11 @@ def spectral_peak_bpm(ppg: np.ndarray, rate: float, ends: np.ndarray, window_s: 
 def troika_reference(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """(window ends in s, ECG heart rate in bpm) of a TROIKA `REF_*.mat` (variable BPM0)."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         bpm = np.asarray(loadmat(Path(path))["BPM0"], dtype=float).ravel()
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, MatReadError) as e:
         raise WearsError(f"{path}: not a TROIKA reference ({e})") from None
     return TROIKA_WINDOW_S + TROIKA_STEP_S * np.arange(len(bpm)), bpm
 

@@ -411,12 +411,13 @@ def from_troika(path, *, ppg_rate: int = 100, imu_rate: int = 52, participant: s
     (the sensor model clips it to the configured full scale); TROIKA has no gyroscope.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
     from scipy.signal import resample_poly
 
     path = Path(path)
     try:
         sig = np.asarray(loadmat(path)["sig"], dtype=float)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, MatReadError) as e:
         raise ScenarioError(f"{path}: not a TROIKA recording ({e})") from None
     if sig.ndim != 2 or sig.shape[0] != 6 or sig.shape[1] < TROIKA_RATE * rest_s:
         raise ScenarioError(f"{path}: a TROIKA recording is 6 x N samples at 125 Hz, this one is {sig.shape}")
