@@ -93,3 +93,15 @@ def test_flat_signal_gives_no_heart_rate_and_zero_quality():
     acc = np.tile([0, 0, LSB_PER_G], (30 * IMU, 1))
     got = estimate(ir, acc)
     assert got and all(v == (0.0, 0) for v in got.values()), got
+
+
+def test_resting_wrist_whose_accelerometer_feels_the_pulse_keeps_its_heart_rate():
+    # At rest the accelerometer can carry the pulse itself (a few mg of ballistocardiogram);
+    # the gate is relative to the motion's peak, so below MOTION_FLOOR_MG it must stay off,
+    # or it removes the pulse with the "motion".
+    ir, acc = wrist(70, 1.5, seconds=60, rest_s=1000)  # never swings
+    t = np.arange(len(acc)) / IMU
+    bcg = 40 * np.sin(2 * np.pi * 70 / 60 * t + 1.0)  # 5 mg at the heart rate
+    acc = acc + np.rint(np.stack([bcg, 0 * t, 0 * t], axis=1)).astype(np.int64)
+    got = estimate(ir, acc)
+    assert all(abs(b - 70) < 1 and q > 50 for b, q in got.values()), got
