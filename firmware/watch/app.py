@@ -68,7 +68,8 @@ class Watch:
                                     has_gyro=self.has_gyro)
         if self.imu:
             self.engine.set_units(self.imu.driver.accel_unit, self.imu.driver.gyro_unit)
-        self.hr = HeartRate(self.ppg_rate, self.imu_rate if self.imu else 0)
+        self.hr = HeartRate(self.ppg_rate, self.imu_rate, self.imu.driver.accel_unit) if self.imu else \
+            HeartRate(self.ppg_rate, 0)  # no accelerometer: no motion gate
         self.x = array("i", [0] * self.n_features)
         self.proba = bytearray(8)
         self.model = None

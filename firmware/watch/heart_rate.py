@@ -32,7 +32,7 @@ SUBHARMONIC_PCT = const(30)  # first estimate: a peak at half the frequency this
 GATE_SHIFT = const(2)  # gate 1 - A / (maxA / 2^GATE_SHIFT): PPG power is kept where motion is < 25 % of its peak
 SIGMA = const(15)  # prior: Gaussian in bins (22 bpm) around the previous estimate
 MAX_STEP = const(5)  # bins (7.3 bpm) the estimate may move per step
-MOTION_FLOOR_MG = const(50)  # no gate while the wrist moves less than this (the gate is relative)
+MOTION_FLOOR_MG = const(50)  # no gate while the strongest motion in the band is smaller (the gate is relative)
 MAX_HOLD = const(15)  # steps (30 s) without any usable peak before the tracker starts again
 
 _RING = const(256)  # per channel; a power of two > WINDOW + STEP, so compute may lag a step
@@ -41,6 +41,7 @@ _AMP = const(2047)  # time-domain block scaling: |x| <= 2^11 - 1 before the wind
 _PPG_BITS = const(9)  # spectral block scaling: |re|, |im| < 2^9, PPG power < 2^19
 _ACC_BITS = const(8)  # < 2^8 per axis: acc power of three axes < 2^18
 _Q = const(1024)  # fixed point of the gate and the prior
+_PEAK = const(51200)  # |DFT| of a sinusoid of amplitude 1 on a bin: 1024 (Q10) x sum(Hann) / 2
 
 BPM_X10_PER_BIN16 = 15000  # bpm x10 of bin k in 1/16 bin: k16 * 15000 // 16384 (RATE * 600 / TABLE / 16)
 
@@ -96,7 +97,7 @@ if VIPER:
             m = 0
             a = 0
             b = 0
-            for n in range(200):  # WINDOW
+            for n in range(WINDOW):
                 v = int(x[n])
                 if v >= 32768:
                     v -= 65536
@@ -175,7 +176,7 @@ class HeartRate:
         self._dft = dft_viper if self.fast else dft_py
         self._ppg = _Decimator(ppg_rate, 1, 4)  # IR counts x 4: two more bits from averaging 4
         self._acc = _Decimator(imu_rate, 3, 1) if imu_rate else None  # LSB; None: no accelerometer, no gate
-        self._floor = int(MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB
+        self._floor = int(MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
         self._cos = _table(TABLE, _cos)
         self._hann = _table(WINDOW, _hann)
         self._prior = _table(NK, _gauss)
@@ -198,8 +199,9 @@ class HeartRate:
         self._ppg.add(ir, n, first_index)
 
     def add_acc(self, xyz, n, first_index):
-        """n accelerometer samples, x y z interleaved (array 'h'), any unit."""
-        self._acc.add(xyz, n, first_index)
+        """n accelerometer samples, x y z interleaved (array 'h'), in the LSB of acc_unit_g."""
+        if self._acc:
+            self._acc.add(xyz, n, first_index)
 
     def beats(self):
         """Beats the estimate implies in its window (the HEART_RATE packet's count)."""
@@ -228,14 +230,20 @@ class HeartRate:
         a = self._a
         c = self._c
         self._spectrum(ppg.ring, 1, 1, start, p, _PPG_BITS)
-        if not self._acc or self._spectrum(acc.ring, 3, 3, start, a, _ACC_BITS) < self._floor:
+        shift = 0
+        if self._acc:
+            shift = self._spectrum(acc.ring, 3, 3, start, a, _ACC_BITS)
+        else:
             for j in range(NK):
                 a[j] = 0
         pmax = amax = 0
         for j in range(NK):
             pmax = max(pmax, p[j])
             amax = max(amax, a[j])
-        lim = amax >> GATE_SHIFT
+        # The strongest motion in the band as an amplitude, against the floor: a sinusoid of
+        # amplitude F (LSB) on a bin has power (F _PEAK)^2 before the spectrum's shifts.
+        floor = (self._floor * _PEAK) >> shift
+        lim = amax >> GATE_SHIFT if floor < 16384 and amax >= floor * floor else 0
         for j in range(NK):  # c is a's array: the gated power replaces the motion's
             g = _Q - (a[j] << 10) // lim if lim else _Q
             c[j] = p[j] * g if g > 0 else 0
@@ -248,8 +256,8 @@ class HeartRate:
         # Power at the bins K0.. of the window [start, start + WINDOW), summed over `channels`
         # of the ring. Each channel centred, all scaled by one shift into +-_AMP, Hann-windowed
         # and transformed; the sum is kept with one shift so that |re|, |im| < 2^bits (a
-        # channel needing a larger shift rescales what came before). Returns the largest
-        # deviation from the mean, in the ring's unit.
+        # channel needing a larger shift rescales what came before). Returns the two shifts'
+        # sum: the power is (amplitude in the ring's unit)^2 >> (2 x that).
         big = 0
         for ch in range(channels):
             big = max(big, self._centre(ring, w, ch, start))
@@ -283,7 +291,7 @@ class HeartRate:
                 u = re[j] >> fshift
                 v = im[j] >> fshift
                 out[j] = (out[j] if ch else 0) + u * u + v * v
-        return big
+        return tshift + fshift
 
     def _centre(self, ring, w, ch, start):
         # The window's mean of channel ch into self._m; returns the largest deviation from it.
@@ -297,9 +305,10 @@ class HeartRate:
         return big
 
     def _pick(self, pmax):
-        # The tracker: the first estimate is the strongest PPG peak below INIT_MAX, or its
-        # subharmonic (a wrist at rest, as TROIKA and JOSS assume too); after it, the strongest motion-gated peak weighted by the prior around
-        # the previous estimate, at most MAX_STEP bins away.
+        # The tracker. The first estimate is the strongest PPG peak below INIT_MAX, or its
+        # subharmonic (a wrist at rest, as TROIKA and JOSS assume too); after it, the strongest
+        # motion-gated peak weighted by the prior around the previous estimate, at most
+        # MAX_STEP bins away from it.
         p = self._p
         c = self._c
         track = self._track

@@ -42,8 +42,9 @@ class Wrist:
             buf[3 * i + 2] = 8192 + 2 * _SINE[(2 * s) & 1023]
 
 
-def run(hr, seconds, wrist, results=None, lock=False):
-    """Feeds 100 Hz PPG and 52 Hz accelerometer in bursts; computes every ready window."""
+def run(hr, seconds, wrist, results=None, lock=False, gap_at=-1, gap=0):
+    """Feeds 100 Hz PPG and 52 Hz accelerometer in bursts; computes every ready window.
+    gap_at: a PPG index after which `gap` samples go missing (a FIFO overflow)."""
     ir = array("I", [0] * 32)
     acc = array("h", [0] * 48)
     ip = ia = windows = 0
@@ -53,6 +54,8 @@ def run(hr, seconds, wrist, results=None, lock=False):
     try:
         while ip < 100 * seconds:
             n = 1 + (wrist.rand() & 31)
+            if ip <= gap_at < ip + n:
+                ip += gap
             wrist.ppg(ir, ip, n)
             hr.add_ppg(ir, n, ip)
             ip += n
@@ -76,6 +79,17 @@ def test_feeding_and_computing_allocate_nothing():
         hr = HeartRate(100, 52, fast=fast)
         windows = run(hr, 30, Wrist(72, 2600), lock=True)
         assert windows == (30 - H.WINDOW_S) // H.STEP_S + 1, windows
+
+
+def test_lost_samples_are_held_and_windows_stay_on_the_grid():
+    for fast in (True, False):
+        hr = HeartRate(100, 52, fast=fast)
+        results = []
+        run(hr, 30, Wrist(80, 2000), results, lock=False, gap_at=1500, gap=30)
+        assert [r[0] for r in results] == list(range(800, 3001, 200)), results
+        assert all(abs(r[1] - 800) <= 40 for r in results), results
+        hr = HeartRate(100, 52, fast=fast)
+        assert run(hr, 30, Wrist(80, 2000), lock=True, gap_at=1500, gap=30) == 12  # and allocates nothing
 
 
 def test_viper_and_plain_dft_agree_on_every_window():
