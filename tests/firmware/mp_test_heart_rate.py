@@ -76,9 +76,11 @@ def run(hr, seconds, wrist, results=None, lock=False, gap_at=-1, gap=0):
 
 def test_feeding_and_computing_allocate_nothing():
     for fast in (True, False):
-        hr = HeartRate(100, 52, fast=fast)
-        windows = run(hr, 30, Wrist(72, 2600), lock=True)
-        assert windows == (30 - H.WINDOW_S) // H.STEP_S + 1, windows
+        for imu_rate in (52, 0):  # with the motion gate, and a watch without accelerometer
+            hr = HeartRate(100, imu_rate, fast=fast)
+            windows = run(hr, 30, Wrist(72, 2600), lock=True)
+            assert windows == (30 - H.WINDOW_S) // H.STEP_S + 1, windows
+            assert abs(hr.bpm_x10 - 720) <= 15 if imu_rate else hr.bpm_x10 > 0, hr.bpm_x10
 
 
 def test_lost_samples_are_held_and_windows_stay_on_the_grid():
