@@ -230,10 +230,10 @@ class HeartRate:
         a = self._a
         c = self._c
         self._spectrum(ppg.ring, 1, 1, start, p, _PPG_BITS)
-        shift = 0
+        shift = -1
         if self._acc:
-            shift = self._spectrum(acc.ring, 3, 3, start, a, _ACC_BITS)
-        else:
+            shift = self._spectrum(acc.ring, 3, 3, start, a, _ACC_BITS, self._floor)
+        if shift < 0:  # no accelerometer, or too little motion to look at: no gate
             for j in range(NK):
                 a[j] = 0
         pmax = amax = 0
@@ -242,7 +242,7 @@ class HeartRate:
             amax = max(amax, a[j])
         # The strongest motion in the band as an amplitude, against the floor: a sinusoid of
         # amplitude F (LSB) on a bin has power (F _PEAK)^2 before the spectrum's shifts.
-        floor = (self._floor * _PEAK) >> shift
+        floor = (self._floor * _PEAK) >> shift if shift >= 0 else 16384
         lim = amax >> GATE_SHIFT if floor < 16384 and amax >= floor * floor else 0
         for j in range(NK):  # c is a's array: the gated power replaces the motion's
             g = _Q - (a[j] << 10) // lim if lim else _Q
@@ -252,15 +252,19 @@ class HeartRate:
         self._end += STEP
         return self.bpm_x10
 
-    def _spectrum(self, ring, w, channels, start, out, bits):
+    def _spectrum(self, ring, w, channels, start, out, bits, least=0):
         # Power at the bins K0.. of the window [start, start + WINDOW), summed over `channels`
         # of the ring. Each channel centred, all scaled by one shift into +-_AMP, Hann-windowed
         # and transformed; the sum is kept with one shift so that |re|, |im| < 2^bits (a
         # channel needing a larger shift rescales what came before). Returns the two shifts'
-        # sum: the power is (amplitude in the ring's unit)^2 >> (2 x that).
+        # sum: the power is (amplitude in the ring's unit)^2 >> (2 x that); -1 without
+        # computing anything when no channel deviates `least` / 2 from its mean (then no
+        # component of the window has an amplitude of `least`).
         big = 0
         for ch in range(channels):
             big = max(big, self._centre(ring, w, ch, start))
+        if 2 * big < least:
+            return -1
         tshift = 0
         while (big >> tshift) > _AMP:
             tshift += 1
