@@ -44,3 +44,11 @@ def test_a_file_that_is_not_a_troika_recording_is_refused_clearly(tmp_path):
     (tmp_path / "junk.mat").write_bytes(b"not a mat file")
     with pytest.raises(ScenarioError, match="not a TROIKA recording"):
         from_troika(tmp_path / "junk.mat")
+
+
+def test_plain_baseline_takes_the_strongest_peak_whatever_it_is():
+    t = np.arange(30 * 100) / 100
+    ppg = np.sin(2 * np.pi * 1.2 * t) + 3 * np.sin(2 * np.pi * 2.5 * t) * (t >= 15)  # 72 bpm; 150/min swing from 15 s
+    got = spectral_peak_bpm(ppg, 100, np.array([800, 1400, 3000, 4000]))
+    assert abs(got[0] - 72) < 0.5 and abs(got[2] - 150) < 0.5  # the swing wins: no motion handling
+    assert np.isnan(got[3])  # a window past the signal's end
