@@ -26,6 +26,7 @@ from watch import protocol as P
 from watch.drivers.lsm6ds3 import LSM6DS3
 from watch.drivers.max30102 import MAX30102
 from watch.features import FeatureEngine, spec_for
+from watch.heart_rate import HeartRate
 from watch.model import ModelError, load as load_model
 from watch.outbox import Outbox
 from watch.sensor import Sensor
@@ -66,6 +67,8 @@ class Watch:
                                     has_gyro=self.has_gyro)
         if self.imu:
             self.engine.set_units(self.imu.driver.accel_unit, self.imu.driver.gyro_unit)
+        self.hr = HeartRate(self.ppg_rate, self.imu_rate, self.imu.driver.accel_unit) if self.imu else \
+            HeartRate(self.ppg_rate, 0)  # no accelerometer: no motion gate
         self.x = array("i", [0] * self.n_features)
         self.proba = bytearray(8)
         self.model = None
@@ -217,6 +220,7 @@ class Watch:
             n = ppg.read()
             if n:
                 self.engine.add_ppg(self.ir, n, ppg.index)
+                self.hr.add_ppg(self.ir, n, ppg.index)
                 if self.streaming & P.stream_bit(P.PPG):
                     self.add_samples(P.PPG, (self.ir, self.red), n, ppg.index, 2)
                 ppg.index += n
@@ -224,6 +228,7 @@ class Watch:
             n = imu.read()
             if n:
                 self.engine.add_acc(self.acc, n, imu.index)
+                self.hr.add_acc(self.acc, n, imu.index)
                 if self.has_gyro:
                     self.engine.add_gyro(self.gyro, n, imu.index)
                 if self.streaming & P.stream_bit(P.ACC):
@@ -233,15 +238,17 @@ class Watch:
                 imu.index += n
 
     def windows(self):
+        hr = self.hr
+        box = self.preds
+        while hr.compute() >= 0:  # every 2 s: the motion-robust heart rate of the last 8 s
+            box.seal(P.pack_body(box.open_buf(), P.HEART_RATE, box.next_seq(), self.uptime(), P.HEART_RATE_BODY,
+                                 hr.bpm_x10, hr.quality, hr.beats(), hr.window_end))
         engine = self.engine
         while engine.ready():
             flags = engine.compute(self.x)
             end = engine.window_end
             now = self.uptime()
-            box = self.preds
-            box.seal(P.pack_body(box.open_buf(), P.HEART_RATE, box.next_seq(), now, P.HEART_RATE_BODY,
-                                 engine.bpm_x10, engine.quality, engine.beats, end))
-            self.radio.heart_rate(engine.bpm_x10 // 10, engine.quality > 50, engine.rr_1024, engine.n_rr)
+            self.radio.heart_rate(hr.bpm_x10 // 10, hr.quality > 0, engine.rr_1024, engine.n_rr)
             if self.model:
                 m = self.model
                 label = m.predict(self.x, self.proba)

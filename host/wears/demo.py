@@ -101,17 +101,17 @@ async def demo(workdir: Path, *, speed: float = 0.0, seed: int = 1) -> int:
     _say(f"5/5  {TEST}'s watch: flash the model over BLE, then its own predictions next to the scenario labels")
     scenario, path = scenarios[TEST]
     rate = float(board_profile()["sensors"]["ppg"]["rate_hz"])
-    hr: dict[int, HeartRate] = {}
+    hr: list[HeartRate] = []  # the latest heart rate (every 2 s) is shown with each prediction
 
     def show(channel: str, packet: Packet) -> None:
         if isinstance(packet, HeartRate):
-            hr[packet.index] = packet
+            hr[:] = [packet]
         elif isinstance(packet, Prediction):
             end_s = packet.index / rate
             truth = window_labels(np.array([end_s]), trained.window_s, _episodes(scenario))[0]
             truth_name = CLASS_NAMES[truth] if truth >= 0 else "(mixed/rest)"
             mark = "" if truth < 0 else ("  ok" if truth == packet.label else "  MISS")
-            beat = hr.get(packet.index)
+            beat = hr[0] if hr else None
             bpm = f"{beat.bpm:5.1f}" if beat else "  ---"
             _say(f"  t={end_s:6.0f} s  HR {bpm}  watch: {describe_prediction(packet):<24} label: {truth_name}{mark}")
 

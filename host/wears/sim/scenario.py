@@ -389,4 +389,56 @@ def from_e4(folder, annotations=None, *, start_s: float = 0.0, duration_s: float
                     has_gyro=False)
 
 
-__all__ = ["Scenario", "ScenarioError", "synthetic", "from_e4", "from_file", "E4_LABELS"]
+TROIKA_RATE = 125  # Hz, every channel of a TROIKA recording
+
+
+def from_troika(path, *, ppg_rate: int = 100, imu_rate: int = 52, participant: str | None = None,
+                rest_s: float = 20.0) -> Scenario:
+    """Replay of a TROIKA recording (IEEE SPC 2015 `DATA_*.mat`: ECG, 2 PPG, 3-axis accel at 125 Hz).
+
+    Parameters
+    ----------
+    path : the `DATA_XX_TYPEYY.mat` file (variable `sig`, 6 x N).
+    ppg_rate, imu_rate : rates of the scenario blocks in Hz; the channels are resampled with
+        an anti-aliasing polyphase filter (scipy `resample_poly`), as the parts' own filters do.
+    rest_s : the recording's first seconds, at rest (every TROIKA recording starts so), that
+        set the PPG's scale.
+
+    PPG channel 1 becomes IR and channel 2 red (inverted: more blood, less light). Their
+    scale is that of a wrist MAX30102: the 5-95 % span over the first `rest_s` seconds, the
+    resting pulse, becomes 1 % of DC (IR) and 0.5 % (red); motion artefacts keep their size
+    relative to the pulse, clipped to the 18-bit ADC. The accelerometer, in g, becomes mg
+    (the sensor model clips it to the configured full scale); TROIKA has no gyroscope.
+    """
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+    from scipy.signal import resample_poly
+
+    path = Path(path)
+    try:
+        sig = np.asarray(loadmat(path)["sig"], dtype=float)
+    except (OSError, ValueError, KeyError, MatReadError) as e:
+        raise ScenarioError(f"{path}: not a TROIKA recording ({e})") from None
+    if sig.ndim != 2 or sig.shape[0] != 6 or sig.shape[1] < TROIKA_RATE * rest_s:
+        raise ScenarioError(f"{path}: a TROIKA recording is 6 x N samples at 125 Hz, this one is {sig.shape}")
+
+    def resample(x: np.ndarray, rate: int) -> np.ndarray:
+        g = np.gcd(rate, TROIKA_RATE)
+        n = sig.shape[1] * rate // TROIKA_RATE
+        return resample_poly(x, rate // g, TROIKA_RATE // g, padtype="line")[:n]
+
+    channels = []
+    for row, dc, pulse in ((1, 110000.0, 0.01), (2, 90000.0, 0.005)):
+        x = resample(sig[row], ppg_rate)
+        lo, hi = np.percentile(x[:int(rest_s * ppg_rate)], [5, 95])
+        channels.append(dc - pulse * dc * (x - np.median(x)) / max(hi - lo, 1e-9))
+    ppg = np.clip(np.rint(np.stack(channels, axis=1)), 0, ADC_MAX).astype(np.uint32)
+    acc = np.stack([resample(sig[row], imu_rate) for row in (3, 4, 5)], axis=1) * 1000
+    imu = np.zeros((len(acc), 6), dtype=np.int16)
+    imu[:, :3] = np.clip(np.rint(acc), -32768, 32767)
+    return Scenario(ppg=ppg, imu=imu, ppg_rate=ppg_rate, imu_rate=imu_rate, episodes=[],
+                    source=f"troika:{path.stem}", participant=participant or path.stem.replace("DATA_", ""),
+                    has_gyro=False)
+
+
+__all__ = ["Scenario", "ScenarioError", "synthetic", "from_e4", "from_troika", "from_file", "E4_LABELS"]

@@ -1,0 +1,128 @@
+"""The motion-robust heart rate inside MicroPython: feeding and computing allocate nothing, the
+viper DFT equals the plain one on every window, the estimator keeps to its memory budget and
+follows the pulse, not the arm swing."""
+
+import gc
+import math
+from array import array
+
+import micropython
+from watch import heart_rate as H
+from watch.heart_rate import HeartRate
+
+_SINE = array("i", [int(round(1000 * math.sin(2 * math.pi * i / 1024))) for i in range(1024)])
+
+
+class Wrist:
+    """A pulse of `bpm`; after `rest_s`, an arm swinging at `swing_mhz` that moves the PPG three
+    times as much as the pulse does. Integer phase accumulators over a sine table, so that it
+    runs under heap_lock."""
+
+    def __init__(self, bpm, swing_mhz, seed=1, rest_s=10):
+        self.pulse = bpm * 1024 * 1000 // 60  # phase step per second, 1/1000 of a table entry
+        self.swing = swing_mhz * 1024
+        self.seed = seed
+        self.rest_s = rest_s
+
+    def rand(self):
+        self.seed = (self.seed * 25173 + 13849) & 0xFFFF
+        return self.seed
+
+    def ppg(self, buf, i0, n):
+        for i in range(n):
+            p = ((i0 + i) * self.pulse // 100000) & 1023
+            s = ((i0 + i) * self.swing // 100000) & 1023 if i0 + i >= 100 * self.rest_s else 0
+            buf[i] = 110000 - _SINE[p] + 3 * _SINE[s] + (self.rand() & 63)
+
+    def acc(self, buf, i0, n):
+        for i in range(n):
+            s = ((i0 + i) * self.swing // 52000) & 1023 if i0 + i >= 52 * self.rest_s else 0
+            buf[3 * i] = 8 * _SINE[s] + (self.rand() & 127)
+            buf[3 * i + 1] = (self.rand() & 127) - 64
+            buf[3 * i + 2] = 8192 + 2 * _SINE[(2 * s) & 1023]
+
+
+def run(hr, seconds, wrist, results=None, lock=False, gap_at=-1, gap=0):
+    """Feeds 100 Hz PPG and 52 Hz accelerometer in bursts; computes every ready window.
+    gap_at: a PPG index after which `gap` samples go missing (a FIFO overflow)."""
+    ir = array("I", [0] * 32)
+    acc = array("h", [0] * 48)
+    ip = ia = windows = 0
+    gc.collect()
+    if lock:
+        micropython.heap_lock()
+    try:
+        while ip < 100 * seconds:
+            n = 1 + (wrist.rand() & 31)
+            if ip <= gap_at < ip + n:
+                ip += gap
+            wrist.ppg(ir, ip, n)
+            hr.add_ppg(ir, n, ip)
+            ip += n
+            while ia * 100 < ip * 52:
+                m = 1 + (wrist.rand() & 15)
+                wrist.acc(acc, ia, m)
+                hr.add_acc(acc, m, ia)
+                ia += m
+            while hr.compute() >= 0:
+                windows += 1
+                if results is not None:
+                    results.append((hr.window_end, hr.bpm_x10, hr.quality))
+    finally:
+        if lock:
+            micropython.heap_unlock()
+    return windows
+
+
+def test_feeding_and_computing_allocate_nothing():
+    for fast in (True, False):
+        for imu_rate in (52, 0):  # with the motion gate, and a watch without accelerometer
+            hr = HeartRate(100, imu_rate, fast=fast)
+            windows = run(hr, 30, Wrist(72, 2600), lock=True)
+            assert windows == (30 - H.WINDOW_S) // H.STEP_S + 1, windows
+            assert abs(hr.bpm_x10 - 720) <= 15 if imu_rate else hr.bpm_x10 > 0, hr.bpm_x10
+
+
+def test_lost_samples_are_held_and_windows_stay_on_the_grid():
+    for fast in (True, False):
+        hr = HeartRate(100, 52, fast=fast)
+        results = []
+        run(hr, 30, Wrist(80, 2000), results, lock=False, gap_at=1500, gap=30)
+        assert [r[0] for r in results] == list(range(800, 3001, 200)), results
+        assert all(abs(r[1] - 800) <= 40 for r in results), results
+        hr = HeartRate(100, 52, fast=fast)
+        assert run(hr, 30, Wrist(80, 2000), lock=True, gap_at=1500, gap=30) == 12  # and allocates nothing
+
+
+def test_viper_and_plain_dft_agree_on_every_window():
+    assert H.VIPER, "this MicroPython has no viper emitter"
+    got = []
+    spectra = []
+    for fast in (True, False):
+        hr = HeartRate(100, 52, fast=fast)
+        assert hr.fast == fast
+        results = []
+        run(hr, 24, Wrist(90, 1700, seed=3), results)
+        got.append(results)
+        spectra.append((list(hr._p), list(hr._a), list(hr._c), list(hr._re), list(hr._im)))
+    assert len(got[0]) == 9 and got[0] == got[1], got
+    assert spectra[0] == spectra[1]
+
+
+def test_arm_swing_bigger_than_the_pulse_is_not_taken_for_it():
+    hr = HeartRate(100, 52)
+    results = []
+    run(hr, 40, Wrist(72, 1800), results)  # swing at 108 per minute, 3 times the pulse
+    for end, bpm_x10, quality in results:
+        assert abs(bpm_x10 - 720) <= (40 if end < 1800 else 15), results  # looser while the swing starts
+        assert quality > 0
+
+
+def test_estimator_fits_its_memory_budget():
+    gc.collect()
+    before = gc.mem_free()
+    hr = HeartRate(100, 52)
+    gc.collect()
+    used = before - gc.mem_free()
+    assert used < 14 * 1024, used
+    del hr
