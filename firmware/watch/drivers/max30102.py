@@ -19,6 +19,7 @@ _FIFO_RD_PTR = const(0x06)
 _FIFO_DATA = const(0x07)  # the pointer does not auto-increment here: a burst pops consecutive bytes
 _FIFO_CONFIG = const(0x08)
 _FIFO_SMP_AVE_1 = const(0x00)  # no averaging: every conversion reaches the FIFO
+_FIFO_SMP_AVE_2 = const(0x20)  # two conversions averaged per FIFO sample: 25 Hz from the 50 Hz rate
 _FIFO_ROLLOVER_EN = const(0x10)  # when full, overwrite the oldest sample and count it in OVF_COUNTER
 _FIFO_A_FULL_17 = const(0x0F)  # A_FULL with 15 slots free: 17 samples unread (170 ms at 100 Hz)
 _MODE_CONFIG = const(0x09)
@@ -42,6 +43,7 @@ _RESET_POLLS = const(10)
 
 # SPO2_SR codes 0..3. Faster rates do not fit two 411 us pulses per period (datasheet Table 11).
 _RATES = (50, 100, 200, 400)
+_AVERAGED = const(25)  # the one rate below 50 Hz: 50 Hz conversions, averaged in pairs
 
 
 def _unpack_py(buf, n, red, ir, o):
@@ -73,6 +75,8 @@ except (ImportError, AttributeError, NameError):
 class MAX30102:
     """The sensor on `i2c`. `lost` counts samples the FIFO dropped because it was read too late."""
 
+    polled = False
+
     def __init__(self, i2c, address=0x57):
         self._i2c = i2c
         self._address = address
@@ -98,9 +102,14 @@ class MAX30102:
         return self._one[0]
 
     def init(self, rate_hz=100):
-        """Check the part, reset it and start SpO2 conversions at `rate_hz` (50, 100, 200, 400)."""
-        if rate_hz not in _RATES:
-            raise ValueError("MAX30102 rate_hz must be one of 50, 100, 200, 400")
+        """Check the part, reset it and start SpO2 conversions at `rate_hz` (25, 50, 100, 200, 400)."""
+        average = _FIFO_SMP_AVE_1
+        sample_rate = rate_hz
+        if rate_hz == _AVERAGED:
+            average = _FIFO_SMP_AVE_2
+            sample_rate = 50
+        if sample_rate not in _RATES:
+            raise ValueError("MAX30102 rate_hz must be one of 25, 50, 100, 200, 400")
         if self._read_reg(_PART_ID) != _PART_ID_MAX30102:
             raise OSError(errno.ENODEV)
         self._write(_MODE_CONFIG, _MODE_RESET)
@@ -111,8 +120,8 @@ class MAX30102:
         else:
             raise OSError(errno.EIO)
         self._write(_INT_ENABLE_1, _INT_A_FULL_EN)
-        self._write(_FIFO_CONFIG, _FIFO_SMP_AVE_1 | _FIFO_ROLLOVER_EN | _FIFO_A_FULL_17)
-        self._write(_SPO2_CONFIG, _SPO2_ADC_RGE_4096 | (_RATES.index(rate_hz) << _SPO2_SR_SHIFT) | _SPO2_LED_PW_411)
+        self._write(_FIFO_CONFIG, average | _FIFO_ROLLOVER_EN | _FIFO_A_FULL_17)
+        self._write(_SPO2_CONFIG, _SPO2_ADC_RGE_4096 | (_RATES.index(sample_rate) << _SPO2_SR_SHIFT) | _SPO2_LED_PW_411)
         self._write(_LED1_PA, _LED_PA_7MA)
         self._write(_LED2_PA, _LED_PA_7MA)
         self._clear_fifo()

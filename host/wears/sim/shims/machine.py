@@ -20,7 +20,8 @@ import time
 import sim_scenario
 from micropython import const
 
-_PARTS = {"MAX30102": ("sim_max30102", "MAX30102"), "LSM6DS3TR-C": ("sim_lsm6ds3", "LSM6DS3TRC")}
+_PARTS = {"MAX30102": ("sim_max30102", "MAX30102"), "LSM6DS3TR-C": ("sim_lsm6ds3", "LSM6DS3TRC"),
+          "HRS3300": ("sim_hrs3300", "HRS3300"), "BMA421": ("sim_bosch", "BMA421"), "BMI160": ("sim_bosch", "BMI160")}
 _DEFAULT_SENSORS = {"ppg": {"part": "MAX30102", "address": 0x57}, "imu": {"part": "LSM6DS3TR-C", "address": 0x6A}}
 _RESET_STATUS = const(3)
 _FULL_SCALE_UV = const(3100000)  # ESP32-S3 ADC at 11 dB attenuation
@@ -52,11 +53,12 @@ def _env(name, default):
     return default if v is None or v == "" else v
 
 
-def sim_reset(scenario=None, missing=None, error_rate=None, origin_us=None):
+def sim_reset(scenario=None, missing=None, error_rate=None, origin_us=None, sensors=None):
     """Build a fresh bus: new parts at power-on state, the scenario from its start.
 
     Arguments left None come from the environment. `origin_us` is the virtual time at which
     the scenario starts (default: now; 0 for the bus the firmware builds at boot).
+    `sensors` ({role: {"part", "address"}}) replaces the board profile's parts.
     """
     global _devices, _scenario, _threshold, _rng, _fail_skip, _fail_count
     if scenario is None:
@@ -72,7 +74,7 @@ def sim_reset(scenario=None, missing=None, error_rate=None, origin_us=None):
     _scenario = sim_scenario.Scenario(scenario, origin_us)
     sim_scenario.powered_on()
     gone = [m.strip() for m in missing.split(",") if m.strip()]
-    sensors = _board().get("sensors") or _DEFAULT_SENSORS
+    sensors = sensors or _board().get("sensors") or _DEFAULT_SENSORS
     devices = {}
     for role in sensors:
         info = sensors[role]
