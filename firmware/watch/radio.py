@@ -156,6 +156,8 @@ class Radio:
         self.firmware_revision = firmware_revision
         self._ble = None
         self._conn = None
+        self.link = -1  # number of the current connection since boot; -1 while none
+        self._links = 0
         self._mtu = _MTU_DEFAULT
         self._off = False
         self._interval_ms = _INTERVAL_MS
@@ -259,6 +261,8 @@ class Radio:
             self._q_tail = (tail + 1) % _WRAP
         elif event == _IRQ_CENTRAL_CONNECT:
             self._conn = data[0]
+            self._links += 1
+            self.link = self._links
             self._mtu = _MTU_DEFAULT
             self._interval_ms = _INTERVAL_MS
             self._credits = _NOTIFY_BUDGET
@@ -271,6 +275,7 @@ class Radio:
         elif event == _IRQ_CENTRAL_DISCONNECT:
             if data[0] == self._conn:
                 self._conn = None
+                self.link = -1
                 self._mtu = _MTU_DEFAULT
             if not self._off:
                 self._advertise()

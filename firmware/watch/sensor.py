@@ -48,13 +48,23 @@ class Sensor:
             n = driver.read(*self.buffers)
             self._failures = 0
         except OSError:
-            self.errors += 1
-            self._failures += 1
-            if self._failures >= _RETRIES:
-                self._failures = 0
-                try:
-                    self.start()
-                except OSError:
-                    pass
+            self._failed()
         self.index += driver.lost - lost
         return n
+
+    def poll(self):
+        """Sample a part without a FIFO when its period is due (the driver's `poll`)."""
+        try:
+            self.driver.poll()
+        except OSError:
+            self._failed()
+
+    def _failed(self):
+        self.errors += 1
+        self._failures += 1
+        if self._failures >= _RETRIES:
+            self._failures = 0
+            try:
+                self.start()
+            except OSError:
+                pass

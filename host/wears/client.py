@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -22,8 +23,9 @@ from bleak.exc import BleakError
 
 from watch import protocol as P
 
+from . import auth
 from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
-from .protocol import Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
+from .protocol import AuthChallenge, Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
 
 CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
             "event": P.EVENT_UUID}
@@ -43,10 +45,14 @@ class WatchClient:
         on_bad_packet: called with (channel, bytes, error) for each packet that failed to
             decode; the packet is dropped and counted, the link stays up.
         timeout: seconds to wait for connecting and for each command's reply.
+        key: the watch key; default: `wears.auth.find_key(address)` (the key folder, or the
+            virtual watch's). With a key the client authenticates right after connecting,
+            so control commands and model uploads work; without one they are refused.
     """
 
     def __init__(self, address: Any, *, backend: type | None = None, on_packet: PacketCallback | None = None,
-                 on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0) -> None:
+                 on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0,
+                 key: bytes | None = None) -> None:
         self.address = getattr(address, "address", address)
         kwargs = {"backend": backend} if backend else {}  # bleak picks the platform's own otherwise
         self._client = BleakClient(address, disconnected_callback=self._on_disconnect, timeout=timeout, **kwargs)
@@ -58,6 +64,8 @@ class WatchClient:
         self.sequences = {name: SequenceTracker() for name in CHANNELS}
         self.bad_packets = 0
         self.disconnected = asyncio.Event()
+        self._key = key
+        self.authenticated = False
 
     async def __aenter__(self) -> "WatchClient":
         await self.connect()
@@ -81,6 +89,20 @@ class WatchClient:
                 await self._client.start_notify(uuid, self._handler(name))
         except (BleakError, OSError, asyncio.TimeoutError) as e:
             raise WatchDisconnected(f"could not connect to {self.address}: {e}") from e
+        key = self._key if self._key is not None else auth.find_key(str(self.address))
+        if key:
+            await self.authenticate(key)
+
+    async def authenticate(self, key: bytes) -> None:
+        """Prove to the watch that this host knows its key (HMAC challenge-response).
+
+        Raises CommandRefused (reason E_AUTH_FAILED) when the key is not the watch's.
+        """
+        challenge = await self.command(P.CMD_AUTH_BEGIN)
+        assert isinstance(challenge, AuthChallenge)
+        host_nonce = os.urandom(P.NONCE_SIZE)
+        await self.command(P.CMD_AUTH_PROOF, data=host_nonce + auth.proof(key, challenge.nonce, host_nonce))
+        self.authenticated = True
 
     async def disconnect(self) -> None:
         if self._client.is_connected:
@@ -108,8 +130,13 @@ class WatchClient:
                 return
             if tracker.see(packet.seq) < 0:
                 return  # a duplicate notification
-            if isinstance(packet, (Result, Pong)):
-                key = (P.CMD_PING, packet.ping_seq) if isinstance(packet, Pong) else (packet.command, packet.command_seq)
+            if isinstance(packet, (Result, Pong, AuthChallenge)):
+                if isinstance(packet, Pong):
+                    key = (P.CMD_PING, packet.ping_seq)
+                elif isinstance(packet, AuthChallenge):
+                    key = (P.CMD_AUTH_BEGIN, packet.begin_seq)
+                else:
+                    key = (packet.command, packet.command_seq)
                 fut = self._pending.pop(key, None)
                 if fut and not fut.done():
                     fut.set_result(packet)
@@ -129,13 +156,14 @@ class WatchClient:
         except (BleakError, OSError, EOFError) as e:
             raise WatchDisconnected(f"{self.address}: write failed: {e}") from e
 
-    async def command(self, ptype: int, *fields: int) -> Packet:
-        """Send a command and wait for its RESULT (PONG for PING); a failed RESULT raises WearsError."""
+    async def command(self, ptype: int, *fields: int, data: bytes = b"") -> Packet:
+        """Send a command and wait for its RESULT (PONG for PING, AUTH_CHALLENGE for
+        AUTH_BEGIN); a failed RESULT raises CommandRefused."""
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[(ptype, seq)] = fut
-        await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields))
+        await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields, data=data))
         try:
             reply = await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError as e:
@@ -158,6 +186,11 @@ class WatchClient:
         sent = time.monotonic()
         pong = await self.command(P.CMD_PING, int(sent * 1000) & 0xFFFFFFFF)
         return sent, time.monotonic(), pong.tick
+
+    async def set_rate(self, stream: int, rate_hz: int) -> None:
+        """Change a sensor's sample rate (the IMU's streams share one); the watch answers
+        with a new STREAM_INFO. Refused with E_BAD_RATE for a rate the part cannot run."""
+        await self.command(P.CMD_SET_RATE, stream, rate_hz)
 
     async def mark(self, code: int, arg: int = 0) -> None:
         await self.command(P.CMD_MARK, code, arg)

@@ -8,7 +8,8 @@ V = vectors()
 BODIES = {
     p.HEART_RATE: (p.HEART_RATE_BODY, ("bpm_x10", "quality", "beats", "index")),
     p.STATUS: (p.STATUS_BODY, ("battery", "flags", "reserved", "heap_free", "flash_free", "model_id",
-                               "overflow", "i2c_errors", "dropped")),
+                               "overflow", "i2c_errors", "dropped", "imu_lost", "boots", "streams",
+                               "auth_failures")),
     p.EVENT: (p.EVENT_BODY, ("code", "arg")),
     p.RESULT: (p.RESULT_BODY, ("command", "status", "command_seq", "value")),
     p.PONG: (p.PONG_BODY, ("ping_seq", "token")),

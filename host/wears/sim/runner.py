@@ -210,6 +210,11 @@ class VirtualWatch:
                     entry.unlink()
             except (OSError, ValueError):
                 pass
+            try:
+                if self._key_entry().read_bytes() == self.key:
+                    self._key_entry().unlink()
+            except OSError:
+                pass
         for log in self._logs:
             log.close()
         self._logs = []
@@ -287,12 +292,19 @@ class VirtualWatch:
             (flash / "model.wbl").write_bytes(blob)
         return flash
 
+    def _key_entry(self) -> Path:
+        """The watch key next to the registry entry, where `wears.auth.find_key` looks."""
+        return self.registry / (self.address.replace(":", "-") + ".bin")
+
     def _launch(self) -> None:
         if self._proc is not None:
             raise WearsError("this virtual watch was started already")
         self._work = Path(tempfile.mkdtemp(prefix="wears-vw-"))
         self.flash_dir = self._prepare_flash()
         self.registry.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._key_entry(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.key)  # type: ignore[arg-type]
         env = {
             **os.environ,
             "MICROPYPATH": micropython_path_compiled(),
