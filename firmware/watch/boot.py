@@ -45,7 +45,9 @@ def _write(path, count):
 
 
 def log_crash(exc, path=CRASH_PATH):
-    """Keep the traceback of the crash that ends this run (the latest only)."""
+    """Keep the traceback of the crash that ends this run (the latest only); print it too."""
+    if hasattr(sys, "print_exception"):
+        sys.print_exception(exc)
     try:
         with open(path, "w") as f:
             if hasattr(sys, "print_exception"):

@@ -91,7 +91,11 @@ class WatchClient:
             raise WatchDisconnected(f"could not connect to {self.address}: {e}") from e
         key = self._key if self._key is not None else auth.find_key(str(self.address))
         if key:
-            await self.authenticate(key)
+            try:
+                await self.authenticate(key)
+            except BaseException:
+                await self.disconnect()  # a refused key must not leave the link open
+                raise
 
     async def authenticate(self, key: bytes) -> None:
         """Prove to the watch that this host knows its key (HMAC challenge-response).
