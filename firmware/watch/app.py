@@ -204,6 +204,7 @@ class Watch:
         imu_lost = self.imu.driver.lost if self.imu else 0
         bus_errors = (self.ppg.errors if self.ppg else 0) + (self.imu.errors if self.imu else 0)
         dropped = self.streams.dropped + self.events.dropped + self.preds.dropped
+        gc.collect()  # free heap as live objects leave it, not as garbage happens to lie
         box = self.events
         box.seal(P.pack_body(box.open_buf(), P.STATUS, box.next_seq(), self.uptime(), P.STATUS_BODY,
                              self.battery(), flags, 0, gc.mem_free(), flash_free & 0xFFFFFFFF,

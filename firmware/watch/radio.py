@@ -25,6 +25,7 @@ _IRQ_CONNECTION_UPDATE = const(27)
 _FLAG_READ = const(0x0002)
 _FLAG_WRITE = const(0x0008)
 _FLAG_NOTIFY = const(0x0010)
+_IO_NO_INPUT_OUTPUT = const(3)  # pairing IO capability: no display, no keyboard
 
 # Advertising data types (Bluetooth Core Specification Supplement, Part A, section 1).
 _ADV_FLAGS = const(0x01)
@@ -186,6 +187,11 @@ class Radio:
         self._ble = ble
         ble.active(True)
         ble.config(gap_name=self.name, mtu=_MTU)
+        try:
+            # LE Secure Connections bonding, Just Works: a watch has no passkey display.
+            ble.config(bond=True, le_secure=True, mitm=False, io=_IO_NO_INPUT_OUTPUT)
+        except (ValueError, OSError):
+            pass  # a build without pairing support: the HMAC challenge-response still holds
         ble.irq(self._irq)
         (
             (self._h_hr,),

@@ -1,0 +1,121 @@
+"""Per board: heap, loss and radio throughput of the full firmware over a long virtual session.
+
+Runs each board profile in hardware/ at its highest sample rates (the largest `rates_hz`)
+on the virtual watch for `--minutes` of virtual time (default 60: the issue's one-hour
+session), all streams on, and reports per board:
+- heap_budget: the profile's `heap_budget_bytes`;
+- sim_heapsize: the `-X heapsize` it ran at (budget + the simulation's own cost);
+- min_free: the lowest `gc.mem_free()` the watch reported in STATUS (every 60 s);
+- peak_heap: sim_heapsize - min_free - the shims' measured heap - frozen bytecode (for
+  profiles that freeze the firmware): an estimate of the firmware's own peak, on the 64-bit
+  binary (objects up to twice their size on the 32-bit watch);
+- lost_samples: indices missing per stream (sequence and sample-index gaps);
+- payload_efficiency: sample bytes / all notification bytes the watch sent;
+- ble_bytes_per_s: notification bytes per virtual second, per stream;
+- window_ms: null here (tools/bench/features.py measures the per-window time).
+Prints one JSON object as its last line.
+
+    .venv/bin/python tools/bench/firmware_budget.py [--minutes 60] [--board pinetime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import struct
+import tempfile
+from pathlib import Path
+
+from watch import protocol as P
+from wears.ble.virtual import VirtualBleakClient
+from wears.client import WatchClient
+from wears.paths import HARDWARE
+from wears.protocol import Samples, Status
+from wears.sim.runner import SIM_FROZEN_BYTECODE, VirtualWatch, sim_heap_bytes
+from wears.sim.scenario import synthetic
+
+SHIM_HEAP = 38496  # the shims' heap on the 64-bit binary, measured by importing them
+_SIZES = {P.STATUS: P.STATUS_BODY, P.EVENT: P.EVENT_BODY, P.RESULT: P.RESULT_BODY, P.PONG: P.PONG_BODY,
+          P.STREAM_INFO: P.STREAM_INFO_BODY, P.HEART_RATE: P.HEART_RATE_BODY}
+
+
+def _size(packet) -> int:
+    if isinstance(packet, Samples):
+        return P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + packet.count * P.SAMPLE_SIZES[packet.stream]
+    if packet.type == P.PREDICTION:
+        return P.HEADER_SIZE + struct.calcsize(P.PREDICTION_BODY) + len(packet.proba)
+    if packet.type == P.AUTH_CHALLENGE:
+        return P.HEADER_SIZE + 2 + P.NONCE_SIZE
+    return P.HEADER_SIZE + struct.calcsize(_SIZES[packet.type])
+
+
+async def board_session(board: str, minutes: float, work: Path) -> dict:
+    profile = json.loads((HARDWARE / f"{board}.json").read_text())
+    for role in profile["sensors"].values():
+        role["rate_hz"] = max(role.get("rates_hz", [role["rate_hz"]]))
+    path = work / f"{board}.json"
+    path.write_text(json.dumps(profile))
+    scenario = work / f"{board}.wscn"
+    seconds = int(minutes * 60) + 20
+    synthetic(3, rest_s=60, episode_s=90, n_episodes=max(1, (seconds - 60) // 90 + 1)).write(scenario)
+    packets: list = []
+    async with VirtualWatch(scenario, board=str(path)) as vw:
+        async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=lambda c, p: packets.append(p),
+                               timeout=60) as watch:
+            await watch.start(0xFF)
+            await watch.disconnected.wait()
+        heapsize = vw.heap_bytes
+    statuses = [p for p in packets if isinstance(p, Status)]
+    min_free = min(s.heap_free for s in statuses) if statuses else None
+    per_stream: dict[str, dict] = {}
+    sample_bytes = total = 0
+    ticks = [p.tick for p in packets]
+    span_s = (max(ticks) - min(ticks)) / 1000 if ticks else 1
+    for p in packets:
+        n = _size(p)
+        total += n
+        if isinstance(p, Samples):
+            s = per_stream.setdefault(P.STREAM_NAMES[p.stream], {"bytes": 0, "next": None, "lost": 0, "samples": 0})
+            s["bytes"] += n
+            s["samples"] += p.count
+            sample_bytes += p.count * P.SAMPLE_SIZES[p.stream]
+            if s["next"] is not None and p.first_index > s["next"]:
+                s["lost"] += p.first_index - s["next"]
+            s["next"] = p.first_index + p.count
+    frozen = SIM_FROZEN_BYTECODE if profile.get("frozen") else 0
+    peak_sim = heapsize - min_free if min_free is not None else None
+    return {
+        "heap_budget": profile["heap_budget_bytes"],
+        "sim_heapsize": heapsize,
+        "sim_heapsize_formula": sim_heap_bytes(profile),
+        "min_free": min_free,
+        "peak_heap_sim": peak_sim,
+        "peak_heap": None if peak_sim is None else peak_sim - SHIM_HEAP - frozen,
+        "status_reports": len(statuses),
+        "virtual_s": round(span_s, 1),
+        "rates_hz": {r: c["rate_hz"] for r, c in profile["sensors"].items()},
+        "lost_samples": {k: v["lost"] for k, v in per_stream.items()},
+        "samples": {k: v["samples"] for k, v in per_stream.items()},
+        "payload_efficiency": round(sample_bytes / total, 4) if total else None,
+        "ble_bytes_per_s": {k: round(v["bytes"] / span_s, 1) for k, v in per_stream.items()},
+        "window_ms": None,
+    }
+
+
+async def main(minutes: float, boards: list[str]) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for board in boards:
+            out[board] = await board_session(board, minutes, Path(tmp))
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--board", action="append", help="a board id (default: every profile in hardware/)")
+    args = ap.parse_args()
+    boards = args.board or sorted(p.stem for p in HARDWARE.glob("*.json"))
+    result = asyncio.run(main(args.minutes, boards))
+    print(json.dumps({"minutes": args.minutes, "boards": result}))
