@@ -29,7 +29,7 @@ from watch.auth import Auth
 from watch.features import FeatureEngine, spec_for
 from watch.model import ModelError, load as load_model
 from watch.outbox import Outbox
-from watch.radio import CONTROL, Radio
+from watch.radio_gatt import CONTROL
 from watch.sensor import Sensor
 from watch.upload import ModelUpload
 
@@ -54,6 +54,10 @@ class Watch:
         self._uptime = 0
         self._last_ticks = time.ticks_ms()
         self.streaming = 0  # mask of streams the host asked for
+        if self.board.get("radio") == "ubluepy":
+            from watch.radio_ubluepy import Radio
+        else:
+            from watch.radio import Radio
         self.radio = Radio(self.board.get("name", "WEARS")[:12], self.board["id"], FIRMWARE_REVISION)
         self.streams = Outbox(24, _PACKET)
         self.replies = Outbox(8, 32)

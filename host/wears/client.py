@@ -22,6 +22,7 @@ from bleak import BleakClient
 from bleak.exc import BleakError
 
 from watch import protocol as P
+from watch import segments
 
 from . import auth
 from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
@@ -123,8 +124,16 @@ class WatchClient:
 
     def _handler(self, channel: str) -> Callable[[Any, bytearray], None]:
         tracker = self.sequences[channel]
+        joiner = segments.Reassembler(4096)  # watches on small-MTU stacks send packets in segments
 
         def handle(_char: Any, data: bytearray) -> None:
+            if data and data[0] & segments.SEGMENT:
+                n = joiner.feed(data)
+                if n < 0:
+                    self.bad_packets += 1
+                if n <= 0:
+                    return
+                data = bytearray(joiner.buf[:n])
             try:
                 packet = decode(data)
             except ProtocolError as e:
@@ -155,8 +164,15 @@ class WatchClient:
     async def _write(self, uuid: str, data: bytes) -> None:
         if self.disconnected.is_set():
             raise WatchDisconnected(f"{self.address} is not connected")
+        room = self.mtu - 3
+        parts = segments.count(len(data), room)
         try:
-            await self._client.write_gatt_char(uuid, data, response=True)
+            if not parts:
+                await self._client.write_gatt_char(uuid, data, response=True)
+            for i in range(parts):  # a link too small for the packet: in segments (docs/protocol.md)
+                segment = bytearray(room)
+                n = segments.write_segment(segment, data, len(data), room, i)
+                await self._client.write_gatt_char(uuid, bytes(segment[:n]), response=True)
         except (BleakError, OSError, EOFError) as e:
             raise WatchDisconnected(f"{self.address}: write failed: {e}") from e
 
@@ -223,7 +239,9 @@ class WatchClient:
         Raises ModelBlobError with the watch's reason code when it refuses the blob; the
         watch then keeps its previous model.
         """
-        chunk = max(16, min(self.mtu, 247) - 3 - P.HEADER_SIZE - 4)
+        room = min(self.mtu, 247) - 3
+        # A small-MTU link carries packets in segments: chunks as large as a large MTU's then.
+        chunk = room - P.HEADER_SIZE - 4 if room >= 64 else 244 - P.HEADER_SIZE - 4
         try:
             await self.command(P.CMD_MODEL_BEGIN, len(blob), zlib.crc32(blob))
             for offset in range(0, len(blob), chunk):

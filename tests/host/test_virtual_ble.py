@@ -17,6 +17,7 @@ from bleak.uuids import normalize_uuid_16
 
 from watch import protocol as P
 from watch import radio as R
+from watch import radio_gatt as G
 from wears.ble import backends
 from wears.ble.virtual import VirtualBleakClient, VirtualBleakScanner, parse_advertising, read_registry
 from wears.errors import WearsError
@@ -439,7 +440,7 @@ def radio(monkeypatch):
     ble = FakeBLE()
     clock = FakeClock()
     monkeypatch.setattr(R, "bluetooth", type("bluetooth", (), {"BLE": lambda: ble, "UUID": staticmethod(lambda u: u)}))
-    monkeypatch.setattr(R, "time", clock)
+    monkeypatch.setattr(G, "time", clock)  # the pacing lives in the stack-independent part
     r = R.Radio("WEARS-T", "model", "1.0")
     r.start()
     ble.handler(1, (0, 0, b"\0" * 6))  # a central connects
