@@ -3,9 +3,19 @@
 import json
 
 
+# What the firmware reads; the rest of a profile (descriptions, the host's heap figures)
+# would only take heap for the whole run.
+_USED = ("id", "name", "radio", "i2c", "sensors", "battery", "features", "watchdog_ms", "outbox_slots",
+         "model_budget_bytes", "flash_budget_bytes")
+
+
 def load(path="board.json"):
     with open(path) as f:
-        return json.load(f)
+        profile = json.load(f)
+    for key in list(profile):
+        if key not in _USED:
+            del profile[key]
+    return profile
 
 
 def battery_percent(board, millivolts):

@@ -5,6 +5,8 @@ when the queue is full the oldest packet is dropped and counted, and its sequenc
 leaves a gap the host sees. The slot being filled is `open_buf()`; `seal(n)` queues it.
 """
 
+from array import array
+
 try:
     from micropython import const
 except ImportError:
@@ -17,9 +19,11 @@ class Outbox:
     another, or `push` a packet built elsewhere."""
 
     def __init__(self, slots, slot_size):
-        self._bufs = [bytearray(slot_size) for _ in range(slots)]
-        self._views = [memoryview(b) for b in self._bufs]
-        self._lens = [0] * slots
+        # One block for every slot, a view per slot: a bytearray per slot would add its own
+        # object header and heap block to each (over 1 KB for the watch's outboxes).
+        whole = memoryview(bytearray(slots * slot_size))
+        self._views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
+        self._lens = array("H", bytes(2 * slots))
         self._slots = slots
         self.slot_size = slot_size
         self._head = 0  # oldest queued
@@ -36,7 +40,7 @@ class Outbox:
             self._head = (self._head + 1) % self._slots
             self._count -= 1
             self.dropped += 1
-        return self._bufs[(self._head + self._count) % self._slots]
+        return self._views[(self._head + self._count) % self._slots]
 
     def next_seq(self):
         seq = self.seq

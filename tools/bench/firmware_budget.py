@@ -4,11 +4,15 @@ Runs each board profile in hardware/ at its highest sample rates (the largest `r
 on the virtual watch for `--minutes` of virtual time (default 60: the issue's one-hour
 session), all streams on, and reports per board:
 - heap_budget: the profile's `heap_budget_bytes`;
-- sim_heapsize: the `-X heapsize` it ran at (budget + the simulation's own cost);
-- min_free: the lowest `gc.mem_free()` the watch reported in STATUS (every 60 s);
-- peak_heap: sim_heapsize - min_free - the shims' measured heap - frozen bytecode (for
-  profiles that freeze the firmware): an estimate of the firmware's own peak, on the 64-bit
-  binary (objects up to twice their size on the 32-bit watch);
+- sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
+  cost: shims, frozen bytecode, margin; wears.sim.heap);
+- runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
+  MemoryError), the session runs again with `--extra` KB more to measure how much it needs;
+- min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
+  (every 60 s);
+- peak_heap: heap in use at that moment minus the shims and the frozen bytecode: the
+  firmware's own heap on the 64-bit binary (objects up to twice their size on the 32-bit
+  watch, so this is conservative), to compare with heap_budget;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
 - ble_bytes_per_s: notification bytes per virtual second, per stream;
@@ -32,15 +36,16 @@ from wears.ble.virtual import VirtualBleakClient
 from wears.client import WatchClient
 from wears.paths import HARDWARE
 from wears.protocol import Samples, Status
-from wears.sim.runner import SIM_FROZEN_BYTECODE, VirtualWatch, sim_heap_bytes
+from wears.sim import heap
+from wears.sim.runner import (FIRMWARE, VirtualWatch, compiled_tree, micropython_binary, micropython_path_compiled,
+                              sim_heap_bytes)
 from wears.sim.scenario import synthetic
-
-SHIM_HEAP = 38496  # the shims' heap on the 64-bit binary, measured by importing them
+from watch import segments
 _SIZES = {P.STATUS: P.STATUS_BODY, P.EVENT: P.EVENT_BODY, P.RESULT: P.RESULT_BODY, P.PONG: P.PONG_BODY,
           P.STREAM_INFO: P.STREAM_INFO_BODY, P.HEART_RATE: P.HEART_RATE_BODY}
 
 
-def _size(packet) -> int:
+def _packet_size(packet) -> int:
     if isinstance(packet, Samples):
         return P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + packet.count * P.SAMPLE_SIZES[packet.stream]
     if packet.type == P.PREDICTION:
@@ -50,7 +55,27 @@ def _size(packet) -> int:
     return P.HEADER_SIZE + struct.calcsize(_SIZES[packet.type])
 
 
-async def board_session(board: str, minutes: float, work: Path) -> dict:
+def _size(packet, mtu: int) -> int:
+    """Notification bytes the packet took: whole, or in segments with one header byte each."""
+    n = _packet_size(packet)
+    return n + segments.count(n, mtu - 3)
+
+
+async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 64) -> dict:
+    """One session per board at its heapsize; again with `extra_kb` more when it did not fit."""
+    try:
+        result = await _session(board, minutes, work, 0)
+        result["runs_at_budget"] = True
+    except MemoryError as e:
+        result = await _session(board, minutes, work, extra_kb * 1024)
+        result["runs_at_budget"] = False
+        result["at_budget"] = str(e)
+    result["fits_budget"] = result["runs_at_budget"] and result["peak_heap"] is not None and (
+        result["peak_heap"] <= result["heap_budget"])
+    return result
+
+
+async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
     profile = json.loads((HARDWARE / f"{board}.json").read_text())
     for role in profile["sensors"].values():
         role["rate_hz"] = max(role.get("rates_hz", [role["rate_hz"]]))
@@ -60,12 +85,26 @@ async def board_session(board: str, minutes: float, work: Path) -> dict:
     seconds = int(minutes * 60) + 20
     synthetic(3, rest_s=60, episode_s=90, n_episodes=max(1, (seconds - 60) // 90 + 1)).write(scenario)
     packets: list = []
-    async with VirtualWatch(scenario, board=str(path)) as vw:
+    heapsize = sim_heap_bytes(profile) + extra
+    vw = VirtualWatch(scenario, board=str(path), heapsize=heapsize)
+    try:
+        await vw.start_async()
         async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=lambda c, p: packets.append(p),
                                timeout=60) as watch:
+            mtu = watch.mtu
             await watch.start(0xFF)
             await watch.disconnected.wait()
-        heapsize = vw.heap_bytes
+        while vw.returncode is None:
+            await asyncio.sleep(0.05)
+    except Exception as e:  # the watch ran out of heap (at boot or later), or something else went wrong
+        out = f"{e}\n{vw.stdout}\n{vw.stderr}"
+        if "MemoryError" in out:
+            raise MemoryError([line for line in out.splitlines() if "MemoryError" in line][-1]) from e
+        raise
+    finally:
+        vw.stop()
+    if "MemoryError" in vw.stdout + vw.stderr:
+        raise MemoryError((vw.stdout + vw.stderr).strip().splitlines()[-1])
     statuses = [p for p in packets if isinstance(p, Status)]
     min_free = min(s.heap_free for s in statuses) if statuses else None
     per_stream: dict[str, dict] = {}
@@ -73,7 +112,7 @@ async def board_session(board: str, minutes: float, work: Path) -> dict:
     ticks = [p.tick for p in packets]
     span_s = (max(ticks) - min(ticks)) / 1000 if ticks else 1
     for p in packets:
-        n = _size(p)
+        n = _size(p, mtu)
         total += n
         if isinstance(p, Samples):
             s = per_stream.setdefault(P.STREAM_NAMES[p.stream], {"bytes": 0, "next": None, "lost": 0, "samples": 0})
@@ -83,20 +122,23 @@ async def board_session(board: str, minutes: float, work: Path) -> dict:
             if s["next"] is not None and p.first_index > s["next"]:
                 s["lost"] += p.first_index - s["next"]
             s["next"] = p.first_index + p.count
-    frozen = SIM_FROZEN_BYTECODE if profile.get("frozen") else 0
+    shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
+    frozen = heap.frozen_bytes(profile, compiled_tree(FIRMWARE, native=True))
     peak_sim = heapsize - min_free if min_free is not None else None
     return {
         "heap_budget": profile["heap_budget_bytes"],
-        "sim_heapsize": heapsize,
-        "sim_heapsize_formula": sim_heap_bytes(profile),
+        "sim_heapsize": heapsize - extra,
+        "ran_at_heapsize": heapsize,
+        "shim_heap": shims,
+        "frozen_bytecode": frozen,
         "min_free": min_free,
-        "peak_heap_sim": peak_sim,
-        "peak_heap": None if peak_sim is None else peak_sim - SHIM_HEAP - frozen,
+        "peak_heap": None if peak_sim is None else peak_sim - shims - frozen,
         "status_reports": len(statuses),
         "virtual_s": round(span_s, 1),
         "rates_hz": {r: c["rate_hz"] for r, c in profile["sensors"].items()},
         "lost_samples": {k: v["lost"] for k, v in per_stream.items()},
         "samples": {k: v["samples"] for k, v in per_stream.items()},
+        "mtu": mtu,
         "payload_efficiency": round(sample_bytes / total, 4) if total else None,
         "ble_bytes_per_s": {k: round(v["bytes"] / span_s, 1) for k, v in per_stream.items()},
         "window_ms": None,

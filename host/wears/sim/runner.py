@@ -63,22 +63,16 @@ def _random_address() -> str:
     return ":".join(f"{b:02X}" for b in raw)
 
 
-# What the virtual watch adds to the board's heap budget. The shims (sensor models, radio
-# bridge, clock) take about 38 KB (C modules on a real watch, no heap at all); the rest
-# covers the 64-bit binary's larger objects. Measured: the firmware needs about 130 KB here
-# next to the shims. Bringing it under the board's own budget is open work (docs/power.md).
-SIM_HEAP_OVERHEAD = 96 * 1024
-# A profile with "frozen": true assumes every firmware module frozen into the image, its
-# bytecode in flash: the virtual watch imports the .mpy files into the heap instead, which
-# costs about 69 KB on the 64-bit binary (measured with the tree of this revision).
-SIM_FROZEN_BYTECODE = 72 * 1024
-
-
 def sim_heap_bytes(profile: dict) -> int:
-    """The `-X heapsize` the virtual watch runs a board at: its budget plus what the
-    simulation itself costs (SIM_HEAP_OVERHEAD, SIM_FROZEN_BYTECODE)."""
-    return (int(profile["heap_budget_bytes"]) + SIM_HEAP_OVERHEAD
-            + (SIM_FROZEN_BYTECODE if profile.get("frozen") else 0))
+    """The `-X heapsize` the virtual watch runs a board at: its `heap_budget_bytes` plus what
+    the simulation itself costs, measured (wears.sim.heap): the shims (C code and hardware on
+    a real watch), the frozen bytecode of a `"frozen": true` profile, and a small margin."""
+    from . import heap
+
+    compiled = compiled_tree(FIRMWARE, native=True)
+    return (int(profile["heap_budget_bytes"]) + heap.shim_bytes(profile, micropython_binary(),
+                                                                 micropython_path_compiled())
+            + heap.frozen_bytes(profile, compiled) + heap.MARGIN)
 
 
 def _native_arch() -> str | None:
