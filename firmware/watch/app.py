@@ -15,8 +15,7 @@ from array import array
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import machine
 
@@ -32,6 +31,7 @@ from watch.outbox import Outbox
 from watch.radio_gatt import CONTROL
 from watch.sensor import Sensor
 from watch.upload import ModelUpload
+from watch.watchdog import Watchdog
 
 FIRMWARE_REVISION = "0.1.0"
 MODEL_PATH = "model.wbl"
@@ -219,12 +219,10 @@ class Watch:
                              self.streams_present(), self.auth.failures))
 
     def battery(self):
-        b = self.board["battery"]
         try:
-            uv = machine.ADC(machine.Pin(b["adc_pin"])).read_uv()
+            return boards.battery_percent(self.board, boards.battery_mv(self.board))
         except (AttributeError, OSError, ValueError):
             return 0
-        return boards.battery_percent(self.board, int(uv * b["divider"]) // 1000)
 
     def stream_info(self, sensor, stream):
         driver = sensor.driver
@@ -266,7 +264,7 @@ class Watch:
 
     def sample(self):
         ppg, imu, engine = self.ppg, self.imu, self.engine
-        if ppg:
+        if ppg and engine:
             n = ppg.read()
             if n:
                 engine.add_ppg(self.ir, n, ppg.index)
@@ -368,7 +366,7 @@ class Watch:
 
     def commit_model(self, seq):
         status, model = self.upload.commit(self.key or b"", self.spec_id, self.n_features)
-        if status == P.OK:
+        if status == P.OK and model is not None:
             self.model = model
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
@@ -485,7 +483,7 @@ class Watch:
 
     def run(self):
         self.radio.start()
-        wdt = machine.WDT(timeout=self.board.get("watchdog_ms", _WATCHDOG_MS))
+        wdt = Watchdog(self.board.get("watchdog_ms", _WATCHDOG_MS))
         gc.collect()
         try:
             while True:

@@ -11,8 +11,7 @@ import sys
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 COUNT_PATH = "boots.txt"
 CRASH_PATH = "crash.txt"
@@ -46,13 +45,14 @@ def _write(path, count):
 
 def log_crash(exc, path=CRASH_PATH):
     """Keep the traceback of the crash that ends this run (the latest only); print it too."""
-    if hasattr(sys, "print_exception"):
-        sys.print_exception(exc)
+    show = getattr(sys, "print_exception", None)  # MicroPython's; CPython has none
+    if show:
+        show(exc)
     try:
         with open(path, "w") as f:
-            if hasattr(sys, "print_exception"):
-                sys.print_exception(exc, f)
-            else:  # CPython
+            if show:
+                show(exc, f)
+            else:
                 f.write(repr(exc))
     except OSError:
         pass

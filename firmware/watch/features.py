@@ -13,8 +13,7 @@ from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_K, D_L, D_MASK, D_ND
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 if VIPER:
     from watch.feature_loops import imu_run_viper, ppg_run_viper
@@ -101,6 +100,12 @@ class _Stream:
         self.gap_lo = -1  # the latest run of held samples
         self.gap_hi = -1
 
+    def begin(self):
+        raise NotImplementedError
+
+    def feed(self, src, off, n):
+        raise NotImplementedError
+
     def add(self, src, n, first_index):
         if self.first < 0:
             self.first = self.next = first_index
@@ -153,7 +158,7 @@ class _Imu(_Stream):
         st = self.st
         bn = st[I_BN]
         while n > 0:
-            k = self.run(st, self.buf, src, off, n)
+            k = self.run(st, self.buf, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k
@@ -233,7 +238,7 @@ class _Ppg(_Stream):
     def feed(self, src, off, n):
         st = self.st
         while n > 0:
-            k = self.run(st, self.xr, self.vr, self.sr, self.dq, src, off, n)
+            k = self.run(st, self.xr, self.vr, self.sr, self.dq, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k

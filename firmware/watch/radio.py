@@ -3,13 +3,12 @@
 try:
     from micropython import const
 except ImportError:  # CPython: the host imports the pure encoders
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 try:
     import bluetooth
 except ImportError:  # CPython has no `bluetooth`; only Radio needs it
-    bluetooth = None
+    bluetooth = None  # pyright: ignore[reportAssignmentType]
 
 from watch import protocol as P
 from watch.radio_gatt import (CONTROL, MAX_WRITE, UPLOAD, GattServer, adv_payload, advertising,  # noqa: F401
@@ -31,6 +30,8 @@ _ADV_INTERVAL_US = const(100000)  # 100 ms: found within a second by any scanner
 
 
 def _services():
+    if bluetooth is None:
+        raise OSError(19)  # ENODEV: this port has no `bluetooth`
     uuid = bluetooth.UUID
     notify, read, write = (_FLAG_NOTIFY,), (_FLAG_READ,), (_FLAG_WRITE,)
     return (
@@ -56,6 +57,8 @@ class Radio(GattServer):
         self._ble = None
 
     def start(self):
+        if bluetooth is None:
+            raise OSError(19)  # ENODEV: this port has no `bluetooth` (watch.radio_ubluepy serves the nRF port)
         ble = bluetooth.BLE()
         self._ble = ble
         ble.active(True)
@@ -78,7 +81,7 @@ class Radio(GattServer):
         ble.gatts_set_buffer(self._h_prediction, MAX_WRITE)
         ble.gatts_write(h_model, self.model_number)
         ble.gatts_write(h_firmware, self.firmware_revision)
-        ble.gatts_write(self._h_battery, self._battery)
+        ble.gatts_write(self._h_battery, bytes(self._battery))
         self._adv = advertising()
         self._resp = adv_payload(name=self.name)
         self._advertise()
@@ -87,40 +90,51 @@ class Radio(GattServer):
         return self._ble is not None
 
     def _advertise(self):
-        self._ble.gap_advertise(_ADV_INTERVAL_US, adv_data=self._adv, resp_data=self._resp)
+        ble = self._ble
+        if ble is not None:
+            ble.gap_advertise(_ADV_INTERVAL_US, self._adv, resp_data=self._resp)
 
     def on_power_off(self):
         """Say goodbye: stop advertising and end the connection cleanly."""
         self._off = True
-        if self._ble is None:
+        ble = self._ble
+        if ble is None:
             return
         try:
-            self._ble.gap_advertise(None)
+            ble.gap_advertise(None)  # pyright: ignore[reportArgumentType] (None stops: the stub says int)
             if self._conn is not None:
-                self._ble.gap_disconnect(self._conn)
+                ble.gap_disconnect(self._conn)
         except OSError:
             pass
 
     def _send(self, handle, data):
-        self._ble.gatts_notify(self._conn, handle, data)
+        ble = self._ble
+        if ble is None:
+            raise OSError(107)  # ENOTCONN
+        # The stub lacks gatts_notify's first argument, the connection handle.
+        ble.gatts_notify(self._conn, handle, data)  # pyright: ignore[reportCallIssue]
 
     def _keep(self, handle, data):
-        if self._ble is not None:
-            self._ble.gatts_write(handle, data)
+        ble = self._ble
+        if ble is not None:
+            ble.gatts_write(handle, data)
 
     # IRQ: runs between the app's bytecodes; copies and flags only -------------------
 
     def _irq(self, event, data):
+        ble = self._ble
+        if ble is None:
+            return
         if event == _IRQ_GATTS_WRITE:
             handle = data[1]
             if handle == self._h_control:
-                self._receive(CONTROL, self._ble.gatts_read(handle))
+                self._receive(CONTROL, ble.gatts_read(handle))
             elif handle == self._h_upload:
-                self._receive(UPLOAD, self._ble.gatts_read(handle))
+                self._receive(UPLOAD, ble.gatts_read(handle))
         elif event == _IRQ_CENTRAL_CONNECT:
             self._connected(data[0])
             try:
-                self._ble.gattc_exchange_mtu(self._conn)
+                ble.gattc_exchange_mtu(data[0])
             except OSError:
                 pass  # the central started the exchange first
         elif event == _IRQ_CENTRAL_DISCONNECT:

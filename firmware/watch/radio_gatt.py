@@ -8,8 +8,7 @@ ESP32) and `watch.radio_ubluepy` (`ubluepy`, nRF port) each add those.
 try:
     from micropython import const
 except ImportError:  # CPython: the host imports the pure encoders below
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import time
 from array import array
@@ -131,6 +130,8 @@ class GattServer:
 
     segmenting = False
     piles = 1  # connection events' budgets that pile up while the app is away
+    # The stack's handles (or characteristic objects), set by the subclass's start().
+    _h_hr = _h_battery = _h_stream = _h_prediction = _h_control = _h_event = None
 
     def __init__(self, name, model_number, firmware_revision):
         self.name = name
@@ -167,6 +168,25 @@ class GattServer:
             self._segment_v = memoryview(self._segment)
             self._join = segments.Reassembler(MAX_WRITE)
         self._seg_bit = 0x80  # segments.SEGMENT: the first byte of a segment, never of a packet
+
+    # What each stack implements ---------------------------------------------------------
+
+    def start(self):
+        raise NotImplementedError
+
+    def on_power_off(self):
+        raise NotImplementedError
+
+    def _started(self):
+        return False
+
+    def _send(self, handle, data):
+        """Notify `data` on `handle`; raises OSError when the stack refuses."""
+        raise NotImplementedError
+
+    def _keep(self, handle, data):
+        """Make `data` the value that reads of `handle` return."""
+        raise NotImplementedError
 
     # State ----------------------------------------------------------------------------
 
@@ -300,7 +320,7 @@ class GattServer:
         """EVENT and STATUS."""
         return self._notify(self._h_event, buf, n)
 
-    def heart_rate(self, bpm, contact, rr=None, n_rr=0):
+    def heart_rate(self, bpm, contact, rr=(), n_rr=0):
         """Notify a Heart Rate Measurement; RR intervals (1/1024 s, oldest first) that do not
         fit wait for the next call, as the Heart Rate Service asks."""
         keep = self._rr

@@ -11,8 +11,7 @@ SoftDevice keeps that as its value), else it sets the value reads return.
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import ubluepy
 
@@ -71,7 +70,9 @@ class Radio(GattServer):
         return self._p is not None
 
     def _advertise(self):
-        self._p.advertise(data=self._adv)
+        p = self._p
+        if p is not None:
+            p.advertise(data=self._adv)
 
     def on_power_off(self):
         """Stop advertising; ubluepy cannot end a connection (its disconnect does nothing)."""

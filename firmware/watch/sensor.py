@@ -3,8 +3,7 @@
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 _RETRIES = const(3)  # consecutive bus errors before the part is re-initialised
 

@@ -6,8 +6,7 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from watch.drivers.bosch_fifo import BoschFifo
 

@@ -7,8 +7,7 @@ from array import array
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 _ID = const(0x00)
 _ID_HRS3300 = const(0x21)
@@ -58,7 +57,7 @@ class HRS3300:
         self._count = 0
         self._gap_n = 0
         self._period_us = 0
-        self._due = 0
+        self._due = time.ticks_us()
         self._on = False
 
     def _write(self, reg, value):

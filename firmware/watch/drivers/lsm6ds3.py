@@ -6,8 +6,7 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 _FIFO_CTRL1 = const(0x06)  # FTH[7:0], then FIFO_CTRL2 FTH[10:8]: watermark in 16-bit words
 _FIFO_CTRL3 = const(0x08)
@@ -223,7 +222,7 @@ class LSM6DS3:
             while b >= 0:
                 if take & (1 << b):
                     i2c.readfrom_mem_into(address, _FIFO_DATA_OUT_L, views[b])
-                    _unpack(buf, 1 << b, acc, gyro, done)
+                    _unpack(buf, 1 << b, acc, gyro, done)  # pyright: ignore[reportArgumentType] (viper takes buffers)
                     done += 1 << b
                 b -= 1
         except OSError:

@@ -6,8 +6,7 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 _INT_STATUS_1 = const(0x00)
 _INT_ENABLE_1 = const(0x02)
@@ -178,7 +177,7 @@ class MAX30102:
             for b in range(5, -1, -1):
                 if take & (1 << b):
                     i2c.readfrom_mem_into(address, _FIFO_DATA, views[b])
-                    _unpack(buf, 1 << b, red, ir, done)
+                    _unpack(buf, 1 << b, red, ir, done)  # pyright: ignore[reportArgumentType] (viper takes buffers)
                     done += 1 << b
         except OSError:
             if done:

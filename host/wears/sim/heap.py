@@ -38,7 +38,7 @@ gc.collect()
 print("SHIMS", gc.mem_alloc() - a)
 """
 _FIRMWARE_COMMON = ("main", "watch/__init__", "watch/app", "watch/protocol", "watch/board", "watch/boot",
-                    "watch/parts", "watch/auth", "watch/hmac_sha256", "watch/blob", "watch/features",
+                    "watch/parts", "watch/auth", "watch/watchdog", "watch/hmac_sha256", "watch/blob", "watch/features",
                     "watch/feature_loops", "watch/model", "watch/upload", "watch/outbox", "watch/sensor",
                     "watch/radio_gatt", "watch/drivers/__init__")
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),

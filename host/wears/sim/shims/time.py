@@ -15,12 +15,18 @@ _EPOCH = 1767225600  # 2026-01-01T00:00:00Z: the virtual watch's wall clock at b
 _now_us = 0
 _speed = float(os.getenv("WEARS_SIM_SPEED") or "0")
 _pollers = []
+_alarms = []
 _real_anchor = utime.ticks_us()
 _virtual_anchor = 0
 
 
 def add_poller(poller):
     _pollers.append(poller)
+
+
+def add_alarm(alarm):
+    """Run `alarm()` after every sleep, once the clock has moved (the machine shim's watchdog)."""
+    _alarms.append(alarm)
 
 
 def hold():
@@ -46,6 +52,8 @@ def _advance(us):
     else:
         _poll(0)
     _now_us = target
+    for alarm in _alarms:
+        alarm()
 
 
 def _poll(timeout_ms):
