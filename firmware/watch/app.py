@@ -232,8 +232,9 @@ class Watch:
         box.seal(P.pack_body(box.open_buf(), P.STREAM_INFO, box.next_seq(), self.uptime(), P.STREAM_INFO_BODY,
                              stream, len(P.CHANNELS[stream]), rate * 1000, unit, sensor.tick0))
 
-    def add_samples(self, stream, values, n, first_index, per_sample):
-        """Append n samples (from `values`, `per_sample` ints each) to the stream's open packet."""
+    def add_samples(self, stream, values, second, n, first_index):
+        """Append n samples to the stream's open packet: from `values` and `second` (PPG: IR
+        and red), or x y z interleaved in `values` (`second` None). Allocates nothing."""
         size = P.SAMPLE_SIZES[stream]
         fmt = P.SAMPLE_FORMATS[stream]
         pkt = self.staging[stream]  # [buffer, count, first index, capacity]
@@ -243,8 +244,8 @@ class Watch:
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
                 pkt[3] = (min(_PACKET, self.radio.max_payload) - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
             off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
-            if per_sample == 2:
-                struct.pack_into(fmt, pkt[0], off, values[0][i], values[1][i])
+            if second is not None:
+                struct.pack_into(fmt, pkt[0], off, values[i], second[i])
             else:
                 j = 3 * i
                 struct.pack_into(fmt, pkt[0], off, values[j], values[j + 1], values[j + 2])
@@ -269,7 +270,7 @@ class Watch:
             if n:
                 engine.add_ppg(self.ir, n, ppg.index)
                 if self.streaming & P.stream_bit(P.PPG):
-                    self.add_samples(P.PPG, (self.ir, self.red), n, ppg.index, 2)
+                    self.add_samples(P.PPG, self.ir, self.red, n, ppg.index)
                 ppg.index += n
         if imu:
             n = imu.read()
@@ -279,9 +280,9 @@ class Watch:
                     if self.has_gyro:
                         engine.add_gyro(self.gyro, n, imu.index)
                 if self.streaming & P.stream_bit(P.ACC):
-                    self.add_samples(P.ACC, self.acc, n, imu.index, 3)
+                    self.add_samples(P.ACC, self.acc, None, n, imu.index)
                 if self.has_gyro and self.streaming & P.stream_bit(P.GYRO):
-                    self.add_samples(P.GYRO, self.gyro, n, imu.index, 3)
+                    self.add_samples(P.GYRO, self.gyro, None, n, imu.index)
                 imu.index += n
 
     def windows(self):
@@ -293,15 +294,16 @@ class Watch:
             end = engine.window_end
             now = self.uptime()
             box = self.preds
-            box.seal(P.pack_body(box.open_buf(), P.HEART_RATE, box.next_seq(), now, P.HEART_RATE_BODY,
-                                 engine.bpm_x10, engine.quality, engine.beats, end))
-            self.radio.heart_rate(engine.bpm_x10 // 10, engine.quality > 50, engine.rr_1024, engine.n_rr)
+            box.seal(P.pack_heart_rate(box.open_buf(), box.next_seq(), now, engine.bpm_x10, engine.quality,
+                                       engine.beats, end))
+            # the standard Heart Rate notification goes out with the next flush
+            self.radio.heart_rate_add(engine.bpm_x10 // 10, engine.quality > 50, engine.rr_1024, engine.n_rr)
             if self.model:
                 m = self.model
                 label = m.predict(self.x, self.proba)
                 buf = box.open_buf()
-                n = P.pack_body(buf, P.PREDICTION, box.next_seq(), now, P.PREDICTION_BODY, end, m.model_id,
-                                P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
+                n = P.pack_prediction(buf, box.next_seq(), now, end, m.model_id,
+                                      P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
                 for i in range(m.n_classes):
                     buf[n + i] = self.proba[i]
                 box.seal(n + m.n_classes)
@@ -446,6 +448,7 @@ class Watch:
 
     def flush(self):
         radio = self.radio
+        radio.heart_rate_send()  # without a central it forgets the RR intervals, as the service asks
         if not radio.connected:
             return
         budget = _FLUSH_BUDGET

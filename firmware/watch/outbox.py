@@ -13,6 +13,24 @@ except ImportError:
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 
+def _copy_py(dst, src, n):
+    for i in range(n):
+        dst[i] = src[i]
+
+
+try:
+    import micropython
+
+    @micropython.viper
+    def _copy(dst: ptr8, src: ptr8, n: int):  # noqa: F821
+        i = 0
+        while i < n:
+            dst[i] = src[i]
+            i += 1
+except (ImportError, AttributeError, NameError):
+    _copy = _copy_py
+
+
 class Outbox:
     """Packets wait here for the radio. Fill `open_buf()` and `seal(n)` it before opening
     another, or `push` a packet built elsewhere."""
@@ -51,8 +69,8 @@ class Outbox:
         self._count += 1
 
     def push(self, buf, n):
-        """Queue a copy of buf[:n]."""
-        self.open_buf()[:n] = buf[:n]
+        """Queue a copy of buf[:n]; allocates nothing."""
+        _copy(self.open_buf(), buf, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
         self.seal(n)
 
     def flush(self, send, budget):

@@ -71,6 +71,8 @@ def stream_bit(stream):
 SAMPLES_BODY = "<BBI"  # stream, count, index of the first sample
 SAMPLES_BODY_SIZE = const(6)
 HEART_RATE_BODY = "<HBBI"  # bpm x10, quality 0..100, beats in window, PPG index of window end
+HEART_RATE_BODY_SIZE = const(8)
+PREDICTION_BODY_SIZE = const(11)
 PREDICTION_BODY = "<IIBBB"  # window end (PPG index), model id, flags, label, n classes; then n x u8
 STATUS_BODY = "<BBHIIIIIIIHBB"  # battery %, flags, reserved, heap free, flash free, model id,
 #   ppg samples lost to FIFO overflow, I2C errors, packets dropped, IMU samples lost,
@@ -179,6 +181,20 @@ def pack_samples_header(buf, seq, tick, stream, count, first_index):
     pack_header(buf, SAMPLES, seq, tick)
     struct.pack_into(SAMPLES_BODY, buf, HEADER_SIZE, stream, count, first_index & 0xFFFFFFFF)
     return HEADER_SIZE + SAMPLES_BODY_SIZE + count * SAMPLE_SIZES[stream]
+
+
+def pack_heart_rate(buf, seq, tick, bpm_x10, quality, beats, index):
+    """A HEART_RATE packet (per window: no star-call, nothing allocated); returns its length."""
+    pack_header(buf, HEART_RATE, seq, tick)
+    struct.pack_into(HEART_RATE_BODY, buf, HEADER_SIZE, bpm_x10, quality, beats, index)
+    return HEADER_SIZE + HEART_RATE_BODY_SIZE
+
+
+def pack_prediction(buf, seq, tick, index, model_id, flags, label, n_classes):
+    """A PREDICTION packet's header and body; the caller writes n_classes probabilities after."""
+    pack_header(buf, PREDICTION, seq, tick)
+    struct.pack_into(PREDICTION_BODY, buf, HEADER_SIZE, index, model_id, flags, label, n_classes)
+    return HEADER_SIZE + PREDICTION_BODY_SIZE
 
 
 def pack_body(buf, ptype, seq, tick, body_format, *fields):

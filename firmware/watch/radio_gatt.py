@@ -158,6 +158,9 @@ class GattServer:
         self._hr = bytearray(3 + 2 * _RR_KEEP)
         self._rr = array("H", bytes(2 * _RR_KEEP))
         self._n_rr = 0
+        self._bpm = 0
+        self._contact = None
+        self._hr_pending = False
         self._battery = bytearray(1)
         self._battery_known = False
         if self.segmenting:
@@ -323,6 +326,13 @@ class GattServer:
     def heart_rate(self, bpm, contact, rr=(), n_rr=0):
         """Notify a Heart Rate Measurement; RR intervals (1/1024 s, oldest first) that do not
         fit wait for the next call, as the Heart Rate Service asks."""
+        self.heart_rate_add(bpm, contact, rr, n_rr)
+        return self.heart_rate_send()
+
+    def heart_rate_add(self, bpm, contact, rr, n_rr):
+        """Keep a window's heart rate and RR intervals for `heart_rate_send`; allocates nothing."""
+        self._bpm = bpm
+        self._contact = contact
         keep = self._rr
         for k in range(n_rr):
             if self._n_rr == _RR_KEEP:  # full: drop the oldest
@@ -332,16 +342,25 @@ class GattServer:
             v = rr[k]
             keep[self._n_rr] = 0 if v < 0 else (0xFFFF if v > 0xFFFF else v)
             self._n_rr += 1
+        self._hr_pending = True
+
+    def heart_rate_send(self):
+        """Notify the kept heart rate, if one waits; False when it could not go yet."""
+        if not self._hr_pending:
+            return False
+        keep = self._rr
         if self._conn is None:
             self._n_rr = 0
+            self._hr_pending = False
             return False
-        n = encode_heart_rate(self._hr, bpm, contact, keep, self._n_rr, self._mtu - 3)
+        n = encode_heart_rate(self._hr, self._bpm, self._contact, keep, self._n_rr, self._mtu - 3)
         if not self._notify(self._h_hr, self._hr, n, True):
             return False
         sent = (n - (3 if self._hr[0] & _HR_UINT16 else 2)) // 2
         for j in range(sent, self._n_rr):
             keep[j - sent] = keep[j]
         self._n_rr -= sent
+        self._hr_pending = False
         return True
 
     def battery(self, pct):

@@ -20,6 +20,7 @@ class Sensor:
         self.driver = driver
         self.streams = streams
         self.buffers = buffers
+        self._first, self._second = buffers
         self.config = config
         self.rate = config["rate_hz"]
         self._clock = clock
@@ -44,7 +45,7 @@ class Sensor:
         lost = driver.lost
         n = 0
         try:
-            n = driver.read(*self.buffers)
+            n = driver.read(self._first, self._second)  # not *self.buffers: a star call allocates
             self._failures = 0
         except OSError:
             self._failed()
