@@ -43,6 +43,8 @@ _PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notificatio
 _INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
 _FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
 _STATUS_EVERY_MS = const(60000)  # STATUS (heap, counters) unasked this often while connected
+_INIT_TRIES = const(5)  # a part's set-up, retried when the bus errs (EIO) rather than finds nobody
+_ENODEV = const(19)
 _WATCHDOG_MS = const(8000)  # a loop stuck this long resets the watch (profile: watchdog_ms)
 
 
@@ -135,15 +137,20 @@ class Watch:
     def _start(self, cfg, buses, streams, buffers, config):
         """The part of `cfg` as a started Sensor; None (and a clear event per stream) when it
         does not answer at boot: the other streams keep working without it."""
-        try:
-            sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses), cfg["address"]), streams, buffers,
-                            config, self.uptime)
-            sensor.start()
-        except (OSError, ValueError):
-            for s in streams:
-                self.event(P.EV_SENSOR_MISSING, s)
-            return None
-        return sensor
+        for _ in range(_INIT_TRIES):
+            try:
+                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses), cfg["address"]), streams,
+                                buffers, config, self.uptime)
+                sensor.start()
+                return sensor
+            except OSError as e:
+                if e.args and e.args[0] == _ENODEV:
+                    break  # nobody answers at that address: missing, not disturbed
+            except ValueError:
+                break  # the profile asks for what the part cannot do
+        for s in streams:
+            self.event(P.EV_SENSOR_MISSING, s)
+        return None
 
     def _new_engine(self):
         """The feature engine for the current rates; on PPG alone when the IMU is missing."""

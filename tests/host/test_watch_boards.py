@@ -139,3 +139,25 @@ def test_repeated_crashes_boot_into_safe_mode(scenario_path, tmp_path):
         _session(scenario_path, flash=flash, act=act, until_end=False, speed=20), 120))
     assert status.flags & P.STATUS_SAFE_MODE and status.boots == 4 and status.streams == 0
     assert not _samples(packets, P.PPG)[1]
+
+
+def test_i2c_errors_are_retried_counted_and_the_watch_keeps_streaming(scenario_path):
+    seen = []
+
+    async def act(watch):
+        await asyncio.sleep(2)  # 30 virtual seconds at speed 15
+        seen.append(await watch.status())
+
+    packets, _ = asyncio.run(asyncio.wait_for(
+        _session(scenario_path, env={"WEARS_SIM_I2C_ERROR_RATE": "0.03"}, act=act), 240))
+    (status,) = seen
+    assert status.i2c_errors > 10
+    before = packets[:packets.index(status)]  # what the watch had sent when it counted
+    for stream in (P.PPG, P.ACC, P.GYRO):
+        _, index = _samples(before, stream)
+        # every gap in the indices is one the drivers counted (a re-initialised part loses its FIFO)
+        gaps = sum(b - a - 1 for a, b in zip(index, index[1:]) if b != a + 1)
+        counted = status.overflow if stream == P.PPG else status.imu_lost
+        assert len(index) > 500 and gaps <= counted, (stream, gaps, counted)
+        assert len(_samples(packets, stream)[1]) > 1000  # and it streamed on to the end
+    assert sum(isinstance(p, HeartRate) for p in packets) >= 3
