@@ -13,6 +13,8 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
+from watch.drivers.registers import Registers
+
 _HDR_MASK = const(0xFC)  # the two low header bits are reserved
 _HDR_ACC = const(0x84)
 _HDR_GYR_ACC = const(0x8C)
@@ -29,7 +31,7 @@ def _s16(lo, hi):
     return v - 0x10000 if v & 0x8000 else v
 
 
-class BoschFifo:
+class BoschFifo(Registers):
     """FIFO reading shared by the BMI160 and BMA421 drivers.
 
     A subclass sets `_FIFO_LENGTH`, `_FIFO_DATA`, `_LENGTH_MASK` (bits of FIFO_LENGTH_1),
@@ -42,8 +44,7 @@ class BoschFifo:
     _LENGTH_MASK = 0x07
 
     def _fifo_init(self, i2c, address, gyro, max_samples):
-        self._i2c = i2c
-        self._address = address
+        Registers.__init__(self, i2c, address)
         self.max_samples = max_samples
         self.has_gyro = gyro
         self._frame = 13 if gyro else 7
@@ -53,7 +54,6 @@ class BoschFifo:
         self._used = 0
         self._stop = False
         self._two = bytearray(2)
-        self._one = bytearray(1)
         top = 0
         while (2 << top) <= max_samples * self._frame:
             top += 1
@@ -63,14 +63,6 @@ class BoschFifo:
         # One view per power of two: any length is read in a few bursts, no slicing.
         self._views = tuple(mv[:1 << b] for b in range(top + 1))
         self._top = top
-
-    def _write(self, reg, value):
-        self._one[0] = value
-        self._i2c.writeto_mem(self._address, reg, self._one)
-
-    def _read_reg(self, reg):
-        self._i2c.readfrom_mem_into(self._address, reg, self._one)
-        return self._one[0]
 
     def read(self, acc, gyro):
         """Move waiting samples into `acc` (and `gyro` when the part has one), x y z per

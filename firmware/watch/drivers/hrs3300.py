@@ -9,6 +9,8 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
+from watch.drivers.registers import Registers
+
 _ID = const(0x00)
 _ID_HRS3300 = const(0x21)
 _ENABLE = const(0x01)
@@ -34,7 +36,7 @@ _RING = const(32)  # samples polled but not yet read: 1.28 s at 25 Hz
 _RATES = (25, 50)  # polled rates this driver keeps: slower than the part's conversion cycle
 
 
-class HRS3300:
+class HRS3300(Registers):
     """The sensor on `i2c`. It has no FIFO: `poll()` samples it when a period is due, into a
     small ring that `read` drains like any FIFO driver. Polls that came too late leave their
     samples out and count them in `lost`, so the stream shows a gap, never a shifted timeline.
@@ -45,11 +47,9 @@ class HRS3300:
     polled = True
 
     def __init__(self, i2c, address=0x44):
-        self._i2c = i2c
-        self._address = address
+        Registers.__init__(self, i2c, address)
         self.rate_hz = 0
         self.lost = 0
-        self._one = bytearray(1)
         self._ppg = array("I", bytes(4 * _RING))
         self._als = array("I", bytes(4 * _RING))
         self._gap_pos = -1  # ring position of a gap of `_gap_n` missed periods; -1: none
@@ -59,14 +59,6 @@ class HRS3300:
         self._period_us = 0
         self._due = time.ticks_us()
         self._on = False
-
-    def _write(self, reg, value):
-        self._one[0] = value
-        self._i2c.writeto_mem(self._address, reg, self._one)
-
-    def _read_reg(self, reg):
-        self._i2c.readfrom_mem_into(self._address, reg, self._one)
-        return self._one[0]
 
     def init(self, rate_hz=25):
         """Check the part and start conversions; `poll()` samples them at `rate_hz`."""

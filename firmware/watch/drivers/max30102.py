@@ -8,6 +8,8 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
+from watch.drivers.registers import Registers
+
 _INT_STATUS_1 = const(0x00)
 _INT_ENABLE_1 = const(0x02)
 _INT_A_FULL_EN = const(0x80)  # interrupt pin when the FIFO is almost full (FIFO_A_FULL)
@@ -71,34 +73,24 @@ except (ImportError, AttributeError, NameError):
     _unpack = _unpack_py
 
 
-class MAX30102:
+class MAX30102(Registers):
     """The sensor on `i2c`. `lost` counts samples the FIFO dropped because it was read too late."""
 
     polled = False
 
     def __init__(self, i2c, address=0x57):
-        self._i2c = i2c
-        self._address = address
+        Registers.__init__(self, i2c, address)
         self.rate_hz = 0
         self.lost = 0
         self._pending = 0
         self._last_ms = 0
         self._mode = _MODE_SPO2
-        self._one = bytearray(1)
         self._ptrs = bytearray(3)
         buf = bytearray(_FIFO_DEPTH * _SAMPLE_BYTES)
         self._buf = buf
         mv = memoryview(buf)
         # One view per power of two of samples: any count is read in at most 6 bursts.
         self._views = tuple(mv[:_SAMPLE_BYTES << b] for b in range(6))
-
-    def _write(self, reg, value):
-        self._one[0] = value
-        self._i2c.writeto_mem(self._address, reg, self._one)
-
-    def _read_reg(self, reg):
-        self._i2c.readfrom_mem_into(self._address, reg, self._one)
-        return self._one[0]
 
     def init(self, rate_hz=100):
         """Check the part, reset it and start SpO2 conversions at `rate_hz` (25, 50, 100, 200, 400)."""
