@@ -16,7 +16,9 @@ session), all streams on, and reports per board:
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
 - ble_bytes_per_s: notification bytes per virtual second, per stream;
-- window_ms: null here (tools/bench/features.py measures the per-window time).
+- window_ms: median real time of one window's computation (features and heart rate) in the
+  MicroPython binary at the board's top rates, viper where it applies: the per-window cost on
+  the virtual watch (a watch's MCU is slower; tools/bench/features.py splits the cost).
 Prints one JSON object as its last line.
 
     .venv/bin/python tools/bench/firmware_budget.py [--minutes 60] [--board pinetime]
@@ -27,7 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import struct
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -109,7 +113,7 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
     min_free = min(s.heap_free for s in statuses) if statuses else None
     per_stream: dict[str, dict] = {}
     sample_bytes = total = 0
-    ticks = [p.tick for p in packets]
+    ticks = [p.tick for p in packets if isinstance(p, Samples)]  # the span the streams cover
     span_s = (max(ticks) - min(ticks)) / 1000 if ticks else 1
     for p in packets:
         n = _size(p, mtu)
@@ -141,8 +145,58 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
         "mtu": mtu,
         "payload_efficiency": round(sample_bytes / total, 4) if total else None,
         "ble_bytes_per_s": {k: round(v["bytes"] / span_s, 1) for k, v in per_stream.items()},
-        "window_ms": None,
+        "window_ms": window_ms(profile),
     }
+
+
+# Runs in MicroPython without the shims: `time` is the real clock. argv: ppg rate, imu rate, gyro.
+_WINDOW_BENCH = r"""
+import sys, time
+from array import array
+from watch.features import FeatureEngine, spec_for
+ppg_rate, imu_rate, gyro = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+e = FeatureEngine(ppg_rate, imu_rate, 30, 5, has_gyro=gyro)
+x = array("i", [0] * spec_for(gyro)[1])
+ir = array("I", [0] * ppg_rate)
+acc = array("h", [0] * (3 * imu_rate))
+for i in range(ppg_rate):
+    ir[i] = 110000 + (4000 if i % (ppg_rate * 5 // 6) < 3 else 0)
+for i in range(imu_rate):
+    acc[3 * i + 2] = 8192 + (i * 37) % 200
+times = []
+p = q = 0
+for second in range(90):
+    e.add_ppg(ir, ppg_rate, p)
+    e.add_acc(acc, imu_rate, q)
+    e.add_gyro(acc, imu_rate, q)
+    p += ppg_rate
+    q += imu_rate
+    while e.ready():
+        t = time.ticks_us()
+        e.compute(x)
+        times.append(time.ticks_diff(time.ticks_us(), t))
+times.sort()
+print("WINDOW_US", times[len(times) // 2], len(times))
+"""
+
+
+def window_ms(profile: dict) -> float | None:
+    """Median ms per window computation at the board's top rates, in the MicroPython binary."""
+    sensors = profile["sensors"]
+    ppg = max(sensors["ppg"].get("rates_hz", [sensors["ppg"]["rate_hz"]]))
+    imu_cfg = sensors.get("imu", {})
+    imu = max(imu_cfg.get("rates_hz", [imu_cfg.get("rate_hz", 25)]))
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "window.py"
+        script.write_text(_WINDOW_BENCH)
+        proc = subprocess.run([micropython_binary(), "-X", "heapsize=400000", str(script), str(ppg), str(imu),
+                               "1" if "gyro_range_dps" in imu_cfg else "0"],
+                              env={**os.environ, "MICROPYPATH": str(compiled_tree(FIRMWARE, native=True) or FIRMWARE)},
+                              capture_output=True, text=True, timeout=300)
+    for line in proc.stdout.splitlines():
+        if line.startswith("WINDOW_US"):
+            return round(int(line.split()[1]) / 1000, 3)
+    return None
 
 
 async def main(minutes: float, boards: list[str]) -> dict:
