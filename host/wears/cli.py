@@ -50,7 +50,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with VirtualWatch(path, board=args.board, speed=args.speed, name=args.name,
-                                flash_dir=work / "flash") as vw:
+                                flash_dir=work / "flash", heap_extra=args.heap_extra * 1024) as vw:
             print(f"virtual watch {vw.name} at {vw.address} ({scenario.duration_s:.0f} s scenario, "
                   f"speed {args.speed or 'max'}x); its labels: {labels}. Waiting for a host to connect; "
                   "Ctrl-C stops it.", flush=True)
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="esp32s3-wrist")
     p.add_argument("--name", default="WEARS-VW01")
     p.add_argument("--flash-dir", help="folder for the watch's files")
+    p.add_argument("--heap-extra", type=int, default=0, metavar="KB",
+                   help="run above the board's heap budget (the PineTime needs 64: hardware/README.md)")
     p.set_defaults(func=cmd_sim)
 
     p = with_virtual(sub.add_parser("scan", help="find WEARS watches"))

@@ -76,3 +76,29 @@ def test_pinetime_polling_sampling_and_windows_allocate_nothing():
     w.sample()
     assert run_windows(w, 40) >= 2
     assert w.ppg.index > 900  # 25 Hz for 40 s, polled between the periods
+
+
+def test_a_crash_is_logged_counted_and_resets_the_watch():
+    import watch.app as app
+
+    folder = temp_path("crash")
+    os.mkdir(folder)
+    os.chdir(folder)
+    resets = []
+
+    class Crashing:
+        def __init__(self, boots):
+            raise RuntimeError("sensor bus on fire")
+
+    real_watch, real_reset = app.Watch, machine.reset
+    app.Watch, machine.reset = Crashing, lambda: resets.append(1)
+    try:
+        app.main()
+        app.main()
+    finally:
+        app.Watch, machine.reset = real_watch, real_reset
+    assert resets == [1, 1]
+    with open("crash.txt") as f:
+        assert "sensor bus on fire" in f.read()
+    with open("boots.txt") as f:
+        assert f.read() == "2"  # two boots, neither stable

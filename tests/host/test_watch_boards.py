@@ -14,8 +14,7 @@ from wears.ble.virtual import VirtualBleakClient
 from wears.client import WatchClient
 from wears.errors import CommandRefused
 from wears.protocol import Event, HeartRate, Samples, Status, StreamInfo
-from wears.paths import board_profile
-from wears.sim.runner import VirtualWatch, sim_heap_bytes
+from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
 pytestmark = pytest.mark.slow
@@ -28,16 +27,16 @@ def scenario_path(tmp_path_factory):
     return path
 
 
-def _heapsize(board):
-    """The board's own heapsize, except the PineTime's: its firmware does not fit its 32 KB
-    yet (tools/bench/firmware_budget.py says by how much), so it runs with 64 KB more."""
-    return sim_heap_bytes(board_profile(board)) + 65536 if board == "pinetime" else None
+def _heap_extra(board):
+    """0 but for the PineTime: its firmware does not fit its 32 KB yet
+    (tools/bench/firmware_budget.py says by how much), so it runs with 64 KB more."""
+    return 65536 if board == "pinetime" else 0
 
 
 async def _session(path, *, board="esp32s3-wrist", env=None, flash=None, act=None, until_end=True, speed=15, **kw):
     """Connect, start every stream, let `act(watch)` run, collect packets to the power-off."""
     packets: list = []
-    async with VirtualWatch(path, board=board, env=env, flash_dir=flash, speed=speed, heapsize=_heapsize(board),
+    async with VirtualWatch(path, board=board, env=env, flash_dir=flash, speed=speed, heap_extra=_heap_extra(board),
                             **kw) as vw:
         async with WatchClient(vw.address, backend=VirtualBleakClient,
                                on_packet=lambda ch, p: packets.append(p)) as watch:

@@ -90,7 +90,7 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
     synthetic(3, rest_s=60, episode_s=90, n_episodes=max(1, (seconds - 60) // 90 + 1)).write(scenario)
     packets: list = []
     heapsize = sim_heap_bytes(profile) + extra
-    vw = VirtualWatch(scenario, board=str(path), heapsize=heapsize)
+    vw = VirtualWatch(scenario, board=str(path), heap_extra=extra)
     try:
         await vw.start_async()
         async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=lambda c, p: packets.append(p),

@@ -144,7 +144,9 @@ class VirtualWatch:
         main: the MicroPython script to run instead of `firmware/main.py` (tests).
         registry: registry folder (default: `WEARS_SIM_REGISTRY`, else `/tmp/wears-sim-<uid>`).
         autostart: let the virtual clock run before any host connects.
-        heapsize: MicroPython heap in bytes instead of the board's budget.
+        heapsize: MicroPython heap in bytes instead of the board's (`sim_heap_bytes`).
+        heap_extra: bytes above the board's heapsize, for a firmware that does not fit its
+            budget yet (the bench says by how much); 0 keeps the budget honest.
 
     Example:
         >>> with VirtualWatch("p01.wscn", speed=10) as vw:  # doctest: +SKIP
@@ -156,7 +158,7 @@ class VirtualWatch:
                  flash_dir: str | os.PathLike[str] | None = None, key: bytes | None = None,
                  model: bytes | str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
                  main: str | os.PathLike[str] | None = None, registry: str | os.PathLike[str] | None = None,
-                 autostart: bool = False, heapsize: int | None = None) -> None:
+                 autostart: bool = False, heapsize: int | None = None, heap_extra: int = 0) -> None:
         if key is not None and len(key) != KEY_SIZE:
             raise WearsError(f"a watch key is {KEY_SIZE} bytes, not {len(key)}")
         self.scenario_path = Path(scenario_path).resolve() if scenario_path else None
@@ -171,6 +173,7 @@ class VirtualWatch:
         self.registry = registry_dir(registry)
         self.autostart = autostart
         self.heapsize = heapsize
+        self.heap_extra = heap_extra
         self._flash_arg = Path(flash_dir).resolve() if flash_dir else None
         self.flash_dir: Path | None = None
         self._work: Path | None = None
@@ -283,7 +286,7 @@ class VirtualWatch:
         flash = self._flash_arg or self._work / "flash"  # type: ignore[operator]
         flash.mkdir(parents=True, exist_ok=True)
         profile = json.loads(_board_path(self.board).read_text())
-        self.heap_bytes = self.heapsize or sim_heap_bytes(profile)
+        self.heap_bytes = (self.heapsize or sim_heap_bytes(profile)) + self.heap_extra
         profile["name"] = self.name
         (flash / "board.json").write_text(json.dumps(profile, indent=1))
         key_file = flash / "key.bin"
