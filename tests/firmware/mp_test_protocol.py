@@ -16,6 +16,7 @@ BODIES = {
     p.CMD_START: (p.CMD_MASK_BODY, ("mask",)),
     p.CMD_PING: (p.CMD_PING_BODY, ("token",)),
     p.CMD_MODEL_BEGIN: (p.CMD_MODEL_BEGIN_BODY, ("size", "crc")),
+    p.CMD_SET_RATE: (p.CMD_SET_RATE_BODY, ("stream", "rate_hz")),
 }
 
 
@@ -36,7 +37,7 @@ def test_fixed_layout_packets_match_golden_vectors():
         n = p.pack_body(buf, f["type"], f["seq"], f["tick"], fmt, *fields)
         _check(name, buf, n)
         checked += 1
-    assert checked == 8, checked
+    assert checked == 9, checked
 
 
 def test_sample_packets_match_golden_vectors():
