@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 from bleak import BleakClient
 
@@ -13,7 +12,7 @@ from watch import protocol as P
 from wears.ble.virtual import VirtualBleakClient
 from wears.client import WatchClient
 from wears.errors import CommandRefused
-from wears.protocol import Event, HeartRate, Samples, Status, StreamInfo
+from wears.protocol import Event, HeartRate, Samples, StreamInfo
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
