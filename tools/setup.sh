@@ -26,3 +26,14 @@ if ! .venv/bin/python -c "import wears, bleak, sklearn, neurokit2, pytest, hypot
   .venv/bin/python -c "import wears, bleak, sklearn, neurokit2, pytest" || { echo "set-up failed" >&2; exit 1; }
   touch .venv/.wears-installed
 fi
+# MicroPython's stubs for the firmware's type check (tests/host/test_firmware_types.py), one
+# folder per port: both packages put the same module names (machine, time...) at the top level.
+STUBS_VERSION=1.29.0.post1
+for port in esp32 nrf; do
+  if [ ! -f ".venv/stubs/$port/.wears-$STUBS_VERSION" ]; then
+    rm -rf ".venv/stubs/$port"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --target ".venv/stubs/$port" \
+      "micropython-$port-stubs==$STUBS_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
+    touch ".venv/stubs/$port/.wears-$STUBS_VERSION"
+  fi
+done

@@ -15,67 +15,81 @@ from array import array
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import machine
 
 from watch import blob
 from watch import board as boards
+from watch import boot
+from watch import parts
 from watch import protocol as P
-from watch.drivers.lsm6ds3 import LSM6DS3
-from watch.drivers.max30102 import MAX30102
+from watch.auth import Auth
 from watch.features import FeatureEngine, spec_for
 from watch.heart_rate import HeartRate
 from watch.model import ModelError, load as load_model
 from watch.outbox import Outbox
+from watch.radio_gatt import CONTROL
 from watch.sensor import Sensor
 from watch.upload import ModelUpload
+from watch.watchdog import Watchdog
 
 FIRMWARE_REVISION = "0.1.0"
 MODEL_PATH = "model.wbl"
 KEY_PATH = "key.bin"
 
 _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
-_BURST = const(64)  # largest FIFO burst read per sensor and period
+_BURST = const(32)  # largest FIFO burst read per sensor and period (the rest waits in the FIFO)
 _PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notification header
 _INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
 _FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
+_STATUS_EVERY_MS = const(60000)  # STATUS (heap, counters) unasked this often while connected
+_INIT_TRIES = const(5)  # a part's set-up, retried when the bus errs (EIO) rather than finds nobody
+_ENODEV = const(19)
+_WATCHDOG_MS = const(8000)  # a loop stuck this long resets the watch (profile: watchdog_ms)
 
 
 class Watch:
-    def __init__(self):
+    def __init__(self, boots=1):
         self.board = boards.load()
+        self.boots = boots
+        self.safe = boot.safe_mode(boots)
         self._uptime = 0
         self._last_ticks = time.ticks_ms()
         self.streaming = 0  # mask of streams the host asked for
-        self.has_gyro = "gyro_range_dps" in self.board["sensors"].get("imu", {})
         self.radio = self._radio()
-        self.streams = Outbox(24, _PACKET)
+        # Stream packets waiting for the radio: 2.4 s at the top rates of a gyro board by default;
+        # a small watch holds fewer (its flash log keeps the record either way).
+        self.streams = Outbox(self.board.get("outbox_slots", 24), _PACKET)
         self.replies = Outbox(8, 32)
         self.events = Outbox(8, 48)
         self.preds = Outbox(8, 32)
         # Per stream, the SAMPLES packet being filled: [buffer, count, first index, capacity].
         self.staging = {s: [bytearray(_PACKET), 0, 0, 1] for s in (P.PPG, P.ACC, P.GYRO)}
         self.key = self._read_key()
+        self.auth = Auth(self.key)
         self.model_budget = self.board.get("model_budget_bytes", blob.MAX_BYTES)
         self.upload = ModelUpload(MODEL_PATH, max_bytes=self.model_budget)
-        self._setup_sensors()
-        feats = self.board.get("features", {})
+        self.event(P.EV_BOOT, 0)
+        if boots > 1:
+            self.event(P.EV_CRASHED, boots - 1)
+        imu = self.board["sensors"].get("imu")
+        self.has_gyro = bool(imu) and "gyro_range_dps" in imu
         self.spec_id, self.n_features = spec_for(self.has_gyro)
-        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate, feats.get("window_s", 30), feats.get("step_s", 5),
-                                    has_gyro=self.has_gyro)
-        if self.imu:
-            self.engine.set_units(self.imu.driver.accel_unit, self.imu.driver.gyro_unit)
-        self.hr = HeartRate(self.ppg_rate, self.imu_rate, self.imu.driver.accel_unit) if self.imu else \
-            HeartRate(self.ppg_rate, 0)  # no accelerometer: no motion gate
+        self.ppg = self.imu = self.engine = self.hr = self.model = None
+        self.ppg_rate = self.imu_rate = 0
         self.x = array("i", [0] * self.n_features)
         self.proba = bytearray(8)
-        self.model = None
-        gc.collect()  # the model's node arrays want contiguous blocks
-        self._load_model()
+        if self.safe:
+            self.event(P.EV_SAFE_MODE, boots)  # radio and logging only: no sensors, no model
+        else:
+            self._setup_sensors()
+            self._new_engine()
+            gc.collect()  # the model's node arrays want contiguous blocks
+            self._load_model()
         self._next_info = 0
-        self.event(P.EV_BOOT, 0)
+        self._next_status = _STATUS_EVERY_MS
+        self._stable = False
 
     # Set-up -------------------------------------------------------------------------
 
@@ -85,7 +99,10 @@ class Watch:
         if self.board.get("link") == "serial":
             from watch.radio_serial import SerialRadio
             return SerialRadio(name, self.board["id"], FIRMWARE_REVISION, self.board)
-        from watch.radio import Radio
+        if self.board.get("radio") == "ubluepy":
+            from watch.radio_ubluepy import Radio
+        else:
+            from watch.radio import Radio
         return Radio(name, self.board["id"], FIRMWARE_REVISION)
 
     def _read_key(self):
@@ -97,30 +114,75 @@ class Watch:
 
     def _setup_sensors(self):
         cfg = self.board["sensors"]
-        bus = self.board["i2c"]
-        self.i2c = machine.I2C(bus["id"], scl=machine.Pin(bus["scl"]), sda=machine.Pin(bus["sda"]), freq=bus["freq"])
-        self.ppg_rate = cfg["ppg"]["rate_hz"]
-        self.imu_rate = cfg["imu"]["rate_hz"]
-        self.ir = array("I", [0] * _BURST)
-        self.red = array("I", [0] * _BURST)
-        self.acc = array("h", [0] * (3 * _BURST))
-        self.gyro = array("h", [0] * (3 * _BURST))
-        self.ppg = self._start(MAX30102(self.i2c, cfg["ppg"]["address"]), (P.PPG,), (self.ir, self.red),
-                               {"rate_hz": self.ppg_rate})
-        imu = cfg["imu"]
-        self.imu = self._start(LSM6DS3(self.i2c, imu["address"]), (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,),
-                               (self.acc, self.gyro), {"rate_hz": self.imu_rate, "accel_range_g": imu["accel_range_g"],
-                                                       "gyro_range_dps": imu.get("gyro_range_dps", 500)})
+        buses = {}
+        ppg = cfg.get("ppg")
+        imu = cfg.get("imu")
+        if ppg:
+            self.ppg_rate = ppg["rate_hz"]
+            self.ir = array("I", [0] * _BURST)
+            self.red = array("I", [0] * _BURST)
+            self.ppg = self._start(ppg, buses, (P.PPG,), (self.ir, self.red), {"rate_hz": self.ppg_rate})
+        if imu:
+            self.imu_rate = imu["rate_hz"]
+            self.acc = array("h", [0] * (3 * _BURST))
+            self.gyro = array("h", [0] * (3 * _BURST)) if self.has_gyro else self.acc
+            config = {"rate_hz": self.imu_rate, "accel_range_g": imu["accel_range_g"]}
+            if self.has_gyro:
+                config["gyro_range_dps"] = imu["gyro_range_dps"]
+            self.imu = self._start(imu, buses, (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,), (self.acc, self.gyro),
+                                   config)
 
-    def _start(self, driver, streams, buffers, config):
-        sensor = Sensor(driver, streams, buffers, config, self.uptime)
-        try:
-            sensor.start()
-        except OSError:
-            for s in streams:
-                self.event(P.EV_SENSOR_MISSING, s)
-            return None
-        return sensor
+    def _bus(self, sensor_cfg, buses):
+        bus = sensor_cfg.get("i2c") or self.board["i2c"]
+        i2c = buses.get(bus["id"])
+        if i2c is None:
+            power = sensor_cfg.get("power_pin")
+            if power is not None:  # a part powered from a GPIO (the XIAO Sense's IMU)
+                machine.Pin(power, machine.Pin.OUT, value=1)
+            i2c = machine.I2C(bus["id"], scl=machine.Pin(bus["scl"]), sda=machine.Pin(bus["sda"]), freq=bus["freq"])
+            buses[bus["id"]] = i2c
+        return i2c
+
+    def _start(self, cfg, buses, streams, buffers, config):
+        """The part of `cfg` as a started Sensor; None (and a clear event per stream) when it
+        does not answer at boot: the other streams keep working without it."""
+        for _ in range(_INIT_TRIES):
+            try:
+                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses), cfg["address"]), streams,
+                                buffers, config, self.uptime)
+                sensor.start()
+                return sensor
+            except OSError as e:
+                if e.args and e.args[0] == _ENODEV:
+                    break  # nobody answers at that address: missing, not disturbed
+            except ValueError:
+                break  # the profile asks for what the part cannot do
+        for s in streams:
+            self.event(P.EV_SENSOR_MISSING, s)
+        return None
+
+    def _new_engine(self):
+        """The feature engine and the heart-rate estimator for the current rates; on PPG alone
+        when the IMU is missing (no accelerometer: no motion gate)."""
+        self.engine = self.hr = None
+        if not self.ppg:
+            return  # no PPG, no windows: heart rate and every model need it
+        gc.collect()
+        feats = self.board.get("features", {})
+        imu = self.imu
+        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate or 25, feats.get("window_s", 30),
+                                    feats.get("step_s", 5), has_gyro=self.has_gyro, has_imu=imu is not None)
+        if imu:
+            self.engine.set_units(imu.driver.accel_unit, imu.driver.gyro_unit)
+        self.hr = HeartRate(self.ppg_rate, self.imu_rate, imu.driver.accel_unit) if imu else HeartRate(self.ppg_rate, 0)
+
+    def streams_present(self):
+        mask = 0
+        for sensor in (self.ppg, self.imu):
+            if sensor:
+                for stream in sensor.streams:
+                    mask |= P.stream_bit(stream)
+        return mask
 
     def _load_model(self):
         try:
@@ -154,27 +216,31 @@ class Watch:
                              command, status, seq, value))
 
     def status(self):
-        flags = (P.STATUS_MODEL_LOADED if self.model else 0) | (P.STATUS_STREAMING if self.streaming else 0)
+        flags = ((P.STATUS_MODEL_LOADED if self.model else 0) | (P.STATUS_STREAMING if self.streaming else 0)
+                 | (P.STATUS_SAFE_MODE if self.safe else 0)
+                 | (P.STATUS_AUTHENTICATED if self.auth.trusted(self.radio.link) else 0))
         try:
             st = os.statvfs(".")
             flash_free = st[0] * st[3]
         except (OSError, AttributeError):
             flash_free = 0
-        lost = self.ppg.driver.lost if self.ppg else 0
-        bus_errors = sum(s.errors for s in (self.ppg, self.imu) if s)
+        ppg_lost = self.ppg.driver.lost if self.ppg else 0
+        imu_lost = self.imu.driver.lost if self.imu else 0
+        bus_errors = (self.ppg.errors if self.ppg else 0) + (self.imu.errors if self.imu else 0)
         dropped = self.streams.dropped + self.events.dropped + self.preds.dropped
+        gc.collect()  # free heap as live objects leave it, not as garbage happens to lie
         box = self.events
         box.seal(P.pack_body(box.open_buf(), P.STATUS, box.next_seq(), self.uptime(), P.STATUS_BODY,
                              self.battery(), flags, 0, gc.mem_free(), flash_free & 0xFFFFFFFF,
-                             self.model.model_id if self.model else 0, lost, bus_errors, dropped))
+                             self.model.model_id if self.model else 0, ppg_lost & 0xFFFFFFFF, bus_errors & 0xFFFFFFFF,
+                             dropped & 0xFFFFFFFF, imu_lost & 0xFFFFFFFF, min(self.boots, 0xFFFF),
+                             self.streams_present(), self.auth.failures))
 
     def battery(self):
-        b = self.board["battery"]
         try:
-            uv = machine.ADC(machine.Pin(b["adc_pin"])).read_uv()
+            return boards.battery_percent(self.board, boards.battery_mv(self.board))
         except (AttributeError, OSError, ValueError):
             return 0
-        return boards.battery_percent(self.board, int(uv * b["divider"]) // 1000)
 
     def stream_info(self, sensor, stream):
         driver = sensor.driver
@@ -184,8 +250,9 @@ class Watch:
         box.seal(P.pack_body(box.open_buf(), P.STREAM_INFO, box.next_seq(), self.uptime(), P.STREAM_INFO_BODY,
                              stream, len(P.CHANNELS[stream]), rate * 1000, unit, sensor.tick0))
 
-    def add_samples(self, stream, values, n, first_index, per_sample):
-        """Append n samples (from `values`, `per_sample` ints each) to the stream's open packet."""
+    def add_samples(self, stream, values, second, n, first_index):
+        """Append n samples to the stream's open packet: from `values` and `second` (PPG: IR
+        and red), or x y z interleaved in `values` (`second` None). Allocates nothing."""
         size = P.SAMPLE_SIZES[stream]
         fmt = P.SAMPLE_FORMATS[stream]
         pkt = self.staging[stream]  # [buffer, count, first index, capacity]
@@ -195,8 +262,8 @@ class Watch:
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
                 pkt[3] = (min(_PACKET, self.radio.max_payload) - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
             off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
-            if per_sample == 2:
-                struct.pack_into(fmt, pkt[0], off, values[0][i], values[1][i])
+            if second is not None:
+                struct.pack_into(fmt, pkt[0], off, values[i], second[i])
             else:
                 j = 3 * i
                 struct.pack_into(fmt, pkt[0], off, values[j], values[j + 1], values[j + 2])
@@ -215,46 +282,50 @@ class Watch:
     # The loop ---------------------------------------------------------------------------
 
     def sample(self):
-        ppg, imu = self.ppg, self.imu
-        if ppg:
+        ppg, imu, engine = self.ppg, self.imu, self.engine
+        if ppg and engine:
             n = ppg.read()
             if n:
-                self.engine.add_ppg(self.ir, n, ppg.index)
+                engine.add_ppg(self.ir, n, ppg.index)
                 self.hr.add_ppg(self.ir, n, ppg.index)
                 if self.streaming & P.stream_bit(P.PPG):
-                    self.add_samples(P.PPG, (self.ir, self.red), n, ppg.index, 2)
+                    self.add_samples(P.PPG, self.ir, self.red, n, ppg.index)
                 ppg.index += n
         if imu:
             n = imu.read()
             if n:
-                self.engine.add_acc(self.acc, n, imu.index)
-                self.hr.add_acc(self.acc, n, imu.index)
-                if self.has_gyro:
-                    self.engine.add_gyro(self.gyro, n, imu.index)
+                if engine:
+                    engine.add_acc(self.acc, n, imu.index)
+                    self.hr.add_acc(self.acc, n, imu.index)
+                    if self.has_gyro:
+                        engine.add_gyro(self.gyro, n, imu.index)
                 if self.streaming & P.stream_bit(P.ACC):
-                    self.add_samples(P.ACC, self.acc, n, imu.index, 3)
+                    self.add_samples(P.ACC, self.acc, None, n, imu.index)
                 if self.has_gyro and self.streaming & P.stream_bit(P.GYRO):
-                    self.add_samples(P.GYRO, self.gyro, n, imu.index, 3)
+                    self.add_samples(P.GYRO, self.gyro, None, n, imu.index)
                 imu.index += n
 
     def windows(self):
         hr = self.hr
+        engine = self.engine
+        if engine is None:
+            return  # no PPG: neither heart rate nor windows
         box = self.preds
         while hr.compute() >= 0:  # every 2 s: the motion-robust heart rate of the last 8 s
-            box.seal(P.pack_body(box.open_buf(), P.HEART_RATE, box.next_seq(), self.uptime(), P.HEART_RATE_BODY,
-                                 hr.bpm_x10, hr.quality, hr.beats(), hr.window_end))
-        engine = self.engine
+            box.seal(P.pack_heart_rate(box.open_buf(), box.next_seq(), self.uptime(), hr.bpm_x10, hr.quality,
+                                       hr.beats(), hr.window_end))
         while engine.ready():
             flags = engine.compute(self.x)
             end = engine.window_end
             now = self.uptime()
-            self.radio.heart_rate(hr.bpm_x10 // 10, hr.quality > 0, engine.rr_1024, engine.n_rr)
+            # the standard Heart Rate notification goes out with the next flush
+            self.radio.heart_rate_add(hr.bpm_x10 // 10, hr.quality > 0, engine.rr_1024, engine.n_rr)
             if self.model:
                 m = self.model
                 label = m.predict(self.x, self.proba)
                 buf = box.open_buf()
-                n = P.pack_body(buf, P.PREDICTION, box.next_seq(), now, P.PREDICTION_BODY, end, m.model_id,
-                                P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
+                n = P.pack_prediction(buf, box.next_seq(), now, end, m.model_id,
+                                      P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
                 for i in range(m.n_classes):
                     buf[n + i] = self.proba[i]
                 box.seal(n + m.n_classes)
@@ -265,6 +336,9 @@ class Watch:
             return
         _, ptype, seq, _ = P.unpack_header(data)
         body = len(data) - P.HEADER_SIZE
+        if (channel != CONTROL or ptype not in P.OPEN_COMMANDS) and not self.auth.trusted(self.radio.link):
+            self.reply(ptype, seq, P.E_NOT_AUTHENTICATED)
+            return
         try:
             if ptype == P.CMD_MODEL_CHUNK:
                 (offset,) = struct.unpack_from(P.CMD_MODEL_CHUNK_BODY, data, P.HEADER_SIZE)
@@ -291,6 +365,24 @@ class Watch:
                 self.reply(ptype, seq, self.upload.begin(size, crc))
             elif ptype == P.CMD_MODEL_COMMIT:
                 self.commit_model(seq)
+            elif ptype == P.CMD_AUTH_BEGIN:
+                box = self.replies
+                buf = box.open_buf()
+                n = P.pack_body(buf, P.AUTH_CHALLENGE, box.next_seq(), self.uptime(), P.AUTH_CHALLENGE_BODY, seq)
+                buf[n:n + P.NONCE_SIZE] = self.auth.challenge(self.radio.link)
+                box.seal(n + P.NONCE_SIZE)
+            elif ptype == P.CMD_AUTH_PROOF:
+                if body != 2 * P.NONCE_SIZE:
+                    raise ValueError
+                h = P.HEADER_SIZE
+                if self.auth.prove(self.radio.link, data[h:h + P.NONCE_SIZE], data[h + P.NONCE_SIZE:]):
+                    self.reply(ptype, seq, P.OK)
+                else:
+                    self.event(P.EV_AUTH_FAILED, self.auth.failures)
+                    self.reply(ptype, seq, P.E_AUTH_FAILED)
+            elif ptype == P.CMD_SET_RATE:
+                stream, rate = struct.unpack_from(P.CMD_SET_RATE_BODY, data, P.HEADER_SIZE)
+                self.reply(ptype, seq, self.set_rate(stream, rate), rate)
             else:
                 self.reply(ptype, seq, P.E_UNKNOWN_COMMAND)
         except ValueError:  # struct: the body is shorter than its layout
@@ -298,7 +390,7 @@ class Watch:
 
     def commit_model(self, seq):
         status, model = self.upload.commit(self.key or b"", self.spec_id, self.n_features)
-        if status == P.OK:
+        if status == P.OK and model is not None:
             self.model = model
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
@@ -306,6 +398,41 @@ class Watch:
         else:
             self.event(P.EV_MODEL_REJECTED, status)
             self.reply(P.CMD_MODEL_COMMIT, seq, status)
+
+    def set_rate(self, stream, rate):
+        """Re-start the sensor of `stream` at `rate` Hz (one of the profile's `rates_hz`).
+
+        Its sample indices go on; a new STREAM_INFO gives the rate and the time of index 0
+        that hold from now. The feature engine starts afresh at the new rates.
+        """
+        if self.safe:
+            return P.E_SAFE_MODE
+        sensor = self.ppg if stream == P.PPG else self.imu if stream in (P.ACC, P.GYRO) else None
+        if sensor is None:
+            return P.E_NO_SENSOR
+        cfg = self.board["sensors"]["ppg" if sensor is self.ppg else "imu"]
+        if rate not in cfg.get("rates_hz", (cfg["rate_hz"],)):
+            return P.E_BAD_RATE
+        for s in sensor.streams:
+            self.seal_samples(s)
+        old = sensor.rate
+        sensor.config["rate_hz"] = rate
+        sensor.rate = rate
+        try:
+            sensor.start()
+        except (OSError, ValueError):
+            sensor.config["rate_hz"] = sensor.rate = old
+            return P.E_BAD_RATE
+        if sensor is self.ppg:
+            self.ppg_rate = rate
+        else:
+            self.imu_rate = rate
+        self._new_engine()
+        for s in sensor.streams:
+            if self.streaming & P.stream_bit(s):
+                self.stream_info(sensor, s)
+        self.event(P.EV_RATE_CHANGED, (stream << 16) | rate)
+        return P.OK
 
     def start_stop(self, start, mask):
         for sensor in (self.ppg, self.imu):
@@ -324,6 +451,13 @@ class Watch:
 
     def periodic(self):
         now = self.uptime()
+        if not self._stable and now >= boot.STABLE_MS:
+            self._stable = True
+            boot.stable()
+        if now >= self._next_status:
+            self._next_status = now + _STATUS_EVERY_MS
+            if self.radio.connected:
+                self.status()  # free heap over time, counters
         if time.ticks_diff(now, self._next_info) < 0:
             return
         self._next_info = now + _INFO_EVERY_MS
@@ -336,6 +470,7 @@ class Watch:
 
     def flush(self):
         radio = self.radio
+        radio.heart_rate_send()  # without a central it forgets the RR intervals, as the service asks
         if not radio.connected:
             return
         budget = _FLUSH_BUDGET
@@ -355,19 +490,43 @@ class Watch:
         self.periodic()
         self.flush()
 
+    def wait(self, ms):
+        """Sleep `ms`, waking for the polled parts (no FIFO) each time a sample is due."""
+        sensor = self.ppg if self.ppg and self.ppg.driver.polled else None
+        if sensor is None:
+            time.sleep_ms(ms)
+            return
+        end = time.ticks_add(time.ticks_ms(), ms)
+        while True:
+            left = time.ticks_diff(end, time.ticks_ms())
+            if left <= 0:
+                return
+            due = sensor.driver.until_due_us()
+            if due > 0:
+                time.sleep_us(min(due, left * 1000))
+            sensor.poll()
+
     def run(self):
         self.radio.start()
+        wdt = Watchdog(self.board.get("watchdog_ms", _WATCHDOG_MS))
         gc.collect()
         try:
             while True:
                 start = time.ticks_ms()
+                wdt.feed()
                 self.step()
                 left = _PERIOD_MS - time.ticks_diff(time.ticks_ms(), start)
                 if left > 0:
-                    time.sleep_ms(left)
+                    self.wait(left)
         finally:
             self.radio.on_power_off()
 
 
 def main():
-    Watch().run()
+    """Boot: count it, run (in safe mode after repeated crashes); a crash is logged and resets."""
+    boots = boot.begin()
+    try:
+        Watch(boots).run()
+    except Exception as e:  # SystemExit (power-off) and KeyboardInterrupt pass through
+        boot.log_crash(e)
+        machine.reset()

@@ -13,9 +13,7 @@ try:
     VIPER = True
 except ImportError:  # CPython
     VIPER = False
-
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 OFF = const(0x20000000)
 AXIS_LIMIT = const(16383)  # IMU axes clamp to +-16383 mg / 0.1 dps: 3 squares stay < 2^30

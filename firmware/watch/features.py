@@ -13,8 +13,7 @@ from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_K, D_L, D_MASK, D_ND
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 if VIPER:
     from watch.feature_loops import imu_run_viper, ppg_run_viper
@@ -101,6 +100,12 @@ class _Stream:
         self.gap_lo = -1  # the latest run of held samples
         self.gap_hi = -1
 
+    def begin(self):
+        raise NotImplementedError
+
+    def feed(self, src, off, n):
+        raise NotImplementedError
+
     def add(self, src, n, first_index):
         if self.first < 0:
             self.first = self.next = first_index
@@ -153,7 +158,7 @@ class _Imu(_Stream):
         st = self.st
         bn = st[I_BN]
         while n > 0:
-            k = self.run(st, self.buf, src, off, n)
+            k = self.run(st, self.buf, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k
@@ -233,7 +238,7 @@ class _Ppg(_Stream):
     def feed(self, src, off, n):
         st = self.st
         while n > 0:
-            k = self.run(st, self.xr, self.vr, self.sr, self.dq, src, off, n)
+            k = self.run(st, self.xr, self.vr, self.sr, self.dq, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k
@@ -337,7 +342,7 @@ class FeatureEngine:
     """
 
     def __init__(self, ppg_rate, imu_rate, window_s, step_s, has_gyro=True, acc_ug_per_lsb=122,
-                 gyro_udps_per_lsb=17500, fast=None):
+                 gyro_udps_per_lsb=17500, fast=None, has_imu=True):
         if window_s <= 0 or window_s % step_s or window_s > MAX_WINDOW_S:
             raise ValueError("window_s must be a multiple of step_s and at most MAX_WINDOW_S s")
         self.ppg_rate = ppg_rate
@@ -345,6 +350,7 @@ class FeatureEngine:
         self.window_s = window_s
         self.step_s = step_s
         self.has_gyro = has_gyro
+        self.has_imu = has_imu  # False: the IMU is missing; windows complete on PPG alone, IMU features 0
         self.fast = VIPER if fast is None else bool(fast) and VIPER
         self.spec_id, self.n_features = spec_for(has_gyro)
         self.names = feature_names(has_gyro)
@@ -387,14 +393,16 @@ class FeatureEngine:
     def ready(self):
         """A window has completed on every stream."""
         ppg, acc, gyro = self._ppg, self._acc, self._gyro
+        imu = self.has_imu
         if self._k < 0:
-            if ppg.first < 0 or acc.first < 0 or (self.has_gyro and gyro.first < 0):
+            if ppg.first < 0 or imu and (acc.first < 0 or (self.has_gyro and gyro.first < 0)):
                 return False
             # The first window lying wholly inside every stream.
             first = max(acc.first, gyro.first) if self.has_gyro else acc.first
-            self._k = max(-((-(ppg.first + self._win)) // self._step), self._blocks - (-first // self._ib)) - 1
+            self._k = max(-((-(ppg.first + self._win)) // self._step),
+                          self._blocks - (-first // self._ib) if imu else 0) - 1
         k1 = self._k + 1
-        return ppg.next >= k1 * self._step and acc.done >= k1 and (not self.has_gyro or gyro.done >= k1)
+        return ppg.next >= k1 * self._step and (not imu or acc.done >= k1 and (not self.has_gyro or gyro.done >= k1))
 
     def compute(self, out):
         """The oldest completed window's features into out; its flags, or -1 when none is ready."""
@@ -416,12 +424,18 @@ class FeatureEngine:
             flags |= FLAG_WARMUP
         lo = b0 * self._ib
         hi = (k + 1) * self._ib
-        if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (self.has_gyro and gyro.gap_in(lo, hi)):
-            flags |= FLAG_GAP
-        flags |= acc.moving(k, self._blocks)
-        acc.stats(k, self._blocks, out, 8, self.imu_rate)
-        if self.has_gyro:
-            gyro.stats(k, self._blocks, out, 11, 0)
+        if self.has_imu:
+            if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (self.has_gyro and gyro.gap_in(lo, hi)):
+                flags |= FLAG_GAP
+            flags |= acc.moving(k, self._blocks)
+            acc.stats(k, self._blocks, out, 8, self.imu_rate)
+            if self.has_gyro:
+                gyro.stats(k, self._blocks, out, 11, 0)
+        else:
+            if ppg.gap_in(start, end):
+                flags |= FLAG_GAP
+            for i in range(8, self.n_features):
+                out[i] = 0
         self.window_end = end
         self.bpm_x10 = out[0]
         self.quality = out[7]

@@ -9,8 +9,7 @@ or, where viper is missing (CPython), a plain-Python twin with identical results
 try:
     from micropython import const
 except ImportError:  # CPython: the host runs this module against its own emulation
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import gc
 import hashlib
@@ -81,7 +80,7 @@ def _predict_py(x, off, shift, q, n_features, feat, thr, right, roots, n_trees, 
     return best
 
 
-_predict_viper = None
+_predict_viper = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
     import micropython
 
@@ -169,9 +168,9 @@ class TreeModel:
         values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
         if len(x) < self.n_features or len(proba) < self.n_classes:
             raise ValueError("x needs n_features items, proba n_classes")
-        return self._run(x, self._offsets, self._shifts, self._q, self.n_features, self._feature,
+        return self._run(x, self._offsets, self._shifts, self._q, self.n_features, self._feature,  # pyright: ignore[reportArgumentType] (viper takes buffers)
                          self._threshold, self._right, self._roots, self.n_trees, self._leaves,
-                         self._acc, proba, self.n_classes)
+                         self._acc, proba, self.n_classes)  # pyright: ignore[reportArgumentType] (viper takes buffers)
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):

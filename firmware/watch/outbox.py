@@ -5,11 +5,30 @@ when the queue is full the oldest packet is dropped and counted, and its sequenc
 leaves a gap the host sees. The slot being filled is `open_buf()`; `seal(n)` queues it.
 """
 
+from array import array
+
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
+
+
+def _copy_py(dst, src, n):
+    for i in range(n):
+        dst[i] = src[i]
+
+
+try:
+    import micropython
+
+    @micropython.viper
+    def _copy(dst: ptr8, src: ptr8, n: int):  # noqa: F821
+        i = 0
+        while i < n:
+            dst[i] = src[i]
+            i += 1
+except (ImportError, AttributeError, NameError):
+    _copy = _copy_py
 
 
 class Outbox:
@@ -17,9 +36,11 @@ class Outbox:
     another, or `push` a packet built elsewhere."""
 
     def __init__(self, slots, slot_size):
-        self._bufs = [bytearray(slot_size) for _ in range(slots)]
-        self._views = [memoryview(b) for b in self._bufs]
-        self._lens = [0] * slots
+        # One block for every slot, a view per slot: a bytearray per slot would add its own
+        # object header and heap block to each (over 1 KB for the watch's outboxes).
+        whole = memoryview(bytearray(slots * slot_size))
+        self._views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
+        self._lens = array("H", bytes(2 * slots))
         self._slots = slots
         self.slot_size = slot_size
         self._head = 0  # oldest queued
@@ -36,7 +57,7 @@ class Outbox:
             self._head = (self._head + 1) % self._slots
             self._count -= 1
             self.dropped += 1
-        return self._bufs[(self._head + self._count) % self._slots]
+        return self._views[(self._head + self._count) % self._slots]
 
     def next_seq(self):
         seq = self.seq
@@ -48,8 +69,8 @@ class Outbox:
         self._count += 1
 
     def push(self, buf, n):
-        """Queue a copy of buf[:n]."""
-        self.open_buf()[:n] = buf[:n]
+        """Queue a copy of buf[:n]; allocates nothing."""
+        _copy(self.open_buf(), buf, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
         self.seal(n)
 
     def flush(self, send, budget):

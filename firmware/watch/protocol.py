@@ -8,8 +8,7 @@ The packers write into caller-owned buffers so the watch allocates nothing per p
 try:
     from micropython import const
 except ImportError:  # CPython: the host imports this module too
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import struct
 
@@ -72,9 +71,12 @@ def stream_bit(stream):
 SAMPLES_BODY = "<BBI"  # stream, count, index of the first sample
 SAMPLES_BODY_SIZE = const(6)
 HEART_RATE_BODY = "<HBBI"  # bpm x10, quality 0..100, beats in window, PPG index of window end
+HEART_RATE_BODY_SIZE = const(8)
+PREDICTION_BODY_SIZE = const(11)
 PREDICTION_BODY = "<IIBBB"  # window end (PPG index), model id, flags, label, n classes; then n x u8
-STATUS_BODY = "<BBHIIIIII"  # battery %, flags, reserved, heap free, flash free, model id,
-#                             ppg samples lost to FIFO overflow, I2C errors, packets dropped
+STATUS_BODY = "<BBHIIIIIIIHBB"  # battery %, flags, reserved, heap free, flash free, model id,
+#   ppg samples lost to FIFO overflow, I2C errors, packets dropped, IMU samples lost,
+#   boots since the last stable run, streams that have a sensor (mask), auth failures (saturating)
 EVENT_BODY = "<HI"  # code, argument
 RESULT_BODY = "<BBHI"  # command, status (a reason code), command seq, value
 PONG_BODY = "<HI"  # ping seq, host token (echoed)
@@ -91,6 +93,8 @@ FLAG_LOW_QUALITY = const(0x01)
 # Status flags.
 STATUS_MODEL_LOADED = const(0x01)
 STATUS_STREAMING = const(0x02)
+STATUS_SAFE_MODE = const(0x04)  # repeated crashes: radio and logging only
+STATUS_AUTHENTICATED = const(0x08)  # this connection passed the challenge-response
 
 # Reason codes, carried in RESULT.status and in model EVENTs.
 OK = const(0)
@@ -130,6 +134,43 @@ EV_MODEL_REJECTED = const(4)  # argument: reason code
 EV_MARK = const(5)  # argument: the host's marker argument
 EV_FIFO_OVERFLOW = const(6)  # argument: stream id
 
+# Issue 3 (boards, radio, auth): commands 0x89-0x8F, packet types 0x09-0x0B, reasons 13-19, events 7-14.
+AUTH_CHALLENGE = const(0x09)  # body: u16 seq of the AUTH_BEGIN it answers, then the 16-byte watch nonce
+AUTH_CHALLENGE_BODY = "<H"
+CMD_SET_RATE = const(0x89)
+CMD_SET_RATE_BODY = "<BH"  # stream, rate in Hz (the IMU's streams share one rate)
+CMD_AUTH_BEGIN = const(0x8A)  # no body: answered by AUTH_CHALLENGE on the control characteristic
+CMD_AUTH_PROOF = const(0x8B)  # body: 16-byte host nonce, 16-byte proof
+NONCE_SIZE = const(16)
+PROOF_SIZE = const(16)
+AUTH_LABEL = b"WEARS-AUTH-1"  # proof = HMAC-SHA256(key, label + watch nonce + host nonce)[:16]
+E_NOT_AUTHENTICATED = const(13)
+E_AUTH_FAILED = const(14)
+E_BAD_RATE = const(15)
+E_NO_SENSOR = const(16)
+E_SAFE_MODE = const(17)
+REASONS[E_NOT_AUTHENTICATED] = "not authenticated: this command needs the watch key"
+REASONS[E_AUTH_FAILED] = "authentication failed (wrong watch key or stale challenge)"
+REASONS[E_BAD_RATE] = "rate not supported by this sensor"
+REASONS[E_NO_SENSOR] = "this watch has no sensor for that stream"
+REASONS[E_SAFE_MODE] = "the watch is in safe mode (repeated crashes): sensors and model are off"
+EV_SAFE_MODE = const(7)  # argument: boots without a stable run
+EV_AUTH_FAILED = const(8)  # argument: failures since boot
+EV_RATE_CHANGED = const(9)  # argument: stream << 16 | rate in Hz
+EV_CRASHED = const(10)  # argument: boots without a stable run (the previous boot ended in a crash)
+# Commands anyone may send; every other command (and every model upload write) needs an
+# authenticated connection.
+OPEN_COMMANDS = (CMD_PING, CMD_STATUS, CMD_AUTH_BEGIN, CMD_AUTH_PROOF)
+
+
+def auth_message(buf, watch_nonce, host_nonce):
+    """The bytes the proof signs, written into `buf` (len(AUTH_LABEL) + 32 bytes)."""
+    n = len(AUTH_LABEL)
+    buf[0:n] = AUTH_LABEL
+    buf[n:n + NONCE_SIZE] = watch_nonce
+    buf[n + NONCE_SIZE:n + 2 * NONCE_SIZE] = host_nonce
+    return buf
+
 
 def pack_header(buf, ptype, seq, tick):
     struct.pack_into(HEADER, buf, 0, VERSION, ptype, seq & 0xFFFF, tick & 0xFFFFFFFF)
@@ -140,6 +181,20 @@ def pack_samples_header(buf, seq, tick, stream, count, first_index):
     pack_header(buf, SAMPLES, seq, tick)
     struct.pack_into(SAMPLES_BODY, buf, HEADER_SIZE, stream, count, first_index & 0xFFFFFFFF)
     return HEADER_SIZE + SAMPLES_BODY_SIZE + count * SAMPLE_SIZES[stream]
+
+
+def pack_heart_rate(buf, seq, tick, bpm_x10, quality, beats, index):
+    """A HEART_RATE packet (per window: no star-call, nothing allocated); returns its length."""
+    pack_header(buf, HEART_RATE, seq, tick)
+    struct.pack_into(HEART_RATE_BODY, buf, HEADER_SIZE, bpm_x10, quality, beats, index)
+    return HEADER_SIZE + HEART_RATE_BODY_SIZE
+
+
+def pack_prediction(buf, seq, tick, index, model_id, flags, label, n_classes):
+    """A PREDICTION packet's header and body; the caller writes n_classes probabilities after."""
+    pack_header(buf, PREDICTION, seq, tick)
+    struct.pack_into(PREDICTION_BODY, buf, HEADER_SIZE, index, model_id, flags, label, n_classes)
+    return HEADER_SIZE + PREDICTION_BODY_SIZE
 
 
 def pack_body(buf, ptype, seq, tick, body_format, *fields):

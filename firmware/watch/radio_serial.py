@@ -254,6 +254,7 @@ class SerialRadio:
         self.firmware_revision = firmware_revision
         self.port = port
         self._conn = False
+        self._links = 0  # connections so far: a new host is a new link for authentication
         self._off = False
         self.congested = 0  # kept for the app's counters: a serial port takes every packet
         self.oversize = 0  # notifications refused for being longer than a packet can be
@@ -300,6 +301,11 @@ class SerialRadio:
     @property
     def connected(self):
         return self._conn
+
+    @property
+    def link(self):
+        """The current connection's number, -1 without one (as `Radio.link`)."""
+        return self._links if self._conn else -1
 
     @property
     def mtu(self):
@@ -361,6 +367,12 @@ class SerialRadio:
         """The standard Heart Rate Measurement exists on BLE only."""
         return False
 
+    def heart_rate_add(self, bpm, contact, rr, n_rr):
+        pass  # BLE only, as `heart_rate`
+
+    def heart_rate_send(self):
+        return False
+
     def battery(self, pct):
         """Battery Level (0..100 %): the readable value, notified when it changes."""
         pct = 0 if pct < 0 else (100 if pct > 100 else int(pct))
@@ -408,6 +420,7 @@ class SerialRadio:
         channel = frame[1]
         if op == OP_CONNECT:
             self._conn = not self._off
+            self._links += 1
             self._send(OP_CONNECTED, 0, self._hello, len(self._hello))
             return None
         if op == OP_DISCONNECT:

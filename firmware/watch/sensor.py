@@ -3,8 +3,7 @@
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 _RETRIES = const(3)  # consecutive bus errors before the part is re-initialised
 
@@ -21,6 +20,7 @@ class Sensor:
         self.driver = driver
         self.streams = streams
         self.buffers = buffers
+        self._first, self._second = buffers
         self.config = config
         self.rate = config["rate_hz"]
         self._clock = clock
@@ -45,16 +45,26 @@ class Sensor:
         lost = driver.lost
         n = 0
         try:
-            n = driver.read(*self.buffers)
+            n = driver.read(self._first, self._second)  # not *self.buffers: a star call allocates
             self._failures = 0
         except OSError:
-            self.errors += 1
-            self._failures += 1
-            if self._failures >= _RETRIES:
-                self._failures = 0
-                try:
-                    self.start()
-                except OSError:
-                    pass
+            self._failed()
         self.index += driver.lost - lost
         return n
+
+    def poll(self):
+        """Sample a part without a FIFO when its period is due (the driver's `poll`)."""
+        try:
+            self.driver.poll()
+        except OSError:
+            self._failed()
+
+    def _failed(self):
+        self.errors += 1
+        self._failures += 1
+        if self._failures >= _RETRIES:
+            self._failures = 0
+            try:
+                self.start()
+            except OSError:
+                pass

@@ -64,7 +64,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with VirtualWatch(path, board=args.board, speed=args.speed, name=args.name,
-                                flash_dir=work / "flash", link=args.link) as vw:
+                                flash_dir=work / "flash", link=args.link,
+                                heap_extra=args.heap_extra * 1024) as vw:
             where = f"on serial port {vw.serial_port}" if vw.serial_port else f"at {vw.address}"
             print(f"virtual watch {vw.name} {where} ({scenario.duration_s:.0f} s scenario, "
                   f"speed {args.speed or 'max'}x); its labels: {labels}. Waiting for a host to connect; "
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flash-dir", help="folder for the watch's files")
     p.add_argument("--link", choices=("ble", "serial"), default="ble",
                    help="serve the host over BLE or over the USB serial link (a pseudo-terminal)")
+    p.add_argument("--heap-extra", type=int, default=0, metavar="KB",
+                   help="run above the board's heap budget (the PineTime needs 64: hardware/README.md)")
     p.set_defaults(func=cmd_sim)
 
     p = with_virtual(sub.add_parser("scan", help="find WEARS watches"))

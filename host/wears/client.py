@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import zlib
 from collections.abc import Callable
@@ -21,9 +22,11 @@ from bleak import BleakClient
 from bleak.exc import BleakError
 
 from watch import protocol as P
+from watch import segments
 
+from . import auth
 from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
-from .protocol import Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
+from .protocol import AuthChallenge, Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
 
 CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
             "event": P.EVENT_UUID}
@@ -43,10 +46,14 @@ class WatchClient:
         on_bad_packet: called with (channel, bytes, error) for each packet that failed to
             decode; the packet is dropped and counted, the link stays up.
         timeout: seconds to wait for connecting and for each command's reply.
+        key: the watch key; default: `wears.auth.find_key(address)` (the key folder, or the
+            virtual watch's). With a key the client authenticates right after connecting,
+            so control commands and model uploads work; without one they are refused.
     """
 
     def __init__(self, address: Any, *, backend: type | None = None, on_packet: PacketCallback | None = None,
-                 on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0) -> None:
+                 on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0,
+                 key: bytes | None = None) -> None:
         self.address = getattr(address, "address", address)
         kwargs = {"backend": backend} if backend else {}  # bleak picks the platform's own otherwise
         self._client = BleakClient(address, disconnected_callback=self._on_disconnect, timeout=timeout, **kwargs)
@@ -58,6 +65,8 @@ class WatchClient:
         self.sequences = {name: SequenceTracker() for name in CHANNELS}
         self.bad_packets = 0
         self.disconnected = asyncio.Event()
+        self._key = key
+        self.authenticated = False
 
     async def __aenter__(self) -> "WatchClient":
         await self.connect()
@@ -81,6 +90,24 @@ class WatchClient:
                 await self._client.start_notify(uuid, self._handler(name))
         except (BleakError, OSError, asyncio.TimeoutError) as e:
             raise WatchDisconnected(f"could not connect to {self.address}: {e}") from e
+        key = self._key if self._key is not None else auth.find_key(str(self.address))
+        if key:
+            try:
+                await self.authenticate(key)
+            except BaseException:
+                await self.disconnect()  # a refused key must not leave the link open
+                raise
+
+    async def authenticate(self, key: bytes) -> None:
+        """Prove to the watch that this host knows its key (HMAC challenge-response).
+
+        Raises CommandRefused (reason E_AUTH_FAILED) when the key is not the watch's.
+        """
+        challenge = await self.command(P.CMD_AUTH_BEGIN)
+        assert isinstance(challenge, AuthChallenge)
+        host_nonce = os.urandom(P.NONCE_SIZE)
+        await self.command(P.CMD_AUTH_PROOF, data=host_nonce + auth.proof(key, challenge.nonce, host_nonce))
+        self.authenticated = True
 
     async def disconnect(self) -> None:
         if self._client.is_connected:
@@ -97,8 +124,16 @@ class WatchClient:
 
     def _handler(self, channel: str) -> Callable[[Any, bytearray], None]:
         tracker = self.sequences[channel]
+        joiner = segments.Reassembler(4096)  # watches on small-MTU stacks send packets in segments
 
         def handle(_char: Any, data: bytearray) -> None:
+            if data and data[0] & segments.SEGMENT:
+                n = joiner.feed(data)
+                if n < 0:
+                    self.bad_packets += 1
+                if n <= 0:
+                    return
+                data = bytearray(joiner.buf[:n])
             try:
                 packet = decode(data)
             except ProtocolError as e:
@@ -108,8 +143,13 @@ class WatchClient:
                 return
             if tracker.see(packet.seq) < 0:
                 return  # a duplicate notification
-            if isinstance(packet, (Result, Pong)):
-                key = (P.CMD_PING, packet.ping_seq) if isinstance(packet, Pong) else (packet.command, packet.command_seq)
+            if isinstance(packet, (Result, Pong, AuthChallenge)):
+                if isinstance(packet, Pong):
+                    key = (P.CMD_PING, packet.ping_seq)
+                elif isinstance(packet, AuthChallenge):
+                    key = (P.CMD_AUTH_BEGIN, packet.begin_seq)
+                else:
+                    key = (packet.command, packet.command_seq)
                 fut = self._pending.pop(key, None)
                 if fut and not fut.done():
                     fut.set_result(packet)
@@ -124,18 +164,26 @@ class WatchClient:
     async def _write(self, uuid: str, data: bytes) -> None:
         if self.disconnected.is_set():
             raise WatchDisconnected(f"{self.address} is not connected")
+        room = self.mtu - 3
+        parts = segments.count(len(data), room)
         try:
-            await self._client.write_gatt_char(uuid, data, response=True)
+            if not parts:
+                await self._client.write_gatt_char(uuid, data, response=True)
+            for i in range(parts):  # a link too small for the packet: in segments (docs/protocol.md)
+                segment = bytearray(room)
+                n = segments.write_segment(segment, data, len(data), room, i)
+                await self._client.write_gatt_char(uuid, bytes(segment[:n]), response=True)
         except (BleakError, OSError, EOFError) as e:
             raise WatchDisconnected(f"{self.address}: write failed: {e}") from e
 
-    async def command(self, ptype: int, *fields: int) -> Packet:
-        """Send a command and wait for its RESULT (PONG for PING); a failed RESULT raises WearsError."""
+    async def command(self, ptype: int, *fields: int, data: bytes = b"") -> Packet:
+        """Send a command and wait for its RESULT (PONG for PING, AUTH_CHALLENGE for
+        AUTH_BEGIN); a failed RESULT raises CommandRefused."""
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[(ptype, seq)] = fut
-        await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields))
+        await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields, data=data))
         try:
             reply = await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError as e:
@@ -158,6 +206,11 @@ class WatchClient:
         sent = time.monotonic()
         pong = await self.command(P.CMD_PING, int(sent * 1000) & 0xFFFFFFFF)
         return sent, time.monotonic(), pong.tick
+
+    async def set_rate(self, stream: int, rate_hz: int) -> None:
+        """Change a sensor's sample rate (the IMU's streams share one); the watch answers
+        with a new STREAM_INFO. Refused with E_BAD_RATE for a rate the part cannot run."""
+        await self.command(P.CMD_SET_RATE, stream, rate_hz)
 
     async def mark(self, code: int, arg: int = 0) -> None:
         await self.command(P.CMD_MARK, code, arg)
@@ -186,7 +239,9 @@ class WatchClient:
         Raises ModelBlobError with the watch's reason code when it refuses the blob; the
         watch then keeps its previous model.
         """
-        chunk = max(16, min(self.mtu, 247) - 3 - P.HEADER_SIZE - 4)
+        room = min(self.mtu, 247) - 3
+        # A small-MTU link carries packets in segments: chunks as large as a large MTU's then.
+        chunk = room - P.HEADER_SIZE - 4 if room >= 64 else 244 - P.HEADER_SIZE - 4
         try:
             await self.command(P.CMD_MODEL_BEGIN, len(blob), zlib.crc32(blob))
             for offset in range(0, len(blob), chunk):

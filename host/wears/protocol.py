@@ -79,6 +79,10 @@ class Status(Packet):
     overflow: int
     i2c_errors: int
     dropped: int
+    imu_lost: int
+    boots: int
+    streams: int  # mask of streams that have a sensor (bit `id - 1`)
+    auth_failures: int
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,12 @@ class StreamInfo(Packet):
         return self.rate_mhz / 1000
 
 
+@dataclass(frozen=True)
+class AuthChallenge(Packet):
+    begin_seq: int
+    nonce: bytes
+
+
 _FIXED = {
     P.HEART_RATE: (HeartRate, struct.Struct(P.HEART_RATE_BODY)),
     P.STATUS: (Status, struct.Struct(P.STATUS_BODY)),
@@ -149,6 +159,10 @@ def decode(data: bytes | bytearray) -> Packet:
         if len(proba) != n or n == 0 or label >= n:
             raise ProtocolError(f"PREDICTION with {n} classes, label {label}, carries {len(proba)} probabilities")
         return Prediction(ptype, seq, tick, index, model_id, flags, label, tuple(proba))
+    if ptype == P.AUTH_CHALLENGE:
+        if len(body) != 2 + P.NONCE_SIZE:
+            raise ProtocolError(f"AUTH_CHALLENGE body of {len(body)} bytes, expected {2 + P.NONCE_SIZE}")
+        return AuthChallenge(ptype, seq, tick, struct.unpack_from(P.AUTH_CHALLENGE_BODY, body)[0], bytes(body[2:]))
     if ptype in _FIXED:
         cls, layout = _FIXED[ptype]
         if len(body) != layout.size:
@@ -173,11 +187,13 @@ def _decode_samples(body: bytes, ptype: int, seq: int, tick: int) -> Samples:
 
 def encode_command(ptype: int, seq: int, *fields: int, data: bytes = b"", tick: int = 0) -> bytes:
     """One host command: START/STOP(mask), PING(token), STATUS(), MODEL_BEGIN(size, crc),
-    MODEL_COMMIT(), MARK(code, arg), MODEL_CHUNK(offset, data=...)."""
+    MODEL_COMMIT(), MARK(code, arg), MODEL_CHUNK(offset, data=...), SET_RATE(stream, hz),
+    AUTH_BEGIN(), AUTH_PROOF(data=host nonce + proof)."""
     layouts = {
         P.CMD_START: P.CMD_MASK_BODY, P.CMD_STOP: P.CMD_MASK_BODY, P.CMD_PING: P.CMD_PING_BODY,
         P.CMD_STATUS: "<", P.CMD_MODEL_BEGIN: P.CMD_MODEL_BEGIN_BODY, P.CMD_MODEL_COMMIT: "<",
         P.CMD_MARK: P.CMD_MARK_BODY, P.CMD_MODEL_CHUNK: P.CMD_MODEL_CHUNK_BODY,
+        P.CMD_SET_RATE: P.CMD_SET_RATE_BODY, P.CMD_AUTH_BEGIN: "<", P.CMD_AUTH_PROOF: "<",
     }
     if ptype not in layouts:
         raise ValueError(f"not a host command: 0x{ptype:02x}")

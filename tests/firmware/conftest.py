@@ -27,6 +27,9 @@ def pytest_collect_file(file_path: Path, parent):
 @functools.cache
 def _run(path: Path) -> dict[str, str]:
     heap = board_profile()["heap_budget_bytes"]
+    for line in path.read_text().splitlines()[:20]:
+        if line.startswith("# heapsize: "):  # a test of the whole firmware: the virtual watch's heap
+            heap = int(line.split(":")[1])
     # The shims stand for C modules that cost a real watch no heap: load them precompiled,
     # as the virtual watch does, so their compilation does not eat the firmware's budget.
     shims = compiled_tree(SHIMS)

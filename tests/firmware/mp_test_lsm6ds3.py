@@ -2,12 +2,12 @@
 
 import array
 import errno
-import json
 import os
 import struct
 import time
 
 import machine
+import mp_world
 import micropython
 from watch.drivers import lsm6ds3
 from watch.drivers.lsm6ds3 import LSM6DS3
@@ -21,18 +21,8 @@ def record(i):
 
 
 def write_scenario(path, imu_rate, n_imu):
-    n_ppg = 100
-    header = json.dumps({"version": 1, "ppg_rate": 100, "imu_rate": imu_rate, "n_ppg": n_ppg, "n_imu": n_imu,
-                         "ppg_offset": 256, "imu_offset": 256 + 8 * n_ppg, "has_gyro": True,
-                         "episodes": [], "source": "mp_test", "participant": "T01"})
-    rec = bytearray(12)
-    with open(path, "wb") as f:
-        f.write(header + " " * (255 - len(header)) + "\n")
-        for i in range(n_ppg):
-            f.write(struct.pack("<II", 110000, 90000))
-        for i in range(n_imu):
-            struct.pack_into("<hhhhhh", rec, 0, *record(i))
-            f.write(rec)
+    """IMU records that tell their index (record); a still pulse."""
+    mp_world.write_scenario(path, 100, 100, imu_rate, n_imu, imu=record)
 
 
 def lsb(num, den):
@@ -56,7 +46,7 @@ def index_of(sample):
 
 
 def world(imu_rate=52, seconds=20, missing=""):
-    path = (os.getenv("TMPDIR") or "/tmp") + "/wears_mp_lsm6ds3_" + "".join("%02x" % b for b in os.urandom(4)) + ".wscn"
+    path = mp_world.temp_path("lsm6ds3")
     write_scenario(path, imu_rate, seconds * imu_rate)
     machine.sim_reset(scenario=path, missing=missing, error_rate=0.0)
     return machine.I2C(0), path

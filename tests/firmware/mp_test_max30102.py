@@ -2,12 +2,11 @@
 
 import array
 import errno
-import json
 import os
-import struct
 import time
 
 import machine
+import mp_world
 import micropython
 import sim_scenario
 from watch.drivers import max30102
@@ -25,22 +24,13 @@ def red_of(i):
     return 200000 - 2 * i
 
 
-def write_scenario(path, ppg_rate, n_ppg, imu_rate=52, n_imu=0):
-    header = json.dumps({"version": 1, "ppg_rate": ppg_rate, "imu_rate": imu_rate, "n_ppg": n_ppg,
-                         "n_imu": n_imu, "ppg_offset": 256, "imu_offset": 256 + 8 * n_ppg, "has_gyro": True,
-                         "episodes": [[0, 1, "rest"]], "source": "mp_test", "participant": "T01"})
-    rec = bytearray(8)
-    with open(path, "wb") as f:
-        f.write(header + " " * (255 - len(header)) + "\n")
-        for i in range(n_ppg):
-            struct.pack_into("<II", rec, 0, ir_of(i), red_of(i))
-            f.write(rec)
-        for i in range(n_imu):
-            f.write(struct.pack("<hhhhhh", 0, 0, 1000, 0, 0, 0))
+def write_scenario(path, ppg_rate, n_ppg):
+    """PPG records that tell their index (ir_of, red_of); no IMU."""
+    mp_world.write_scenario(path, ppg_rate, n_ppg, 52, 0, lambda i: (ir_of(i), red_of(i)))
 
 
 def scenario_path():
-    return (os.getenv("TMPDIR") or "/tmp") + "/wears_mp_max30102_" + "".join("%02x" % b for b in os.urandom(4)) + ".wscn"
+    return mp_world.temp_path("max30102")
 
 
 def world(seconds=20, **kwargs):

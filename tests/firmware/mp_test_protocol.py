@@ -8,13 +8,15 @@ V = vectors()
 BODIES = {
     p.HEART_RATE: (p.HEART_RATE_BODY, ("bpm_x10", "quality", "beats", "index")),
     p.STATUS: (p.STATUS_BODY, ("battery", "flags", "reserved", "heap_free", "flash_free", "model_id",
-                               "overflow", "i2c_errors", "dropped")),
+                               "overflow", "i2c_errors", "dropped", "imu_lost", "boots", "streams",
+                               "auth_failures")),
     p.EVENT: (p.EVENT_BODY, ("code", "arg")),
     p.RESULT: (p.RESULT_BODY, ("command", "status", "command_seq", "value")),
     p.PONG: (p.PONG_BODY, ("ping_seq", "token")),
     p.CMD_START: (p.CMD_MASK_BODY, ("mask",)),
     p.CMD_PING: (p.CMD_PING_BODY, ("token",)),
     p.CMD_MODEL_BEGIN: (p.CMD_MODEL_BEGIN_BODY, ("size", "crc")),
+    p.CMD_SET_RATE: (p.CMD_SET_RATE_BODY, ("stream", "rate_hz")),
 }
 
 
@@ -35,7 +37,7 @@ def test_fixed_layout_packets_match_golden_vectors():
         n = p.pack_body(buf, f["type"], f["seq"], f["tick"], fmt, *fields)
         _check(name, buf, n)
         checked += 1
-    assert checked == 8, checked
+    assert checked == 9, checked
 
 
 def test_sample_packets_match_golden_vectors():

@@ -14,7 +14,7 @@ class FakeDriver:
     def init(self, rate_hz):
         self.inits += 1
 
-    def read(self, buf):
+    def read(self, buf, other):
         step = self.script.pop(0)
         if isinstance(step, OSError):
             raise step
@@ -23,7 +23,7 @@ class FakeDriver:
 
 
 def _sensor(script, now=[1000]):
-    return Sensor(FakeDriver(script), (1,), (None,), {"rate_hz": 100}, lambda: now[0])
+    return Sensor(FakeDriver(script), (1,), (None, None), {"rate_hz": 100}, lambda: now[0])
 
 
 def test_fifo_overflow_skips_the_lost_indices_so_the_gap_shows():
@@ -50,7 +50,7 @@ def test_a_failing_reinitialisation_does_not_stop_the_loop():
         def init(self, rate_hz):
             raise OSError(19)
 
-    s = Sensor(Dead([OSError(5)] * 4), (1,), (None,), {"rate_hz": 100}, lambda: 0)
+    s = Sensor(Dead([OSError(5)] * 4), (1,), (None, None), {"rate_hz": 100}, lambda: 0)
     for _ in range(4):
         assert s.read() == 0
     assert s.errors == 4

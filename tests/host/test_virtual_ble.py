@@ -17,6 +17,7 @@ from bleak.uuids import normalize_uuid_16
 
 from watch import protocol as P
 from watch import radio as R
+from watch import radio_gatt as G
 from wears.ble import backends
 from wears.ble.virtual import VirtualBleakClient, VirtualBleakScanner, parse_advertising, read_registry
 from wears.errors import WearsError
@@ -329,13 +330,21 @@ def test_a_watch_that_dies_before_advertising_reports_its_stderr(tmp_path, regis
         VirtualWatch(None, main=script, registry=registry).start()
 
 
-def test_shims_and_radio_stay_within_the_virtual_watchs_heap_overhead(watch):
-    # The virtual watch runs at the board's budget plus SIM_HEAP_OVERHEAD; the shims, the
-    # radio and the echo script must take well under that overhead.
-    from wears.sim.runner import SIM_HEAP_OVERHEAD
+def test_the_virtual_watch_adds_only_what_its_shims_measured_to_the_board_budget(watch):
+    # The virtual watch runs at the board's budget plus the shims' measured heap (and a
+    # margin); the shims, the radio and the echo script must fit in that addition.
+    from wears.paths import FIRMWARE, board_profile
+    from wears.sim import heap
+    from wears.sim.runner import compiled_tree, micropython_binary, micropython_path_compiled, sim_heap_bytes
+
+    profile = board_profile()
+    shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
+    frozen = heap.frozen_bytes(profile, compiled_tree(FIRMWARE, native=True))
     free = int(re.search(r"heap_free (\d+)", watch.stdout).group(1))
-    assert watch.heap_bytes == 98304 + SIM_HEAP_OVERHEAD
-    assert watch.heap_bytes - free < 50000
+    assert watch.heap_bytes == sim_heap_bytes(profile) == profile["heap_budget_bytes"] + shims + frozen + heap.MARGIN
+    assert 20000 < shims < 80000
+    # what the echo script's radio and its own few buffers add: far under the board's budget
+    assert watch.heap_bytes - frozen - shims - free < 20000
 
 
 def test_flash_folder_holds_the_board_profile_named_after_the_watch_and_its_key(watch):
@@ -439,7 +448,7 @@ def radio(monkeypatch):
     ble = FakeBLE()
     clock = FakeClock()
     monkeypatch.setattr(R, "bluetooth", type("bluetooth", (), {"BLE": lambda: ble, "UUID": staticmethod(lambda u: u)}))
-    monkeypatch.setattr(R, "time", clock)
+    monkeypatch.setattr(G, "time", clock)  # the pacing lives in the stack-independent part
     r = R.Radio("WEARS-T", "model", "1.0")
     r.start()
     ble.handler(1, (0, 0, b"\0" * 6))  # a central connects

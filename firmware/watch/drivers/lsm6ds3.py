@@ -6,8 +6,9 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
+
+from watch.drivers.registers import Registers
 
 _FIFO_CTRL1 = const(0x06)  # FTH[7:0], then FIFO_CTRL2 FTH[10:8]: watermark in 16-bit words
 _FIFO_CTRL3 = const(0x08)
@@ -77,7 +78,7 @@ except (ImportError, AttributeError, NameError):
     _unpack = _unpack_py
 
 
-class LSM6DS3:
+class LSM6DS3(Registers):
     """The IMU on `i2c`; `read` moves at most `max_samples` sample sets per call.
 
     `accel_unit` (g per LSB) and `gyro_unit` (dps per LSB) follow the configured ranges.
@@ -86,8 +87,7 @@ class LSM6DS3:
     """
 
     def __init__(self, i2c, address=0x6A, max_samples=64):
-        self._i2c = i2c
-        self._address = address
+        Registers.__init__(self, i2c, address)
         self.max_samples = max_samples
         self.rate_hz = 0
         self.accel_unit = 0.0
@@ -98,7 +98,6 @@ class LSM6DS3:
         self._pending = 0
         self._last_ms = 0
         self._streaming = False
-        self._one = bytearray(1)
         self._two = bytearray(2)
         self._status = bytearray(4)
         top = 0
@@ -110,14 +109,6 @@ class LSM6DS3:
         mv = memoryview(buf)
         # One view per power of two of sample sets: any count is read in a few bursts.
         self._views = tuple(mv[:_SET_BYTES << b] for b in range(top + 1))
-
-    def _write(self, reg, value):
-        self._one[0] = value
-        self._i2c.writeto_mem(self._address, reg, self._one)
-
-    def _read_reg(self, reg):
-        self._i2c.readfrom_mem_into(self._address, reg, self._one)
-        return self._one[0]
 
     def init(self, rate_hz=52, accel_range_g=4, gyro_range_dps=500):
         """Check the part, reset it and stream both sensors through the FIFO at `rate_hz`."""
@@ -223,7 +214,7 @@ class LSM6DS3:
             while b >= 0:
                 if take & (1 << b):
                     i2c.readfrom_mem_into(address, _FIFO_DATA_OUT_L, views[b])
-                    _unpack(buf, 1 << b, acc, gyro, done)
+                    _unpack(buf, 1 << b, acc, gyro, done)  # pyright: ignore[reportArgumentType] (viper takes buffers)
                     done += 1 << b
                 b -= 1
         except OSError:

@@ -6,8 +6,9 @@ import time
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
+
+from watch.drivers.registers import Registers
 
 _INT_STATUS_1 = const(0x00)
 _INT_ENABLE_1 = const(0x02)
@@ -19,6 +20,7 @@ _FIFO_RD_PTR = const(0x06)
 _FIFO_DATA = const(0x07)  # the pointer does not auto-increment here: a burst pops consecutive bytes
 _FIFO_CONFIG = const(0x08)
 _FIFO_SMP_AVE_1 = const(0x00)  # no averaging: every conversion reaches the FIFO
+_FIFO_SMP_AVE_2 = const(0x20)  # two conversions averaged per FIFO sample: 25 Hz from the 50 Hz rate
 _FIFO_ROLLOVER_EN = const(0x10)  # when full, overwrite the oldest sample and count it in OVF_COUNTER
 _FIFO_A_FULL_17 = const(0x0F)  # A_FULL with 15 slots free: 17 samples unread (170 ms at 100 Hz)
 _MODE_CONFIG = const(0x09)
@@ -42,6 +44,7 @@ _RESET_POLLS = const(10)
 
 # SPO2_SR codes 0..3. Faster rates do not fit two 411 us pulses per period (datasheet Table 11).
 _RATES = (50, 100, 200, 400)
+_AVERAGED = const(25)  # the one rate below 50 Hz: 50 Hz conversions, averaged in pairs
 
 
 def _unpack_py(buf, n, red, ir, o):
@@ -70,18 +73,18 @@ except (ImportError, AttributeError, NameError):
     _unpack = _unpack_py
 
 
-class MAX30102:
+class MAX30102(Registers):
     """The sensor on `i2c`. `lost` counts samples the FIFO dropped because it was read too late."""
 
+    polled = False
+
     def __init__(self, i2c, address=0x57):
-        self._i2c = i2c
-        self._address = address
+        Registers.__init__(self, i2c, address)
         self.rate_hz = 0
         self.lost = 0
         self._pending = 0
         self._last_ms = 0
         self._mode = _MODE_SPO2
-        self._one = bytearray(1)
         self._ptrs = bytearray(3)
         buf = bytearray(_FIFO_DEPTH * _SAMPLE_BYTES)
         self._buf = buf
@@ -89,18 +92,15 @@ class MAX30102:
         # One view per power of two of samples: any count is read in at most 6 bursts.
         self._views = tuple(mv[:_SAMPLE_BYTES << b] for b in range(6))
 
-    def _write(self, reg, value):
-        self._one[0] = value
-        self._i2c.writeto_mem(self._address, reg, self._one)
-
-    def _read_reg(self, reg):
-        self._i2c.readfrom_mem_into(self._address, reg, self._one)
-        return self._one[0]
-
     def init(self, rate_hz=100):
-        """Check the part, reset it and start SpO2 conversions at `rate_hz` (50, 100, 200, 400)."""
-        if rate_hz not in _RATES:
-            raise ValueError("MAX30102 rate_hz must be one of 50, 100, 200, 400")
+        """Check the part, reset it and start SpO2 conversions at `rate_hz` (25, 50, 100, 200, 400)."""
+        average = _FIFO_SMP_AVE_1
+        sample_rate = rate_hz
+        if rate_hz == _AVERAGED:
+            average = _FIFO_SMP_AVE_2
+            sample_rate = 50
+        if sample_rate not in _RATES:
+            raise ValueError("MAX30102 rate_hz must be one of 25, 50, 100, 200, 400")
         if self._read_reg(_PART_ID) != _PART_ID_MAX30102:
             raise OSError(errno.ENODEV)
         self._write(_MODE_CONFIG, _MODE_RESET)
@@ -111,8 +111,8 @@ class MAX30102:
         else:
             raise OSError(errno.EIO)
         self._write(_INT_ENABLE_1, _INT_A_FULL_EN)
-        self._write(_FIFO_CONFIG, _FIFO_SMP_AVE_1 | _FIFO_ROLLOVER_EN | _FIFO_A_FULL_17)
-        self._write(_SPO2_CONFIG, _SPO2_ADC_RGE_4096 | (_RATES.index(rate_hz) << _SPO2_SR_SHIFT) | _SPO2_LED_PW_411)
+        self._write(_FIFO_CONFIG, average | _FIFO_ROLLOVER_EN | _FIFO_A_FULL_17)
+        self._write(_SPO2_CONFIG, _SPO2_ADC_RGE_4096 | (_RATES.index(sample_rate) << _SPO2_SR_SHIFT) | _SPO2_LED_PW_411)
         self._write(_LED1_PA, _LED_PA_7MA)
         self._write(_LED2_PA, _LED_PA_7MA)
         self._clear_fifo()
@@ -169,7 +169,7 @@ class MAX30102:
             for b in range(5, -1, -1):
                 if take & (1 << b):
                     i2c.readfrom_mem_into(address, _FIFO_DATA, views[b])
-                    _unpack(buf, 1 << b, red, ir, done)
+                    _unpack(buf, 1 << b, red, ir, done)  # pyright: ignore[reportArgumentType] (viper takes buffers)
                     done += 1 << b
         except OSError:
             if done:

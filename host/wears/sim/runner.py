@@ -64,11 +64,16 @@ def _random_address() -> str:
     return ":".join(f"{b:02X}" for b in raw)
 
 
-# What the virtual watch adds to the board's heap budget. The shims (sensor models, radio
-# bridge, clock) take about 40 KB; the rest covers the 64-bit binary's larger objects, with
-# which the whole firmware does not yet fit the board's 96 KB budget (it needs about 130 KB
-# here, roughly 70 KB on the 32-bit watch). Bringing it under the budget alone is open work.
-SIM_HEAP_OVERHEAD = 96 * 1024
+def sim_heap_bytes(profile: dict) -> int:
+    """The `-X heapsize` the virtual watch runs a board at: its `heap_budget_bytes` plus what
+    the simulation itself costs, measured (wears.sim.heap): the shims (C code and hardware on
+    a real watch), the frozen bytecode of a `"frozen": true` profile, and a small margin."""
+    from . import heap
+
+    compiled = compiled_tree(FIRMWARE, native=True)
+    return (int(profile["heap_budget_bytes"]) + heap.shim_bytes(profile, micropython_binary(),
+                                                                 micropython_path_compiled())
+            + heap.frozen_bytes(profile, compiled) + heap.MARGIN)
 
 
 def _native_arch() -> str | None:
@@ -140,7 +145,9 @@ class VirtualWatch:
         main: the MicroPython script to run instead of `firmware/main.py` (tests).
         registry: registry folder (default: `WEARS_SIM_REGISTRY`, else `/tmp/wears-sim-<uid>`).
         autostart: let the virtual clock run before any host connects.
-        heapsize: MicroPython heap in bytes instead of the board's budget.
+        heapsize: MicroPython heap in bytes instead of the board's (`sim_heap_bytes`).
+        heap_extra: bytes above the board's heapsize, for a firmware that does not fit its
+            budget yet (the bench says by how much); 0 keeps the budget honest.
         link: "ble" (the `bluetooth` shim) or "serial": the USB serial link over a
             pseudo-terminal whose path is `serial_port` (docs/protocol.md, USB serial link).
 
@@ -154,7 +161,8 @@ class VirtualWatch:
                  flash_dir: str | os.PathLike[str] | None = None, key: bytes | None = None,
                  model: bytes | str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
                  main: str | os.PathLike[str] | None = None, registry: str | os.PathLike[str] | None = None,
-                 autostart: bool = False, heapsize: int | None = None, link: str = "ble") -> None:
+                 autostart: bool = False, heapsize: int | None = None, heap_extra: int = 0,
+                 link: str = "ble") -> None:
         if link not in ("ble", "serial"):
             raise WearsError(f"a virtual watch's link is 'ble' or 'serial', not {link!r}")
         if key is not None and len(key) != KEY_SIZE:
@@ -175,6 +183,7 @@ class VirtualWatch:
         self.serial_port: str | None = None
         """Path of the pseudo-terminal a host opens to reach a watch on the serial link."""
         self._serial_fd: int | None = None
+        self.heap_extra = heap_extra
         self._flash_arg = Path(flash_dir).resolve() if flash_dir else None
         self.flash_dir: Path | None = None
         self._work: Path | None = None
@@ -218,6 +227,11 @@ class VirtualWatch:
                 if json.loads(entry.read_text()).get("pid") == proc.pid:
                     entry.unlink()
             except (OSError, ValueError):
+                pass
+            try:
+                if self._key_entry().read_bytes() == self.key:
+                    self._key_entry().unlink()
+            except OSError:
                 pass
         for log in self._logs:
             log.close()
@@ -285,7 +299,7 @@ class VirtualWatch:
         flash = self._flash_arg or self._work / "flash"  # type: ignore[operator]
         flash.mkdir(parents=True, exist_ok=True)
         profile = json.loads(_board_path(self.board).read_text())
-        self.heap_bytes = self.heapsize or int(profile["heap_budget_bytes"]) + SIM_HEAP_OVERHEAD
+        self.heap_bytes = (self.heapsize or sim_heap_bytes(profile)) + self.heap_extra
         profile["name"] = self.name
         if self.link == "serial":
             profile["link"] = "serial"
@@ -302,12 +316,19 @@ class VirtualWatch:
             (flash / "model.wbl").write_bytes(blob)
         return flash
 
+    def _key_entry(self) -> Path:
+        """The watch key next to the registry entry, where `wears.auth.find_key` looks."""
+        return self.registry / (self.address.replace(":", "-") + ".bin")
+
     def _launch(self) -> None:
         if self._proc is not None:
             raise WearsError("this virtual watch was started already")
         self._work = Path(tempfile.mkdtemp(prefix="wears-vw-"))
         self.flash_dir = self._prepare_flash()
         self.registry.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._key_entry(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.key)  # type: ignore[arg-type]
         env = {
             **os.environ,
             "MICROPYPATH": micropython_path_compiled(),

@@ -118,7 +118,7 @@ class _BLE:
         self._mac = bytes(int(x, 16) for x in addr.split(":")) if addr else bytes(
             (os.urandom(1)[0] | 0xC0,)) + os.urandom(5)  # random static address: top bits set
         self.address = ":".join("%02X" % b for b in self._mac)
-        self._cfg = {"gap_name": b"MPY unix", "mtu": _MTU_MIN}
+        self._cfg = {"gap_name": b"MPY unix", "mtu": _MTU_MIN, "bond": False, "le_secure": False, "mitm": False, "io": 3}
         self._active = self._connected = self._started = self._down = self._hooked = self._busy = False
         self._handler = self._listen = self._sock = self._adv = self._entry = None
         self._attrs = {}

@@ -8,6 +8,10 @@ fed by the scenario file `WEARS_SIM_SCENARIO` (docs/scenario.md). Environment:
 - `WEARS_SIM_BATTERY_MV`: battery voltage at boot (default 4100); it falls 100 mV per hour.
 When the scenario runs out the watch powers off: hooks from `on_power_off` run, then the
 process exits with status 0. `reset()` runs the same hooks and exits with status 3.
+The port follows the profile's `port`: "esp32" has `WDT` and `ADC.read_uv`; "nrf" (MicroPython's
+nRF port) has neither, and `mem32` holds a model of the nRF52's WDT registers instead. A
+watchdog that is not fed in time resets the watch (status 3) at the next sleep: virtual time
+passes only while the firmware sleeps, so a loop that never sleeps is not caught here.
 Functions named `sim_*` are not MicroPython API: tests use them to rebuild or disturb the bus.
 """
 
@@ -20,10 +24,12 @@ import time
 import sim_scenario
 from micropython import const
 
-_PARTS = {"MAX30102": ("sim_max30102", "MAX30102"), "LSM6DS3TR-C": ("sim_lsm6ds3", "LSM6DS3TRC")}
+_PARTS = {"MAX30102": ("sim_max30102", "MAX30102"), "LSM6DS3TR-C": ("sim_lsm6ds3", "LSM6DS3TRC"),
+          "HRS3300": ("sim_hrs3300", "HRS3300"), "BMA421": ("sim_bosch", "BMA421"), "BMI160": ("sim_bosch", "BMI160")}
 _DEFAULT_SENSORS = {"ppg": {"part": "MAX30102", "address": 0x57}, "imu": {"part": "LSM6DS3TR-C", "address": 0x6A}}
 _RESET_STATUS = const(3)
-_FULL_SCALE_UV = const(3100000)  # ESP32-S3 ADC at 11 dB attenuation
+_NRF_WDT = const(0x40010000)  # the nRF52's WDT peripheral
+_FULL_SCALE_UV = const(3100000)  # ESP32-S3 ADC at 11 dB attenuation (a profile's adc_full_scale_mv)
 
 _devices = None  # {address: model}, built by the first I2C()
 _profile = None
@@ -52,11 +58,12 @@ def _env(name, default):
     return default if v is None or v == "" else v
 
 
-def sim_reset(scenario=None, missing=None, error_rate=None, origin_us=None):
+def sim_reset(scenario=None, missing=None, error_rate=None, origin_us=None, sensors=None):
     """Build a fresh bus: new parts at power-on state, the scenario from its start.
 
     Arguments left None come from the environment. `origin_us` is the virtual time at which
     the scenario starts (default: now; 0 for the bus the firmware builds at boot).
+    `sensors` ({role: {"part", "address"}}) replaces the board profile's parts.
     """
     global _devices, _scenario, _threshold, _rng, _fail_skip, _fail_count
     if scenario is None:
@@ -72,7 +79,7 @@ def sim_reset(scenario=None, missing=None, error_rate=None, origin_us=None):
     _scenario = sim_scenario.Scenario(scenario, origin_us)
     sim_scenario.powered_on()
     gone = [m.strip() for m in missing.split(",") if m.strip()]
-    sensors = _board().get("sensors") or _DEFAULT_SENSORS
+    sensors = sensors or _board().get("sensors") or _DEFAULT_SENSORS
     devices = {}
     for role in sensors:
         info = sensors[role]
@@ -193,8 +200,9 @@ class ADC:
         self._divider = float(battery.get("divider", 2.0))
         self._start_uv = int(_env("WEARS_SIM_BATTERY_MV", "4100")) * 1000
         self._empty_uv = int(battery.get("empty_mv", 3300)) * 1000
+        self._full_scale_uv = int(battery.get("adc_full_scale_mv", _FULL_SCALE_UV // 1000)) * 1000
 
-    def read_uv(self):
+    def _uv(self):
         _check_end()
         uv = self._start_uv - time.virtual_us() // 36000  # 100 mV per hour
         if uv < self._empty_uv:
@@ -202,8 +210,28 @@ class ADC:
         return int(uv / self._divider)
 
     def read_u16(self):
-        v = self.read_uv() * 65535 // _FULL_SCALE_UV
+        v = self._uv() * 65535 // self._full_scale_uv
         return v if v < 65535 else 65535
+
+    read_uv = _uv
+
+
+class _Watchdog:
+    """The one watchdog of the virtual watch, started by WDT() or the nRF registers."""
+
+    def __init__(self, timeout_ms):
+        self.timeout_us = int(timeout_ms) * 1000
+        self.fed_us = time.virtual_us()
+        if hasattr(time, "add_alarm"):
+            time.add_alarm(self._check)
+
+    def feed(self):
+        self.fed_us = time.virtual_us()
+
+    def _check(self):
+        if time.virtual_us() - self.fed_us > self.timeout_us:
+            print("watchdog reset: not fed for %d ms" % ((time.virtual_us() - self.fed_us) // 1000), file=sys.stderr)
+            reset()
 
 
 def UART(id, baudrate=115200, **kwargs):
@@ -215,9 +243,29 @@ def UART(id, baudrate=115200, **kwargs):
 class WDT:
     def __init__(self, id=0, timeout=5000):
         self.timeout = timeout
+        self._dog = _Watchdog(timeout)
 
     def feed(self):
-        pass
+        self._dog.feed()
+
+
+class _Mem32:
+    """`machine.mem32` of the nRF port: plain words, except the nRF52's WDT registers."""
+
+    def __init__(self):
+        self._words = {}
+        self._dog = None
+
+    def __getitem__(self, addr):
+        return self._words.get(addr, 0)
+
+    def __setitem__(self, addr, value):
+        self._words[addr] = value & 0xFFFFFFFF
+        if addr == _NRF_WDT and value & 1 and self._dog is None:  # TASKS_START
+            crv = self._words.get(_NRF_WDT + 0x504, 0xFFFFFFFF)
+            self._dog = _Watchdog((crv + 1) * 1000 // 32768)
+        elif addr == _NRF_WDT + 0x600 and value == 0x6E524635 and self._dog:  # RR[0] with the reload value
+            self._dog.feed()
 
 
 class Timer:
@@ -237,6 +285,12 @@ class Timer:
 
     def deinit(self):
         self.callback = None
+
+
+if _board().get("port") == "nrf":
+    del WDT  # the nRF port has no machine.WDT ...
+    del ADC.read_uv  # ... and its ADC reads raw counts only
+    mem32 = _Mem32()
 
 
 def unique_id():

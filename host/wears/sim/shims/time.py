@@ -15,12 +15,18 @@ _EPOCH = 1767225600  # 2026-01-01T00:00:00Z: the virtual watch's wall clock at b
 _now_us = 0
 _speed = float(os.getenv("WEARS_SIM_SPEED") or "0")
 _pollers = []
+_alarms = []
 _real_anchor = utime.ticks_us()
 _virtual_anchor = 0
 
 
 def add_poller(poller):
     _pollers.append(poller)
+
+
+def add_alarm(alarm):
+    """Run `alarm()` after every sleep, once the clock has moved (the machine shim's watchdog)."""
+    _alarms.append(alarm)
 
 
 def hold():
@@ -46,6 +52,8 @@ def _advance(us):
     else:
         _poll(0)
     _now_us = target
+    for alarm in _alarms:
+        alarm()
 
 
 def _poll(timeout_ms):
@@ -73,11 +81,13 @@ def ticks_cpu():
 
 
 def ticks_diff(a, b):
-    return utime.ticks_diff(a, b)
+    # The shim's own period (a watch's 2^30), not the 64-bit unix binary's: utime's would
+    # get ticks_us differences wrong after 18 virtual minutes.
+    return ((a - b + (TICKS_PERIOD >> 1)) & (TICKS_PERIOD - 1)) - (TICKS_PERIOD >> 1)
 
 
 def ticks_add(a, b):
-    return utime.ticks_add(a, b)
+    return (a + b) & (TICKS_PERIOD - 1)
 
 
 def sleep_ms(ms):

@@ -1,0 +1,99 @@
+"""What the virtual watch itself costs in the MicroPython heap, measured, so that a board's
+firmware runs at its own heap budget and not a guess above it.
+
+Two costs are added to a board's `heap_budget_bytes` for `-X heapsize`:
+- the shims: on a real watch `machine`, `bluetooth`/`ubluepy` and the sensors are C code and
+  hardware, costing the heap nothing; here they are Python. Measured by importing them and
+  building what they build at boot (the bus with the board's sensor models, the radio);
+- for a profile with `"frozen": true`, the firmware's bytecode: frozen into the image it
+  stays in flash, here it is loaded from `.mpy` files into the heap. Counted as the size of
+  the `.mpy` files the board's firmware imports: what freezing moves to flash. Module
+  dictionaries, functions and classes are built in RAM either way and stay in the budget.
+A fixed margin covers the heap's fragmentation around these extra blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import WearsError
+
+MARGIN = 8 * 1024  # fragmentation around the shims' blocks (measured peak vs. sum: under 6 KB)
+_SCRIPT = """
+import gc
+gc.collect()
+a = gc.mem_alloc()
+import time, machine, sim_scenario
+radio = __import__(RADIO)
+bus = machine.I2C(0)
+if RADIO == "ubluepy":
+    import bluetooth
+bluetooth = __import__("bluetooth")
+ble = bluetooth.BLE()
+gc.collect()
+print("SHIMS", gc.mem_alloc() - a)
+"""
+_FIRMWARE_COMMON = ("main", "watch/__init__", "watch/app", "watch/protocol", "watch/board", "watch/boot",
+                    "watch/parts", "watch/auth", "watch/watchdog", "watch/hmac_sha256", "watch/blob", "watch/features",
+                    "watch/feature_loops", "watch/model", "watch/upload", "watch/outbox", "watch/sensor",
+                    "watch/radio_gatt", "watch/drivers/__init__", "watch/drivers/registers")
+_PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
+                 "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
+                 "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}
+
+
+def firmware_modules(profile: dict) -> list[str]:
+    """The firmware modules (paths without .py) a board imports."""
+    radio = ["watch/radio_ubluepy", "watch/segments"] if profile.get("radio") == "ubluepy" else ["watch/radio"]
+    parts = [m for s in profile.get("sensors", {}).values() for m in _PART_MODULES.get(s.get("part"), ())]
+    return sorted(set(_FIRMWARE_COMMON) | set(radio) | set(parts))
+
+
+def frozen_bytes(profile: dict, compiled_firmware: Path | None) -> int:
+    """What freezing moves to flash: the size of the board's `.mpy` files (0 when not frozen)."""
+    if not profile.get("frozen"):
+        return 0
+    if compiled_firmware is None:
+        raise WearsError("a frozen board profile needs mpy-cross: the .mpy sizes are what freezing saves")
+    total = 0
+    for module in firmware_modules(profile):
+        path = compiled_firmware / f"{module}.mpy"
+        if path.exists():  # modules another branch has not added yet are simply not counted
+            total += path.stat().st_size
+    return total
+
+
+def shim_bytes(profile: dict, micropython: str, micropython_path: str) -> int:
+    """The shims' heap for this board, measured in the MicroPython binary (cached per board and tree)."""
+    key = json.dumps([profile.get("radio"), profile.get("sensors"), micropython_path], sort_keys=True)
+    cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "shim-heap.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return int(known[key])
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "board.json").write_text(json.dumps(profile))
+        script = Path(tmp) / "measure.py"
+        radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
+        script.write_text(f"RADIO = {radio!r}\n" + _SCRIPT)
+        env = {**os.environ, "MICROPYPATH": micropython_path, "WEARS_SIM_SCENARIO": "", "WEARS_SIM_REGISTRY": tmp}
+        proc = subprocess.run([micropython, "-X", "heapsize=1000000", str(script)], cwd=tmp, env=env,
+                              capture_output=True, text=True, timeout=60)
+    for line in proc.stdout.splitlines():
+        if line.startswith("SHIMS "):
+            value = int(line.split()[1])
+            break
+    else:
+        raise WearsError(f"could not measure the shims' heap: {proc.stderr.strip()[-2000:]}")
+    known[key] = value
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp_cache = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp_cache.write_text(json.dumps(known))
+    tmp_cache.replace(cache)
+    return value

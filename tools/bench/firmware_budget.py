@@ -1,0 +1,217 @@
+"""Per board: heap, loss and radio throughput of the full firmware over a long virtual session.
+
+Runs each board profile in hardware/ at its highest sample rates (the largest `rates_hz`)
+on the virtual watch for `--minutes` of virtual time (default 60: the issue's one-hour
+session), all streams on, and reports per board:
+- heap_budget: the profile's `heap_budget_bytes`;
+- sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
+  cost: shims, frozen bytecode, margin; wears.sim.heap);
+- runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
+  MemoryError), the session runs again with `--extra` KB more to measure how much it needs;
+- min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
+  (every 60 s);
+- peak_heap: heap in use at that moment minus the shims and the frozen bytecode: the
+  firmware's own heap on the 64-bit binary (objects up to twice their size on the 32-bit
+  watch, so this is conservative), to compare with heap_budget;
+- lost_samples: indices missing per stream (sequence and sample-index gaps);
+- payload_efficiency: sample bytes / all notification bytes the watch sent;
+- ble_bytes_per_s: notification bytes per virtual second, per stream;
+- window_ms: median real time of one window's computation (features and heart rate) in the
+  MicroPython binary at the board's top rates, viper where it applies: the per-window cost on
+  the virtual watch (a watch's MCU is slower; tools/bench/features.py splits the cost).
+Prints one JSON object as its last line.
+
+    .venv/bin/python tools/bench/firmware_budget.py [--minutes 60] [--board pinetime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+from watch import protocol as P
+from wears.ble.virtual import VirtualBleakClient
+from wears.client import WatchClient
+from wears.paths import HARDWARE
+from wears.protocol import Samples, Status
+from wears.sim import heap
+from wears.sim.runner import (FIRMWARE, VirtualWatch, compiled_tree, micropython_binary, micropython_path_compiled,
+                              sim_heap_bytes)
+from wears.sim.scenario import synthetic
+from watch import segments
+_SIZES = {P.STATUS: P.STATUS_BODY, P.EVENT: P.EVENT_BODY, P.RESULT: P.RESULT_BODY, P.PONG: P.PONG_BODY,
+          P.STREAM_INFO: P.STREAM_INFO_BODY, P.HEART_RATE: P.HEART_RATE_BODY}
+
+
+def _packet_size(packet) -> int:
+    if isinstance(packet, Samples):
+        return P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + packet.count * P.SAMPLE_SIZES[packet.stream]
+    if packet.type == P.PREDICTION:
+        return P.HEADER_SIZE + struct.calcsize(P.PREDICTION_BODY) + len(packet.proba)
+    if packet.type == P.AUTH_CHALLENGE:
+        return P.HEADER_SIZE + 2 + P.NONCE_SIZE
+    return P.HEADER_SIZE + struct.calcsize(_SIZES[packet.type])
+
+
+def _size(packet, mtu: int) -> int:
+    """Notification bytes the packet took: whole, or in segments with one header byte each."""
+    n = _packet_size(packet)
+    return n + segments.count(n, mtu - 3)
+
+
+async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 64) -> dict:
+    """One session per board at its heapsize; again with `extra_kb` more when it did not fit."""
+    try:
+        result = await _session(board, minutes, work, 0)
+        result["runs_at_budget"] = True
+    except MemoryError as e:
+        result = await _session(board, minutes, work, extra_kb * 1024)
+        result["runs_at_budget"] = False
+        result["at_budget"] = str(e)
+    result["fits_budget"] = result["runs_at_budget"] and result["peak_heap"] is not None and (
+        result["peak_heap"] <= result["heap_budget"])
+    return result
+
+
+async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
+    profile = json.loads((HARDWARE / f"{board}.json").read_text())
+    for role in profile["sensors"].values():
+        role["rate_hz"] = max(role.get("rates_hz", [role["rate_hz"]]))
+    path = work / f"{board}.json"
+    path.write_text(json.dumps(profile))
+    scenario = work / f"{board}.wscn"
+    seconds = int(minutes * 60) + 20
+    synthetic(3, rest_s=60, episode_s=90, n_episodes=max(1, (seconds - 60) // 90 + 1)).write(scenario)
+    packets: list = []
+    heapsize = sim_heap_bytes(profile) + extra
+    vw = VirtualWatch(scenario, board=str(path), heap_extra=extra)
+    try:
+        await vw.start_async()
+        async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=lambda c, p: packets.append(p),
+                               timeout=60) as watch:
+            mtu = watch.mtu
+            await watch.start(0xFF)
+            await watch.disconnected.wait()
+        while vw.returncode is None:
+            await asyncio.sleep(0.05)
+    except Exception as e:  # the watch ran out of heap (at boot or later), or something else went wrong
+        out = f"{e}\n{vw.stdout}\n{vw.stderr}"
+        if "MemoryError" in out:
+            raise MemoryError([line for line in out.splitlines() if "MemoryError" in line][-1]) from e
+        raise
+    finally:
+        vw.stop()
+    if "MemoryError" in vw.stdout + vw.stderr:
+        raise MemoryError((vw.stdout + vw.stderr).strip().splitlines()[-1])
+    statuses = [p for p in packets if isinstance(p, Status)]
+    min_free = min(s.heap_free for s in statuses) if statuses else None
+    per_stream: dict[str, dict] = {}
+    sample_bytes = total = 0
+    ticks = [p.tick for p in packets if isinstance(p, Samples)]  # the span the streams cover
+    span_s = (max(ticks) - min(ticks)) / 1000 if ticks else 1
+    for p in packets:
+        n = _size(p, mtu)
+        total += n
+        if isinstance(p, Samples):
+            s = per_stream.setdefault(P.STREAM_NAMES[p.stream], {"bytes": 0, "next": None, "lost": 0, "samples": 0})
+            s["bytes"] += n
+            s["samples"] += p.count
+            sample_bytes += p.count * P.SAMPLE_SIZES[p.stream]
+            if s["next"] is not None and p.first_index > s["next"]:
+                s["lost"] += p.first_index - s["next"]
+            s["next"] = p.first_index + p.count
+    shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
+    frozen = heap.frozen_bytes(profile, compiled_tree(FIRMWARE, native=True))
+    peak_sim = heapsize - min_free if min_free is not None else None
+    return {
+        "heap_budget": profile["heap_budget_bytes"],
+        "sim_heapsize": heapsize - extra,
+        "ran_at_heapsize": heapsize,
+        "shim_heap": shims,
+        "frozen_bytecode": frozen,
+        "min_free": min_free,
+        "peak_heap": None if peak_sim is None else peak_sim - shims - frozen,
+        "status_reports": len(statuses),
+        "virtual_s": round(span_s, 1),
+        "rates_hz": {r: c["rate_hz"] for r, c in profile["sensors"].items()},
+        "lost_samples": {k: v["lost"] for k, v in per_stream.items()},
+        "samples": {k: v["samples"] for k, v in per_stream.items()},
+        "mtu": mtu,
+        "payload_efficiency": round(sample_bytes / total, 4) if total else None,
+        "ble_bytes_per_s": {k: round(v["bytes"] / span_s, 1) for k, v in per_stream.items()},
+        "window_ms": window_ms(profile),
+    }
+
+
+# Runs in MicroPython without the shims: `time` is the real clock. argv: ppg rate, imu rate, gyro.
+_WINDOW_BENCH = r"""
+import sys, time
+from array import array
+from watch.features import FeatureEngine, spec_for
+ppg_rate, imu_rate, gyro = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+e = FeatureEngine(ppg_rate, imu_rate, 30, 5, has_gyro=gyro)
+x = array("i", [0] * spec_for(gyro)[1])
+ir = array("I", [0] * ppg_rate)
+acc = array("h", [0] * (3 * imu_rate))
+for i in range(ppg_rate):
+    ir[i] = 110000 + (4000 if i % (ppg_rate * 5 // 6) < 3 else 0)
+for i in range(imu_rate):
+    acc[3 * i + 2] = 8192 + (i * 37) % 200
+times = []
+p = q = 0
+for second in range(90):
+    e.add_ppg(ir, ppg_rate, p)
+    e.add_acc(acc, imu_rate, q)
+    e.add_gyro(acc, imu_rate, q)
+    p += ppg_rate
+    q += imu_rate
+    while e.ready():
+        t = time.ticks_us()
+        e.compute(x)
+        times.append(time.ticks_diff(time.ticks_us(), t))
+times.sort()
+print("WINDOW_US", times[len(times) // 2], len(times))
+"""
+
+
+def window_ms(profile: dict) -> float | None:
+    """Median ms per window computation at the board's top rates, in the MicroPython binary."""
+    sensors = profile["sensors"]
+    ppg = max(sensors["ppg"].get("rates_hz", [sensors["ppg"]["rate_hz"]]))
+    imu_cfg = sensors.get("imu", {})
+    imu = max(imu_cfg.get("rates_hz", [imu_cfg.get("rate_hz", 25)]))
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "window.py"
+        script.write_text(_WINDOW_BENCH)
+        proc = subprocess.run([micropython_binary(), "-X", "heapsize=400000", str(script), str(ppg), str(imu),
+                               "1" if "gyro_range_dps" in imu_cfg else "0"],
+                              env={**os.environ, "MICROPYPATH": str(compiled_tree(FIRMWARE, native=True) or FIRMWARE)},
+                              capture_output=True, text=True, timeout=300)
+    for line in proc.stdout.splitlines():
+        if line.startswith("WINDOW_US"):
+            return round(int(line.split()[1]) / 1000, 3)
+    return None
+
+
+async def main(minutes: float, boards: list[str]) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for board in boards:
+            out[board] = await board_session(board, minutes, Path(tmp))
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--board", action="append", help="a board id (default: every profile in hardware/)")
+    args = ap.parse_args()
+    boards = args.board or sorted(p.stem for p in HARDWARE.glob("*.json"))
+    result = asyncio.run(main(args.minutes, boards))
+    print(json.dumps({"minutes": args.minutes, "boards": result}))
