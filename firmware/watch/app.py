@@ -282,21 +282,22 @@ class Watch:
     # The loop ---------------------------------------------------------------------------
 
     def sample(self):
-        ppg, imu, engine = self.ppg, self.imu, self.engine
-        if ppg and engine:
+        ppg, imu, engine = self.ppg, self.imu, self.engine  # (a 4-tuple would allocate)
+        hr = self.hr
+        if ppg and engine and hr:
             n = ppg.read()
             if n:
                 engine.add_ppg(self.ir, n, ppg.index)
-                self.hr.add_ppg(self.ir, n, ppg.index)
+                hr.add_ppg(self.ir, n, ppg.index)
                 if self.streaming & P.stream_bit(P.PPG):
                     self.add_samples(P.PPG, self.ir, self.red, n, ppg.index)
                 ppg.index += n
         if imu:
             n = imu.read()
             if n:
-                if engine:
+                if engine and hr:
                     engine.add_acc(self.acc, n, imu.index)
-                    self.hr.add_acc(self.acc, n, imu.index)
+                    hr.add_acc(self.acc, n, imu.index)
                     if self.has_gyro:
                         engine.add_gyro(self.gyro, n, imu.index)
                 if self.streaming & P.stream_bit(P.ACC):
@@ -308,7 +309,7 @@ class Watch:
     def windows(self):
         hr = self.hr
         engine = self.engine
-        if engine is None:
+        if engine is None or hr is None:
             return  # no PPG: neither heart rate nor windows
         box = self.preds
         while hr.compute() >= 0:  # every 2 s: the motion-robust heart rate of the last 8 s

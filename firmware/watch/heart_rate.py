@@ -16,8 +16,7 @@ try:
 except ImportError:  # CPython
     VIPER = False
 
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 RATE = const(25)  # Hz: both streams are averaged down to this rate
 WINDOW = const(200)  # samples at RATE: 8 s
@@ -278,7 +277,7 @@ class HeartRate:
             m = self._m
             for n in range(WINDOW):
                 x[n] = (((ring[((start + n) & _MASK) * w + ch] - m) >> tshift) * hann[n]) >> 12
-            self._dft(x, self._cos, K0, NK, re, im)
+            self._dft(x, self._cos, K0, NK, re, im)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             top = 0
             for j in range(NK):
                 top = max(top, abs(re[j]), abs(im[j]))

@@ -15,8 +15,7 @@ chosen by the board profile's `serial` entry (`open_port`).
 try:
     from micropython import const
 except ImportError:  # CPython: the host imports the frame codec from here
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from array import array
 
@@ -324,7 +323,7 @@ class SerialRadio:
 
     def _send(self, op, channel, value, n):
         m = pack_frame(self._raw, op, channel, value, n, self._tx)
-        self.port.write(self._txv[:m])
+        self.port.write(self._txv[:m])  # pyright: ignore[reportOptionalMemberAccess] (start() opened it)
 
     def _notify(self, channel, buf, n):
         if not self._conn:

@@ -34,7 +34,8 @@ def key_dir() -> Path:
 
 
 def key_file_name(address: str) -> str:
-    return address.upper().replace(":", "-") + ".bin"
+    """A BLE address or a serial port path as a file name."""
+    return address.upper().replace(":", "-").replace("/", "_") + ".bin"
 
 
 def find_key(address: str) -> bytes | None:

@@ -47,7 +47,8 @@ def test_timeline_counts_holes_and_a_resent_chunk_fills_its_part():
 def test_rows_show_loss_then_backfill_progress():
     s = WatchState("AA:01")
     s.handle("event", Status(type=4, seq=0, tick=0, battery=9, flags=0, reserved=0, heap_free=0, flash_free=0,
-                             model_id=0, overflow=0, i2c_errors=0, dropped=0))
+                             model_id=0, overflow=0, i2c_errors=0, dropped=0, imu_lost=0, boots=1,
+                             streams=7, auth_failures=0))
     s.handle("prediction", HeartRate(type=2, seq=0, tick=5000, bpm_x10=723, quality=30, beats=9, index=500))
     for first in (0, 24, 72):
         s.handle("stream", _samples(first, 24))

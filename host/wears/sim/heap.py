@@ -39,7 +39,7 @@ print("SHIMS", gc.mem_alloc() - a)
 """
 _FIRMWARE_COMMON = ("main", "watch/__init__", "watch/app", "watch/protocol", "watch/board", "watch/boot",
                     "watch/parts", "watch/auth", "watch/watchdog", "watch/hmac_sha256", "watch/blob", "watch/features",
-                    "watch/feature_loops", "watch/model", "watch/upload", "watch/outbox", "watch/sensor",
+                    "watch/feature_loops", "watch/heart_rate", "watch/model", "watch/upload", "watch/outbox", "watch/sensor",
                     "watch/radio_gatt", "watch/drivers/__init__", "watch/drivers/registers")
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
@@ -48,7 +48,12 @@ _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch
 
 def firmware_modules(profile: dict) -> list[str]:
     """The firmware modules (paths without .py) a board imports."""
-    radio = ["watch/radio_ubluepy", "watch/segments"] if profile.get("radio") == "ubluepy" else ["watch/radio"]
+    if profile.get("link") == "serial":
+        radio = ["watch/radio_serial"]
+    elif profile.get("radio") == "ubluepy":
+        radio = ["watch/radio_ubluepy", "watch/segments"]
+    else:
+        radio = ["watch/radio"]
     parts = [m for s in profile.get("sensors", {}).values() for m in _PART_MODULES.get(s.get("part"), ())]
     return sorted(set(_FIRMWARE_COMMON) | set(radio) | set(parts))
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from ..auth import key_file_name
 from ..ble.virtual import find_watch, registry_dir
 from ..errors import WearsError
 from ..paths import DEFAULT_BOARD, FIRMWARE, HARDWARE, SHIMS
@@ -228,11 +229,12 @@ class VirtualWatch:
                     entry.unlink()
             except (OSError, ValueError):
                 pass
-            try:
-                if self._key_entry().read_bytes() == self.key:
-                    self._key_entry().unlink()
-            except OSError:
-                pass
+            for key_entry in self._key_entries():
+                try:
+                    if key_entry.read_bytes() == self.key:
+                        key_entry.unlink()
+                except OSError:
+                    pass
         for log in self._logs:
             log.close()
         self._logs = []
@@ -299,11 +301,11 @@ class VirtualWatch:
         flash = self._flash_arg or self._work / "flash"  # type: ignore[operator]
         flash.mkdir(parents=True, exist_ok=True)
         profile = json.loads(_board_path(self.board).read_text())
-        self.heap_bytes = (self.heapsize or sim_heap_bytes(profile)) + self.heap_extra
         profile["name"] = self.name
         if self.link == "serial":
             profile["link"] = "serial"
             profile["serial"] = {"port": "uart", "id": 1, "baudrate": 921600, "rxbuf": 1024}
+        self.heap_bytes = (self.heapsize or sim_heap_bytes(profile)) + self.heap_extra
         (flash / "board.json").write_text(json.dumps(profile, indent=1))
         key_file = flash / "key.bin"
         if self.key is None and key_file.exists() and key_file.stat().st_size == KEY_SIZE:
@@ -316,9 +318,17 @@ class VirtualWatch:
             (flash / "model.wbl").write_bytes(blob)
         return flash
 
-    def _key_entry(self) -> Path:
-        """The watch key next to the registry entry, where `wears.auth.find_key` looks."""
-        return self.registry / (self.address.replace(":", "-") + ".bin")
+    def _key_entries(self) -> list[Path]:
+        """The watch key next to the registry entry, under each name a host reaches the watch
+        by (its address, its serial port), where `wears.auth.find_key` looks."""
+        names = [self.address] + ([self.serial_port] if self.serial_port else [])
+        return [self.registry / key_file_name(name) for name in names]
+
+    def _publish_key(self) -> None:
+        for key_entry in self._key_entries():
+            fd = os.open(key_entry, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.key)  # type: ignore[arg-type]
 
     def _launch(self) -> None:
         if self._proc is not None:
@@ -326,9 +336,6 @@ class VirtualWatch:
         self._work = Path(tempfile.mkdtemp(prefix="wears-vw-"))
         self.flash_dir = self._prepare_flash()
         self.registry.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._key_entry(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(self.key)  # type: ignore[arg-type]
         env = {
             **os.environ,
             "MICROPYPATH": micropython_path_compiled(),
@@ -348,6 +355,7 @@ class VirtualWatch:
             self.serial_port = os.ttyname(self._serial_fd)
             env["WEARS_SIM_SERIAL_FD"] = str(master)
             pass_fds = (master,)
+        self._publish_key()
         stdout = open(self._work / "stdout", "wb")
         stderr = open(self._work / "stderr", "wb")
         self._logs = [stdout, stderr]
