@@ -28,9 +28,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from watch import features as F
 
-__all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round"]
+__all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round", "baseline_mean",
+           "baseline_normalise", "FEATURE_VERSION"]
 
-_VALID_COLUMNS = 8  # HR features come first: out[0:8]
+FEATURE_VERSION = F.FEATURE_VERSION
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,8 @@ def _motion(blocks, k: np.ndarray, n_blocks: int, block: int) -> np.ndarray:
     return np.where(moved, F.FLAG_MOTION, 0)
 
 
-def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, with_jerk: bool) -> list[np.ndarray]:
-    """Mean, std (and jerk) per window k from the blocks k+1-n_blocks .. k, as the watch combines them."""
+def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, ref: int) -> list[np.ndarray]:
+    """Mean, std, jerk and energy (RMS around ref) per window k from blocks k+1-n_blocks .. k, as the watch."""
     j0, sums, sq, jerks = blocks
     first = k + 1 - n_blocks - j0  # row of each window's first block
     nn = block * n_blocks
@@ -207,15 +208,15 @@ def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, with
     jerk = jerks[rows].sum(axis=1)
     mean = (tot + (nn >> 1)) // nn
     dm = (sums[rows] + (block >> 1)) // block - mean[:, None]
-    var = (np.minimum(sq[rows] // block, lim) + np.minimum(dm * dm, lim)).sum(axis=1)
-    out = [mean, isqrt_round(var // n_blocks)]
-    if with_jerk:
-        out.append((jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn))
-    return out
+    var = (np.minimum(sq[rows] // block, lim) + np.minimum(dm * dm, lim)).sum(axis=1) // n_blocks
+    energy = isqrt_round(np.minimum(var + np.minimum((mean - ref) ** 2, F.SUM_LIMIT), F.SUM_LIMIT))
+    jerk = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
+    return [mean, isqrt_round(var), jerk, energy]
 
 
-def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """HR features (columns 0..7) and flags of the beats with detector index in [lo, hi) per window."""
+def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
+              fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """HR features (columns 0..HR_COLUMNS-1) and flags of the beats with detector index in [lo, hi) per window."""
     m = beats.index
     i0 = np.searchsorted(m, lo, side="left")
     i1 = np.searchsorted(m, hi, side="left")
@@ -240,6 +241,9 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> t
     hmin = np.minimum.reduceat(np.append(np.where(v, h, big), big), bounds)[::2] if len(bounds) else n
     hmax = np.maximum.reduceat(np.append(np.where(v, h, 0), 0), bounds)[::2] if len(bounds) else n
 
+    big = window_sum(beats.pair & (np.abs(beats.sd_ms) > F.PNN_MS))
+    slope = _hr_slope(m, v, h, lo, i0, i1, n, toth, fs)
+
     ok = n > 0
     n1 = np.maximum(n, 1)
     p1 = np.maximum(npair, 1)
@@ -247,7 +251,7 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> t
     d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
     d = (toth + (n >> 1)) // n1 - 1000
     d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
-    X = np.zeros((len(lo), _VALID_COLUMNS), dtype=np.int64)
+    X = np.zeros((len(lo), F.HR_COLUMNS), dtype=np.int64)
     X[:, 0] = (F.HR_X10 * n + (tot >> 1)) // np.maximum(tot, 1)
     X[:, 1] = isqrt_round(d2h // n1)
     X[:, 2] = hmin
@@ -256,11 +260,59 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> t
     X[:, 5] = isqrt_round(100 * (d2i // n1) + 100 * (d2i % n1) // n1)
     X[:, 6] = n
     X[:, 7] = np.minimum(100, 100 * tot // window_ms)
+    X[:, 8] = slope
+    X[:, 9] = (tot + (n >> 1)) // n1
+    X[:, 10] = np.where(npair > 0, (1000 * big + (npair >> 1)) // p1, 0)
     X[~ok] = 0
     flags = (np.where(X[:, 7] < F.QUALITY_MIN, F.FLAG_LOW_QUALITY, 0)
              | np.where(n < F.MIN_BEATS, F.FLAG_FEW_BEATS, 0))
     flags[~ok] = F.FLAG_LOW_QUALITY | F.FLAG_FEW_BEATS
     return X, flags
+
+
+def _hr_slope(m, v, h, lo, i0, i1, n, toth, fs):
+    """The watch's least-squares HR slope (0.1 bpm/min) per window, from per-beat terms gathered per window."""
+    out = np.zeros(len(lo), dtype=np.int64)
+    counts = i1 - i0
+    if counts.sum() == 0:
+        return out
+    # Every (window, beat) pair once: fine for 60 s windows (<= 206 beats each).
+    win = np.repeat(np.arange(len(lo)), counts)
+    idx = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(i0, counts)
+    valid = v[idx]
+    t = (4 * (m[idx] - lo[win])) // fs
+    n1 = np.maximum(n, 1)
+    tsum = np.bincount(win, weights=np.where(valid, t, 0), minlength=len(lo)).astype(np.int64)
+    tm = (tsum + (n >> 1)) // n1
+    hm = (toth + (n >> 1)) // n1
+    dt = np.where(valid, t - tm[win], 0)
+    sth = np.bincount(win, weights=dt * (h[idx] - hm[win]), minlength=len(lo)).astype(np.int64)
+    stt = np.bincount(win, weights=dt * dt, minlength=len(lo)).astype(np.int64)
+    s1 = np.maximum(stt, 1)
+    q = sth // s1
+    r = (sth - q * s1) * 24
+    return np.where(stt > 0, 240 * q + 10 * (r // s1) + (10 * (r % s1)) // s1, 0)
+
+
+def baseline_mean(X: np.ndarray, trusted: np.ndarray, windows: int = 12) -> np.ndarray:
+    """The watch's Baseline: rounded mean of the first `windows` trusted rows of X (zeros where masked off).
+
+    X holds one participant's calibration windows in time order; trusted marks the rows with
+    no UNTRUSTED flag. Returns the vector that `baseline_normalise` subtracts.
+    """
+    X = np.asarray(X, dtype=np.int64)
+    rows = X[np.asarray(trusted, dtype=bool)][:windows]
+    mean = np.zeros(X.shape[1], dtype=np.int64)
+    if len(rows):
+        c = len(rows)
+        mean = (rows.sum(axis=0) + (c >> 1)) // c
+    return mean
+
+
+def baseline_normalise(X: np.ndarray, mean: np.ndarray, names) -> np.ndarray:
+    """X minus the baseline mean on the NORMALISED features, as Baseline.apply does on the watch."""
+    mask = np.array([name in F.NORMALISED for name in names])
+    return np.asarray(X, dtype=np.int64) - np.where(mask, mean, 0)
 
 
 def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, window_s: int, step_s: int,
@@ -307,12 +359,15 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
 
     beats = heart_rate(ir, ppg_rate, first_index=first_ppg_index)
     r = beats.info["R"]
-    X[:, :_VALID_COLUMNS], flags = _hr_stats(beats, end - win - r, end - r, 1000 * window_s)
+    X[:, :F.HR_COLUMNS], flags = _hr_stats(beats, end - win - r, end - r, 1000 * window_s, ppg_rate)
     flags |= np.where(end - win < first_ppg_index + beats.info["warmup_samples"], F.FLAG_WARMUP, 0)
     acc_blocks = _imu_blocks(acc, first_imu_index, block, F.micro_units(acc_unit_g), 1000)
     flags |= _motion(acc_blocks, k, n_blocks, block)
-    X[:, 8:11] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, True), axis=1)
+    a = F.ACC_COLUMN
+    X[:, a:a + 4] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, F.G_MG), axis=1)
+    X[:, a + 4] = np.searchsorted(np.asarray(F.ACTIVITY_MG), X[:, a + 1], side="right")
     if has_gyro:
         gyro_blocks = _imu_blocks(gyro, first_imu_index, block, F.micro_units(gyro_unit_dps), 100000)
-        X[:, 11:13] = np.stack(_imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, False), axis=1)
+        X[:, F.GYRO_COLUMN:F.GYRO_COLUMN + 4] = np.stack(
+            _imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, 0), axis=1)
     return FeatureTable(X, end, flags.astype(np.int64), names, F.FEATURE_UNITS[:n_features], spec_id)

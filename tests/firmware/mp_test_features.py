@@ -154,13 +154,14 @@ def test_no_window_before_every_stream_has_covered_it():
     assert engine.ready()
     assert engine.compute(out) & F.FLAG_FEW_BEATS  # a flat signal has no beats
     assert engine.window_end == 4500  # the first window starting after both streams did: [1500, 4500)
-    assert out[8] == 999  # 8192 LSB at 0.122 mg
+    assert out[F.ACC_COLUMN] == 999  # 8192 LSB at 0.122 mg
+    assert out[F.ACC_COLUMN + 3] == 1 and out[F.ACC_COLUMN + 4] == 0  # energy around 1 g, still
 
 
 def test_heart_rate_service_fields_follow_each_window():
     engine = FeatureEngine(100, 52, 10, 5, has_gyro=False)
     spec, n = F.spec_for(False)
-    assert (engine.spec_id, engine.n_features, spec, n) == (F.FEATURE_SPEC_ID_NO_GYRO, 11, 2, 11)
+    assert (engine.spec_id, engine.n_features, spec, n) == (F.FEATURE_SPEC_ID_NO_GYRO, 16, 4, 16)
     results = []
     run(engine, 30, array("i", [0] * n), results)
     _, flags, feats, rr = results[-1]
@@ -168,3 +169,40 @@ def test_heart_rate_service_fields_follow_each_window():
     assert 4 <= len(rr) <= 8  # the valid intervals of the last 5 s
     for v in rr:
         assert 780 <= v <= 860, rr  # 0.78..0.82 s in 1/1024 s
+
+
+def test_baseline_learns_then_subtracts_without_allocating():
+    from watch.baseline import Baseline
+    engine = FeatureEngine(100, 52, 20, 5)
+    out = array("i", [0] * engine.n_features)
+    base = Baseline(engine.names, windows=3)
+    raw = array("i", [-1])  # hr_mean of the first window after calibration, before subtraction
+    src = Stream(3)
+    ir = array("I", [0] * 25)
+    acc = array("h", [0] * 39)
+    gyro = array("h", [0] * 39)
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        for i in range(0, 100 * 50, 25):
+            engine.add_ppg(ir, src.ppg(ir, 25), i)
+            j = i * 52 // 100
+            m = (i + 25) * 52 // 100 - j
+            src.imu(acc, gyro, m)
+            engine.add_acc(acc, m, j)
+            engine.add_gyro(gyro, m, j)
+            while engine.ready():
+                flags = engine.compute(out)
+                if base.ready():
+                    raw[0] = out[0]
+                    base.apply(out)
+                    break
+                base.add(out, flags)
+            if raw[0] >= 0:
+                break
+    finally:
+        micropython.heap_unlock()
+    assert base.ready() and base.count == 3
+    assert abs(base.mean[0] - 750) <= 15  # the baseline's heart rate: 75 bpm
+    assert out[0] == raw[0] - base.mean[0]  # subtracted on normalised features
+    assert out[6] > 10  # beats: not normalised
