@@ -113,7 +113,7 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
     keep="trusted" leaves out windows with an UNTRUSTED flag (their beats cannot be trusted);
     keep="all" keeps them (their HR features are 0 and ppg_quality says why). normalise=
     "baseline" subtracts each session's baseline (the watch's Baseline over the first
-    baseline_windows trusted windows inside `baseline_label` annotations).
+    baseline_windows trusted windows of the session, or of its `baseline_label` annotations).
     """
     chosen = [s for s in study.sessions() if (not sessions and s["status"] == "complete")
               or (sessions and s["id"] in sessions)]
@@ -130,7 +130,10 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
         X = table.X
         good = (table.quality & UNTRUSTED) == 0
         if normalise == "baseline":
-            calm = window_labels(end_s, window_s, annotations, {baseline_label: 0}, margin_s) == 0
+            # The calibration phase: the session's first trusted windows (as the watch does after it
+            # is put on), or those inside `baseline_label` annotations when one is named.
+            calm = (window_labels(end_s, window_s, annotations, {baseline_label: 0}, margin_s) == 0
+                    if baseline_label else np.ones(len(y), dtype=bool))
             if not (calm & good).any():
                 excluded["no baseline"] += int(np.sum(y >= 0))
                 continue
