@@ -22,6 +22,8 @@ if VIPER:
 FEATURE_VERSION = const(1)  # feature set v1 (docs/features.md)
 FEATURE_SPEC_ID = const(3)  # feature set v1 with the gyroscope (ids 1 and 2 were the 13/11-feature draft)
 FEATURE_SPEC_ID_NO_GYRO = const(4)  # the same set without the gyroscope features
+FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
+FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(6)  # spec 4 minus the wearer's baseline
 FEATURE_NAMES = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "beats", "ppg_quality",
                  "hr_slope", "ibi_mean", "pnn50",
                  "acc_mean", "acc_std", "acc_jerk", "acc_energy", "activity",
@@ -109,8 +111,10 @@ def feature_names(has_gyro=True):
     return FEATURE_NAMES if has_gyro else FEATURE_NAMES[:-len(GYRO_FEATURES)]
 
 
-def spec_for(has_gyro=True):
-    """(feature spec id, number of features)."""
+def spec_for(has_gyro=True, baseline=False):
+    """(feature spec id, number of features); baseline: the features minus the wearer's baseline."""
+    if baseline:
+        return (FEATURE_SPEC_ID_BASELINE if has_gyro else FEATURE_SPEC_ID_NO_GYRO_BASELINE), len(feature_names(has_gyro))
     return (FEATURE_SPEC_ID if has_gyro else FEATURE_SPEC_ID_NO_GYRO), len(feature_names(has_gyro))
 
 

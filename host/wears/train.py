@@ -320,8 +320,8 @@ class TrainedModel:
     model: the deployed estimator fitted on every window: an ExtraTreesClassifier (exported
     by wears.export.quantize_forest) or a Pipeline(StandardScaler, MLPClassifier); X_train:
     the integer features it was fitted on (sets the quantization); feature_names,
-    feature_spec: the watch's feature set (columns outside the recipe's groups are zero in
-    X_train); window_s, step_s: the window grid; report: the training report. kind:
+    feature_spec: the watch's feature set, 5 / 6 when normalised (columns outside the
+    recipe's groups are zero in X_train); window_s, step_s: the window grid; report: the training report. kind:
     "extratrees" or "mlp"; classes: class names by index; normalise: None or
     {"windows": N, "baseline_label": ...} when the model expects baseline-subtracted
     features (watch.baseline.Baseline); columns: which features the model may use.
@@ -422,7 +422,11 @@ def train_recipe(recipe: Recipe, *, study: str | Path | None = None, progress: P
     })
     normalise = ({"windows": f["baseline_windows"], "baseline_label": f["baseline_label"]}
                  if f["normalise"] == "baseline" else None)
-    return TrainedModel(model, X, data.feature_names, data.feature_spec, w["length_s"], w["step_s"], report,
+    # A model on baseline-subtracted features carries its own spec id: a watch that does not
+    # calibrate refuses it (feature set does not match) instead of feeding it raw features.
+    spec = F.spec_for("gyro_mean" in data.feature_names, baseline=normalise is not None)[0]
+    report["feature_spec"] = spec
+    return TrainedModel(model, X, data.feature_names, spec, w["length_s"], w["step_s"], report,
                         kind=deploy, classes=classes, normalise=normalise,
                         columns=tuple(n for n, c in zip(data.feature_names, columns) if c))
 

@@ -109,6 +109,18 @@ def test_random_split_needs_the_flag_and_the_report_warns(study, tmp_path):
     assert "flatters" in r["warning"] and r["protocol"].startswith("random")
 
 
+def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study):
+    from wears.train import train_recipe
+    recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]', 'candidates = ["extratrees"]')
+                          + '[features]\nnormalise = "baseline"\nbaseline_label = ""\nbaseline_windows = 4\n'
+                          + '[evaluation]\nablation = false\n')
+    trained = train_recipe(recipe, study=study)
+    assert trained.feature_spec == trained.report["feature_spec"] == F.FEATURE_SPEC_ID_NO_GYRO_BASELINE
+    assert trained.normalise == {"windows": 4, "baseline_label": ""}
+    # hr_mean is relative to the first windows now: around 0 at rest, not around 650
+    assert abs(np.median(trained.X_train[:, trained.feature_names.index("hr_mean")])) < 200
+
+
 def test_recipe_rejects_unknown_keys_and_unmapped_classes():
     with pytest.raises(WearsError, match="unknown key windows.lenght_s"):
         parse_recipe("[windows]\nlenght_s = 60\n")
