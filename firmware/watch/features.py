@@ -9,6 +9,7 @@ from array import array
 from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
                                  I_JERK, I_POS, I_SCALE, I_SHIFT, I_SIZE, I_SUM, OFF, SUM_LIMIT, VIPER, imu_run_py,
                                  isqrt_round, ppg_run_py, sq_dev)
+from watch.spectrum import spectrum
 
 try:
     from micropython import const
@@ -25,19 +26,19 @@ FEATURE_SPEC_ID_NO_GYRO = const(4)  # the same set without the gyroscope feature
 FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
 FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(6)  # spec 4 minus the wearer's baseline
 FEATURE_NAMES = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "beats", "ppg_quality",
-                 "hr_slope", "ibi_mean", "pnn50",
+                 "hr_slope", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
                  "acc_mean", "acc_std", "acc_jerk", "acc_energy", "activity",
                  "gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")
 FEATURE_UNITS = ("0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 ms", "0.1 ms", "count", "%",
-                 "0.1 bpm/min", "ms", "0.1 %",
+                 "0.1 bpm/min", "ms", "0.1 %", "0.1 ms", "0.01",
                  "mg", "mg", "mg/s", "mg", "level 0..3",
                  "0.1 dps", "0.1 dps", "0.1 dps/s", "0.1 dps")
 GYRO_FEATURES = ("gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")  # the last names; absent without a gyroscope
-HR_COLUMNS = const(11)  # out[0:11] come from the beats
-ACC_COLUMN = const(11)  # out[11:16] from the accelerometer
-GYRO_COLUMN = const(16)  # out[16:20] from the gyroscope
+HR_COLUMNS = const(13)  # out[0:13] come from the beats
+ACC_COLUMN = const(13)  # out[13:18] from the accelerometer
+GYRO_COLUMN = const(18)  # out[18:22] from the gyroscope
 # Features a per-participant baseline is subtracted from (Baseline, docs/features.md).
-NORMALISED = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "ibi_mean", "pnn50",
+NORMALISED = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
               "acc_mean", "acc_std", "acc_jerk", "acc_energy", "gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")
 
 FLAG_LOW_QUALITY = const(1)  # valid intervals cover less than QUALITY_MIN % of the window
@@ -57,6 +58,8 @@ MOTION_MG = const(300)  # std of the acceleration magnitude over a step block th
 HR_X10 = const(600000)  # 0.1 bpm = HR_X10 / interval in ms
 MAX_WINDOW_S = const(60)  # at most 206 intervals of >= 300 ms: the HR sums stay below 2^30
 PNN_MS = const(50)  # pNN50: successive differences above 50 ms
+FREQ_MIN_S = const(30)  # frequency-domain HRV needs windows of 30 s or more
+FREQ_QUALITY = const(80)  # and valid intervals over 80 % of the window
 G_MG = const(1000)  # gravity: the accelerometer's energy is taken around 1 g
 ACTIVITY_MG = (15, 60, 200)  # acc_std thresholds of activity levels 1, 2, 3 (still / light / moderate / vigorous)
 
@@ -377,6 +380,8 @@ class _Ppg(_Stream):
         out[9] = (tot + (n >> 1)) // n
         if npair:
             out[10] = (1000 * big + (npair >> 1)) // npair
+        if window_ms >= 1000 * FREQ_MIN_S and out[7] >= FREQ_QUALITY:
+            spectrum(self, j0, j1, lo, n, out[9], window_ms // 1000, out)
         return (FLAG_LOW_QUALITY if out[7] < QUALITY_MIN else 0) | (FLAG_FEW_BEATS if n < MIN_BEATS else 0)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from watch import features as F
+from watch import spectrum as S
 
 __all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round", "baseline_mean",
            "baseline_normalise", "FEATURE_VERSION"]
@@ -242,7 +243,8 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
     hmax = np.maximum.reduceat(np.append(np.where(v, h, 0), 0), bounds)[::2] if len(bounds) else n
 
     big = window_sum(beats.pair & (np.abs(beats.sd_ms) > F.PNN_MS))
-    slope = _hr_slope(m, v, h, lo, i0, i1, n, toth, fs)
+    win, idx = _pairs(i0, i1)
+    slope = _hr_slope(m, v, h, lo, win, idx, n, toth, fs)
 
     ok = n > 0
     n1 = np.maximum(n, 1)
@@ -263,6 +265,9 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
     X[:, 8] = slope
     X[:, 9] = (tot + (n >> 1)) // n1
     X[:, 10] = np.where(npair > 0, (1000 * big + (npair >> 1)) // p1, 0)
+    if window_ms >= 1000 * F.FREQ_MIN_S:
+        X[:, 11:13] = _spectrum(m, v, beats.ibi_ms, lo, win, idx, n, X[:, 9], window_ms // 1000, fs)
+        X[X[:, 7] < F.FREQ_QUALITY, 11:13] = 0
     X[~ok] = 0
     flags = (np.where(X[:, 7] < F.QUALITY_MIN, F.FLAG_LOW_QUALITY, 0)
              | np.where(n < F.MIN_BEATS, F.FLAG_FEW_BEATS, 0))
@@ -270,15 +275,49 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
     return X, flags
 
 
-def _hr_slope(m, v, h, lo, i0, i1, n, toth, fs):
+def _pairs(i0: np.ndarray, i1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (window, beat) pair once, beats i0[w] .. i1[w]-1 of window w: fine for windows of <= 206 beats."""
+    counts = i1 - i0
+    win = np.repeat(np.arange(len(i0)), counts)
+    idx = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(i0, counts)
+    return win, idx
+
+
+_COS = np.asarray(S.COS, dtype=np.int64)
+
+
+def _spectrum(m, v, ibi, lo, win, idx, n, mean, w, fs):
+    """The watch's HF amplitude and LF/HF ratio per window (columns 11, 12), before the quality gate."""
+    out = np.zeros((len(lo), 2), dtype=np.int64)
+    if len(idx) == 0:
+        return out
+    valid = v[idx]
+    d = np.where(valid, ibi[idx] - mean[win], 0)
+    t = ((m[idx] - lo[win]) * 1000) // fs
+    n1 = np.maximum(n, 1)
+    k1 = S.freq_bin(w, 15)
+    lf = np.zeros(len(lo), dtype=np.int64)
+    hf = np.zeros(len(lo), dtype=np.int64)
+    for k in range(S.freq_bin(w, 4), S.freq_bin(w, 40)):
+        i = (k * t * 256 // (1000 * w)) & 255
+        c = np.bincount(win, weights=d * _COS[i], minlength=len(lo)).astype(np.int64)
+        s = np.bincount(win, weights=d * _COS[(i + 192) & 255], minlength=len(lo)).astype(np.int64)
+        c = np.clip(((c // n1) * 10) // 512, -16383, 16383)
+        s = np.clip(((s // n1) * 10) // 512, -16383, 16383)
+        if k < k1:
+            lf = np.minimum(lf + c * c + s * s, F.SUM_LIMIT)
+        else:
+            hf = np.minimum(hf + c * c + s * s, F.SUM_LIMIT)
+    out[:, 0] = isqrt_round(hf)
+    out[:, 1] = np.where(out[:, 0] > 0, np.minimum(10000, 100 * isqrt_round(lf) // np.maximum(out[:, 0], 1)), 0)
+    return out
+
+
+def _hr_slope(m, v, h, lo, win, idx, n, toth, fs):
     """The watch's least-squares HR slope (0.1 bpm/min) per window, from per-beat terms gathered per window."""
     out = np.zeros(len(lo), dtype=np.int64)
-    counts = i1 - i0
-    if counts.sum() == 0:
+    if len(idx) == 0:
         return out
-    # Every (window, beat) pair once: fine for 60 s windows (<= 206 beats each).
-    win = np.repeat(np.arange(len(lo)), counts)
-    idx = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(i0, counts)
     valid = v[idx]
     t = (4 * (m[idx] - lo[win])) // fs
     n1 = np.maximum(n, 1)

@@ -135,6 +135,8 @@ def test_engine_in_micropython_equals_host_on_every_window(tmp_path, stream):
     assert_parity(engine, run_host(ir, acc, gyro, **kw), F.FEATURE_NAMES)
     hr = engine[engine[:, 1] == 0, 2]
     assert len(hr) > 20 and abs(np.median(hr) - 720) < 20  # the stream is 72 bpm
+    for name in ("hr_slope", "pnn50", "hf_amp", "lf_hf", "acc_energy", "gyro_jerk", "activity"):
+        assert np.count_nonzero(engine[:, 2 + F.FEATURE_NAMES.index(name)]) > 10, name  # exercised, not all 0
 
 
 def test_plain_fallback_in_micropython_equals_host_with_streams_starting_mid_block(tmp_path, stream):
