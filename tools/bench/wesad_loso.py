@@ -6,7 +6,8 @@ Imports every subject folder of DIR (SX/E4/*.csv, SX/annotations.csv) with `wear
 into a fresh study database, runs training/recipes/wesad-<task>.toml leaving one participant
 out, and prints one JSON object as its last line: macro_f1 and accuracy of the quantized
 ExtraTrees (the watch's integer runtime, wears.export.quantize_forest), per_participant,
-float_macro_f1 (scikit-learn's forest), windows, and the other models' macro-F1.
+float_macro_f1 (scikit-learn's forest), windows, the other models' macro-F1, and the quantized
+macro-F1 for seeds 0..N-1 (with three participants the seed alone moves it by several points).
 """
 
 import argparse
@@ -23,6 +24,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--task", choices=["valence", "stress"], default="valence")
+    ap.add_argument("--seeds", type=int, default=5,
+                    help="also run seeds 1..N-1 (ExtraTrees and the search are random): macro_f1_seeds")
     args = ap.parse_args()
     from wears.cli import main as wears
     from wears.recipe import load_recipe
@@ -34,8 +37,14 @@ def main() -> int:
         if wears(["import", "e4", args.dir, "--study", str(db)]) != 0:
             return 1
         t1 = time.perf_counter()
-        trained = train_recipe(load_recipe(REPO / "training" / "recipes" / f"wesad-{args.task}.toml"), study=db)
+        recipe = load_recipe(REPO / "training" / "recipes" / f"wesad-{args.task}.toml")
+        trained = train_recipe(recipe, study=db)
         t2 = time.perf_counter()
+        seeds = [trained.report["quantized"]["macro_f1"]]
+        recipe.settings["evaluation"]["ablation"] = False
+        for seed in range(1, args.seeds):
+            recipe.settings["evaluation"]["seed"] = seed
+            seeds.append(train_recipe(recipe, study=db).report["quantized"]["macro_f1"])
     r = trained.report
     q = r["quantized"]
     print(json.dumps({
@@ -46,6 +55,7 @@ def main() -> int:
         "float_macro_f1": round(r["evaluation"]["extratrees"]["macro_f1"], 4), "windows": r["n_windows"],
         "models_macro_f1": {k: round(v["macro_f1"], 4) for k, v in r["evaluation"].items()},
         "ablation_macro_f1": {k: round(v["macro_f1"], 4) for k, v in r.get("ablation", {}).items()},
+        "macro_f1_seeds": [round(v, 4) for v in seeds], "macro_f1_seed_mean": round(sum(seeds) / len(seeds), 4),
         "class_counts": r["class_counts"], "import_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
     }))
     return 0
