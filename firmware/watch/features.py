@@ -6,7 +6,7 @@ and parameter helpers from here. The per-sample loops are in watch.feature_loops
 
 from array import array
 
-from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
+from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_D, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
                                  I_JERK, I_POS, I_SCALE, I_SHIFT, I_SIZE, I_SUM, OFF, SUM_LIMIT, VIPER, imu_run_py,
                                  isqrt_round, ppg_run_py, sq_dev)
 from watch.spectrum import spectrum
@@ -92,6 +92,11 @@ def activity_level(acc_std_mg):
         if acc_std_mg >= t:
             level += 1
     return level
+
+
+def upstroke_lag(ppg_rate):
+    """D: the detector looks for the steepest rise of the smoothed pulse, s[p] - s[p - D] (0.15 s)."""
+    return max(1, (3 * ppg_rate + 10) // 20)
 
 
 def unit_scale(micro_per_lsb, per_unit):
@@ -232,7 +237,8 @@ class _Ppg(_Stream):
         self.rate = rate
         nd, ns, c, k, r, l = detector_params(rate)
         self.r = r
-        self.warmup = nd + ns - 2 + l  # the first sample that can be a beat
+        dd = upstroke_lag(rate)
+        self.warmup = nd + ns - 2 + dd + l  # the first sample that can be a beat
         size = 1
         while size < l + r + 2:
             size <<= 1
@@ -240,8 +246,9 @@ class _Ppg(_Stream):
         st[D_VSUM] = OFF
         st[D_ND], st[D_NS], st[D_C], st[D_K], st[D_R], st[D_L] = nd, ns, c, k, r, l
         st[D_MASK] = size - 1
+        st[D_D] = dd
         self.xr = array("i", [0] * nd)  # raw ring
-        self.vr = array("i", [OFF] * ns)  # detrended ring
+        self.vr = array("i", [OFF] * (ns + dd))  # detrended ring, then the last D smoothed values
         self.sr = array("i", [OFF] * size)  # smoothed ring
         self.dq = array("i", [0] * (2 * size))  # two deques of indices of running maxima
         self.run = ppg_run_viper if fast else ppg_run_py

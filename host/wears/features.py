@@ -100,6 +100,13 @@ def _as_int(a, name: str, ndim: int) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def _upstroke(ir: np.ndarray, ppg_rate: int) -> tuple[np.ndarray, int]:
+    """The detector's upstroke signal u[p] = s[p] - s[p - D] for p >= p0 + D, and that first p."""
+    s, p0 = _smoothed(ir, ppg_rate)
+    dd = F.upstroke_lag(ppg_rate)
+    return s[dd:] - s[:-dd] if len(s) > dd else np.zeros(0, dtype=np.int64), p0 + dd
+
+
 def _smoothed(ir: np.ndarray, ppg_rate: int) -> tuple[np.ndarray, int]:
     """The detector's smoothed signal s[p] for p >= p0 (relative sample numbers), and p0."""
     nd, ns, c, k, r, l = F.detector_params(ppg_rate)
@@ -130,9 +137,10 @@ def heart_rate(ppg_ir, ppg_rate: int, *, first_index: int = 0) -> Beats:
     """
     ir = _as_int(ppg_ir, "ppg_ir", 1)
     nd, ns, c, k, r, l = F.detector_params(ppg_rate)
-    s, p0 = _smoothed(ir, ppg_rate)
-    info = {"ND": nd, "NS": ns, "C": c, "K": k, "R": r, "L": l, "delay_samples": c + (ns - 1) / 2,
-            "warmup_samples": nd + ns - 2 + l}
+    dd = F.upstroke_lag(ppg_rate)
+    s, p0 = _upstroke(ir, ppg_rate)
+    info = {"ND": nd, "NS": ns, "C": c, "K": k, "R": r, "L": l, "D": dd, "delay_samples": c + (ns - 1) / 2 + dd / 2,
+            "warmup_samples": p0 + l}
     q = np.zeros(0, dtype=np.int64)
     if len(s) > l + r:
         near = sliding_window_view(s, r).max(axis=1)  # near[j] = max(s[j:j + R])
