@@ -41,7 +41,7 @@ def write_e4(folder, seed, stressed_at):
     t = np.arange(n) / 64
     bpm = np.where((t >= stressed_at) & (t < stressed_at + 200), 100, 65) + rng.normal(0, 1, n)
     phase = np.cumsum(bpm / 60 / 64)
-    bvp = np.sin(2 * np.pi * phase) ** 9 * 80 + rng.normal(0, 2, n)
+    bvp = ((1 + np.sin(2 * np.pi * phase)) / 2) ** 6 * 80 + rng.normal(0, 2, n)  # one bump per beat
     ta = np.arange(32 * 600) / 32
     moving = (ta >= stressed_at) & (ta < stressed_at + 200)
     acc = np.stack([np.zeros_like(ta), np.zeros_like(ta), np.full_like(ta, 64)], axis=1)
