@@ -41,6 +41,7 @@ RECIPE_DEFAULTS: dict = {
     "features": {"groups": ["hr", "acc", "gyro"], "normalise": "none", "baseline_label": "baseline",
                  "baseline_windows": 12},
     "models": {"candidates": ["extratrees", "mlp", "logreg", "majority"], "deploy": "extratrees",
+               "class_weight": "balanced",  # or "none": macro-F1 counts every class alike
                "extratrees": {"n_estimators": [10, 20, 30], "max_depth": [4, 6, 8], "min_samples_leaf": [5]},
                "mlp": {"hidden": [[8], [16], [16, 8]], "alpha": [1e-3, 1e-2], "max_iter": 300},
                "logreg": {"C": [0.1, 1.0]}},
@@ -115,6 +116,8 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
         raise WearsError(f"recipe: models.candidates among {sorted(known)}; deploy extratrees or mlp")
     if settings["models"]["deploy"] not in settings["models"]["candidates"]:
         raise WearsError("recipe: models.deploy must be one of models.candidates")
+    if settings["models"]["class_weight"] not in ("balanced", "none"):
+        raise WearsError("recipe: models.class_weight is 'balanced' or 'none'")
     if settings["evaluation"]["protocol"] not in ("auto", "lopo", "group-kfold", "random"):
         raise WearsError("recipe: evaluation.protocol is auto, lopo, group-kfold or random")
     if settings["evaluation"]["protocol"] == "random" and not settings["evaluation"]["random_split"]:

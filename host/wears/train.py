@@ -167,14 +167,16 @@ def default_model(seed: int = 0) -> ExtraTreesClassifier:
 
 def candidates(kind: str, settings: dict, budget: dict, seed: int) -> list:
     """The hyper-parameter grid of one model kind, inside the on-device budget."""
+    weight = None if settings["class_weight"] == "none" else settings["class_weight"]
     if kind == "majority":
         return [DummyClassifier(strategy="most_frequent")]
     if kind == "logreg":
-        return [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+        return [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500, class_weight=weight))
                 for c in settings["logreg"]["C"]]
     if kind == "extratrees":
         grid = settings["extratrees"]
-        return [ExtraTreesClassifier(n_estimators=n, max_depth=d, min_samples_leaf=leaf, random_state=seed, n_jobs=1)
+        return [ExtraTreesClassifier(n_estimators=n, max_depth=d, min_samples_leaf=leaf, random_state=seed, n_jobs=1,
+                                     class_weight=weight)
                 for n, d, leaf in itertools.product(grid["n_estimators"], grid["max_depth"], grid["min_samples_leaf"])
                 if d <= budget["max_depth"]]
     if kind == "mlp":
