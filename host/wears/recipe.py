@@ -43,7 +43,7 @@ RECIPE_DEFAULTS: dict = {
     "models": {"candidates": ["extratrees", "mlp", "logreg", "majority"], "deploy": "extratrees",
                "class_weight": "balanced",  # or "none": macro-F1 counts every class alike
                "extratrees": {"n_estimators": [10, 20, 30], "max_depth": [4, 6, 8], "min_samples_leaf": [5]},
-               "mlp": {"hidden": [[8], [16], [16, 8]], "alpha": [1e-3, 1e-2], "max_iter": 300},
+               "mlp": {"hidden": [[8], [16], [16, 8]], "alpha": [0.1, 1.0, 10.0], "max_iter": 500},
                "logreg": {"C": [0.1, 1.0]}},
     "budget": {"max_blob_bytes": 20000, "max_hidden_units": 32, "max_depth": 8},
     "evaluation": {"protocol": "auto", "folds": 5, "inner_folds": 3, "random_split": False, "ablation": True,

@@ -181,8 +181,10 @@ def candidates(kind: str, settings: dict, budget: dict, seed: int) -> list:
                 if d <= budget["max_depth"]]
     if kind == "mlp":
         grid = settings["mlp"]
+        # No early stopping: its validation split would be random windows, neighbours of the
+        # training ones; the weight penalty (alpha) is what keeps a small net general.
         return [make_pipeline(StandardScaler(), MLPClassifier(tuple(h), alpha=a, max_iter=grid["max_iter"],
-                                                              early_stopping=True, random_state=seed))
+                                                              random_state=seed))
                 for h, a in itertools.product(grid["hidden"], grid["alpha"]) if sum(h) <= budget["max_hidden_units"]]
     raise WearsError(f"unknown model kind {kind}")
 

@@ -142,3 +142,14 @@ def test_host_baseline_equals_the_watch_baseline():
     watch.apply(out)
     assert list(out) == baseline_normalise(X[-1:], host_mean, names)[0].tolist()
     assert out[names.index("beats")] == X[-1][names.index("beats")]  # counts are not normalised
+
+
+def test_every_shipped_recipe_parses():
+    from pathlib import Path
+
+    from wears.recipe import load_recipe
+    recipes = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.toml"))
+    assert {p.stem for p in recipes} >= {"default", "wesad-valence", "wesad-stress"}
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe["evaluation"]["protocol"] != "random" and len(recipe.mapping) >= 2
