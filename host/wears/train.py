@@ -209,12 +209,10 @@ def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
     """The best candidate of a kind by inner grouped CV macro-F1 on (X, y, groups) only, refitted on them."""
     ev, seed = recipe["evaluation"], recipe["evaluation"]["seed"]
     grid = candidates(kind, recipe["models"], recipe["budget"], seed)
-    if len(grid) == 1:
-        return _fit(grid[0], X, y), 0
-    inner = _splits(y, groups, "group-kfold" if len(set(groups)) > 1 else "random",
+    scored = [(0.0, 0)] if len(grid) == 1 else []
+    inner = [] if len(grid) == 1 else _splits(y, groups, "group-kfold" if len(set(groups)) > 1 else "random",
                     min(ev["inner_folds"], max(2, len(set(groups)))), seed)
-    best, best_score = 0, -1.0
-    for i, cand in enumerate(grid):
+    for i, cand in enumerate(grid if inner else []):
         f1s = []
         for tr, te in inner:
             if len(set(y[tr])) < 2:
@@ -224,11 +222,14 @@ def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
                 f1s = []
                 break
             f1s.append(f1_score(y[te], m.predict(X[te]), average="macro"))
-        if f1s and np.mean(f1s) > best_score:
-            best, best_score = i, float(np.mean(f1s))
-    if best_score < 0:
-        raise WearsError(f"no {kind} candidate fits the on-device budget {recipe['budget']}")
-    return _fit(grid[best], X, y), best
+        if f1s:
+            scored.append((-float(np.mean(f1s)), i))
+    # The best by inner macro-F1 whose refit on all of (X, y) still fits the watch (more rows, more nodes).
+    for _, i in sorted(scored):
+        model = _fit(grid[i], X, y)
+        if fits_budget(model, X, spec, recipe["budget"]):
+            return model, i
+    raise WearsError(f"no {kind} candidate fits the on-device budget {recipe['budget']}")
 
 
 def describe(model) -> dict:

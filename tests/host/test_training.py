@@ -153,3 +153,17 @@ def test_every_shipped_recipe_parses():
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe["evaluation"]["protocol"] != "random" and len(recipe.mapping) >= 2
+
+
+def test_on_device_budget_is_part_of_the_search(study):
+    from wears.export import quantize_forest
+    from wears.train import train_recipe
+    small = RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]', 'candidates = ["extratrees"]').replace(
+        "n_estimators = [5, 10]", "n_estimators = [3, 60]").replace("max_depth = [3, 5]", "max_depth = [5]")
+    recipe = parse_recipe(small + "[budget]\nmax_blob_bytes = 3000\n[evaluation]\nablation = false\n")
+    trained = train_recipe(recipe, study=study)
+    assert trained.report["model"]["n_estimators"] == 3  # 60 trees would not fit 3000 bytes
+    assert quantize_forest(trained.model, trained.X_train, trained.feature_spec).size_bytes <= 3000
+    with pytest.raises(WearsError, match="budget"):
+        train_recipe(parse_recipe(small + "[budget]\nmax_blob_bytes = 100\n[evaluation]\nablation = false\n"),
+                     study=study)
