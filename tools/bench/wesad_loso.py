@@ -15,6 +15,7 @@ import json
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +27,8 @@ def main() -> int:
     ap.add_argument("--task", choices=["valence", "stress"], default="valence")
     ap.add_argument("--seeds", type=int, default=5,
                     help="also run seeds 1..N-1 (ExtraTrees and the search are random): macro_f1_seeds")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=TOML",
+                    help='override a recipe setting, e.g. --set features.normalise=\'"baseline"\'')
     args = ap.parse_args()
     from wears.cli import main as wears
     from wears.recipe import load_recipe
@@ -38,6 +41,10 @@ def main() -> int:
             return 1
         t1 = time.perf_counter()
         recipe = load_recipe(REPO / "training" / "recipes" / f"wesad-{args.task}.toml")
+        for item in args.set:
+            key, value = item.split("=", 1)
+            section, name = key.split(".", 1)
+            recipe.settings[section][name] = tomllib.loads(f"v = {value}")["v"]
         trained = train_recipe(recipe, study=db)
         t2 = time.perf_counter()
         seeds = [trained.report["quantized"]["macro_f1"]]
@@ -48,7 +55,7 @@ def main() -> int:
     r = trained.report
     q = r["quantized"]
     print(json.dumps({
-        "task": args.task, "protocol": r["protocol"], "macro_f1": round(q["macro_f1"], 4),
+        "task": args.task, "overrides": args.set, "protocol": r["protocol"], "macro_f1": round(q["macro_f1"], 4),
         "accuracy": round(q["accuracy"], 4),
         "per_participant": {p: {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}
                             for p, s in q["per_participant"].items()},
