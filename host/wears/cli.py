@@ -165,6 +165,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .train import TrainedModel
 
     trained = TrainedModel.load(args.model)
+    if trained.kind != "extratrees":
+        raise WearsError(f"{args.model} is a {trained.kind} model; the watch runs tree ensembles so far "
+                         "(train with models.deploy = \"extratrees\")")
     blob, info = export_blob(trained, load_key(args.key))
     Path(args.output).write_bytes(blob)
     print(json.dumps(info))

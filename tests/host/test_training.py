@@ -167,3 +167,16 @@ def test_on_device_budget_is_part_of_the_search(study):
     with pytest.raises(WearsError, match="budget"):
         train_recipe(parse_recipe(small + "[budget]\nmax_blob_bytes = 100\n[evaluation]\nablation = false\n"),
                      study=study)
+
+
+def test_exporting_a_model_the_watch_cannot_run_is_a_clear_error(study, tmp_path, capsys):
+    from wears.train import train_recipe
+    recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
+                                         'candidates = ["mlp"]\ndeploy = "mlp"')
+                          + "[models.mlp]\nhidden = [[4]]\nalpha = [1.0]\n[evaluation]\nablation = false\n")
+    trained = train_recipe(recipe, study=study)
+    assert trained.kind == "mlp" and "quantized" not in trained.report
+    trained.save(tmp_path / "mlp.pkl")
+    (tmp_path / "key").write_bytes(bytes(32))
+    assert wears(["export", str(tmp_path / "mlp.pkl"), "--key", str(tmp_path / "key")]) == 1
+    assert "mlp model" in capsys.readouterr().err
