@@ -117,7 +117,7 @@ def write_html(report: dict, path: str | Path) -> None:
     for draw in (confusion, reliability):
         parts.append(f"<img src='data:image/png;base64,{_figure_png(draw)}'>")
     parts.append("<h2>Provenance</h2><pre>" + html.escape(json.dumps(
-        {k: report[k] for k in ("data_sha256", "recipe", "versions", "commit", "excluded_windows", "class_counts",
+        {k: report[k] for k in ("data_sha256", "study", "recipe", "versions", "commit", "excluded_windows", "class_counts",
                                 "selected") if k in report}, indent=2)) + "</pre>")
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
     Path(path).write_text(f"<!doctype html><meta charset=utf-8><title>{html.escape(report['recipe']['name'])}</title>"
