@@ -23,6 +23,7 @@ import machine
 from watch import blob
 from watch import board as boards
 from watch import protocol as P
+from watch.baseline import Baseline
 from watch.drivers.lsm6ds3 import LSM6DS3
 from watch.drivers.max30102 import MAX30102
 from watch.features import FeatureEngine, spec_for
@@ -68,6 +69,10 @@ class Watch:
         if self.imu:
             self.engine.set_units(self.imu.driver.accel_unit, self.imu.driver.gyro_unit)
         self.x = array("i", [0] * self.n_features)
+        # A model may expect features minus the wearer's baseline (spec 5 / 6): it predicts after
+        # a calibration phase of baseline_windows trusted windows (docs/features.md).
+        self.specs = (self.spec_id, spec_for(self.has_gyro, True)[0])
+        self.baseline = Baseline(self.engine.names, feats.get("baseline_windows", 12))
         self.proba = bytearray(8)
         self.model = None
         gc.collect()  # the model's node arrays want contiguous blocks
@@ -117,7 +122,8 @@ class Watch:
         except OSError:
             return
         try:
-            self.model = load_model(MODEL_PATH, self.key or b"", self.spec_id, self.n_features, self.model_budget)
+            self.model = load_model(MODEL_PATH, self.key or b"", self.specs, self.n_features, self.model_budget)
+            self.baseline.reset()
             self.event(P.EV_MODEL_LOADED, self.model.model_id)
         except ModelError as e:
             self.event(P.EV_MODEL_REJECTED, e.reason)
@@ -234,8 +240,13 @@ class Watch:
             box.seal(P.pack_body(box.open_buf(), P.HEART_RATE, box.next_seq(), now, P.HEART_RATE_BODY,
                                  engine.bpm_x10, engine.quality, engine.beats, end))
             self.radio.heart_rate(engine.bpm_x10 // 10, engine.quality > 50, engine.rr_1024, engine.n_rr)
-            if self.model:
-                m = self.model
+            m = self.model
+            if m and m.feature_spec != self.spec_id:  # baseline-subtracted features
+                if not self.baseline.ready():
+                    self.baseline.add(self.x, flags)  # calibration phase: no prediction yet
+                    continue
+                self.baseline.apply(self.x)
+            if m:
                 label = m.predict(self.x, self.proba)
                 buf = box.open_buf()
                 n = P.pack_body(buf, P.PREDICTION, box.next_seq(), now, P.PREDICTION_BODY, end, m.model_id,
@@ -282,9 +293,10 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
-        status, model = self.upload.commit(self.key or b"", self.spec_id, self.n_features)
+        status, model = self.upload.commit(self.key or b"", self.specs, self.n_features)
         if status == P.OK:
             self.model = model
+            self.baseline.reset()
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
             self.reply(P.CMD_MODEL_COMMIT, seq, P.OK, model.model_id)
