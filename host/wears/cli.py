@@ -149,10 +149,12 @@ def cmd_import_e4(args: argparse.Namespace) -> int:
             folders += sorted(s for s in d.iterdir() if (s / "E4").is_dir() or (s / "BVP.csv").exists())
     if not folders:
         raise WearsError(f"no E4 export (BVP.csv, or a subject folder with E4/) in {' '.join(args.folders)}")
+    if args.participant and len(folders) > 1:
+        raise WearsError(f"--participant names one recording, but {len(folders)} were found")
     bar = _progress_bar("importing")
     out = []
     for i, folder in enumerate(folders):
-        sid = import_e4(study, folder, participant=args.participant if len(folders) == 1 else None)
+        sid = import_e4(study, folder, participant=args.participant)
         out.append({"session": sid, "participant": study.session(sid)["participant_id"], "folder": str(folder)})
         bar(i + 1, len(folders))
     print(json.dumps(out))

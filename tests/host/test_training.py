@@ -80,6 +80,11 @@ def test_import_of_a_folder_without_an_export_is_a_clear_error(tmp_path, capsys)
     assert "no E4 export" in capsys.readouterr().err
 
 
+def test_one_participant_id_for_many_recordings_is_refused(study, tmp_path, capsys):
+    assert wears(["import", "e4", str(study.parent), "--study", str(tmp_path / "y.db"), "--participant", "P1"]) == 1
+    assert "names one recording" in capsys.readouterr().err
+
+
 def test_train_recipe_reports_subject_independent_scores_quantized_ablation_and_provenance(study, tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(RECIPE)
