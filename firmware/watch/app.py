@@ -25,6 +25,7 @@ from watch import boot
 from watch import parts
 from watch import protocol as P
 from watch.auth import Auth
+from watch.baseline import Baseline
 from watch.features import FeatureEngine, spec_for
 from watch.heart_rate import HeartRate
 from watch.model import ModelError, load as load_model
@@ -79,6 +80,10 @@ class Watch:
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
         self.x = array("i", [0] * self.n_features)
+        # A model may expect features minus the wearer's baseline (spec 5 / 6): it predicts after
+        # a calibration phase of baseline_windows trusted windows (docs/features.md).
+        self.specs = (self.spec_id, spec_for(self.has_gyro, True)[0])
+        self.baseline = None
         self.proba = bytearray(8)
         if self.safe:
             self.event(P.EV_SAFE_MODE, boots)  # radio and logging only: no sensors, no model
@@ -175,6 +180,7 @@ class Watch:
         if imu:
             self.engine.set_units(imu.driver.accel_unit, imu.driver.gyro_unit)
         self.hr = HeartRate(self.ppg_rate, self.imu_rate, imu.driver.accel_unit) if imu else HeartRate(self.ppg_rate, 0)
+        self.baseline = Baseline(self.engine.names, feats.get("baseline_windows", 12))
 
     def streams_present(self):
         mask = 0
@@ -190,7 +196,8 @@ class Watch:
         except OSError:
             return
         try:
-            self.model = load_model(MODEL_PATH, self.key or b"", self.spec_id, self.n_features, self.model_budget)
+            self.model = load_model(MODEL_PATH, self.key or b"", self.specs, self.n_features, self.model_budget)
+            self.baseline.reset()
             self.event(P.EV_MODEL_LOADED, self.model.model_id)
         except ModelError as e:
             self.event(P.EV_MODEL_REJECTED, e.reason)
@@ -309,7 +316,8 @@ class Watch:
     def windows(self):
         hr = self.hr
         engine = self.engine
-        if engine is None or hr is None:
+        baseline = self.baseline
+        if engine is None or hr is None or baseline is None:
             return  # no PPG: neither heart rate nor windows
         box = self.preds
         while hr.compute() >= 0:  # every 2 s: the motion-robust heart rate of the last 8 s
@@ -321,8 +329,13 @@ class Watch:
             now = self.uptime()
             # the standard Heart Rate notification goes out with the next flush
             self.radio.heart_rate_add(hr.bpm_x10 // 10, hr.quality > 0, engine.rr_1024, engine.n_rr)
-            if self.model:
-                m = self.model
+            m = self.model
+            if m and m.feature_spec != self.spec_id:  # baseline-subtracted features
+                if not baseline.ready():
+                    baseline.add(self.x, flags)  # calibration phase: no prediction yet
+                    continue
+                baseline.apply(self.x)
+            if m:
                 label = m.predict(self.x, self.proba)
                 buf = box.open_buf()
                 n = P.pack_prediction(buf, box.next_seq(), now, end, m.model_id,
@@ -390,9 +403,11 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
-        status, model = self.upload.commit(self.key or b"", self.spec_id, self.n_features)
+        status, model = self.upload.commit(self.key or b"", self.specs, self.n_features)
         if status == P.OK and model is not None:
             self.model = model
+            if self.baseline:
+                self.baseline.reset()
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
             self.reply(P.CMD_MODEL_COMMIT, seq, P.OK, model.model_id)

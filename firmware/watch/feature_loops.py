@@ -39,7 +39,9 @@ D_K = const(14)
 D_R = const(15)
 D_L = const(16)
 D_MASK = const(17)
-D_SIZE = const(18)
+D_D = const(18)  # upstroke lag: u[p] = s[p] - s[p - D]
+D_UPOS = const(19)  # position in the ring of the last D smoothed values (after the NS detrended ones in vr)
+D_SIZE = const(20)
 # IMU state slots.
 I_SUM = const(0)  # sum of magnitudes in the block
 I_JERK = const(1)  # sum of |magnitude change| in the block
@@ -73,13 +75,16 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
     lr = st[D_L] + r
     mask = st[D_MASK]
     size = mask + 1
+    dd = st[D_D]
     p0 = nd + ns - 2
-    p1 = p0 + lr - r
+    pu = p0 + dd
+    p1 = pu + lr - r
     p = st[D_P]
     a = st[D_A]
     vsum = st[D_VSUM] - OFF
     xpos = st[D_XPOS]
     vpos = st[D_VPOS]
+    upos = st[D_UPOS]
     cand = st[D_CAND] - 1
     dqh = st[D_DQH]
     dqt = st[D_DQT]
@@ -106,7 +111,12 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
             if vpos == ns:
                 vpos = 0
             if p >= p0:
-                s = vsum
+                s = vsum - (vr[ns + upos] - OFF)  # the upstroke: smoothed now minus D samples ago
+                vr[ns + upos] = vsum + OFF
+                upos += 1
+                if upos == dd:
+                    upos = 0
+            if p >= pu:
                 sr[p & mask] = s + OFF
                 if cand >= 0 and s > sr[cand & mask] - OFF:
                     cand = -1
@@ -139,6 +149,7 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
     st[D_VSUM] = vsum + OFF
     st[D_XPOS] = xpos
     st[D_VPOS] = vpos
+    st[D_UPOS] = upos
     st[D_CAND] = cand + 1
     st[D_DQH] = dqh
     st[D_DQT] = dqt
@@ -196,13 +207,17 @@ if VIPER:
         lr = int(st[D_L]) + r
         mask = int(st[D_MASK])
         size = mask + 1
+        dd = int(st[D_D])
         p0 = nd + ns - 2
-        p1 = p0 + lr - r
+        pu = p0 + dd
+        p1 = pu + lr - r
         p = int(st[D_P])
         a = int(st[D_A])
         vsum = int(st[D_VSUM]) - OFF
         xpos = int(st[D_XPOS])
         vpos = int(st[D_VPOS])
+        upos = int(st[D_UPOS])
+        s = 0
         cand = int(st[D_CAND]) - 1
         dqh = int(st[D_DQH])
         dqt = int(st[D_DQT])
@@ -229,7 +244,12 @@ if VIPER:
                 if vpos == ns:
                     vpos = 0
                 if p >= p0:
-                    s = vsum
+                    s = vsum - (int(vr[ns + upos]) - OFF)
+                    vr[ns + upos] = vsum + OFF
+                    upos += 1
+                    if upos == dd:
+                        upos = 0
+                if p >= pu:
                     sr[p & mask] = s + OFF
                     if cand >= 0 and s > int(sr[cand & mask]) - OFF:
                         cand = -1
@@ -262,6 +282,7 @@ if VIPER:
         st[D_VSUM] = vsum + OFF
         st[D_XPOS] = xpos
         st[D_VPOS] = vpos
+        st[D_UPOS] = upos
         st[D_CAND] = cand + 1
         st[D_DQH] = dqh
         st[D_DQT] = dqt

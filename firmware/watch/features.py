@@ -6,9 +6,10 @@ and parameter helpers from here. The per-sample loops are in watch.feature_loops
 
 from array import array
 
-from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
+from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_D, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
                                  I_JERK, I_POS, I_SCALE, I_SHIFT, I_SIZE, I_SUM, OFF, SUM_LIMIT, VIPER, imu_run_py,
                                  isqrt_round, ppg_run_py, sq_dev)
+from watch.spectrum import spectrum
 
 try:
     from micropython import const
@@ -18,19 +19,33 @@ except ImportError:
 if VIPER:
     from watch.feature_loops import imu_run_viper, ppg_run_viper
 
-FEATURE_SPEC_ID = const(1)  # feature set v1 with the gyroscope
-FEATURE_SPEC_ID_NO_GYRO = const(2)  # the same set without the gyroscope features
+FEATURE_VERSION = const(1)  # feature set v1 (docs/features.md)
+FEATURE_SPEC_ID = const(3)  # feature set v1 with the gyroscope (ids 1 and 2 were the 13/11-feature draft)
+FEATURE_SPEC_ID_NO_GYRO = const(4)  # the same set without the gyroscope features
+FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
+FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(6)  # spec 4 minus the wearer's baseline
 FEATURE_NAMES = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "beats", "ppg_quality",
-                 "acc_mean", "acc_std", "acc_jerk", "gyro_mean", "gyro_std")
+                 "hr_slope", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
+                 "acc_mean", "acc_std", "acc_jerk", "acc_energy", "activity",
+                 "gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")
 FEATURE_UNITS = ("0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 ms", "0.1 ms", "count", "%",
-                 "mg", "mg", "mg/s", "0.1 dps", "0.1 dps")
-GYRO_FEATURES = ("gyro_mean", "gyro_std")  # the last names; absent without a gyroscope
+                 "0.1 bpm/min", "ms", "0.1 %", "0.1 ms", "0.01",
+                 "mg", "mg", "mg/s", "mg", "level 0..3",
+                 "0.1 dps", "0.1 dps", "0.1 dps/s", "0.1 dps")
+GYRO_FEATURES = ("gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")  # the last names; absent without a gyroscope
+HR_COLUMNS = const(13)  # out[0:13] come from the beats
+ACC_COLUMN = const(13)  # out[13:18] from the accelerometer
+GYRO_COLUMN = const(18)  # out[18:22] from the gyroscope
+# Features a per-participant baseline is subtracted from (Baseline, docs/features.md).
+NORMALISED = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
+              "acc_mean", "acc_std", "acc_jerk", "acc_energy", "gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")
 
 FLAG_LOW_QUALITY = const(1)  # valid intervals cover less than QUALITY_MIN % of the window
 FLAG_FEW_BEATS = const(2)  # fewer than MIN_BEATS valid intervals
 FLAG_WARMUP = const(4)  # the window starts before the detector's warm-up ended
 FLAG_GAP = const(8)  # samples were missing in the window (held at the last value)
 FLAG_MOTION = const(16)  # an accelerometer block of the window moved: magnitude std >= MOTION_MG
+UNTRUSTED = const(31 - 16)  # LOW_QUALITY | FEW_BEATS | WARMUP | GAP: beats not to trust (motion is a feature)
 
 QUALITY_MIN = const(50)
 MIN_BEATS = const(3)
@@ -41,6 +56,11 @@ REF_INTERVALS = const(5)  # the reference: median of the previous 5 in-range int
 MOTION_MG = const(300)  # std of the acceleration magnitude over a step block that marks motion
 HR_X10 = const(600000)  # 0.1 bpm = HR_X10 / interval in ms
 MAX_WINDOW_S = const(60)  # at most 206 intervals of >= 300 ms: the HR sums stay below 2^30
+PNN_MS = const(50)  # pNN50: successive differences above 50 ms
+FREQ_MIN_S = const(30)  # frequency-domain HRV needs windows of 30 s or more
+FREQ_QUALITY = const(80)  # and valid intervals over 80 % of the window
+G_MG = const(1000)  # gravity: the accelerometer's energy is taken around 1 g
+ACTIVITY_MG = (15, 60, 200)  # acc_std thresholds of activity levels 1, 2, 3 (still / light / moderate / vigorous)
 
 _VALID = const(1)  # beat flags: the interval ending at this beat passed the checks
 _PAIR = const(2)  # and so did the previous one
@@ -64,6 +84,20 @@ def detector_params(ppg_rate):
     return nd, ns, nd // 2, k, r, max(r + 1, (9 * ppg_rate + 5) // 10)
 
 
+def activity_level(acc_std_mg):
+    """0 still, 1 light, 2 moderate, 3 vigorous, from the spread of the acceleration magnitude."""
+    level = 0
+    for t in ACTIVITY_MG:
+        if acc_std_mg >= t:
+            level += 1
+    return level
+
+
+def upstroke_lag(ppg_rate):
+    """D: the detector looks for the steepest rise of the smoothed pulse, s[p] - s[p - D] (0.15 s)."""
+    return max(1, (3 * ppg_rate + 10) // 20)
+
+
 def unit_scale(micro_per_lsb, per_unit):
     """(scale, shift): (lsb * scale + 2^(shift-1)) >> shift = lsb * micro_per_lsb / per_unit, scale < 2^15."""
     if micro_per_lsb <= 0:
@@ -84,8 +118,10 @@ def feature_names(has_gyro=True):
     return FEATURE_NAMES if has_gyro else FEATURE_NAMES[:-len(GYRO_FEATURES)]
 
 
-def spec_for(has_gyro=True):
-    """(feature spec id, number of features)."""
+def spec_for(has_gyro=True, baseline=False):
+    """(feature spec id, number of features); baseline: the features minus the wearer's baseline."""
+    if baseline:
+        return (FEATURE_SPEC_ID_BASELINE if has_gyro else FEATURE_SPEC_ID_NO_GYRO_BASELINE), len(feature_names(has_gyro))
     return (FEATURE_SPEC_ID if has_gyro else FEATURE_SPEC_ID_NO_GYRO), len(feature_names(has_gyro))
 
 
@@ -177,8 +213,8 @@ class _Imu(_Stream):
                 return FLAG_MOTION
         return 0
 
-    def stats(self, last, blocks, out, i, rate):
-        # Mean, std (and jerk when rate > 0) of blocks last-blocks+1..last into out[i:].
+    def stats(self, last, blocks, out, i, rate, ref):
+        # Mean, std, jerk and energy (RMS around ref) of blocks last-blocks+1..last into out[i:i+4].
         bn = self.st[I_BN]
         nn = bn * blocks
         lim = SUM_LIMIT // (2 * blocks)
@@ -191,10 +227,11 @@ class _Imu(_Stream):
         for b in range(last - blocks + 1, last + 1):
             dm = (self.bsum[b % self.cap] + (bn >> 1)) // bn - mean
             var += min(self.bsq[b % self.cap] // bn, lim) + min(dm * dm, lim)
+        var //= blocks
         out[i] = mean
-        out[i + 1] = isqrt_round(var // blocks)
-        if rate:
-            out[i + 2] = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
+        out[i + 1] = isqrt_round(var)
+        out[i + 2] = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
+        out[i + 3] = isqrt_round(min(var + min((mean - ref) * (mean - ref), SUM_LIMIT), SUM_LIMIT))
 
 
 class _Ppg(_Stream):
@@ -205,7 +242,8 @@ class _Ppg(_Stream):
         self.rate = rate
         nd, ns, c, k, r, l = detector_params(rate)
         self.r = r
-        self.warmup = nd + ns - 2 + l  # the first sample that can be a beat
+        dd = upstroke_lag(rate)
+        self.warmup = nd + ns - 2 + dd + l  # the first sample that can be a beat
         size = 1
         while size < l + r + 2:
             size <<= 1
@@ -213,8 +251,9 @@ class _Ppg(_Stream):
         st[D_VSUM] = OFF
         st[D_ND], st[D_NS], st[D_C], st[D_K], st[D_R], st[D_L] = nd, ns, c, k, r, l
         st[D_MASK] = size - 1
+        st[D_D] = dd
         self.xr = array("i", [0] * nd)  # raw ring
-        self.vr = array("i", [OFF] * ns)  # detrended ring
+        self.vr = array("i", [OFF] * (ns + dd))  # detrended ring, then the last D smoothed values
         self.sr = array("i", [OFF] * size)  # smoothed ring
         self.dq = array("i", [0] * (2 * size))  # two deques of indices of running maxima
         self.run = ppg_run_viper if fast else ppg_run_py
@@ -269,7 +308,9 @@ class _Ppg(_Stream):
                         srt[j] = v
                     ref = srt[REF_INTERVALS >> 1]
                     if ARTEFACT_DIV * max(abs(ibi - ref), abs(ibi - self.bibi[prev])) <= ref:
-                        flags = _VALID | (_PAIR if self.bflag[prev] & _VALID else 0)
+                        flags = _VALID
+                if flags and self.bflag[prev] & _VALID:
+                    flags |= _PAIR
                 self.ref[self.nref % REF_INTERVALS] = ibi
                 self.nref += 1
             if flags and self.nrr < 16:
@@ -286,7 +327,7 @@ class _Ppg(_Stream):
         self.nb += 1
 
     def hr(self, lo, hi, window_ms, out):
-        # HR features of the beats with detector index in [lo, hi) into out[0:8]; their flags.
+        # HR features of the beats with detector index in [lo, hi) into out[0:HR_COLUMNS]; their flags.
         cap = self.cap
         j0 = max(0, self.nb - cap)
         j1 = self.nb
@@ -294,7 +335,7 @@ class _Ppg(_Stream):
             j1 -= 1
         while j0 < j1 and self.bm[j0 % cap] < lo:
             j0 += 1
-        n = tot = toth = y2 = g2 = hmax = npair = sd2 = 0
+        n = tot = toth = y2 = g2 = hmax = npair = sd2 = big = tsum = 0
         hmin = 0x7FFF
         for j in range(j0, j1):
             f = self.bflag[j % cap]
@@ -308,13 +349,32 @@ class _Ppg(_Stream):
                 g2 += (h - 1000) * (h - 1000)
                 hmin = min(hmin, h)
                 hmax = max(hmax, h)
+                tsum += (4 * (self.bm[j % cap] - lo)) // self.rate  # beat time in 1/4 s from the window start
             if f & _PAIR:
                 npair += 1
-                sd2 += self.bsd[j % cap] * self.bsd[j % cap]
-        for i in range(8):
+                sd = self.bsd[j % cap]
+                sd2 += sd * sd
+                if sd > PNN_MS or sd < -PNN_MS:
+                    big += 1
+        for i in range(HR_COLUMNS):
             out[i] = 0
         if n == 0:
             return FLAG_LOW_QUALITY | FLAG_FEW_BEATS
+        # Least-squares slope of h over the beat times, around the rounded means (sums < 2^30).
+        tm = (tsum + (n >> 1)) // n
+        hm = (toth + (n >> 1)) // n
+        sth = stt = 0
+        for j in range(j0, j1):
+            if self.bflag[j % cap] & _VALID:
+                t = (4 * (self.bm[j % cap] - lo)) // self.rate - tm
+                ibi = self.bibi[j % cap]
+                sth += t * ((HR_X10 + (ibi >> 1)) // ibi - hm)
+                stt += t * t
+        if stt:
+            # 0.1 bpm per 1/4 s is 240 (0.1 bpm)/min: floor(240 sth / stt) in pieces below 2^30.
+            q = sth // stt
+            r = (sth - q * stt) * 24
+            out[8] = 240 * q + 10 * (r // stt) + (10 * (r % stt)) // stt
         # sum((x - m)^2) = sum(y^2) + n (m - 1000)^2 - 2 (m - 1000) sum(y), y = x - 1000, exactly.
         d = (tot + (n >> 1)) // n - 1000
         d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
@@ -329,6 +389,11 @@ class _Ppg(_Stream):
         out[5] = isqrt_round(100 * (d2i // n) + 100 * (d2i % n) // n)
         out[6] = n
         out[7] = min(100, 100 * tot // window_ms)
+        out[9] = (tot + (n >> 1)) // n
+        if npair:
+            out[10] = (1000 * big + (npair >> 1)) // npair
+        if window_ms >= 1000 * FREQ_MIN_S and out[7] >= FREQ_QUALITY:
+            spectrum(self, j0, j1, lo, n, out[9], window_ms // 1000, out)
         return (FLAG_LOW_QUALITY if out[7] < QUALITY_MIN else 0) | (FLAG_FEW_BEATS if n < MIN_BEATS else 0)
 
 
@@ -428,13 +493,14 @@ class FeatureEngine:
             if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (self.has_gyro and gyro.gap_in(lo, hi)):
                 flags |= FLAG_GAP
             flags |= acc.moving(k, self._blocks)
-            acc.stats(k, self._blocks, out, 8, self.imu_rate)
+            acc.stats(k, self._blocks, out, ACC_COLUMN, self.imu_rate, G_MG)
+            out[ACC_COLUMN + 4] = activity_level(out[ACC_COLUMN + 1])
             if self.has_gyro:
-                gyro.stats(k, self._blocks, out, 11, 0)
-        else:
+                gyro.stats(k, self._blocks, out, GYRO_COLUMN, self.imu_rate, 0)
+        else:  # no IMU on this watch: its columns stay 0
             if ppg.gap_in(start, end):
                 flags |= FLAG_GAP
-            for i in range(8, self.n_features):
+            for i in range(ACC_COLUMN, self.n_features):
                 out[i] = 0
         self.window_end = end
         self.bpm_x10 = out[0]
@@ -446,3 +512,4 @@ class FeatureEngine:
         ppg.nrr = 0
         self._k += 1
         return flags
+

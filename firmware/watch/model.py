@@ -193,7 +193,7 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
         _verify(f, head, size, key, model_id)
         if kind != blob.KIND_TREES:
             raise ModelError(E_UNSUPPORTED_KIND)
-        if spec != feature_spec or nf != n_features:
+        if spec not in (feature_spec if isinstance(feature_spec, tuple) else (feature_spec,)) or nf != n_features:
             raise ModelError(E_FEATURE_MISMATCH)
         return _read_trees(f, model_id, spec, nf, n_classes, payload_length, viper)
 

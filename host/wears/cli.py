@@ -132,16 +132,52 @@ def _read_annotations(path: str) -> list[tuple[float, float, str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .db import Study
-    from .train import train
+    from .recipe import load_recipe, parse_recipe
+    from .report import write_html
+    from .train import DEFAULT_RECIPE, train_recipe
 
-    trained = train(Study.open(args.db), window_s=args.window, step_s=args.step, seed=args.seed)
+    recipe = load_recipe(args.recipe) if args.recipe else parse_recipe(DEFAULT_RECIPE)
+    bars: dict = {}
+
+    def progress(stage: str, done: float, total: float) -> None:
+        bars.setdefault(stage, _progress_bar(stage))(done, total)
+
+    trained = train_recipe(recipe, study=args.study, progress=progress)
     trained.save(args.output)
     report = Path(args.output).with_suffix(".report.json")
     report.write_text(json.dumps(trained.report, indent=2))
+    page = report.with_suffix(".html")
+    write_html(trained.report, page)
     print(json.dumps({k: trained.report.get(k) for k in ("protocol", "n_windows", "accuracy", "macro_f1",
                                                           "balanced_accuracy")}))
-    print(f"model: {args.output}  report: {report}", file=sys.stderr)
+    print(f"model: {args.output}  report: {report}  {page}", file=sys.stderr)
+    return 0
+
+
+def cmd_import_e4(args: argparse.Namespace) -> int:
+    from .db import Study
+    from .importers import import_e4
+
+    study = Study.open(args.study)
+    folders = []
+    for d in map(Path, args.folders):
+        if not d.is_dir():
+            raise WearsError(f"{d}: no such folder")
+        if (d / "E4").is_dir() or (d / "BVP.csv").exists():
+            folders.append(d)
+        else:  # a folder of subjects
+            folders += sorted(s for s in d.iterdir() if (s / "E4").is_dir() or (s / "BVP.csv").exists())
+    if not folders:
+        raise WearsError(f"no E4 export (BVP.csv, or a subject folder with E4/) in {' '.join(args.folders)}")
+    if args.participant and len(folders) > 1:
+        raise WearsError(f"--participant names one recording, but {len(folders)} were found")
+    bar = _progress_bar("importing")
+    out = []
+    for i, folder in enumerate(folders):
+        sid = import_e4(study, folder, participant=args.participant)
+        out.append({"session": sid, "participant": study.session(sid)["participant_id"], "folder": str(folder)})
+        bar(i + 1, len(folders))
+    print(json.dumps(out))
     return 0
 
 
@@ -151,6 +187,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .train import TrainedModel
 
     trained = TrainedModel.load(args.model)
+    if trained.kind != "extratrees":
+        raise WearsError(f"{args.model} is a {trained.kind} model; the watch runs tree ensembles so far "
+                         "(train with models.deploy = \"extratrees\")")
     blob, info = export_blob(trained, load_key(args.key))
     Path(args.output).write_bytes(blob)
     print(json.dumps(info))
@@ -285,13 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lsl", action="store_true", help="also publish streams and markers on Lab Streaming Layer")
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("train", help="train a valence model from a study database")
-    p.add_argument("--db", required=True)
-    p.add_argument("--window", type=int, default=30, help="window length in s")
-    p.add_argument("--step", type=int, default=5, help="window step in s")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train", help="run a training recipe: evaluate, ablate, fit, report (JSON + HTML)")
+    p.add_argument("recipe", nargs="?", help="training/recipes/*.toml (default: ExtraTrees on valence labels)")
+    p.add_argument("--study", "--db", dest="study", help="study database (overrides the recipe's data.study)")
     p.add_argument("-o", "--output", default="model.pkl")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("import", help="import recordings made elsewhere into a study database")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    p = kinds.add_parser("e4", help="Empatica E4 exports (BVP.csv, ACC.csv, annotations.csv)")
+    p.add_argument("folders", nargs="+", help="E4 folders, subject folders holding E4/, or folders of subjects")
+    p.add_argument("--study", required=True, help="study database (SQLite), created if missing")
+    p.add_argument("--participant", help="participant id when importing one folder (default: its name)")
+    p.set_defaults(func=cmd_import_e4)
 
     p = sub.add_parser("export", help="quantize and sign a trained model into a model blob")
     p.add_argument("model")

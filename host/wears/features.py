@@ -27,10 +27,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from watch import features as F
+from watch import spectrum as S
 
-__all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round"]
+__all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round", "baseline_mean",
+           "baseline_normalise", "FEATURE_VERSION"]
 
-_VALID_COLUMNS = 8  # HR features come first: out[0:8]
+FEATURE_VERSION = F.FEATURE_VERSION
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,13 @@ def _as_int(a, name: str, ndim: int) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def _upstroke(ir: np.ndarray, ppg_rate: int) -> tuple[np.ndarray, int]:
+    """The detector's upstroke signal u[p] = s[p] - s[p - D] for p >= p0 + D, and that first p."""
+    s, p0 = _smoothed(ir, ppg_rate)
+    dd = F.upstroke_lag(ppg_rate)
+    return s[dd:] - s[:-dd] if len(s) > dd else np.zeros(0, dtype=np.int64), p0 + dd
+
+
 def _smoothed(ir: np.ndarray, ppg_rate: int) -> tuple[np.ndarray, int]:
     """The detector's smoothed signal s[p] for p >= p0 (relative sample numbers), and p0."""
     nd, ns, c, k, r, l = F.detector_params(ppg_rate)
@@ -128,9 +137,10 @@ def heart_rate(ppg_ir, ppg_rate: int, *, first_index: int = 0) -> Beats:
     """
     ir = _as_int(ppg_ir, "ppg_ir", 1)
     nd, ns, c, k, r, l = F.detector_params(ppg_rate)
-    s, p0 = _smoothed(ir, ppg_rate)
-    info = {"ND": nd, "NS": ns, "C": c, "K": k, "R": r, "L": l, "delay_samples": c + (ns - 1) / 2,
-            "warmup_samples": nd + ns - 2 + l}
+    dd = F.upstroke_lag(ppg_rate)
+    s, p0 = _upstroke(ir, ppg_rate)
+    info = {"ND": nd, "NS": ns, "C": c, "K": k, "R": r, "L": l, "D": dd, "delay_samples": c + (ns - 1) / 2 + dd / 2,
+            "warmup_samples": p0 + l}
     q = np.zeros(0, dtype=np.int64)
     if len(s) > l + r:
         near = sliding_window_view(s, r).max(axis=1)  # near[j] = max(s[j:j + R])
@@ -196,8 +206,8 @@ def _motion(blocks, k: np.ndarray, n_blocks: int, block: int) -> np.ndarray:
     return np.where(moved, F.FLAG_MOTION, 0)
 
 
-def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, with_jerk: bool) -> list[np.ndarray]:
-    """Mean, std (and jerk) per window k from the blocks k+1-n_blocks .. k, as the watch combines them."""
+def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, ref: int) -> list[np.ndarray]:
+    """Mean, std, jerk and energy (RMS around ref) per window k from blocks k+1-n_blocks .. k, as the watch."""
     j0, sums, sq, jerks = blocks
     first = k + 1 - n_blocks - j0  # row of each window's first block
     nn = block * n_blocks
@@ -207,15 +217,15 @@ def _imu_stats(blocks, k: np.ndarray, n_blocks: int, block: int, rate: int, with
     jerk = jerks[rows].sum(axis=1)
     mean = (tot + (nn >> 1)) // nn
     dm = (sums[rows] + (block >> 1)) // block - mean[:, None]
-    var = (np.minimum(sq[rows] // block, lim) + np.minimum(dm * dm, lim)).sum(axis=1)
-    out = [mean, isqrt_round(var // n_blocks)]
-    if with_jerk:
-        out.append((jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn))
-    return out
+    var = (np.minimum(sq[rows] // block, lim) + np.minimum(dm * dm, lim)).sum(axis=1) // n_blocks
+    energy = isqrt_round(np.minimum(var + np.minimum((mean - ref) ** 2, F.SUM_LIMIT), F.SUM_LIMIT))
+    jerk = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
+    return [mean, isqrt_round(var), jerk, energy]
 
 
-def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """HR features (columns 0..7) and flags of the beats with detector index in [lo, hi) per window."""
+def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
+              fs: int) -> tuple[np.ndarray, np.ndarray]:
+    """HR features (columns 0..HR_COLUMNS-1) and flags of the beats with detector index in [lo, hi) per window."""
     m = beats.index
     i0 = np.searchsorted(m, lo, side="left")
     i1 = np.searchsorted(m, hi, side="left")
@@ -240,6 +250,10 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> t
     hmin = np.minimum.reduceat(np.append(np.where(v, h, big), big), bounds)[::2] if len(bounds) else n
     hmax = np.maximum.reduceat(np.append(np.where(v, h, 0), 0), bounds)[::2] if len(bounds) else n
 
+    big = window_sum(beats.pair & (np.abs(beats.sd_ms) > F.PNN_MS))
+    win, idx = _pairs(i0, i1)
+    slope = _hr_slope(m, v, h, lo, win, idx, n, toth, fs)
+
     ok = n > 0
     n1 = np.maximum(n, 1)
     p1 = np.maximum(npair, 1)
@@ -247,7 +261,7 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> t
     d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
     d = (toth + (n >> 1)) // n1 - 1000
     d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
-    X = np.zeros((len(lo), _VALID_COLUMNS), dtype=np.int64)
+    X = np.zeros((len(lo), F.HR_COLUMNS), dtype=np.int64)
     X[:, 0] = (F.HR_X10 * n + (tot >> 1)) // np.maximum(tot, 1)
     X[:, 1] = isqrt_round(d2h // n1)
     X[:, 2] = hmin
@@ -256,11 +270,96 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int) -> t
     X[:, 5] = isqrt_round(100 * (d2i // n1) + 100 * (d2i % n1) // n1)
     X[:, 6] = n
     X[:, 7] = np.minimum(100, 100 * tot // window_ms)
+    X[:, 8] = slope
+    X[:, 9] = (tot + (n >> 1)) // n1
+    X[:, 10] = np.where(npair > 0, (1000 * big + (npair >> 1)) // p1, 0)
+    if window_ms >= 1000 * F.FREQ_MIN_S:
+        X[:, 11:13] = _spectrum(m, v, beats.ibi_ms, lo, win, idx, n, X[:, 9], window_ms // 1000, fs)
+        X[X[:, 7] < F.FREQ_QUALITY, 11:13] = 0
     X[~ok] = 0
     flags = (np.where(X[:, 7] < F.QUALITY_MIN, F.FLAG_LOW_QUALITY, 0)
              | np.where(n < F.MIN_BEATS, F.FLAG_FEW_BEATS, 0))
     flags[~ok] = F.FLAG_LOW_QUALITY | F.FLAG_FEW_BEATS
     return X, flags
+
+
+def _pairs(i0: np.ndarray, i1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (window, beat) pair once, beats i0[w] .. i1[w]-1 of window w: fine for windows of <= 206 beats."""
+    counts = i1 - i0
+    win = np.repeat(np.arange(len(i0)), counts)
+    idx = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(i0, counts)
+    return win, idx
+
+
+_COS = np.asarray(S.COS, dtype=np.int64)
+
+
+def _spectrum(m, v, ibi, lo, win, idx, n, mean, w, fs):
+    """The watch's HF amplitude and LF/HF ratio per window (columns 11, 12), before the quality gate."""
+    out = np.zeros((len(lo), 2), dtype=np.int64)
+    if len(idx) == 0:
+        return out
+    valid = v[idx]
+    d = np.where(valid, ibi[idx] - mean[win], 0)
+    t = ((m[idx] - lo[win]) * 1000) // fs
+    n1 = np.maximum(n, 1)
+    k1 = S.freq_bin(w, 15)
+    lf = np.zeros(len(lo), dtype=np.int64)
+    hf = np.zeros(len(lo), dtype=np.int64)
+    for k in range(S.freq_bin(w, 4), S.freq_bin(w, 40)):
+        i = (k * t * 256 // (1000 * w)) & 255
+        c = np.bincount(win, weights=d * _COS[i], minlength=len(lo)).astype(np.int64)
+        s = np.bincount(win, weights=d * _COS[(i + 192) & 255], minlength=len(lo)).astype(np.int64)
+        c = np.clip(((c // n1) * 10) // 512, -16383, 16383)
+        s = np.clip(((s // n1) * 10) // 512, -16383, 16383)
+        if k < k1:
+            lf = np.minimum(lf + c * c + s * s, F.SUM_LIMIT)
+        else:
+            hf = np.minimum(hf + c * c + s * s, F.SUM_LIMIT)
+    out[:, 0] = isqrt_round(hf)
+    out[:, 1] = np.where(out[:, 0] > 0, np.minimum(10000, 100 * isqrt_round(lf) // np.maximum(out[:, 0], 1)), 0)
+    return out
+
+
+def _hr_slope(m, v, h, lo, win, idx, n, toth, fs):
+    """The watch's least-squares HR slope (0.1 bpm/min) per window, from per-beat terms gathered per window."""
+    out = np.zeros(len(lo), dtype=np.int64)
+    if len(idx) == 0:
+        return out
+    valid = v[idx]
+    t = (4 * (m[idx] - lo[win])) // fs
+    n1 = np.maximum(n, 1)
+    tsum = np.bincount(win, weights=np.where(valid, t, 0), minlength=len(lo)).astype(np.int64)
+    tm = (tsum + (n >> 1)) // n1
+    hm = (toth + (n >> 1)) // n1
+    dt = np.where(valid, t - tm[win], 0)
+    sth = np.bincount(win, weights=dt * (h[idx] - hm[win]), minlength=len(lo)).astype(np.int64)
+    stt = np.bincount(win, weights=dt * dt, minlength=len(lo)).astype(np.int64)
+    s1 = np.maximum(stt, 1)
+    q = sth // s1
+    r = (sth - q * s1) * 24
+    return np.where(stt > 0, 240 * q + 10 * (r // s1) + (10 * (r % s1)) // s1, 0)
+
+
+def baseline_mean(X: np.ndarray, trusted: np.ndarray, windows: int = 12) -> np.ndarray:
+    """The watch's Baseline: rounded mean of the first `windows` trusted rows of X (zeros where masked off).
+
+    X holds one participant's calibration windows in time order; trusted marks the rows with
+    no UNTRUSTED flag. Returns the vector that `baseline_normalise` subtracts.
+    """
+    X = np.asarray(X, dtype=np.int64)
+    rows = X[np.asarray(trusted, dtype=bool)][:windows]
+    mean = np.zeros(X.shape[1], dtype=np.int64)
+    if len(rows):
+        c = len(rows)
+        mean = (rows.sum(axis=0) + (c >> 1)) // c
+    return mean
+
+
+def baseline_normalise(X: np.ndarray, mean: np.ndarray, names) -> np.ndarray:
+    """X minus the baseline mean on the NORMALISED features, as Baseline.apply does on the watch."""
+    mask = np.array([name in F.NORMALISED for name in names])
+    return np.asarray(X, dtype=np.int64) - np.where(mask, mean, 0)
 
 
 def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, window_s: int, step_s: int,
@@ -307,12 +406,15 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
 
     beats = heart_rate(ir, ppg_rate, first_index=first_ppg_index)
     r = beats.info["R"]
-    X[:, :_VALID_COLUMNS], flags = _hr_stats(beats, end - win - r, end - r, 1000 * window_s)
+    X[:, :F.HR_COLUMNS], flags = _hr_stats(beats, end - win - r, end - r, 1000 * window_s, ppg_rate)
     flags |= np.where(end - win < first_ppg_index + beats.info["warmup_samples"], F.FLAG_WARMUP, 0)
     acc_blocks = _imu_blocks(acc, first_imu_index, block, F.micro_units(acc_unit_g), 1000)
     flags |= _motion(acc_blocks, k, n_blocks, block)
-    X[:, 8:11] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, True), axis=1)
+    a = F.ACC_COLUMN
+    X[:, a:a + 4] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, F.G_MG), axis=1)
+    X[:, a + 4] = np.searchsorted(np.asarray(F.ACTIVITY_MG), X[:, a + 1], side="right")
     if has_gyro:
         gyro_blocks = _imu_blocks(gyro, first_imu_index, block, F.micro_units(gyro_unit_dps), 100000)
-        X[:, 11:13] = np.stack(_imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, False), axis=1)
+        X[:, F.GYRO_COLUMN:F.GYRO_COLUMN + 4] = np.stack(
+            _imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, 0), axis=1)
     return FeatureTable(X, end, flags.astype(np.int64), names, F.FEATURE_UNITS[:n_features], spec_id)

@@ -1,37 +1,59 @@
-"""Windows, features and an ExtraTrees valence model from the sessions of a study.
+"""Labelled windows from a study, models searched inside training folds, subject-independent evaluation.
 
-Evaluation is subject-independent: leave one participant out whenever the data has more
-than one participant. With a single participant the report says that no subject-independent
-figure exists instead of quoting a flattering within-person number.
+`train_recipe(recipe)` runs one recipe (wears.recipe): windows and features of every session
+with annotations, the label mapping of the recipe, then for each model kind the same outer
+folds (leave one participant out by default; grouped k-fold for large studies; a random split
+only when the recipe asks for it, with a warning in the report). Hyper-parameters are chosen
+by an inner grouped cross-validation on the outer fold's training participants only, and the
+on-device budget (blob size, depth, hidden units) is part of the search: a candidate over it
+is never chosen. The deployed kind is then searched and fitted on every window.
 
 Example:
-    >>> from wears.db import Study
-    >>> trained = train(Study.open("study.db"), window_s=30, step_s=5)   # doctest: +SKIP
-    >>> trained.report["accuracy"]                                         # doctest: +SKIP
+    >>> from wears.recipe import load_recipe
+    >>> trained = train_recipe(load_recipe("training/recipes/wesad-valence.toml"),
+    ...                        study="wesad.db")                          # doctest: +SKIP
+    >>> trained.report["macro_f1"], trained.report["quantized"]["macro_f1"]   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import pickle
+import platform
+import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from sklearn.base import clone
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import ExtraTreesClassifier
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from watch import features as F
 from watch import protocol as P
 
 from .db import Study
 from .errors import WearsError
-from .features import extract_features
+from .export import quantize_forest
+from .features import baseline_mean, baseline_normalise, extract_features
+from .recipe import FEATURE_GROUPS, Recipe, parse_recipe
+from .report import scores
 
 VALENCE = {"unpleasant": 0, "pleasant": 1}
 CLASS_NAMES = ("unpleasant", "pleasant")
-MODEL_FORMAT = "wears-trained-model/1"
-UNTRUSTED = F.FLAG_LOW_QUALITY | F.FLAG_FEW_BEATS | F.FLAG_WARMUP | F.FLAG_GAP
+MODEL_FORMAT = "wears-trained-model/2"
+UNTRUSTED = F.UNTRUSTED
+Progress = Callable[[str, float, float], None]  # (stage, done, total)
 
 
 @dataclass
@@ -46,6 +68,7 @@ class Dataset:
     window_s: int
     step_s: int
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> windows left out
+    flags: np.ndarray | None = None  # the watch's quality flags per window
 
     @property
     def digest(self) -> str:
@@ -55,19 +78,19 @@ class Dataset:
 
 
 def window_labels(window_end_s: np.ndarray, window_s: float, annotations: list[tuple[float, float, str]],
-                  mapping: dict[str, int] = VALENCE) -> np.ndarray:
-    """The label of each window lying wholly inside one annotated interval of a mapped label; -1 otherwise."""
+                  mapping: dict[str, int] = VALENCE, margin_s: float = 0.0) -> np.ndarray:
+    """The class of each window lying wholly inside one annotated interval (less margin_s at both ends); -1 otherwise."""
     y = np.full(len(window_end_s), -1, dtype=np.int64)
     start = window_end_s - window_s
     for a, b, label in annotations:
         if label in mapping:
-            inside = (start >= a) & (window_end_s <= b)
+            inside = (start >= a + margin_s) & (window_end_s <= b - margin_s)
             y[inside] = mapping[label]
     return y
 
 
 def session_windows(study: Study, session_id: int, *, window_s: int, step_s: int):
-    """Feature table of one session's recorded streams."""
+    """(PPG stream, feature table) of one session's recorded streams."""
     ppg = study.stream(session_id, P.PPG)
     acc = study.stream(session_id, P.ACC)
     try:
@@ -82,78 +105,244 @@ def session_windows(study: Study, session_id: int, *, window_s: int, step_s: int
 
 
 def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions: list[int] | None = None,
-                  mapping: dict[str, int] = VALENCE) -> Dataset:
-    """Labelled windows from every complete session with annotations (or the given sessions)."""
-    chosen = [s for s in study.sessions() if (sessions is None and s["status"] == "complete")
-              or (sessions is not None and s["id"] in sessions)]
-    Xs, ys, gs = [], [], []
-    excluded = {"unlabelled": 0, "low signal quality": 0}
+                  mapping: dict[str, int] = VALENCE, margin_s: float = 0.0, keep: str = "trusted",
+                  normalise: str = "none", baseline_label: str = "baseline", baseline_windows: int = 12,
+                  progress: Progress | None = None) -> Dataset:
+    """Labelled windows from every complete session with annotations (or the given sessions).
+
+    keep="trusted" leaves out windows with an UNTRUSTED flag (their beats cannot be trusted);
+    keep="all" keeps them (their HR features are 0 and ppg_quality says why). normalise=
+    "baseline" subtracts each session's baseline (the watch's Baseline over the first
+    baseline_windows trusted windows of the session, or of its `baseline_label` annotations).
+    """
+    chosen = [s for s in study.sessions() if (not sessions and s["status"] == "complete")
+              or (sessions and s["id"] in sessions)]
+    chosen = [s for s in chosen if study.annotations(s["id"])]
+    Xs, ys, gs, fs = [], [], [], []
+    excluded = {"unlabelled": 0, "low signal quality": 0, "no baseline": 0}
     names: tuple[str, ...] = ()
     spec = 0
-    for s in chosen:
+    for i, s in enumerate(chosen):
         annotations = study.annotations(s["id"])
-        if not annotations:
-            continue
         ppg, table = session_windows(study, s["id"], window_s=window_s, step_s=step_s)
-        y = window_labels(table.window_end / ppg.rate_hz, window_s, annotations, mapping)
-        # Motion is a feature, not a defect: only windows whose beats cannot be trusted are left out.
+        end_s = table.window_end / ppg.rate_hz
+        y = window_labels(end_s, window_s, annotations, mapping, margin_s)
+        X = table.X
         good = (table.quality & UNTRUSTED) == 0
+        if normalise == "baseline":
+            # The calibration phase: the session's first trusted windows (as the watch does after it
+            # is put on), or those inside `baseline_label` annotations when one is named.
+            calm = (window_labels(end_s, window_s, annotations, {baseline_label: 0}, margin_s) == 0
+                    if baseline_label else np.ones(len(y), dtype=bool))
+            if not (calm & good).any():
+                excluded["no baseline"] += int(np.sum(y >= 0))
+                continue
+            X = baseline_normalise(X, baseline_mean(X[calm], good[calm], baseline_windows), table.names)
         excluded["unlabelled"] += int(np.sum(y < 0))
-        excluded["low signal quality"] += int(np.sum((y >= 0) & ~good))
-        keep = (y >= 0) & good
-        Xs.append(table.X[keep])
-        ys.append(y[keep])
-        gs.append(np.full(int(keep.sum()), s["participant_id"], dtype=object))
+        keep_rows = y >= 0
+        if keep == "trusted":
+            excluded["low signal quality"] += int(np.sum(keep_rows & ~good))
+            keep_rows &= good
+        Xs.append(X[keep_rows])
+        ys.append(y[keep_rows])
+        fs.append(table.quality[keep_rows])
+        gs.append(np.full(int(keep_rows.sum()), s["participant_id"], dtype=object))
         names = tuple(table.names)
         spec = table.spec_id
+        if progress:
+            progress("features", i + 1, len(chosen))
     if not Xs or sum(len(y) for y in ys) == 0:
         raise WearsError(f"{study.path} has no labelled windows (sessions need annotations and "
                          f"{window_s} s of signal inside an annotated interval)")
     return Dataset(np.concatenate(Xs), np.concatenate(ys), np.concatenate(gs), names, spec, window_s, step_s,
-                   excluded)
+                   excluded, np.concatenate(fs))
 
+
+# Models -----------------------------------------------------------------------------------
 
 def default_model(seed: int = 0) -> ExtraTreesClassifier:
     """ExtraTrees sized for the watch: 20 trees of depth 6 stay under 20 KB as a blob."""
     return ExtraTreesClassifier(n_estimators=20, max_depth=6, min_samples_leaf=3, random_state=seed)
 
 
-def evaluate(data: Dataset, seed: int = 0) -> dict:
-    """Leave-one-participant-out accuracy, macro-F1 and balanced accuracy, with a per-participant table."""
-    participants = sorted(set(data.groups))
-    if len(participants) < 2:
-        return {"protocol": "none: one participant only; no subject-independent figure exists",
-                "n_windows": int(len(data.y))}
-    pred = np.empty_like(data.y)
-    per = {}
-    for p in participants:
-        test = data.groups == p
-        if len(set(data.y[~test])) < 2:
-            raise WearsError(f"leaving {p} out leaves only one class to train on")
-        model = default_model(seed).fit(data.X[~test], data.y[~test])
-        pred[test] = model.predict(data.X[test])
-        per[p] = {"n_windows": int(test.sum()), "accuracy": float(np.mean(pred[test] == data.y[test]))}
-    return {
-        "protocol": "leave one participant out",
-        "n_windows": int(len(data.y)),
-        "accuracy": float(np.mean(pred == data.y)),
-        "macro_f1": float(f1_score(data.y, pred, average="macro")),
-        "balanced_accuracy": float(balanced_accuracy_score(data.y, pred)),
-        "per_participant": per,
-    }
+def candidates(kind: str, settings: dict, budget: dict, seed: int) -> list:
+    """The hyper-parameter grid of one model kind, inside the on-device budget."""
+    weight = None if settings["class_weight"] == "none" else settings["class_weight"]
+    if kind == "majority":
+        return [DummyClassifier(strategy="most_frequent")]
+    if kind == "logreg":
+        return [make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500, class_weight=weight))
+                for c in settings["logreg"]["C"]]
+    if kind == "extratrees":
+        grid = settings["extratrees"]
+        return [ExtraTreesClassifier(n_estimators=n, max_depth=d, min_samples_leaf=leaf, random_state=seed, n_jobs=1,
+                                     class_weight=weight)
+                for n, d, leaf in itertools.product(grid["n_estimators"], grid["max_depth"], grid["min_samples_leaf"])
+                if d <= budget["max_depth"]]
+    if kind == "mlp":
+        grid = settings["mlp"]
+        # No early stopping: its validation split would be random windows, neighbours of the
+        # training ones; the weight penalty (alpha) is what keeps a small net general.
+        return [make_pipeline(StandardScaler(), MLPClassifier(tuple(h), alpha=a, max_iter=grid["max_iter"],
+                                                              random_state=seed))
+                for h, a in itertools.product(grid["hidden"], grid["alpha"]) if sum(h) <= budget["max_hidden_units"]]
+    raise WearsError(f"unknown model kind {kind}")
+
+
+def fits_budget(model, X: np.ndarray, spec: int, budget: dict) -> bool:
+    """A fitted candidate the watch can hold: the forest's blob within max_blob_bytes."""
+    if isinstance(model, ExtraTreesClassifier):
+        try:
+            return quantize_forest(model, X, spec).size_bytes <= budget["max_blob_bytes"]
+        except ValueError:  # more nodes than a blob holds
+            return False
+    return True
+
+
+def _fit(model, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return clone(model).fit(X, y)
+
+
+def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
+    """The best candidate of a kind by inner grouped CV macro-F1 on (X, y, groups) only, refitted on them."""
+    ev, seed = recipe["evaluation"], recipe["evaluation"]["seed"]
+    grid = candidates(kind, recipe["models"], recipe["budget"], seed)
+    scored = [(0.0, 0)] if len(grid) == 1 else []
+    inner = [] if len(grid) == 1 else _splits(y, groups, "group-kfold" if len(set(groups)) > 1 else "random",
+                    min(ev["inner_folds"], max(2, len(set(groups)))), seed)
+    for i, cand in enumerate(grid if inner else []):
+        f1s = []
+        for tr, te in inner:
+            if len(set(y[tr])) < 2:
+                continue
+            m = _fit(cand, X[tr], y[tr])
+            if not fits_budget(m, X[tr], spec, recipe["budget"]):
+                f1s = []
+                break
+            f1s.append(f1_score(y[te], m.predict(X[te]), average="macro"))
+        if f1s:
+            scored.append((-float(np.mean(f1s)), i))
+    # The best by inner macro-F1 whose refit on all of (X, y) still fits the watch (more rows, more nodes).
+    for _, i in sorted(scored):
+        model = _fit(grid[i], X, y)
+        if fits_budget(model, X, spec, recipe["budget"]):
+            return model, i
+    raise WearsError(f"no {kind} candidate fits the on-device budget {recipe['budget']}")
+
+
+def describe(model) -> dict:
+    """The hyper-parameters that matter of a fitted candidate."""
+    est = model.steps[-1][1] if hasattr(model, "steps") else model
+    if isinstance(est, ExtraTreesClassifier):
+        return {"n_estimators": est.n_estimators, "max_depth": est.max_depth, "min_samples_leaf": est.min_samples_leaf}
+    if isinstance(est, MLPClassifier):
+        return {"hidden": list(est.hidden_layer_sizes), "alpha": est.alpha}
+    if isinstance(est, LogisticRegression):
+        return {"C": est.C}
+    return {"strategy": "most_frequent"}
+
+
+# Evaluation -------------------------------------------------------------------------------
+
+def _splits(y, groups, protocol: str, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    idx = np.arange(len(y))
+    if protocol == "random":
+        k = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return list(k.split(idx, y))
+    if protocol == "lopo":
+        return [(idx[groups != g], idx[groups == g]) for g in sorted(set(groups.tolist()))]
+    k = GroupKFold(n_splits=min(folds, len(set(groups.tolist()))))
+    return list(k.split(idx, y, groups))
+
+
+def protocol_of(recipe: Recipe, groups) -> str:
+    ev = recipe["evaluation"]
+    if ev["protocol"] != "auto":
+        return ev["protocol"]
+    return "lopo" if len(set(groups.tolist())) <= ev["lopo_max_participants"] else "group-kfold"
+
+
+def _columns(names, groups_wanted) -> np.ndarray:
+    wanted = set(itertools.chain.from_iterable(FEATURE_GROUPS[g] for g in groups_wanted))
+    return np.array([n in wanted for n in names])
+
+
+def cross_validate(data: Dataset, recipe: Recipe, folds, kinds, columns: np.ndarray,
+                   progress: Progress | None = None, stage: str = "training") -> dict:
+    """Out-of-fold predictions of each kind on the same folds; columns outside `columns` are zeroed
+    (the watch still computes them; a constant column is never split on or weighted)."""
+    n_classes = len(recipe["labels"]["classes"])
+    X = np.where(columns, data.X, 0)
+    out = {}
+    total = len(kinds) * len(folds)
+    for a, kind in enumerate(kinds):
+        pred = np.zeros_like(data.y)
+        proba = np.zeros((len(data.y), n_classes))
+        qpred = np.zeros_like(data.y) if kind == "extratrees" else None
+        chosen = []
+        for b, (tr, te) in enumerate(folds):
+            if len(set(data.y[tr])) < 2:
+                raise WearsError("a training fold holds only one class; a classifier needs both")
+            model, _ = select(kind, X[tr], data.y[tr], data.groups[tr], recipe, data.feature_spec)
+            pred[te] = model.predict(X[te])
+            p = model.predict_proba(X[te])
+            proba[np.ix_(te, model.classes_)] = p
+            chosen.append(describe(model))
+            if qpred is not None:
+                qf = quantize_forest(model, X[tr], data.feature_spec)
+                qpred[te] = qf.classes_[qf.predict(X[te])]
+            if progress:
+                progress(stage, a * len(folds) + b + 1, total)
+        out[kind] = {"scores": scores(data.y, pred, n_classes, proba, data.groups), "pred": pred,
+                     "chosen": chosen, "qpred": qpred}
+    return out
+
+
+def _versions() -> dict:
+    import numpy
+    import scipy
+    import sklearn
+    return {"python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__, "feature_set": F.FEATURE_VERSION}
+
+
+def _commit() -> str:
+    try:
+        repo = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 @dataclass
 class TrainedModel:
-    """A fitted model with what export and the report need."""
+    """A fitted model with what export and the report need.
 
-    model: ExtraTreesClassifier
+    model: the deployed estimator fitted on every window: an ExtraTreesClassifier (exported
+    by wears.export.quantize_forest) or a Pipeline(StandardScaler, MLPClassifier); X_train:
+    the integer features it was fitted on (sets the quantization); feature_names,
+    feature_spec: the watch's feature set, 5 / 6 when normalised (columns outside the
+    recipe's groups are zero in X_train); window_s, step_s: the window grid; report: the training report. kind:
+    "extratrees" or "mlp"; classes: class names by index; normalise: None or
+    {"windows": N, "baseline_label": ...} when the model expects baseline-subtracted
+    features (watch.baseline.Baseline); columns: which features the model may use.
+    """
+
+    model: object
     X_train: np.ndarray
     feature_names: tuple[str, ...]
     feature_spec: int
     window_s: int
     step_s: int
     report: dict
+    kind: str = "extratrees"
+    classes: tuple[str, ...] = CLASS_NAMES
+    normalise: dict | None = None
+    columns: tuple[str, ...] = ()
 
     def save(self, path: str | Path) -> None:
         with open(path, "wb") as f:
@@ -171,19 +360,111 @@ class TrainedModel:
         return cls(**data)
 
 
-def train(study: Study, *, window_s: int = 30, step_s: int = 5, seed: int = 0) -> TrainedModel:
-    """Build the dataset, evaluate subject-independently, then fit on everything."""
-    data = build_dataset(study, window_s=window_s, step_s=step_s)
-    if len(set(data.y)) < 2:
-        raise WearsError("the labelled windows hold only one class; a classifier needs both")
-    report = evaluate(data, seed)
-    model = default_model(seed).fit(data.X, data.y)
+def train_recipe(recipe: Recipe, *, study: str | Path | None = None, progress: Progress | None = None) -> TrainedModel:
+    """Run a recipe: dataset, every model kind on the same folds, ablation, then the deployed model on all data."""
+    path = study or recipe["data"]["study"]
+    if not path:
+        raise WearsError("no study database: give data.study in the recipe or --study")
+    if not Path(path).exists():
+        raise WearsError(f"{path}: no such study database")
+    f, w, ev = recipe["features"], recipe["windows"], recipe["evaluation"]
+    data = build_dataset(Study.open(path), window_s=w["length_s"], step_s=w["step_s"],
+                         sessions=recipe["data"]["sessions"], mapping=recipe.mapping,
+                         margin_s=recipe["labels"]["margin_s"], keep=w["keep"], normalise=f["normalise"],
+                         baseline_label=f["baseline_label"], baseline_windows=f["baseline_windows"],
+                         progress=progress)
+    classes = tuple(recipe["labels"]["classes"])
+    if len(set(data.y.tolist())) < 2:
+        raise WearsError("the labelled windows hold only one class; a classifier needs two")
+    participants = sorted(set(map(str, data.groups)))
+    protocol = protocol_of(recipe, data.groups)
+    if protocol != "random" and len(participants) < 2:
+        raise WearsError("one participant only: no subject-independent evaluation exists "
+                         "(set evaluation.protocol = 'random' and random_split = true to get a flattering figure)")
+    folds = _splits(data.y, data.groups, protocol, ev["folds"], ev["seed"])
+    groups_present = [g for g in f["groups"] if g != "gyro" or "gyro_mean" in data.feature_names]
+    columns = _columns(data.feature_names, groups_present)
+    kinds = recipe["models"]["candidates"]
+    deploy = recipe["models"]["deploy"]
+    results = cross_validate(data, recipe, folds, kinds, columns, progress)
+    report: dict = {
+        "protocol": {"lopo": "leave one participant out", "group-kfold": f"grouped {len(folds)}-fold by participant",
+                     "random": "random stratified split (same people in training and test)"}[protocol],
+        "n_windows": int(len(data.y)), "classes": list(classes), "deploy": deploy,
+        "evaluation": {k: r["scores"] for k, r in results.items()},
+        "selected": {k: r["chosen"] for k, r in results.items()},
+    }
+    report.update({k: report["evaluation"][deploy][k] for k in ("accuracy", "macro_f1", "balanced_accuracy",
+                                                                 "per_participant", "confusion", "calibration")})
+    if protocol == "random":
+        report["warning"] = ("random split: windows of the same person are in training and test, and "
+                             "neighbouring windows overlap; this figure flatters and says nothing about a new person")
+    if results.get("extratrees", {}).get("qpred") is not None:
+        q = results["extratrees"]["qpred"]
+        report["quantized"] = scores(data.y, q, len(classes), None, data.groups)
+        report["quantized"]["agreement_with_float"] = float(np.mean(q == results["extratrees"]["pred"]))
+    if ev["ablation"]:
+        report["ablation"] = {}
+        avail = groups_present
+        for r in range(1, len(avail) + 1):
+            for combo in itertools.combinations(avail, r):
+                res = cross_validate(data, recipe, folds, [deploy], _columns(data.feature_names, combo), progress,
+                                     "ablation " + "+".join(combo))
+                report["ablation"]["+".join(combo)] = {k: res[deploy]["scores"][k] for k in
+                                                      ("accuracy", "macro_f1", "balanced_accuracy")}
+    X = np.where(columns, data.X, 0)
+    model, _ = select(deploy, X, data.y, data.groups, recipe, data.feature_spec)
     report.update({
-        "feature_spec": data.feature_spec, "features": list(data.feature_names), "window_s": window_s,
-        "step_s": step_s, "classes": list(CLASS_NAMES), "data_sha256": data.digest,
-        "participants": sorted(set(map(str, data.groups))), "excluded_windows": data.excluded,
-        "class_counts": {CLASS_NAMES[c]: int(np.sum(data.y == c)) for c in (0, 1)},
-        "model": {"kind": "ExtraTrees", "n_estimators": model.n_estimators, "max_depth": model.max_depth,
-                  "seed": seed},
+        "feature_spec": data.feature_spec, "feature_version": F.FEATURE_VERSION, "features": list(data.feature_names),
+        "feature_groups": groups_present, "window_s": w["length_s"], "step_s": w["step_s"],
+        "data_sha256": data.digest, "participants": participants, "excluded_windows": data.excluded,
+        "class_counts": {c: int(np.sum(data.y == i)) for i, c in enumerate(classes)},
+        "model": {"kind": deploy, **describe(model), "seed": ev["seed"]},
+        "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256,
+                   "settings": recipe.settings},
+        "study": {"path": str(path), "sha256": _file_sha256(path)},
+        "versions": _versions(), "commit": _commit(),
     })
-    return TrainedModel(model, data.X, data.feature_names, data.feature_spec, window_s, step_s, report)
+    normalise = ({"windows": f["baseline_windows"], "baseline_label": f["baseline_label"]}
+                 if f["normalise"] == "baseline" else None)
+    # A model on baseline-subtracted features carries its own spec id: a watch that does not
+    # calibrate refuses it (feature set does not match) instead of feeding it raw features.
+    spec = F.spec_for("gyro_mean" in data.feature_names, baseline=normalise is not None)[0]
+    report["feature_spec"] = spec
+    return TrainedModel(model, X, data.feature_names, spec, w["length_s"], w["step_s"], report,
+                        kind=deploy, classes=classes, normalise=normalise,
+                        columns=tuple(n for n, c in zip(data.feature_names, columns) if c))
+
+
+def _file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+DEFAULT_RECIPE = """
+name = "study-valence"
+[labels]
+mapping = { unpleasant = "unpleasant", pleasant = "pleasant" }
+classes = ["unpleasant", "pleasant"]
+[windows]
+length_s = 30
+step_s = 5
+[models]
+candidates = ["extratrees"]
+[models.extratrees]
+n_estimators = [20]
+max_depth = [6]
+min_samples_leaf = [3]
+[evaluation]
+ablation = false
+"""
+
+
+def train(study: Study, *, window_s: int = 30, step_s: int = 5, seed: int = 0) -> TrainedModel:
+    """The quick path of `wears demo`: one ExtraTrees on a study's valence annotations, LOPO."""
+    recipe = parse_recipe(DEFAULT_RECIPE.replace("length_s = 30", f"length_s = {window_s}")
+                          .replace("step_s = 5", f"step_s = {step_s}") + f"seed = {seed}\n")
+    return train_recipe(recipe, study=study.path)

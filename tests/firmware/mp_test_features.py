@@ -7,44 +7,7 @@ from array import array
 import micropython
 from watch import features as F
 from watch.features import FeatureEngine
-
-
-class Stream:
-    """A 75 bpm pulse (inverted IR counts, +-2 sample jitter) and a moving wrist, in integers only,
-    so it can be generated while the heap is locked."""
-
-    def __init__(self, seed):
-        self.seed = seed
-        self.phase = 0
-        self.period = 80
-        self.t = 0  # IMU samples made
-
-    def rand(self):
-        self.seed = (self.seed * 25173 + 13849) & 0xFFFF
-        return self.seed
-
-    def ppg(self, buf, n):
-        for i in range(n):
-            ph = self.phase
-            shape = ph * 90 if ph < 10 else 900 - (ph - 10) * 20 if ph < 55 else 0
-            buf[i] = 110000 - shape + (self.rand() & 31) - 16
-            self.phase += 1
-            if self.phase >= self.period:
-                self.phase = 0
-                self.period = 78 + (self.rand() & 3)
-        return n
-
-    def imu(self, acc, gyro, n):
-        for i in range(n):
-            tri = (self.t % 52) * 150 - 3900  # a 1 Hz triangle, +-0.5 g
-            acc[3 * i] = tri + (self.rand() & 63) - 32
-            acc[3 * i + 1] = (self.rand() & 127) - 64
-            acc[3 * i + 2] = 8192 + (tri >> 1)
-            gyro[3 * i] = tri >> 2
-            gyro[3 * i + 1] = (self.rand() & 255) - 128
-            gyro[3 * i + 2] = -300
-            self.t += 1
-        return n
+from wrist_signal import Stream
 
 
 def run(engine, seconds, out, results=None, seed=1, f0=0, i0=0, gap_at=-1, gap=0, lock=False):
@@ -107,8 +70,10 @@ def test_viper_and_plain_loops_agree_on_every_window_and_intermediate():
             run(engine, 60, array("i", [0] * engine.n_features), results, seed=5, f0=f0, i0=i0, gap_at=gap_at, gap=7)
             got.append(results)
             p, a, g = engine._ppg, engine._acc, engine._gyro
-            states.append([list(x) for x in (p.st, p.xr, p.vr, p.sr, p.dq, p.bm, p.bibi, p.bsd, p.bflag,
-                                             a.st, a.buf, a.bsum, a.bsq, a.bjerk, g.st, g.bsum, g.bsq, g.bjerk)])
+            states.append([bytes(x) for x in (p.st, p.xr, p.vr, p.sr, p.dq, p.bm, p.bibi, p.bsd, p.bflag,
+                                              a.st, a.buf, a.bsum, a.bsq, a.bjerk, g.st, g.bsum, g.bsq, g.bjerk)])
+            del engine, p, a, g
+            gc.collect()
         for i in range(len(states[0])):  # every intermediate, not only the windows
             assert states[0][i] == states[1][i], i
         assert len(got[0]) >= 6, len(got[0])
@@ -154,13 +119,14 @@ def test_no_window_before_every_stream_has_covered_it():
     assert engine.ready()
     assert engine.compute(out) & F.FLAG_FEW_BEATS  # a flat signal has no beats
     assert engine.window_end == 4500  # the first window starting after both streams did: [1500, 4500)
-    assert out[8] == 999  # 8192 LSB at 0.122 mg
+    assert out[F.ACC_COLUMN] == 999  # 8192 LSB at 0.122 mg
+    assert out[F.ACC_COLUMN + 3] == 1 and out[F.ACC_COLUMN + 4] == 0  # energy around 1 g, still
 
 
 def test_heart_rate_service_fields_follow_each_window():
     engine = FeatureEngine(100, 52, 10, 5, has_gyro=False)
     spec, n = F.spec_for(False)
-    assert (engine.spec_id, engine.n_features, spec, n) == (F.FEATURE_SPEC_ID_NO_GYRO, 11, 2, 11)
+    assert (engine.spec_id, engine.n_features, spec, n) == (F.FEATURE_SPEC_ID_NO_GYRO, 18, 4, 18)
     results = []
     run(engine, 30, array("i", [0] * n), results)
     _, flags, feats, rr = results[-1]
@@ -168,3 +134,4 @@ def test_heart_rate_service_fields_follow_each_window():
     assert 4 <= len(rr) <= 8  # the valid intervals of the last 5 s
     for v in rr:
         assert 780 <= v <= 860, rr  # 0.78..0.82 s in 1/1024 s
+

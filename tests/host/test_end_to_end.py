@@ -104,6 +104,38 @@ def test_uploaded_model_runs_on_the_watch_and_a_bad_blob_is_refused(recorded, sc
     assert all(sum(p.proba) in range(250, 261) for p in got)
 
 
+def test_model_on_baseline_subtracted_features_predicts_after_the_calibration_phase(recorded, scenario_file,
+                                                                                    tmp_path):
+    from watch import features as F
+    from wears.features import baseline_mean, baseline_normalise
+
+    study, _, _, _ = recorded
+    _, path = scenario_file
+    data = build_dataset(study, window_s=30, step_s=5)
+    X = baseline_normalise(data.X, baseline_mean(data.X, np.ones(len(data.X), dtype=bool)), data.feature_names)
+    spec = F.spec_for(True, baseline=True)[0]
+    trained = TrainedModel(default_model().fit(X, data.y), X, data.feature_names, spec, 30, 5, {})
+    key = new_key()
+    blob, info = export_blob(trained, key)
+    assert info["feature_spec"] == F.FEATURE_SPEC_ID_BASELINE
+    packets = []
+
+    async def run():
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", key=key) as vw:
+            async with WatchClient(vw.address, backend=VirtualBleakClient,
+                                   on_packet=lambda ch, p: packets.append(p)) as watch:
+                assert await watch.upload_model(blob) == info["model_id"]
+                while sum(1 for p in packets if p.type == P.PREDICTION) < 2:
+                    await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(run(), 120))
+    loaded = next(p.tick for p in packets if p.type == P.EVENT and p.code == P.EV_MODEL_LOADED)
+    first = min(p.tick for p in packets if p.type == P.PREDICTION)
+    calibration = [p for p in packets if p.type == P.HEART_RATE and loaded <= p.tick < first]
+    assert len(calibration) >= 12  # baseline_windows trusted windows before the first prediction
+    assert {p.model_id for p in packets if p.type == P.PREDICTION} == {info["model_id"]}
+
+
 def test_watch_that_vanishes_mid_recording_keeps_what_arrived(scenario_file, tmp_path):
     _, path = scenario_file
     study = Study.open(tmp_path / "study.db")

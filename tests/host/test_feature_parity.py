@@ -135,6 +135,8 @@ def test_engine_in_micropython_equals_host_on_every_window(tmp_path, stream):
     assert_parity(engine, run_host(ir, acc, gyro, **kw), F.FEATURE_NAMES)
     hr = engine[engine[:, 1] == 0, 2]
     assert len(hr) > 20 and abs(np.median(hr) - 720) < 20  # the stream is 72 bpm
+    for name in ("hr_slope", "pnn50", "hf_amp", "lf_hf", "acc_energy", "gyro_jerk", "activity"):
+        assert np.count_nonzero(engine[:, 2 + F.FEATURE_NAMES.index(name)]) > 10, name  # exercised, not all 0
 
 
 def test_plain_fallback_in_micropython_equals_host_with_streams_starting_mid_block(tmp_path, stream):
@@ -200,6 +202,36 @@ def test_parity_on_a_real_troika_recording(tmp_path, shared_data):
     engine = run_engine(tmp_path, ir, acc, None, **kw)
     assert len(engine) == len(ir) // 250 - 3
     assert_parity(engine, run_host(ir, acc, None, **kw), F.feature_names(False))
+
+
+@pytest.mark.parametrize("subject", ["S2", "S3", "S4"])
+def test_parity_on_every_window_of_a_whole_wesad_recording(tmp_path, shared_data, subject):
+    """A whole WESAD subject (about 2 h) as `wears import e4` stores it, with the recipes' 60 s / 5 s windows."""
+    from wears.sim.scenario import from_e4
+
+    folder = shared_data / "wesad-e4-dev" / subject
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not present")
+    sc = from_e4(folder, margin_s=0, labels=None)
+    ir, acc = sc.ppg[:, 0].astype(np.int64), sc.imu[:, :3]
+    kw = dict(ppg_rate=100, imu_rate=52, window_s=60, step_s=5, acc_unit_g=1e-3)
+    engine = run_engine(tmp_path, ir, acc, None, **kw)
+    assert len(engine) > 1000
+    assert_parity(engine, run_host(ir, acc, None, **kw), F.feature_names(False))
+    assert np.count_nonzero(engine[:, 2 + F.FEATURE_NAMES.index("hf_amp")]) > 50  # clean windows reach the spectrum
+
+
+@pytest.mark.parametrize("recording", ["DATA_01_TYPE01", "DATA_02_TYPE02", "DATA_03_TYPE02"])
+def test_parity_on_every_window_of_each_troika_recording(tmp_path, shared_data, recording):
+    from scipy.io import loadmat
+
+    path = shared_data / "troika-dev" / f"{recording}.mat"
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    sig = loadmat(path)["sig"]
+    ir, acc = _to_ir(sig[1], 20), _to_lsb(sig[3:6].T)
+    kw = dict(ppg_rate=125, imu_rate=125, window_s=8, step_s=2)
+    assert_parity(run_engine(tmp_path, ir, acc, None, **kw), run_host(ir, acc, None, **kw), F.feature_names(False))
 
 
 def test_rail_to_rail_inputs_stay_in_32_bit_arithmetic_and_agree(tmp_path):

@@ -61,13 +61,14 @@ def test_detected_heart_rate_is_within_2_bpm_of_the_pulse(bpm):
         assert np.all(table.column("beats")[good] >= 0.9 * 30 * bpm / 60)
 
 
-def test_beat_times_follow_the_pulse_without_the_detector_lag():
+def test_beat_times_follow_the_pulse_upstroke_without_the_detector_lag():
     ir = np.round(pulse(60, 75, 3)).astype(np.int64)
     beats = heart_rate(ir, FS)
-    # Systolic peaks of the inverted counts: the minima of ir between consecutive beats.
-    peaks = np.array([np.argmin(ir[int(t * FS) - 25:int(t * FS) + 25]) + int(t * FS) - 25
-                      for t in beats.time_s[(beats.time_s > 1) & (beats.time_s < 59)]])
-    assert np.median(np.abs(peaks / FS - beats.time_s[(beats.time_s > 1) & (beats.time_s < 59)])) < 0.05
+    times = beats.time_s[(beats.time_s > 1) & (beats.time_s < 59)]
+    # The detector's fiducial is the steepest rise of blood volume: the steepest fall of the counts.
+    rise = -np.convolve(np.diff(ir.astype(float)), np.ones(5) / 5, "same")
+    steepest = np.array([np.argmax(rise[int(t * FS) - 25:int(t * FS) + 25]) + int(t * FS) - 25 for t in times])
+    assert np.median(np.abs(steepest / FS - times)) < 0.02
 
 
 def test_short_artefact_is_rejected_not_averaged_into_the_heart_rate():
@@ -126,3 +127,27 @@ def test_no_pulse_gives_no_heart_rate_and_says_so():
     table = features(ir, still_wrist(60))
     assert np.all(table.quality & F.FLAG_LOW_QUALITY)
     assert np.all(table.column("ppg_quality") < F.QUALITY_MIN)
+
+
+@pytest.mark.parametrize("subject", ["S2", "S3", "S4"])
+def test_real_wrist_ppg_gives_physiological_beat_to_beat_values(shared_data, subject):
+    """WESAD wrist BVP as imported: the trusted windows' HRV lies in physiological ranges (neurokit2
+    gives a median RMSSD near 280 ms on the same windows), and the TSST keeps usable beats."""
+    from wears.sim.scenario import from_e4
+
+    folder = shared_data / "wesad-e4-dev" / subject
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not present")
+    sc = from_e4(folder, margin_s=0, labels=None)
+    table = extract_features(sc.ppg[:, 0], sc.imu[:, :3], ppg_rate=FS, imu_rate=IMU, window_s=60, step_s=5,
+                             acc_unit_g=1e-3)
+    good = (table.quality & F.UNTRUSTED) == 0
+    assert good.mean() > 0.4
+    rmssd, sdnn, hr = (table.column(c)[good] / 10 for c in ("rmssd", "sdnn", "hr_mean"))
+    assert 20 < np.median(rmssd) < 100 and np.percentile(rmssd, 95) < 150
+    assert 30 < np.median(sdnn) < 120 and np.percentile(sdnn, 95) < 200
+    assert np.all((hr > 40) & (hr < 120))
+    beats = heart_rate(sc.ppg[:, 0].astype(np.int64), FS)
+    start, end = next((a, b) for a, b, label in sc.episodes if label == "stress")
+    during = (beats.time_s >= start) & (beats.time_s < end)
+    assert beats.valid[during].mean() > 0.2  # the peak detector kept 19 / 30 / 20 %; the upstroke 22 / 45 / 33 %

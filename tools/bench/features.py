@@ -35,7 +35,7 @@ from wears.paths import FIRMWARE, board_profile
 MP_BENCH = r'''
 import sys, time, gc
 from array import array
-from watch.features import FeatureEngine
+from watch.features import FeatureEngine, spec_for
 
 fast = sys.argv[1] == "1"
 seconds = int(sys.argv[2])
@@ -51,7 +51,7 @@ for i in range(10 * IMU):
     imu[3 * i], imu[3 * i + 1], imu[3 * i + 2] = tri, (i * 31) % 200 - 100, 8192 + (tri >> 1)
 ir = array("I", [0] * 10)
 xyz = array("h", [0] * 18)
-out = array("i", [0] * 13)
+out = array("i", [0] * spec_for(True)[1])  # feature set v1 with the gyroscope
 
 
 def run(engine, seconds):

@@ -320,7 +320,7 @@ def _e4_csv(path: Path, start_s: float, duration_s: float | None) -> tuple[float
 
 def from_e4(folder, annotations=None, *, start_s: float = 0.0, duration_s: float | None = None,
             ppg_rate: int = 100, imu_rate: int = 52, participant: str | None = None,
-            margin_s: float = 10.0) -> Scenario:
+            margin_s: float = 10.0, labels: dict | None = E4_LABELS) -> Scenario:
     """Replay of an Empatica E4 export (BVP 64 Hz, ACC 32 Hz in 1/64 g) as a scenario.
 
     Parameters
@@ -328,7 +328,8 @@ def from_e4(folder, annotations=None, *, start_s: float = 0.0, duration_s: float
     folder : the E4 folder (with BVP.csv and ACC.csv) or the subject folder holding `E4/`.
     annotations : CSV `start_s,end_s,label,condition` in seconds from the recording start;
         default: `annotations.csv` next to or inside the E4 folder when present. WESAD labels
-        map to scenario labels by E4_LABELS; others are dropped.
+        map to scenario labels by `labels` (E4_LABELS; others are dropped), or stay as they
+        are with labels=None (the importer keeps them for the recipe's mapping).
     start_s, duration_s : the part of the recording to replay (default: all of it).
     margin_s : trimmed from both ends of every annotated segment (alignment is +-1 s).
 
@@ -376,7 +377,7 @@ def from_e4(folder, annotations=None, *, start_s: float = 0.0, duration_s: float
     if annotations is not None:
         with open(annotations, newline="") as f:
             for row in csv.DictReader(f):
-                label = E4_LABELS.get(row["label"].strip().lower())
+                label = row["label"].strip() if labels is None else labels.get(row["label"].strip().lower())
                 if label is None:
                     continue
                 s = float(row["start_s"]) - start_s + margin_s

@@ -1,0 +1,69 @@
+"""Frequency-domain heart-rate variability of a window's valid intervals, in integers (docs/features.md)."""
+
+from array import array
+
+from watch.feature_loops import SUM_LIMIT, isqrt_round
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_VALID = const(1)  # watch.features' beat flag
+
+# cos(2 pi i / 256) * 1024 for i = 0..64, rounded: the quarter wave of the spectrum's table.
+COS_QUARTER = (1024, 1024, 1023, 1021, 1019, 1016, 1013, 1009, 1004, 999, 993, 987, 980, 972, 964, 955, 946, 936,
+               926, 915, 903, 891, 878, 865, 851, 837, 822, 807, 792, 775, 759, 742, 724, 706, 688, 669, 650, 630,
+               610, 590, 569, 548, 526, 505, 483, 460, 438, 415, 392, 369, 345, 321, 297, 273, 249, 224, 200, 175,
+               150, 125, 100, 75, 50, 25, 0)
+
+
+def cos_table():
+    """cos(2 pi i / 256) * 1024 for i = 0..255, from COS_QUARTER by symmetry."""
+    t = array("h", [0] * 256)
+    for i in range(256):
+        if i <= 64:
+            t[i] = COS_QUARTER[i]
+        elif i <= 128:
+            t[i] = -COS_QUARTER[128 - i]
+        elif i <= 192:
+            t[i] = -COS_QUARTER[i - 128]
+        else:
+            t[i] = COS_QUARTER[256 - i]
+    return t
+
+
+def freq_bin(window_s, hz_x100):
+    """The first bin at or above hz_x100 / 100 Hz; bin k is at k / window_s Hz. LF: bins
+    freq_bin(w, 4) .. freq_bin(w, 15) - 1 (0.04-0.15 Hz), HF: freq_bin(w, 15) .. freq_bin(w, 40) - 1."""
+    return (hz_x100 * window_s + 99) // 100
+
+
+def spectrum(ppg, j0, j1, lo, n, mean, w, out):
+    """HF amplitude and LF/HF amplitude ratio of the valid intervals ppg.bm/bibi/bflag[j0:j1] of a window
+    starting at detector index lo (an unevenly sampled DFT around their mean) into out[11:13]."""
+    cap = ppg.cap
+    span = 1000 * w
+    k1 = freq_bin(w, 15)
+    lf = hf = 0
+    for k in range(freq_bin(w, 4), freq_bin(w, 40)):
+        c = s = 0
+        for j in range(j0, j1):
+            if ppg.bflag[j % cap] & _VALID:
+                d = ppg.bibi[j % cap] - mean
+                i = (k * (((ppg.bm[j % cap] - lo) * 1000) // ppg.rate) * 256 // span) & 255
+                c += d * COS[i]
+                s += d * COS[(i + 192) & 255]
+        c = max(-16383, min(16383, ((c // n) * 10) // 512))  # amplitude 2 |sum| / n in 0.1 ms
+        s = max(-16383, min(16383, ((s // n) * 10) // 512))
+        if k < k1:
+            lf = min(lf + c * c + s * s, SUM_LIMIT)
+        else:
+            hf = min(hf + c * c + s * s, SUM_LIMIT)
+    out[11] = isqrt_round(hf)
+    if out[11]:
+        out[12] = min(10000, 100 * isqrt_round(lf) // out[11])
+
+
+COS = cos_table()  # one table for every engine
