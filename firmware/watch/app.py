@@ -197,7 +197,8 @@ class Watch:
             return
         try:
             self.model = load_model(MODEL_PATH, self.key or b"", self.specs, self.n_features, self.model_budget)
-            self.baseline.reset()
+            if self.baseline:
+                self.baseline.reset()
             self.event(P.EV_MODEL_LOADED, self.model.model_id)
         except ModelError as e:
             self.event(P.EV_MODEL_REJECTED, e.reason)
