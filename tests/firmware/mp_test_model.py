@@ -11,6 +11,7 @@ from binascii import crc32
 from watch import blob, model, upload
 from watch import protocol as p
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
+from mp_blobs import FlashDir as _Dir, sign
 
 
 def _example():
@@ -41,44 +42,8 @@ SPEC = 1
 N_FEATURES = 2
 
 
-class _Dir:
-    """A fresh folder playing the watch's flash; removed with everything in it."""
-
-    def __init__(self):
-        self.path = (os.getenv("TMPDIR") or "/tmp") + "/wears-mp-model-" + "".join(
-            "%02x" % b for b in os.urandom(6))
-        os.mkdir(self.path)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for name in os.listdir(self.path):
-            os.remove(self.path + "/" + name)
-        os.rmdir(self.path)
-
-    def file(self, name):
-        return self.path + "/" + name
-
-    def write(self, name, data):
-        with open(self.file(name), "wb") as f:
-            f.write(data)
-        return self.file(name)
-
-    def read(self, name):
-        with open(self.file(name), "rb") as f:
-            return f.read()
-
-    def exists(self, name):
-        return name in os.listdir(self.path)
-
-
 def _sign(body, key=KEY):
-    """A blob from its bytes before the trailer: model id, CRC32 and HMAC made consistent."""
-    body = bytearray(body)
-    struct.pack_into("<I", body, 16, struct.unpack("<I", hashlib.sha256(body[blob.HEADER_SIZE:]).digest()[:4])[0])
-    body += struct.pack("<I", crc32(body) & 0xFFFFFFFF)
-    return bytes(body) + hmac_sha256(key, body)
+    return sign(body, key)
 
 
 def _patched(offset, value, data=BLOB):
@@ -211,9 +176,10 @@ def test_wrong_magic_and_version_are_rejected():
     assert _reason(_patched(blob.VERSION_OFFSET, 2)) == p.E_BAD_VERSION
 
 
-def test_kind_other_than_trees_is_unsupported():
+def test_unknown_kind_or_a_tree_payload_labelled_mlp_is_unsupported():
     assert _reason(_patched(5, blob.KIND_MLP_INT8)) == p.E_UNSUPPORTED_KIND
     assert _reason(_patched(5, 0)) == p.E_UNSUPPORTED_KIND
+    assert _reason(_patched(5, 3)) == p.E_UNSUPPORTED_KIND
 
 
 def test_other_feature_set_is_a_feature_mismatch():
