@@ -26,7 +26,7 @@ from watch import protocol as P
 from watch.drivers.lsm6ds3 import LSM6DS3
 from watch.drivers.max30102 import MAX30102
 from watch.features import FeatureEngine, spec_for
-from watch.model import ModelError, load as load_model
+from watch.model import load as load_model
 from watch.outbox import Outbox
 from watch.radio import Radio
 from watch.sensor import Sensor
@@ -112,15 +112,16 @@ class Watch:
         return sensor
 
     def _load_model(self):
-        try:
-            os.stat(MODEL_PATH)
-        except OSError:
-            return
-        try:
-            self.model = load_model(MODEL_PATH, self.key or b"", self.spec_id, self.n_features, self.model_budget)
-            self.event(P.EV_MODEL_LOADED, self.model.model_id)
-        except ModelError as e:
-            self.event(P.EV_MODEL_REJECTED, e.reason)
+        # The active slot; a new model that fails its first boot is rolled back (watch.slots).
+        model, rolled_back, reason = self.upload.slots.boot(
+            lambda path: load_model(path, self.key or b"", self.spec_id, self.n_features, self.model_budget))
+        if rolled_back:
+            self.event(P.EV_MODEL_ROLLBACK, reason)
+        if model:
+            self.model = model
+            self.event(P.EV_MODEL_LOADED, model.model_id)
+        elif reason:
+            self.event(P.EV_MODEL_REJECTED, reason)
 
     # Time -----------------------------------------------------------------------------
 
@@ -255,7 +256,16 @@ class Watch:
                 (offset,) = struct.unpack_from(P.CMD_MODEL_CHUNK_BODY, data, P.HEADER_SIZE)
                 status = self.upload.chunk(offset, data[P.HEADER_SIZE + 4:])
                 if status:  # chunks are acknowledged by the GATT write; only errors are answered
-                    self.reply(ptype, seq, status)
+                    self.reply(ptype, seq, status, self.upload.received)
+            elif ptype == P.CMD_MODEL_CHUNK_CRC:
+                offset, crc = struct.unpack_from(P.CMD_MODEL_CHUNK_CRC_BODY, data, P.HEADER_SIZE)
+                status = self.upload.chunk(offset, data[P.HEADER_SIZE + P.CMD_MODEL_CHUNK_CRC_SIZE:], crc)
+                if status:
+                    self.reply(ptype, seq, status, self.upload.received)
+            elif ptype == P.CMD_MODEL_RESUME:
+                size, crc = struct.unpack_from(P.CMD_MODEL_RESUME_BODY, data, P.HEADER_SIZE)
+                status, received = self.upload.resume(size, crc)
+                self.reply(ptype, seq, status, received)
             elif ptype == P.CMD_START or ptype == P.CMD_STOP:
                 (mask,) = struct.unpack_from(P.CMD_MASK_BODY, data, P.HEADER_SIZE)
                 self.start_stop(ptype == P.CMD_START, mask)

@@ -140,9 +140,12 @@ try:
             m_hi = int(layers[r + 10])
             # requantize: floor((acc * m + 2**(30 + right)) / 2**31) >> right, the 2**(30 + right)
             # split into k (added below 2**31) and c1 (added after the division).
-            k_pos = 0x40000000 if right == 0 else 0
-            k_neg = 0x7FFFFFFF - k_pos  # floor of a negative: -floor((|acc| * m + 2**31 - 1 - k) / 2**31)
-            c1 = (1 << right) >> 1
+            # k is kept as 15-bit halves (a literal of 2**30 or more is an object on 32-bit
+            # ports): k_pos = 2**30 when right is 0, else 0; for a negative accumulator the
+            # floor needs -floor((|acc| * m + 2**31 - 1 - k_pos) / 2**31).
+            kp_hi = 32768 if right == 0 else 0
+            kn_hi = 65535 - kp_hi
+            c1 = (1 << (right - 1)) if right else 0
             for o in range(n_out):
                 k = 2 * (b_at + o)
                 hi = int(bias[k + 1])
@@ -154,13 +157,12 @@ try:
                     acc += ((int(w[row + i]) ^ 0x80) - 0x80) * (((int(src[i]) ^ 0x80) - 0x80) - in_zp)
                 neg = acc < 0
                 mag = -acc if neg else acc
-                k = k_neg if neg else k_pos
                 al = mag & 0x7FFF
                 ah = mag >> 15
-                s0 = al * m_lo + (k & 0x7FFF)
+                s0 = al * m_lo + (0x7FFF if neg else 0)
                 m1 = ah * m_lo
                 m2 = al * m_hi
-                s1 = (m1 & 0x7FFF) + (m2 & 0x7FFF) + (s0 >> 15) + (k >> 15)
+                s1 = (m1 & 0x7FFF) + (m2 & 0x7FFF) + (s0 >> 15) + (kn_hi if neg else kp_hi)
                 h = ah * m_hi
                 f = (h >> 1) + (((h & 1) + (m1 >> 15) + (m2 >> 15) + (s1 >> 15)) >> 1)
                 if neg:

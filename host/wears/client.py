@@ -180,23 +180,51 @@ class WatchClient:
         finally:
             self._on_packet = previous
 
-    async def upload_model(self, blob: bytes, progress: Callable[[int, int], None] | None = None) -> int:
+    async def upload_model(self, blob: bytes, progress: Callable[[int, int], None] | None = None, *,
+                           resume: bool = True, stop_after: int | None = None) -> int:
         """Upload a signed model blob; returns the model id the watch now runs.
+
+        Each chunk carries its CRC32. With `resume`, an upload of the same blob that a
+        disconnect interrupted continues from the bytes the watch already holds. The watch
+        writes the blob into its inactive model slot and switches to it only once it checked
+        it (docs/model-blob.md). `stop_after` (bytes) stops before the commit, for tests of
+        interrupted uploads, and returns 0.
 
         Raises ModelBlobError with the watch's reason code when it refuses the blob; the
         watch then keeps its previous model.
         """
-        chunk = max(16, min(self.mtu, 247) - 3 - P.HEADER_SIZE - 4)
+        chunk = max(16, min(self.mtu, 247) - 3 - P.HEADER_SIZE - P.CMD_MODEL_CHUNK_CRC_SIZE)
+        crc = zlib.crc32(blob)
         try:
-            await self.command(P.CMD_MODEL_BEGIN, len(blob), zlib.crc32(blob))
-            for offset in range(0, len(blob), chunk):
-                self._seq = (self._seq + 1) & 0xFFFF
-                await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK, self._seq, offset,
-                                                                 data=blob[offset:offset + chunk]))
-                if progress:
-                    progress(min(offset + chunk, len(blob)), len(blob))
+            offset = await self._upload_position(len(blob), crc) if resume else None
+            if offset is None:
+                await self.command(P.CMD_MODEL_BEGIN, len(blob), crc)
+                offset = 0
+            for _ in range(3):  # a chunk refused (its CRC) is resent from what the watch holds
+                while offset < len(blob) and (stop_after is None or offset < stop_after):
+                    data = blob[offset:offset + chunk]
+                    self._seq = (self._seq + 1) & 0xFFFF
+                    await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK_CRC, self._seq, offset,
+                                                                     zlib.crc32(data), data=data))
+                    offset += len(data)
+                    if progress:
+                        progress(offset, len(blob))
+                if stop_after is not None:
+                    return 0
+                offset = await self._upload_position(len(blob), crc) or 0
+                if offset == len(blob):
+                    break
             result = await self.command(P.CMD_MODEL_COMMIT)
         except CommandRefused as e:
             raise ModelBlobError(f"the watch refused the model ({P.REASONS.get(e.reason, e.reason)}); "
                                  "it keeps its previous model", e.reason) from e
         return result.value
+
+    async def _upload_position(self, size: int, crc: int) -> int | None:
+        """Bytes of this blob's upload the watch holds, or None when it has no such upload."""
+        try:
+            return (await self.command(P.CMD_MODEL_RESUME, size, crc)).value
+        except CommandRefused as e:
+            if e.reason == P.E_NO_UPLOAD:
+                return None
+            raise

@@ -49,3 +49,26 @@ def sign(body, key):
     return bytes(body) + hmac_sha256(key, body)
 
 
+
+
+def documented_example():
+    """(key, blob, [(x, label, proba)]) from the ```blob-example block."""
+    key = data = None
+    cases = []
+    inside = False
+    with open(os.getenv("WEARS_REPO") + "/docs/model-blob.md") as f:
+        for line in f:
+            line = line.strip()
+            if line == "```blob-example":
+                inside = True
+            elif inside and line.startswith("```"):
+                break
+            elif inside and line.startswith("key "):
+                key = bytes.fromhex(line[4:])
+            elif inside and line.startswith("blob "):
+                data = bytes.fromhex(line[5:])
+            elif inside and line.startswith("predict "):
+                x, out = line[8:].split(" -> ")
+                label, proba = out.split(" ")
+                cases.append(([int(v) for v in x.split(",")], int(label), [int(v) for v in proba.split(",")]))
+    return key, data, cases
