@@ -182,6 +182,25 @@ def describe(data: bytes | BlobInfo, key: bytes | None = None) -> str:
     return "\n".join(lines)
 
 
+DISTRIBUTION_KEY = bytes(KEY_SIZE)  # signs the shipped models in models/; `resign` before flashing
+
+
+def resign(data: bytes, key: bytes, old_key: bytes | None = None) -> bytes:
+    """The blob signed with `key` instead: checked first (CRC32, model id, and with `old_key`
+    the old signature), then its HMAC replaced. `wears flash` re-signs the shipped models
+    (signed with `DISTRIBUTION_KEY`) with the watch's own key.
+
+    Example:
+        >>> one_leaf = bytes.fromhex("01000100010000000000ff00800000ff00")
+        >>> data = build_blob(KIND_TREES, 7, 2, [0], [0], one_leaf, DISTRIBUTION_KEY)
+        >>> read_blob(resign(data, b"k" * 32), b"k" * 32).signature_checked
+        True
+    """
+    read_blob(data, old_key)
+    body = bytes(data[:len(data) - B.MAC_SIZE])
+    return body + hmac.new(key, body, "sha256").digest()
+
+
 def new_key() -> bytes:
     """A fresh random signing key (32 bytes) for one watch."""
     return os.urandom(KEY_SIZE)
