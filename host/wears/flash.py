@@ -65,6 +65,7 @@ def _transport(port: str, board: str, timeout: float):
         t = SerialTransport(port, baudrate=115200)
     except TransportError as e:
         raise FlashError(f"cannot open {port}: {e}") from e
+    t.serial.timeout = timeout  # a board that stays silent must not block a read forever
     try:
         t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
     except (TransportError, OSError) as e:

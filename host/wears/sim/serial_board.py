@@ -33,6 +33,8 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 # writes output, Ctrl-D, the exception, Ctrl-D, as the raw REPL frames them.
 _DRIVER = r'''
 import sys
+import wears_board_machine
+sys.modules["machine"] = wears_board_machine  # the unix port's own machine has no reset()
 g = {"__name__": "__main__"}
 inp = sys.stdin.buffer
 out = sys.stdout
@@ -51,8 +53,7 @@ while True:
         exec(code, g)
         out.write("\x04\x04")
     except SystemExit:
-        out.write("\x04\x04")
-        raise
+        raise  # the board resets: the server sees the interpreter end
     except BaseException as e:
         out.write("\x04")
         sys.print_exception(e, out)
@@ -87,7 +88,7 @@ class SerialBoard:
         self._support = Path(self.flash_dir.parent / f".{self.flash_dir.name}-board")
         self._support.mkdir(exist_ok=True)
         (self._support / "wears_board_driver.py").write_text(_DRIVER)
-        (self._support / "machine.py").write_text(_MACHINE)
+        (self._support / "wears_board_machine.py").write_text(_MACHINE)
 
     def __enter__(self) -> "SerialBoard":
         self._thread.start()
@@ -110,7 +111,7 @@ class SerialBoard:
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            env = {**os.environ, "MICROPYPATH": f"{self._support}:.frozen"}
+            env = {**os.environ, "MICROPYPATH": ":".join([str(self.flash_dir.resolve()), str(self._support)])}
             self._proc = subprocess.Popen([micropython_binary(), "-X", f"heapsize={self.heap_bytes}",
                                            str(self._support / "wears_board_driver.py")], cwd=self.flash_dir,
                                           env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
