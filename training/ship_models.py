@@ -29,11 +29,15 @@ from wears.export import quantize_forest
 from wears.features import extract_features
 from wears.model_card import evaluate_quantized, write_card
 from wears.paths import HARDWARE, board_profile
-from wears.train import UNTRUSTED, VALENCE, default_model, window_labels
+from wears.train import VALENCE, default_model, window_labels
 
 ACC_UNIT_G = {4: 0.122e-3, 8: 0.244e-3, 2: 0.061e-3}  # LSM6DS3TR-C / similar IMUs, g per LSB by range
 MARGIN_S = 10
 LABELS = {"amusement": "pleasant", "stress": "unpleasant"}
+# Windows left out: those without trustworthy beats. Low PPG quality stays in: the watch flags
+# those predictions, and the Trier Social Stress Test (speaking, moving) is low quality on the
+# E4 almost throughout, so leaving them out would leave almost no unpleasant windows.
+UNUSABLE = F.FLAG_FEW_BEATS | F.FLAG_WARMUP | F.FLAG_GAP
 
 
 def _csv(path: Path) -> tuple[float, np.ndarray]:
@@ -59,7 +63,7 @@ def load_windows(subject: Path, profile: dict, window_s: int = 30, step_s: int =
     annotations = [(float(a) + MARGIN_S, float(b) - MARGIN_S, LABELS[label]) for a, b, label, *_ in rows
                    if label in LABELS]
     y = window_labels(table.window_end / ppg_rate, window_s, annotations, VALENCE)
-    keep = (y >= 0) & ((table.quality & UNTRUSTED) == 0)
+    keep = (y >= 0) & ((table.quality & UNUSABLE) == 0)
     return table.X[keep], y[keep], table.spec_id, list(table.names)
 
 
@@ -85,7 +89,7 @@ def ship(data: Path, out: Path, boards: list[str]) -> list[dict]:
                           data=("WESAD wrist recordings (Empatica E4), subjects " + ", ".join(per)
                                 + "; licence: non-commercial academic use only (Schmidt et al., ICMI 2018). "
                                 "Valence proxy: amusement = pleasant, stress = unpleasant; 30 s windows every "
-                                "5 s, 10 s margins at segment edges; BVP/ACC resampled to the board's rates; "
+                                "5 s, 10 s margins at segment edges, windows with too few beats left out (low PPG quality kept); BVP/ACC resampled to the board's rates; "
                                 "E4 has no gyroscope (gyro features are zero in training)."),
                           recipe="training/ship_models.py", class_names=list(VALENCE))
         results.append({"board": profile["id"], "size_bytes": len(blob), "model_id": f"{qf.model_id:08x}",

@@ -37,7 +37,10 @@ def requantize(acc, m, right):
 
 
 def _predict_py(x, off, shift, nf, layers, n_layers, w, bias, a, b, table, proba):
-    # The reference. Activations are int8 stored as bytes (two's complement).
+    # The reference. Activations and weights are stored offset by 128 as u8 (v + 128), the
+    # biases with the zero-point terms folded in at load (see `read`), so the inner loop is a
+    # plain sum of u8 products: sum (w+128)(a+128) - 128 * sum (a+128) + bias' equals
+    # sum w * (a - in_zp) + bias exactly.
     for i in range(nf):
         v = x[i]
         if v < _X_MIN:
@@ -49,7 +52,7 @@ def _predict_py(x, off, shift, nf, layers, n_layers, w, bias, a, b, table, proba
             q = -128
         elif q > 127:
             q = 127
-        a[i] = q & 0xFF
+        a[i] = q + 128
     src, dst = a, b
     n_out = 0
     for layer in range(n_layers):
@@ -58,23 +61,25 @@ def _predict_py(x, off, shift, nf, layers, n_layers, w, bias, a, b, table, proba
         n_out = layers[r + 1]
         w_at = layers[r + 2]
         b_at = layers[r + 3]
-        in_zp = layers[r + 4] - 128
         out_zp = layers[r + 5] - 128
         lo = layers[r + 6] - 128
         hi = layers[r + 7] - 128
         right = layers[r + 8]
         m = (layers[r + 10] << 15) | layers[r + 9]
+        sa = 0
+        for i in range(n_in):
+            sa += src[i]
         for o in range(n_out):
-            acc = bias[b_at + o]
+            acc = bias[b_at + o] - (sa << 7)
             row = w_at + o * n_in
             for i in range(n_in):
-                acc += (((w[row + i] ^ 0x80) - 0x80) * (((src[i] ^ 0x80) - 0x80) - in_zp))
+                acc += w[row + i] * src[i]
             acc = requantize(acc, m, right) + out_zp
             if acc < lo:
                 acc = lo
             elif acc > hi:
                 acc = hi
-            dst[o] = acc & 0xFF
+            dst[o] = acc + 128
         src, dst = dst, src
     return _vote_py(src, n_out, table, proba)
 
@@ -82,16 +87,17 @@ def _predict_py(x, off, shift, nf, layers, n_layers, w, bias, a, b, table, proba
 def _vote_py(logits, n, table, proba):
     # Label = the largest logit (lowest class on ties); probabilities from the exp table:
     # e_c = table[max - logit_c], p_c = e_c * 255 / sum(e) rounded half up.
+    # (Logits are stored + 128, so their differences are those of the int8 values.)
     best = 0
     for c in range(n):
-        if ((logits[c] ^ 0x80) - 0x80) > ((logits[best] ^ 0x80) - 0x80):
+        if logits[c] > logits[best]:
             best = c
-    top = (logits[best] ^ 0x80) - 0x80
+    top = logits[best]
     total = 0
     for c in range(n):
-        total += table[top - ((logits[c] ^ 0x80) - 0x80)]
+        total += table[top - logits[c]]
     for c in range(n):
-        proba[c] = (table[top - ((logits[c] ^ 0x80) - 0x80)] * 255 + (total >> 1)) // total
+        proba[c] = (table[top - logits[c]] * 255 + (total >> 1)) // total
     return best
 
 
@@ -121,7 +127,7 @@ try:
                 q = -128
             elif q > 127:
                 q = 127
-            a[i] = q & 0xFF
+            a[i] = q + 128
         src = a
         dst = b
         n_out = 0
@@ -131,7 +137,6 @@ try:
             n_out = int(layers[r + 1])
             w_at = int(layers[r + 2])
             b_at = int(layers[r + 3])
-            in_zp = int(layers[r + 4]) - 128
             out_zp = int(layers[r + 5]) - 128
             lo = int(layers[r + 6]) - 128
             top = int(layers[r + 7]) - 128
@@ -146,15 +151,19 @@ try:
             kp_hi = 32768 if right == 0 else 0
             kn_hi = 65535 - kp_hi
             c1 = (1 << (right - 1)) if right else 0
+            sa = 0
+            for i in range(n_in):
+                sa += int(src[i])
+            sa <<= 7
             for o in range(n_out):
                 k = 2 * (b_at + o)
                 hi = int(bias[k + 1])
                 if hi >= 32768:
                     hi -= 65536
-                acc = (hi << 16) | int(bias[k])
+                acc = ((hi << 16) | int(bias[k])) - sa
                 row = w_at + o * n_in
                 for i in range(n_in):
-                    acc += ((int(w[row + i]) ^ 0x80) - 0x80) * (((int(src[i]) ^ 0x80) - 0x80) - in_zp)
+                    acc += int(w[row + i]) * int(src[i])
                 neg = acc < 0
                 mag = -acc if neg else acc
                 al = mag & 0x7FFF
@@ -172,20 +181,20 @@ try:
                     acc = lo
                 elif acc > top:
                     acc = top
-                dst[o] = acc & 0xFF
+                dst[o] = acc + 128
             t8 = src
             src = dst
             dst = t8
         best = 0
         for c in range(n_out):
-            if ((int(src[c]) ^ 0x80) - 0x80) > ((int(src[best]) ^ 0x80) - 0x80):
+            if int(src[c]) > int(src[best]):
                 best = c
-        peak = (int(src[best]) ^ 0x80) - 0x80
+        peak = int(src[best])
         total = 0
         for c in range(n_out):
-            total += int(table[peak - ((int(src[c]) ^ 0x80) - 0x80)])
+            total += int(table[peak - int(src[c])])
         for c in range(n_out):
-            proba[c] = (int(table[peak - ((int(src[c]) ^ 0x80) - 0x80)]) * 255 + (total >> 1)) // total
+            proba[c] = (int(table[peak - int(src[c])]) * 255 + (total >> 1)) // total
         return best
 except ImportError:  # CPython
     pass
@@ -234,7 +243,7 @@ class MLPModel:
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""
         last = self._b if self.n_layers % 2 else self._a
-        return [(v ^ 0x80) - 0x80 for v in last[:self.n_classes]]
+        return [v - 128 for v in last[:self.n_classes]]
 
 
 def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, viper, fail):
@@ -278,12 +287,22 @@ def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, 
     for buf, n in ((weights, n_w), (biases, 4 * n_b), (table, 2 * blob.MLP_TABLE_SIZE)):
         if f.readinto(buf) != n:
             fail(E_TRUNCATED)
-    for i in range(n_layers):  # the accumulator bound of the limb arithmetic
+    for i in range(n_layers):
         r = i * _ROW
-        n_in, n_out, b_at = layers[r], layers[r + 1], layers[r + 3]
+        n_in, n_out, w_at, b_at = layers[r], layers[r + 1], layers[r + 2], layers[r + 3]
+        c = layers[r + 4]  # input zero point + 128
         for o in range(n_out):
             if abs(biases[b_at + o]) + n_in * 128 * 255 > _ACC_LIMIT:
-                fail(E_UNSUPPORTED_KIND)
+                fail(E_UNSUPPORTED_KIND)  # the accumulator bound of the limb arithmetic
+            # Weights to u8 (w + 128), and the zero-point terms of
+            # sum (w+128-128)(a+128-c) = sum (w+128)(a+128) - 128 sum (a+128) - c sum (w+128) + 128 c n_in
+            # that do not depend on the input into the bias.
+            row = w_at + o * n_in
+            sw = 0
+            for k in range(row, row + n_in):
+                weights[k] ^= 0x80
+                sw += weights[k]
+            biases[b_at + o] += 128 * c * n_in - c * sw
     if table[0] == 0:
         fail(E_UNSUPPORTED_KIND)  # the top class's weight: a zero would divide by zero
     return MLPModel(model_id, feature_spec, n_classes, offsets, shifts, layers, n_layers, weights, biases, table,

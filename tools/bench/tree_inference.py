@@ -75,9 +75,24 @@ elif mode == "alloc":
     gc.collect()
     gc.disable()
     before = gc.mem_alloc()
-    for i in range(100):
-        predict(rows[i % len(rows)])
+    i = 0
+    n = len(rows)
+    while i < 100:  # a while loop: range() would allocate
+        predict(rows[i % n])
+        i += 1
     print("ALLOC", gc.mem_alloc() - before)
+    import micropython
+    micropython.heap_lock()
+    try:
+        i = 0
+        while i < 100:
+            predict(rows[i % n])
+            i += 1
+        print("HEAP_LOCK ok")
+    except MemoryError:
+        print("HEAP_LOCK allocates")
+    finally:
+        micropython.heap_unlock()
 elif mode == "ir":
     n = len(rows)
     for i in range(calls):
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         sk = forest.predict(X_test)
         out: dict = {"forest": "RandomForest 20 trees depth 6, 12 features", "blob_bytes": blob_bytes,
                      "n_nodes": qf.n_nodes}
-        null_alloc = float(run(runner, ["null", "alloc", str(folder)], heap=1 << 21, path=path).stdout.split("ALLOC")[-1])
+        null_alloc = float(run(runner, ["null", "alloc", str(folder)], heap=1 << 21, path=path).stdout.split("ALLOC")[1].split()[0])
         null_ir = per_call(runner, ["null", "ir", str(folder)], args.calls, heap=1 << 21, path=path)
         null_heap = min_heap(runner, ["null", "heap", str(folder)], path=path)
         print(f"harness: {null_ir:.0f} instructions per call, {null_heap} B of heap (subtracted below)")
@@ -142,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             pred = np.array([int(v) for v in proc.stdout.split()])
             out[f"{impl}_agreement"] = float(np.mean(pred == sk))
             alloc = run(runner, [impl, "alloc", str(folder)], heap=1 << 21, path=path)
-            out[f"{impl}_alloc_bytes"] = (float(alloc.stdout.split("ALLOC")[-1]) - null_alloc) / 100
+            # gc.mem_alloc counts 16-byte blocks; the harness's own are subtracted; a run under
+            # heap_lock proves a zero.
+            out[f"{impl}_alloc_bytes"] = max(0.0, (float(alloc.stdout.split("ALLOC")[1].split()[0]) - null_alloc) / 100)
+            if "HEAP_LOCK ok" in alloc.stdout:
+                out[f"{impl}_alloc_bytes"] = 0.0
             out[f"{impl}_min_heap_bytes"] = min_heap(runner, [impl, "heap", str(folder)], path=path) - null_heap
             out[f"{impl}_ir"] = round(per_call(runner, [impl, "ir", str(folder)], args.calls, heap=1 << 21,
                                                path=path) - null_ir)
