@@ -292,7 +292,18 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
+        # The running model's memory goes first (a loaded model is one contiguous block, and
+        # the heap may not have room for two); on a refusal it is loaded again from its slot.
+        self.model = None
+        gc.collect()
         status, model = self.upload.commit(self.key or b"", self.spec_id, self.n_features)
+        if status != P.OK:
+            try:
+                model = load_model(self.upload.slots.active_path(), self.key or b"", self.spec_id,
+                                   self.n_features, self.model_budget)
+            except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
+                model = None
+            self.model = model
         if status == P.OK:
             self.model = model
             gc.collect()

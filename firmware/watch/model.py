@@ -42,90 +42,43 @@ class ModelError(Exception):
         self.reason = reason
 
 
-# The loaded model lives in one bytearray (`mem`), so the hot loop gets one buffer instead of a
-# dozen (a viper call converts each buffer argument). Its first _HEAD_SIZE bytes hold u32
-# fields: counts and the byte offset of each section; sections are 4-byte aligned (Xtensa
-# traps on unaligned 16- and 32-bit loads).
-_H_NF = const(0)
-_H_NC = const(1)
-_H_NT = const(2)
-_H_NN = const(3)
-_H_OFF = const(4)  # int32 x nf: quantization offsets
-_H_SHIFT = const(5)  # u8 x nf
-_H_ROOTS = const(6)  # u16 x nt
-_H_FEAT = const(7)  # u8 x nn
-_H_THR = const(8)  # u16 x nn, biased
-_H_RIGHT = const(9)  # u16 x nn
-_H_LEAVES = const(10)  # u8 x n_leaves x nc
-_H_Q = const(11)  # u16 x nf scratch: the quantized features, biased
-_H_ACC = const(12)  # u32 x nc scratch: the votes
-_HEAD_SIZE = const(52)
-
-
-def _u16(m, a):
-    return m[a] | (m[a + 1] << 8)
-
-
-def _u32(m, a):
-    return m[a] | (m[a + 1] << 8) | (m[a + 2] << 16) | (m[a + 3] << 24)
-
-
-def _i32(m, a):
-    v = m[a] | (m[a + 1] << 8) | (m[a + 2] << 16) | ((m[a + 3] ^ 0x80) - 0x80) * 16777216
-    return v
-
-
-def _head(m, field):
-    return _u32(m, 4 * field)
-
-
-def _predict_py(x, m, proba):
+def _predict_py(x, off, shift, q, n_features, feat, thr, right, roots, n_trees, leaves, acc, proba,
+                n_classes):
     # The reference: quantize x into q (biased by _BIAS so it compares unsigned), walk every
-    # tree (left child = next node), sum leaf rows into the votes, round the mean into proba.
+    # tree (left child = next node), sum leaf rows into acc, round the mean into proba.
     # Allocation-free in MicroPython while values stay small ints (x is clamped to 30 bits).
-    nf = _head(m, _H_NF)
-    nc = _head(m, _H_NC)
-    nt = _head(m, _H_NT)
-    off = _head(m, _H_OFF)
-    shift = _head(m, _H_SHIFT)
-    roots = _head(m, _H_ROOTS)
-    feat = _head(m, _H_FEAT)
-    thr = _head(m, _H_THR)
-    right = _head(m, _H_RIGHT)
-    leaves = _head(m, _H_LEAVES)
-    q = _head(m, _H_Q)
-    for i in range(nf):
+    for i in range(n_features):
         v = x[i]
         if v < _X_MIN:
             v = _X_MIN
         elif v > _X_MAX:
             v = _X_MAX
-        d = ((v - _i32(m, off + 4 * i)) >> m[shift + i]) + _BIAS
+        d = ((v - off[i]) >> shift[i]) + _BIAS
         if d < 0:
             d = 0
         elif d > 0xFFFF:
             d = 0xFFFF
-        m[q + 2 * i] = d & 0xFF
-        m[q + 2 * i + 1] = d >> 8
-    for c in range(nc):
-        proba[c] = 0
+        q[i] = d
+    for c in range(n_classes):
+        acc[c] = 0
+    for t in range(n_trees):
+        node = roots[t]
+        f = feat[node]
+        while f != _LEAF:
+            if q[f] <= thr[node]:
+                node += 1
+            else:
+                node = right[node]
+            f = feat[node]
+        row = right[node] * n_classes
+        for c in range(n_classes):
+            acc[c] += leaves[row + c]
     best = 0
-    best_sum = -1
-    for c in range(nc):
-        total = 0
-        for t in range(nt):
-            node = _u16(m, roots + 2 * t)
-            f = m[feat + node]
-            while f != _LEAF:
-                if _u16(m, q + 2 * f) <= _u16(m, thr + 2 * node):
-                    node += 1
-                else:
-                    node = _u16(m, right + 2 * node)
-                f = m[feat + node]
-            total += m[leaves + _u16(m, right + 2 * node) * nc + c]
-        if total > best_sum:
-            best, best_sum = c, total
-        proba[c] = (total + (nt >> 1)) // nt
+    half = n_trees >> 1
+    for c in range(n_classes):
+        if acc[c] > acc[best]:
+            best = c
+        proba[c] = (acc[c] + half) // n_trees
     return best
 
 
@@ -134,24 +87,12 @@ try:
     import micropython
 
     @micropython.viper
-    def _predict_viper(x: ptr16, mem: ptr8, proba: ptr8) -> int:  # noqa: F821
-        # Same result as _predict_py. int32 values are read as two 16-bit halves because ptr32
+    def _predict_viper(x: ptr16, off: ptr16, shift: ptr8, q: ptr16, n_features: int, feat: ptr8,  # noqa: F821
+                       thr: ptr16, right: ptr16, roots: ptr16, n_trees: int, leaves: ptr8,  # noqa: F821
+                       acc: ptr32, proba: ptr8, n_classes: int) -> int:  # noqa: F821
+        # Same steps as _predict_py. int32 values are read as two 16-bit halves because ptr32
         # loads zero-extend on 64-bit ports; the high half carries the sign.
-        h = ptr32(mem)  # noqa: F821
-        base = int(mem)
-        nf = int(h[_H_NF])
-        nc = int(h[_H_NC])
-        nt = int(h[_H_NT])
-        off = ptr16(base + int(h[_H_OFF]))  # noqa: F821
-        shift = ptr8(base + int(h[_H_SHIFT]))  # noqa: F821
-        roots = ptr16(base + int(h[_H_ROOTS]))  # noqa: F821
-        feat = ptr8(base + int(h[_H_FEAT]))  # noqa: F821
-        thr = ptr16(base + int(h[_H_THR]))  # noqa: F821
-        right = ptr16(base + int(h[_H_RIGHT]))  # noqa: F821
-        leaves = ptr8(base + int(h[_H_LEAVES]))  # noqa: F821
-        q = ptr16(base + int(h[_H_Q]))  # noqa: F821
-        acc = ptr32(base + int(h[_H_ACC]))  # noqa: F821
-        for i in range(nf):
+        for i in range(n_features):
             hi = int(x[2 * i + 1])
             if hi >= 32768:
                 hi -= 65536
@@ -170,9 +111,9 @@ try:
             elif d > 0xFFFF:
                 d = 0xFFFF
             q[i] = d
-        for c in range(nc):
+        for c in range(n_classes):
             acc[c] = 0
-        for t in range(nt):
+        for t in range(n_trees):
             node = int(roots[t])
             f = int(feat[node])
             while f != _LEAF:
@@ -181,15 +122,15 @@ try:
                 else:
                     node = int(right[node])
                 f = int(feat[node])
-            row = int(right[node]) * nc
-            for c in range(nc):
+            row = int(right[node]) * n_classes
+            for c in range(n_classes):
                 acc[c] = int(acc[c]) + int(leaves[row + c])
         best = 0
-        half = nt >> 1
-        for c in range(nc):
+        half = n_trees >> 1
+        for c in range(n_classes):
             if int(acc[c]) > int(acc[best]):
                 best = c
-            proba[c] = (int(acc[c]) + half) // nt
+            proba[c] = (int(acc[c]) + half) // n_trees
         return best
 except ImportError:  # CPython
     pass
@@ -203,16 +144,25 @@ def _alloc(typecode, n):
 class TreeModel:
     """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation."""
 
-    def __init__(self, model_id, feature_spec, mem, viper=True):
+    def __init__(self, model_id, feature_spec, n_classes, offsets, shifts, roots, feature, threshold,
+                 right, leaves, viper=True):
         self.model_id = model_id
         self.kind = blob.KIND_TREES
         self.feature_spec = feature_spec
-        self.n_features = _head(mem, _H_NF)
-        self.n_classes = _head(mem, _H_NC)
-        self.n_trees = _head(mem, _H_NT)
-        self.n_nodes = _head(mem, _H_NN)
+        self.n_features = len(shifts)
+        self.n_classes = n_classes
+        self.n_trees = len(roots)
+        self.n_nodes = len(feature)
         self.viper = bool(viper) and _predict_viper is not None
-        self._mem = mem
+        self._offsets = offsets
+        self._shifts = shifts
+        self._roots = roots
+        self._feature = feature
+        self._threshold = threshold
+        self._right = right
+        self._leaves = leaves
+        self._q = _alloc("H", self.n_features)
+        self._acc = _alloc("i", n_classes)
         self._run = _predict_viper if self.viper else _predict_py
 
     def predict(self, x, proba):
@@ -220,7 +170,9 @@ class TreeModel:
         values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
         if len(x) < self.n_features or len(proba) < self.n_classes:
             raise ValueError("x needs n_features items, proba n_classes")
-        return self._run(x, self._mem, proba)
+        return self._run(x, self._offsets, self._shifts, self._q, self.n_features, self._feature,
+                         self._threshold, self._right, self._roots, self.n_trees, self._leaves,
+                         self._acc, proba, self.n_classes)
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
@@ -254,7 +206,7 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
         if kind == blob.KIND_MLP_INT8:
             from watch import mlp
             return mlp.read(f, model_id, spec, offsets, shifts, n_classes, payload_length, viper, _fail)
-        return _read_trees(f, model_id, spec, nf, n_classes, payload_length, viper)
+        return _read_trees(f, model_id, spec, offsets, shifts, n_classes, payload_length, viper)
 
 
 def _verify(f, head, size, key, model_id):
@@ -299,53 +251,36 @@ def _fail(reason):
     raise ModelError(reason)
 
 
-def _read_trees(f, model_id, feature_spec, nf, n_classes, payload_length, viper):
+def _read_trees(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, viper):
     counts = _fill(f, bytearray(blob.TREES_HEADER_SIZE), blob.TREES_HEADER_SIZE)
     n_trees, n_nodes, n_leaves, _ = blob.parse_trees_header(counts)
     if payload_length != blob.trees_payload_size(n_trees, n_nodes, n_leaves, n_classes):
         raise ModelError(E_TRUNCATED)
     if not (n_trees and n_nodes and n_leaves and n_classes):
         raise ModelError(E_UNSUPPORTED_KIND)
-    # Section sizes in file order, then the two scratch areas; each starts 4-byte aligned.
-    sizes = (4 * nf, nf, 2 * n_trees, n_nodes, 2 * n_nodes, 2 * n_nodes, n_leaves * n_classes, 2 * nf,
-             4 * n_classes)
-    starts = []
-    at = _HEAD_SIZE
-    for n in sizes:
-        starts.append(at)
-        at += (n + 3) & ~3
-    gc.collect()  # the model goes into one block of a defragmented heap
-    mem = bytearray(at)
-    for k, v in enumerate((nf, n_classes, n_trees, n_nodes)):
-        struct.pack_into("<I", mem, 4 * k, v)
-    for k in range(len(starts)):
-        struct.pack_into("<I", mem, 4 * (_H_OFF + k), starts[k])
-    view = memoryview(mem)
-    f.seek(blob.HEADER_SIZE)
-    for k in range(2):  # offsets and shifts
-        _fill(f, view[starts[k]:starts[k] + sizes[k]], sizes[k])
-    f.seek(blob.TREES_HEADER_SIZE, 1)
-    for k in range(2, 7):  # roots, feature, threshold, right, leaves
-        _fill(f, view[starts[k]:starts[k] + sizes[k]], sizes[k])
-    if not _runnable(mem, n_leaves):
+    gc.collect()  # the big arrays go into one defragmented heap
+    roots = _fill(f, _alloc("H", n_trees), 2 * n_trees)
+    feature = _fill(f, bytearray(n_nodes), n_nodes)
+    threshold = _fill(f, _alloc("H", n_nodes), 2 * n_nodes)
+    right = _fill(f, _alloc("H", n_nodes), 2 * n_nodes)
+    leaves = _fill(f, bytearray(n_leaves * n_classes), n_leaves * n_classes)
+    if not _runnable(len(shifts), roots, feature, right, n_leaves):
         raise ModelError(E_UNSUPPORTED_KIND)
-    return TreeModel(model_id, feature_spec, mem, viper)
+    return TreeModel(model_id, feature_spec, n_classes, offsets, shifts, roots, feature, threshold,
+                     right, leaves, viper)
 
 
-def _runnable(m, n_leaves):
+def _runnable(n_features, roots, feature, right, n_leaves):
     # The hot loops do not bounds-check, so the structure is checked once here: every index
     # in range, and every child after its parent, so each walk ends at a leaf.
-    nf = _head(m, _H_NF)
-    nn = _head(m, _H_NN)
-    roots, feat, right = _head(m, _H_ROOTS), _head(m, _H_FEAT), _head(m, _H_RIGHT)
-    for t in range(_head(m, _H_NT)):
-        if _u16(m, roots + 2 * t) >= nn:
+    n_nodes = len(feature)
+    for t in range(len(roots)):
+        if roots[t] >= n_nodes:
             return False
-    for i in range(nn):
-        r = _u16(m, right + 2 * i)
-        if m[feat + i] == _LEAF:
-            if r >= n_leaves:
+    for i in range(n_nodes):
+        if feature[i] == _LEAF:
+            if right[i] >= n_leaves:
                 return False
-        elif m[feat + i] >= nf or i + 1 >= nn or not i < r < nn:
+        elif feature[i] >= n_features or i + 1 >= n_nodes or not i < right[i] < n_nodes:
             return False
     return True

@@ -142,6 +142,8 @@ class ModelUpload:
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
             except ModelError as e:
                 reason = e.reason
+            except MemoryError:  # no contiguous room for it now: refused, nothing switched
+                reason = E_TOO_LARGE
             else:
                 self.slots.switch(self._slot)
                 _remove(self.info_path)

@@ -25,6 +25,7 @@ from watch import protocol as P
 from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
 from .protocol import Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
 
+_UPLOAD_WINDOW = 3  # model chunks per MODEL_RESUME barrier (the watch queues 4 host writes)
 CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
             "event": P.EVENT_UUID}
 PacketCallback = Callable[[str, Packet], None]
@@ -200,20 +201,31 @@ class WatchClient:
             if offset is None:
                 await self.command(P.CMD_MODEL_BEGIN, len(blob), crc)
                 offset = 0
-            for _ in range(3):  # a chunk refused (its CRC) is resent from what the watch holds
-                while offset < len(blob) and (stop_after is None or offset < stop_after):
-                    data = blob[offset:offset + chunk]
-                    self._seq = (self._seq + 1) & 0xFFFF
-                    await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK_CRC, self._seq, offset,
-                                                                     zlib.crc32(data), data=data))
-                    offset += len(data)
-                    if progress:
-                        progress(offset, len(blob))
-                if stop_after is not None:
+            stalled = 0
+            while offset < len(blob):
+                if stop_after is not None and offset >= stop_after:
                     return 0
-                offset = await self._upload_position(len(blob), crc) or 0
-                if offset == len(blob):
-                    break
+                # A window of chunks, then MODEL_RESUME as a barrier: its answer comes after the
+                # watch handled every chunk before it (its queue of host writes is small and
+                # drops what does not fit), and says where to go on from.
+                sent = offset
+                for _ in range(_UPLOAD_WINDOW):
+                    if sent >= len(blob):
+                        break
+                    data = blob[sent:sent + chunk]
+                    self._seq = (self._seq + 1) & 0xFFFF
+                    await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK_CRC, self._seq, sent,
+                                                                     zlib.crc32(data), data=data))
+                    sent += len(data)
+                held = await self._upload_position(len(blob), crc)
+                if held is None:
+                    raise WearsError(f"{self.address} dropped the upload")
+                stalled = 0 if held > offset else stalled + 1
+                if stalled > 5:
+                    raise WearsError(f"{self.address} stopped taking model chunks at byte {held}")
+                offset = held
+                if progress:
+                    progress(offset, len(blob))
             result = await self.command(P.CMD_MODEL_COMMIT)
         except CommandRefused as e:
             raise ModelBlobError(f"the watch refused the model ({P.REASONS.get(e.reason, e.reason)}); "
