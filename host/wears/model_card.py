@@ -71,13 +71,17 @@ def write_card(model_path: str | Path, blob: bytes, model, *, evaluation: dict |
              f"- Classes: {', '.join(class_names)}.", f"- Data: {data}", f"- Recipe: `{recipe}`.", ""]
     if evaluation:
         e = evaluation
+
+        def fmt(v):
+            return "not measured" if v is None else f"{v:.3f}"
+
         lines += ["## Evaluation", "", f"Protocol: {e['protocol']}, {e['n_windows']} windows "
                   f"(per class {e['class_counts']}).", "",
                   "| | float model | quantized (watch) |", "| --- | --- | --- |",
-                  f"| accuracy | {e['accuracy_float']:.3f} | {e['accuracy_quantized']:.3f} |",
-                  f"| macro-F1 | {e['macro_f1_float']:.3f} | {e['macro_f1_quantized']:.3f} |", "",
+                  f"| accuracy | {fmt(e['accuracy_float'])} | {fmt(e['accuracy_quantized'])} |",
+                  f"| macro-F1 | {fmt(e['macro_f1_float'])} | {fmt(e['macro_f1_quantized'])} |", "",
                   f"The watch's quantized model agrees with the float model on {100 * e['agreement']:.2f}% of the "
-                  "held-out windows.", "",
+                  f"{e.get('agreement_on', 'held-out windows')}.", "",
                   "Three subjects are too few for a claim about people in general: these figures describe "
                   "this data and protocol only.", ""]
     else:
