@@ -11,7 +11,9 @@ module precompiled by mpy-cross as it would be deployed:
 A "null" model (predict returns 0) runs the same harness; its instructions, allocations and
 heap are subtracted from every figure. Figures: instructions per inference (valgrind callgrind: a run with N inferences minus a run
 with none), bytes allocated per inference (gc.mem_alloc with the collector off), the smallest
-heap that loads the model and runs it, and agreement with scikit-learn's float predictions.
+heap that loads the model and runs it (the harness's own heap subtracted; for ours this
+includes the runtime's modules, which a watch build freezes into flash), the RAM the loaded
+model itself takes (ours: after the runtime is imported; theirs: the model module), and agreement with scikit-learn's float predictions.
 The last line is one JSON object.
 """
 
@@ -46,12 +48,14 @@ with open(folder + "/rows.csv") as f:
         rows.append(array("i", [int(v) for v in line.split(",")]))
         if mode == "heap":
             break
+if impl.startswith("ours"):
+    from watch import model  # the runtime, the same for every model (frozen into flash on a watch)
 gc.collect()
+ram0 = gc.mem_alloc()
 if impl == "null":  # the harness alone: subtracted from every figure
     def predict(x):
         return 0
 elif impl.startswith("ours"):
-    from watch import model
     m = model.load(folder + "/model.wbl", bytes(32), 1, 12, viper=impl == "ours")
     proba = bytearray(2)
     def predict(x):
@@ -66,6 +70,9 @@ else:
     else:
         import eml_model
         predict = eml_model.model.predict
+gc.collect()
+if mode == "ram":
+    print("RAM", gc.mem_alloc() - ram0)
 if mode == "agree":
     for x in rows:
         print(predict(x))
@@ -162,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             out[f"{impl}_alloc_bytes"] = max(0.0, (float(alloc.stdout.split("ALLOC")[1].split()[0]) - null_alloc) / 100)
             if "HEAP_LOCK ok" in alloc.stdout:
                 out[f"{impl}_alloc_bytes"] = 0.0
+            ram = run(runner, [impl, "ram", str(folder)], heap=1 << 21, path=path).stdout
+            out[f"{impl}_model_ram_bytes"] = int(ram.split("RAM")[1].split()[0])
             out[f"{impl}_min_heap_bytes"] = min_heap(runner, [impl, "heap", str(folder)], path=path) - null_heap
             out[f"{impl}_ir"] = round(per_call(runner, [impl, "ir", str(folder)], args.calls, heap=1 << 21,
                                                path=path) - null_ir)
@@ -175,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             "everywhereml_over_ours": round(out["everywhereml_ir"] / out["ours_ir"], 1),
             "ours_alloc_bytes": out["ours_alloc_bytes"], "ours_plain_alloc_bytes": out["ours_plain_alloc_bytes"],
             "m2cgen_alloc_bytes": out["m2cgen_alloc_bytes"], "everywhereml_alloc_bytes": out["everywhereml_alloc_bytes"],
-            "ours_min_heap_bytes": out["ours_min_heap_bytes"], "m2cgen_min_heap_bytes": out["m2cgen_min_heap_bytes"],
+            "ours_min_heap_bytes": out["ours_min_heap_bytes"], "ours_model_ram_bytes": out["ours_model_ram_bytes"],
+            "m2cgen_model_ram_bytes": out["m2cgen_model_ram_bytes"],
+            "everywhereml_model_ram_bytes": out["everywhereml_model_ram_bytes"], "m2cgen_min_heap_bytes": out["m2cgen_min_heap_bytes"],
             "everywhereml_min_heap_bytes": out["everywhereml_min_heap_bytes"],
             "agreement": out["ours_agreement"], "m2cgen_agreement": out["m2cgen_agreement"],
             "everywhereml_agreement": out["everywhereml_agreement"], "blob_bytes": blob_bytes,
