@@ -31,13 +31,13 @@ from sklearn.utils.validation import check_is_fitted
 from watch import blob as B
 from watch import protocol as P
 
-from .blob import build_blob, model_id, read_blob
+from .blob import BlobModel, read_blob
 from .errors import ModelBlobError
 
 _TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF: the child index of a leaf
 
 
-class QuantizedForest:
+class QuantizedForest(BlobModel):
     """A tree ensemble in the watch's integer form, and the watch's runtime emulated in numpy.
 
     Nodes of all trees are in one table, each tree in depth-first order (left child = the next
@@ -65,6 +65,8 @@ class QuantizedForest:
     """
 
     LEAF = B.LEAF
+    KIND = B.KIND_TREES
+    TOO_LARGE_HINT = ": use fewer or shallower trees"
 
     def __init__(self, *, feature_spec: int, classes, offsets, shifts, roots, feature, threshold, right,
                  leaf_proba) -> None:
@@ -166,30 +168,6 @@ class QuantizedForest:
             self.right_.astype("<u2").tobytes(),
             self.leaf_proba_.astype("u1").tobytes(),
         ])
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes of the blob, signature included."""
-        return B.blob_size(self.n_features, len(self.payload))
-
-    @property
-    def model_id(self) -> int:
-        """The id the watch reports in PREDICTION and STATUS packets for this model."""
-        quant = self.offsets_.astype("<i4").tobytes() + self.shifts_.astype("u1").tobytes()
-        return model_id(quant + self.payload)
-
-    def to_blob(self, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> bytes:
-        """The signed blob for a watch holding `key`.
-
-        Raises:
-            ModelBlobError: (E_TOO_LARGE) when it is larger than `max_bytes`, the most the
-                watch accepts; None lifts the limit.
-        """
-        if max_bytes is not None and self.size_bytes > max_bytes:
-            raise ModelBlobError(f"the blob would be {self.size_bytes} bytes, the watch takes at most {max_bytes}: "
-                                 "use fewer or shallower trees", P.E_TOO_LARGE)
-        return build_blob(B.KIND_TREES, self.feature_spec, self.n_classes, self.offsets_.tolist(),
-                          self.shifts_.tolist(), self.payload, key)
 
     @classmethod
     def from_blob(cls, data: bytes, key: bytes | None = None, classes=None) -> QuantizedForest:

@@ -30,10 +30,8 @@ import numpy as np
 from sklearn.neural_network import MLPClassifier
 
 from watch import blob as B
-from watch import protocol as P
 
-from .blob import build_blob, model_id
-from .errors import ModelBlobError
+from .blob import BlobModel
 
 INPUT_DIVISOR = 32.0  # the float network's input is q / 32: int8 q spans about +-4
 _SPREAD = 4.0  # standard deviations that the int8 input range covers (before the power-of-two shift)
@@ -158,7 +156,7 @@ def requantize(acc: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
     return (acc.astype(np.int64) * multiplier + (1 << (total - 1))) >> total
 
 
-class QuantizedMLP:
+class QuantizedMLP(BlobModel):
     """An MLP in the watch's int8 form, and the watch's runtime emulated in numpy.
 
     Attributes:
@@ -166,6 +164,9 @@ class QuantizedMLP:
         layers_: the `Layer`s, input to output.
         exp_table_: u16 x 256, `round(65535 * exp(-d * s_out))` for a logit difference d.
     """
+
+    KIND = B.KIND_MLP_INT8
+    TOO_LARGE_HINT = ": use fewer or narrower layers"
 
     def __init__(self, *, feature_spec: int, classes, offsets, shifts, layers: list[Layer]) -> None:
         self.feature_spec = int(feature_spec)
@@ -248,23 +249,6 @@ class QuantizedMLP:
         parts += [layer.bias.astype("<i4").tobytes() for layer in self.layers_]
         parts.append(self.exp_table_.astype("<u2").tobytes())
         return b"".join(parts)
-
-    @property
-    def size_bytes(self) -> int:
-        return B.blob_size(self.n_features, len(self.payload))
-
-    @property
-    def model_id(self) -> int:
-        quant = self.offsets_.astype("<i4").tobytes() + self.shifts_.astype("u1").tobytes()
-        return model_id(quant + self.payload)
-
-    def to_blob(self, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> bytes:
-        """The signed blob for a watch holding `key` (ModelBlobError E_TOO_LARGE past `max_bytes`)."""
-        if max_bytes is not None and self.size_bytes > max_bytes:
-            raise ModelBlobError(f"the blob would be {self.size_bytes} bytes, the watch takes at most {max_bytes}",
-                                 P.E_TOO_LARGE)
-        return build_blob(B.KIND_MLP_INT8, self.feature_spec, self.n_classes, self.offsets_.tolist(),
-                          self.shifts_.tolist(), self.payload, key)
 
     def __repr__(self) -> str:
         return (f"QuantizedMLP(feature_spec={self.feature_spec}, shape={self.shape}, "

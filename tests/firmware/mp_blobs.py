@@ -49,17 +49,16 @@ def sign(body, key):
     return bytes(body) + hmac_sha256(key, body)
 
 
-
-
-def documented_example():
-    """(key, blob, [(x, label, proba)]) from the ```blob-example block."""
+def documented_example(block="blob-example"):
+    """(key, blob, [(x, label, proba, extra words)]) from a ```block of docs/model-blob.md;
+    the key line is optional (None)."""
     key = data = None
     cases = []
     inside = False
     with open(os.getenv("WEARS_REPO") + "/docs/model-blob.md") as f:
         for line in f:
             line = line.strip()
-            if line == "```blob-example":
+            if line == "```" + block:
                 inside = True
             elif inside and line.startswith("```"):
                 break
@@ -69,6 +68,7 @@ def documented_example():
                 data = bytes.fromhex(line[5:])
             elif inside and line.startswith("predict "):
                 x, out = line[8:].split(" -> ")
-                label, proba = out.split(" ")
-                cases.append(([int(v) for v in x.split(",")], int(label), [int(v) for v in proba.split(",")]))
+                words = out.split()
+                cases.append(([int(v) for v in x.split(",")], int(words[0]), [int(v) for v in words[1].split(",")],
+                              words[2:]))
     return key, data, cases

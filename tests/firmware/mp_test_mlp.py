@@ -2,37 +2,21 @@
 and plain paths agree bit for bit (the limb arithmetic against the exact 64-bit formula), it
 allocates nothing per inference, and the loader refuses what the hot loop cannot run."""
 
-import os
 import struct
 import micropython
 from array import array
 
 from watch import blob, mlp, model
 from watch import protocol as p
-from mp_blobs import FlashDir as _Dir, sign as _sign
+from mp_blobs import FlashDir as _Dir, documented_example, sign as _sign
 
 KEY = bytes(range(32))
 
 
 def _example():
-    data = None
-    cases = []
-    inside = False
-    with open(os.getenv("WEARS_REPO") + "/docs/model-blob.md") as f:
-        for line in f:
-            line = line.strip()
-            if line == "```mlp-example":
-                inside = True
-            elif inside and line.startswith("```"):
-                break
-            elif inside and line.startswith("blob "):
-                data = bytes.fromhex(line[5:])
-            elif inside and line.startswith("predict "):
-                x, out = line[8:].split(" -> ")
-                label, proba, _, logits = out.split()
-                cases.append(([int(v) for v in x.split(",")], int(label), [int(v) for v in proba.split(",")],
-                              [int(v) for v in logits.split(",")]))
-    return data, cases
+    _, data, cases = documented_example("mlp-example")
+    # words after the probabilities: "logits", "a,b"
+    return data, [(x, label, proba, [int(v) for v in extra[1].split(",")]) for x, label, proba, extra in cases]
 
 
 BLOB, CASES = _example()
