@@ -23,7 +23,6 @@ import threading
 import tty
 from pathlib import Path
 
-from ..errors import WearsError
 from .runner import micropython_binary
 
 BANNER = b"MicroPython v1.29.0 on 2026-08-29; WEARS virtual board with unix\r\nType \"help()\" for more information.\r\n>>> "
@@ -206,5 +205,3 @@ def serial_board_available() -> bool:
     os.close(slave)
     return True
 
-
-__all__ = ["SerialBoard", "serial_board_available", "WearsError"]
