@@ -126,3 +126,24 @@ def test_model_over_serial_goes_through_the_slots_and_resumes(tmp_path, x64_boar
     # overwrites the slot a rollback would return to).
     assert (flash / "model.slot").read_bytes()[0] == slots.B and (flash / "model_b.wbl").read_bytes() == blob
     assert zlib.crc32(blob)  # the blob itself was never changed
+
+
+def test_cli_flashes_firmware_then_the_shipped_model_over_the_port(tmp_path, x64_board, capsys):
+    from wears.cli import main
+
+    flash = tmp_path / "flash"
+    key = tmp_path / "watch.key"
+    with SerialBoard(flash) as board:
+        assert main(["flash", "firmware", "--port", board.port, "--board", x64_board, "--key", str(key),
+                     "--no-model"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_id"] is None and not (flash / "model.wbl").exists()
+    shipped = default_model_path("esp32s3-wrist")
+    with SerialBoard(flash) as board:  # the shipped blob is re-signed with the watch's key on the way
+        assert main(["flash", "model", "--port", board.port, "--board", x64_board, "--key", str(key),
+                     str(shipped)]) == 0
+    assert f"{read_blob(shipped.read_bytes()).model_id:08x}" in capsys.readouterr().out
+    assert read_blob((flash / "model_b.wbl").read_bytes(), key.read_bytes()).model_id == read_blob(
+        shipped.read_bytes()).model_id
+    with SerialBoard(flash) as board:  # unsigned for this watch: refused with the reason
+        assert main(["flash", "model", "--port", board.port, "--board", x64_board, str(shipped)]) == 1
+    assert "bad signature" in capsys.readouterr().err
