@@ -28,7 +28,7 @@ from watch.auth import Auth
 from watch.baseline import Baseline
 from watch.features import FeatureEngine, spec_for
 from watch.heart_rate import HeartRate
-from watch.model import ModelError, load as load_model
+from watch.model import load as load_model
 from watch.outbox import Outbox
 from watch.radio_gatt import CONTROL
 from watch.sensor import Sensor
@@ -191,17 +191,16 @@ class Watch:
         return mask
 
     def _load_model(self):
-        try:
-            os.stat(MODEL_PATH)
-        except OSError:
-            return
-        try:
-            self.model = load_model(MODEL_PATH, self.key or b"", self.specs, self.n_features, self.model_budget)
-            if self.baseline:
-                self.baseline.reset()
-            self.event(P.EV_MODEL_LOADED, self.model.model_id)
-        except ModelError as e:
-            self.event(P.EV_MODEL_REJECTED, e.reason)
+        # The active slot; a new model that fails its first boot is rolled back (watch.slots).
+        model, rolled_back, reason = self.upload.slots.boot(
+            lambda path: load_model(path, self.key or b"", self.specs, self.n_features, self.model_budget))
+        if rolled_back:
+            self.event(P.EV_MODEL_ROLLBACK, reason)
+        if model:
+            self.model = model
+            self.event(P.EV_MODEL_LOADED, model.model_id)
+        elif reason:
+            self.event(P.EV_MODEL_REJECTED, reason)
 
     # Time -----------------------------------------------------------------------------
 
@@ -359,7 +358,16 @@ class Watch:
                 (offset,) = struct.unpack_from(P.CMD_MODEL_CHUNK_BODY, data, P.HEADER_SIZE)
                 status = self.upload.chunk(offset, data[P.HEADER_SIZE + 4:])
                 if status:  # chunks are acknowledged by the GATT write; only errors are answered
-                    self.reply(ptype, seq, status)
+                    self.reply(ptype, seq, status, self.upload.received)
+            elif ptype == P.CMD_MODEL_CHUNK_CRC:
+                offset, crc = struct.unpack_from(P.CMD_MODEL_CHUNK_CRC_BODY, data, P.HEADER_SIZE)
+                status = self.upload.chunk(offset, data[P.HEADER_SIZE + P.CMD_MODEL_CHUNK_CRC_SIZE:], crc)
+                if status:
+                    self.reply(ptype, seq, status, self.upload.received)
+            elif ptype == P.CMD_MODEL_RESUME:
+                size, crc = struct.unpack_from(P.CMD_MODEL_RESUME_BODY, data, P.HEADER_SIZE)
+                status, received = self.upload.resume(size, crc)
+                self.reply(ptype, seq, status, received)
             elif ptype == P.CMD_START or ptype == P.CMD_STOP:
                 (mask,) = struct.unpack_from(P.CMD_MASK_BODY, data, P.HEADER_SIZE)
                 self.start_stop(ptype == P.CMD_START, mask)
@@ -404,7 +412,18 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
+        # The running model's memory goes first (a loaded model is one contiguous block, and
+        # the heap may not have room for two); on a refusal it is loaded again from its slot.
+        self.model = None
+        gc.collect()
         status, model = self.upload.commit(self.key or b"", self.specs, self.n_features)
+        if status != P.OK:
+            try:
+                model = load_model(self.upload.slots.active_path(), self.key or b"", self.specs,
+                                   self.n_features, self.model_budget)
+            except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
+                model = None
+            self.model = model
         if status == P.OK and model is not None:
             self.model = model
             if self.baseline:

@@ -22,8 +22,8 @@ FORMAT_VERSION = const(1)
 
 # Model kinds.
 KIND_TREES = const(1)  # quantized tree ensemble, soft vote
-KIND_MLP_INT8 = const(2)  # reserved: int8 multilayer perceptron
-KINDS = {KIND_TREES: "tree ensemble", KIND_MLP_INT8: "int8 MLP (reserved)"}
+KIND_MLP_INT8 = const(2)  # int8 multilayer perceptron, TFLite int8 FullyConnected arithmetic
+KINDS = {KIND_TREES: "tree ensemble", KIND_MLP_INT8: "int8 MLP"}
 
 # Header: magic, format version, kind, feature-spec id, n_features, n_classes, reserved (0),
 # payload length, model id.
@@ -50,6 +50,19 @@ BIAS = const(32768)  # stored threshold = t + BIAS, quantized feature = q + BIAS
 MAX_FEATURES = const(254)  # feature indices 0..253 fit a byte next to LEAF
 MAX_NODES = const(65535)
 
+# MLP payload: n_layers (u8), reserved (u8, u16); per layer n_in, n_out (u16), input zero point,
+# output zero point, activation min, max (i8), shift (i8, <= 0: a right shift), reserved (u8),
+# Q31 multiplier (i32); then all weights (i8, per layer n_out rows of n_in), all biases (i32),
+# and the exp table (u16 x 256) turning logit differences into probabilities.
+MLP_HEADER = "<BBH"
+MLP_HEADER_SIZE = const(4)
+MLP_LAYER = "<HHbbbbbBi"
+MLP_LAYER_SIZE = const(14)
+MLP_MAX_LAYERS = const(8)
+MLP_TABLE_SIZE = const(256)
+Q8_MIN = const(-128)  # an MLP's inputs are int8: q = clamp((x - offset) >> shift, Q8_MIN, Q8_MAX)
+Q8_MAX = const(127)
+
 CRC_SIZE = const(4)
 MAC_SIZE = const(32)
 TRAILER_SIZE = const(36)  # CRC32 + HMAC-SHA256
@@ -69,6 +82,11 @@ def blob_size(n_features, payload_length):
 def trees_payload_size(n_trees, n_nodes, n_leaves, n_classes):
     """Bytes of a tree payload: what the payload length must be for these counts."""
     return TREES_HEADER_SIZE + 2 * n_trees + 5 * n_nodes + n_leaves * n_classes
+
+
+def mlp_payload_size(n_layers, n_weights, n_biases):
+    """Bytes of an MLP payload with these counts."""
+    return MLP_HEADER_SIZE + MLP_LAYER_SIZE * n_layers + n_weights + 4 * n_biases + 2 * MLP_TABLE_SIZE
 
 
 def parse_header(buf):

@@ -1,4 +1,5 @@
-"""Quantized tree-ensemble runtime: loads a signed model blob (docs/model-blob.md) and predicts.
+"""Quantized tree-ensemble runtime and the model loader: loads a signed model blob
+(docs/model-blob.md) and predicts; int8 MLP blobs load into watch.mlp.
 
 `load` checks the whole file while streaming it through a small buffer (length, CRC32,
 HMAC-SHA256, model id), then reads the arrays from flash straight into preallocated arrays:
@@ -191,11 +192,20 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
             raise ModelError(reason)
         _, _, kind, spec, nf, n_classes, _, payload_length, model_id = blob.parse_header(head)
         _verify(f, head, size, key, model_id)
-        if kind != blob.KIND_TREES:
+        if kind != blob.KIND_TREES and kind != blob.KIND_MLP_INT8:
             raise ModelError(E_UNSUPPORTED_KIND)
         if spec not in (feature_spec if isinstance(feature_spec, tuple) else (feature_spec,)) or nf != n_features:
             raise ModelError(E_FEATURE_MISMATCH)
-        return _read_trees(f, model_id, spec, nf, n_classes, payload_length, viper)
+        f.seek(blob.HEADER_SIZE)
+        offsets = _fill(f, _alloc("i", nf), 4 * nf)
+        shifts = _fill(f, bytearray(nf), nf)
+        for i in range(nf):
+            if shifts[i] > blob.MAX_SHIFT or not _X_MIN <= offsets[i] <= _X_MAX:
+                raise ModelError(E_UNSUPPORTED_KIND)
+        if kind == blob.KIND_MLP_INT8:
+            from watch import mlp
+            return mlp.read(f, model_id, spec, offsets, shifts, n_classes, payload_length, viper, _fail)
+        return _read_trees(f, model_id, spec, offsets, shifts, n_classes, payload_length, viper)
 
 
 def _verify(f, head, size, key, model_id):
@@ -236,10 +246,11 @@ def _fill(f, arr, nbytes):
     return arr
 
 
-def _read_trees(f, model_id, feature_spec, nf, n_classes, payload_length, viper):
-    f.seek(blob.HEADER_SIZE)
-    offsets = _fill(f, _alloc("i", nf), 4 * nf)
-    shifts = _fill(f, bytearray(nf), nf)
+def _fail(reason):
+    raise ModelError(reason)
+
+
+def _read_trees(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, viper):
     counts = _fill(f, bytearray(blob.TREES_HEADER_SIZE), blob.TREES_HEADER_SIZE)
     n_trees, n_nodes, n_leaves, _ = blob.parse_trees_header(counts)
     if payload_length != blob.trees_payload_size(n_trees, n_nodes, n_leaves, n_classes):
@@ -252,20 +263,16 @@ def _read_trees(f, model_id, feature_spec, nf, n_classes, payload_length, viper)
     threshold = _fill(f, _alloc("H", n_nodes), 2 * n_nodes)
     right = _fill(f, _alloc("H", n_nodes), 2 * n_nodes)
     leaves = _fill(f, bytearray(n_leaves * n_classes), n_leaves * n_classes)
-    if not _runnable(offsets, shifts, roots, feature, right, n_leaves):
+    if not _runnable(len(shifts), roots, feature, right, n_leaves):
         raise ModelError(E_UNSUPPORTED_KIND)
     return TreeModel(model_id, feature_spec, n_classes, offsets, shifts, roots, feature, threshold,
                      right, leaves, viper)
 
 
-def _runnable(offsets, shifts, roots, feature, right, n_leaves):
+def _runnable(n_features, roots, feature, right, n_leaves):
     # The hot loops do not bounds-check, so the structure is checked once here: every index
     # in range, and every child after its parent, so each walk ends at a leaf.
-    n_features = len(shifts)
     n_nodes = len(feature)
-    for i in range(n_features):
-        if shifts[i] > blob.MAX_SHIFT or not _X_MIN <= offsets[i] <= _X_MAX:
-            return False
     for t in range(len(roots)):
         if roots[t] >= n_nodes:
             return False

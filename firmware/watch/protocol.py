@@ -52,6 +52,9 @@ CMD_MODEL_BEGIN = const(0x85)
 CMD_MODEL_COMMIT = const(0x86)
 CMD_MARK = const(0x87)
 CMD_MODEL_CHUNK = const(0x88)
+# Model upload, resumable (issue 7's range 0x95-0x99).
+CMD_MODEL_RESUME = const(0x95)  # size, CRC32: continue that upload; RESULT.value = bytes received
+CMD_MODEL_CHUNK_CRC = const(0x96)  # offset, CRC32 of the data, then the data (UPLOAD characteristic)
 
 # Streams: ids, sample layouts and the bit each one has in a START/STOP mask.
 PPG = const(1)
@@ -87,6 +90,9 @@ CMD_PING_BODY = "<I"  # host token
 CMD_MODEL_BEGIN_BODY = "<II"  # size, CRC32 of the whole blob
 CMD_MARK_BODY = "<HI"  # code, argument
 CMD_MODEL_CHUNK_BODY = "<I"  # offset; then the data
+CMD_MODEL_RESUME_BODY = "<II"  # size, CRC32 of the whole blob (as MODEL_BEGIN's)
+CMD_MODEL_CHUNK_CRC_BODY = "<II"  # offset, CRC32 of this chunk's data; then the data
+CMD_MODEL_CHUNK_CRC_SIZE = const(8)
 
 # Prediction flags.
 FLAG_LOW_QUALITY = const(0x01)
@@ -110,6 +116,7 @@ E_NO_UPLOAD = const(9)
 E_BAD_OFFSET = const(10)
 E_UNKNOWN_COMMAND = const(11)
 E_BAD_LENGTH = const(12)
+E_CHUNK_CRC = const(25)  # a chunk's data does not match its CRC32: nothing written, resend it
 REASONS = {
     OK: "ok",
     E_TRUNCATED: "truncated",
@@ -124,6 +131,7 @@ REASONS = {
     E_BAD_OFFSET: "chunk offset out of order",
     E_UNKNOWN_COMMAND: "unknown command",
     E_BAD_LENGTH: "bad packet length",
+    E_CHUNK_CRC: "chunk CRC mismatch",
 }
 
 # Event codes.
@@ -133,6 +141,7 @@ EV_MODEL_LOADED = const(3)  # argument: model id
 EV_MODEL_REJECTED = const(4)  # argument: reason code
 EV_MARK = const(5)  # argument: the host's marker argument
 EV_FIFO_OVERFLOW = const(6)  # argument: stream id
+EV_MODEL_ROLLBACK = const(20)  # argument: reason code (0: the new model's boot was interrupted)
 
 # Issue 3 (boards, radio, auth): commands 0x89-0x8F, packet types 0x09-0x0B, reasons 13-19, events 7-14.
 AUTH_CHALLENGE = const(0x09)  # body: u16 seq of the AUTH_BEGIN it answers, then the 16-byte watch nonce

@@ -1,31 +1,44 @@
-"""Model upload: MODEL_BEGIN / MODEL_CHUNK / MODEL_COMMIT -> a new file -> verify -> switch.
+"""Model upload into the inactive slot: begin -> chunks (each with its CRC) -> verify -> switch.
 
-The upload goes to `model.new` next to the model file; the running model's file is replaced
-(os.rename) only after the new one passed every check of watch.model.load, so a failed or
-interrupted upload leaves the old model in place (docs/model-blob.md).
+The upload is written straight into the inactive slot's file (watch.slots); the slot pointer
+is switched (one atomic rename) only after the new file passed every check of
+watch.model.load, so a failed, refused or interrupted upload leaves the running model and its
+file untouched. `upload.inf` next to the slots remembers an upload's size and CRC, so after a
+disconnect, or a reboot, `resume` continues from the bytes already on flash
+(docs/model-blob.md, docs/protocol.md).
 """
 
 import os
+import struct
 from binascii import crc32
 
 from watch import blob
 from watch.model import ModelError, load
-from watch.protocol import OK, E_BAD_CRC, E_BAD_OFFSET, E_NO_UPLOAD, E_TOO_LARGE, E_TRUNCATED
+from watch.protocol import OK, E_BAD_CRC, E_BAD_OFFSET, E_CHUNK_CRC, E_NO_UPLOAD, E_TOO_LARGE, E_TRUNCATED
+from watch.slots import ModelSlots
+
+_INFO = "<IIB"  # size, CRC32 of the whole blob, slot
+_READ = 256  # bytes per read when the CRC of a resumed upload is recomputed
 
 
-def _new_path(path):
-    dot = path.rfind(".")
-    return (path[:dot] if dot > path.rfind("/") else path) + ".new"
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 class ModelUpload:
-    """One upload at a time into `path` (default `model.wbl`); each step returns a reason code."""
+    """One upload at a time into the inactive slot next to `path` (slot A, default
+    `model.wbl`); each step returns a reason code of watch.protocol."""
 
     def __init__(self, path="model.wbl", max_bytes=blob.MAX_BYTES):
-        self.path = path
-        self.new_path = _new_path(path)
+        self.slots = ModelSlots(path)
+        slash = path.rfind("/")
+        self.info_path = path[:slash + 1] + "upload.inf"
         self.max_bytes = max_bytes
         self._file = None
+        self._slot = 0
         self._size = 0
         self._crc = 0
         self._written = 0
@@ -35,6 +48,15 @@ class ModelUpload:
     def active(self):
         return self._file is not None
 
+    @property
+    def received(self):
+        """Bytes written so far."""
+        return self._written
+
+    @property
+    def new_path(self):
+        return self.slots.paths[self._slot]
+
     def begin(self, size, crc):
         """Start an upload of `size` bytes whose CRC32 is `crc`; drops any upload in progress."""
         self.abort()
@@ -42,6 +64,9 @@ class ModelUpload:
             return E_TOO_LARGE
         if size < blob.HEADER_SIZE + blob.TRAILER_SIZE:
             return E_TRUNCATED
+        self._slot = self.slots.inactive()
+        with open(self.info_path, "wb") as f:
+            f.write(struct.pack(_INFO, size, crc & 0xFFFFFFFF, self._slot))
         self._file = open(self.new_path, "wb")
         self._size = size
         self._crc = crc & 0xFFFFFFFF
@@ -49,27 +74,61 @@ class ModelUpload:
         self._running_crc = 0
         return OK
 
-    def chunk(self, offset, data):
-        """Append `data`, which must start where the previous chunk ended."""
+    def resume(self, size, crc):
+        """(reason, bytes received) for continuing the upload of `size` bytes with CRC32 `crc`:
+        the one in progress, or one begun before a reboot whose bytes are on flash."""
+        crc &= 0xFFFFFFFF
+        if self._file is not None and (self._size, self._crc) == (size, crc):
+            return OK, self._written
+        try:
+            with open(self.info_path, "rb") as f:
+                info = struct.unpack(_INFO, f.read())
+        except (OSError, ValueError):
+            return E_NO_UPLOAD, 0
+        if info[:2] != (size, crc) or info[2] != 1 - self.slots.read()[0]:
+            return E_NO_UPLOAD, 0
+        self._slot = info[2]
+        running = 0
+        written = 0
+        buf = bytearray(_READ)
+        try:
+            with open(self.new_path, "rb") as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    running = crc32(memoryview(buf)[:n], running)
+                    written += n
+        except OSError:
+            pass
+        if written > size:
+            return E_NO_UPLOAD, 0
+        if self._file is not None:
+            self._file.close()
+        self._file = open(self.new_path, "ab")
+        self._size, self._crc, self._written, self._running_crc = size, crc, written, running
+        return OK, written
+
+    def chunk(self, offset, data, chunk_crc=None):
+        """Append `data`, which must start where the previous chunk ended; with `chunk_crc`,
+        its CRC32 must match (E_CHUNK_CRC, nothing written: the host resends it)."""
         if self._file is None:
             return E_NO_UPLOAD
         if offset != self._written:
-            return E_BAD_OFFSET  # the upload stays open: the host may resend from `_written`
+            return E_BAD_OFFSET  # the upload stays open: the host may resend from `received`
         if self._written + len(data) > self._size:
             return E_TOO_LARGE
+        if chunk_crc is not None and crc32(data) & 0xFFFFFFFF != chunk_crc & 0xFFFFFFFF:
+            return E_CHUNK_CRC
         self._file.write(data)
+        self._file.flush()
         self._running_crc = crc32(data, self._running_crc)
         self._written += len(data)
         return OK
 
-    @property
-    def received(self):
-        """Bytes written so far."""
-        return self._written
-
     def commit(self, key, feature_spec, n_features):
-        """(reason, model): the loaded new model and OK once it replaced the model file, or a
-        reason code and None, with the old model file untouched and the upload discarded."""
+        """(reason, model): the loaded new model and OK once the slot pointer switched to it, or
+        a reason code and None, with the running model's slot untouched and the upload dropped."""
         if self._file is None:
             return E_NO_UPLOAD, None
         self._file.close()
@@ -83,10 +142,13 @@ class ModelUpload:
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
             except ModelError as e:
                 reason = e.reason
+            except MemoryError:  # no contiguous room for it now: refused, nothing switched
+                reason = E_TOO_LARGE
             else:
-                self._replace()
+                self.slots.switch(self._slot)
+                _remove(self.info_path)
                 return OK, model
-        _remove(self.new_path)
+        self._drop()
         return reason, None
 
     def abort(self):
@@ -94,16 +156,8 @@ class ModelUpload:
         if self._file is not None:
             self._file.close()
             self._file = None
-            _remove(self.new_path)
+            self._drop()
 
-    def _replace(self):
-        # Replaces an existing file on littlefs and POSIX (atomically) and on MicroPython's
-        # VfsFat (which removes the old file and retries).
-        os.rename(self.new_path, self.path)
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    def _drop(self):
+        _remove(self.new_path)
+        _remove(self.info_path)

@@ -182,6 +182,57 @@ def describe(data: bytes | BlobInfo, key: bytes | None = None) -> str:
     return "\n".join(lines)
 
 
+DISTRIBUTION_KEY = bytes(KEY_SIZE)  # signs the shipped models in models/; `resign` before flashing
+
+
+def resign(data: bytes, key: bytes, old_key: bytes | None = None) -> bytes:
+    """The blob signed with `key` instead: checked first (CRC32, model id, and with `old_key`
+    the old signature), then its HMAC replaced. `wears flash` re-signs the shipped models
+    (signed with `DISTRIBUTION_KEY`) with the watch's own key.
+
+    Example:
+        >>> one_leaf = bytes.fromhex("01000100010000000000ff00800000ff00")
+        >>> data = build_blob(KIND_TREES, 7, 2, [0], [0], one_leaf, DISTRIBUTION_KEY)
+        >>> read_blob(resign(data, b"k" * 32), b"k" * 32).signature_checked
+        True
+    """
+    read_blob(data, old_key)
+    body = bytes(data[:len(data) - B.MAC_SIZE])
+    return body + hmac.new(key, body, "sha256").digest()
+
+
+class BlobModel:
+    """What every quantized model builds its blob from: `KIND`, `feature_spec`, `offsets_`,
+    `shifts_`, `n_features`, `n_classes` and the kind's `payload` (bytes)."""
+
+    KIND: int
+    TOO_LARGE_HINT = ""
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the blob, signature included."""
+        return B.blob_size(self.n_features, len(self.payload))
+
+    @property
+    def model_id(self) -> int:
+        """The id the watch reports in PREDICTION and STATUS packets for this model."""
+        quant = self.offsets_.astype("<i4").tobytes() + self.shifts_.astype("u1").tobytes()
+        return model_id(quant + self.payload)
+
+    def to_blob(self, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> bytes:
+        """The signed blob for a watch holding `key`.
+
+        Raises:
+            ModelBlobError: (E_TOO_LARGE) when it is larger than `max_bytes`, the most the
+                watch accepts; None lifts the limit.
+        """
+        if max_bytes is not None and self.size_bytes > max_bytes:
+            raise ModelBlobError(f"the blob would be {self.size_bytes} bytes, the watch takes at most "
+                                 f"{max_bytes}{self.TOO_LARGE_HINT}", P.E_TOO_LARGE)
+        return build_blob(self.KIND, self.feature_spec, self.n_classes, self.offsets_.tolist(),
+                          self.shifts_.tolist(), self.payload, key)
+
+
 def new_key() -> bytes:
     """A fresh random signing key (32 bytes) for one watch."""
     return os.urandom(KEY_SIZE)

@@ -182,16 +182,15 @@ def cmd_import_e4(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .blob import load_key
-    from .export import export_blob
+    from .export import export_model
     from .train import TrainedModel
 
     trained = TrainedModel.load(args.model)
-    if trained.kind != "extratrees":
-        raise WearsError(f"{args.model} is a {trained.kind} model; the watch runs tree ensembles so far "
-                         "(train with models.deploy = \"extratrees\")")
-    blob, info = export_blob(trained, load_key(args.key))
-    Path(args.output).write_bytes(blob)
+    if args.kind == "trees" and trained.kind != "extratrees":
+        raise WearsError(f"{args.model} is a {trained.kind} model; `--kind trees` exports a tree ensemble "
+                         "(train with models.deploy = \"extratrees\", or export with --kind mlp)")
+    info = export_model(args.model, args.key, args.output, formats=args.format, kind=args.kind,
+                        board=args.board)
     print(json.dumps(info))
     return 0
 
@@ -212,18 +211,45 @@ def cmd_export_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import write_build
+
+    out = write_build(args.board, args.output)
+    print(f"{out}: firmware for {args.board} and manifest.py (freeze the `watch` package into a custom build)")
+    return 0
+
+
+def cmd_flash_firmware(args: argparse.Namespace) -> int:
+    from .flash import flash_firmware
+
+    bar = _progress_bar("copying")
+    report = flash_firmware(args.port, args.board, key_path=args.key, model=args.model, with_model=not args.no_model,
+                            frozen=args.frozen, progress=lambda _what, done, total: bar(done, total))
+    print(json.dumps({"board": report["board"], "arch": report["arch"], "files": len(report["files"]),
+                      "model_id": f"{report['model_id']:08x}" if report["model_id"] is not None else None}))
+    print(f"flashed {report['board']} on {args.port}, every file checked by SHA-256; the board is resetting. "
+          f"Keep {args.key}: models for this watch are signed with it.", file=sys.stderr)
+    return 0
+
+
 def cmd_flash_model(args: argparse.Namespace) -> int:
-    from .client import WatchClient
+    from .blob import load_key, read_blob, resign
+    from .flash import flash_model_ble, flash_model_serial
 
     blob = Path(args.blob).read_bytes()
-
-    address, client_backend = _watch(args)
-
-    async def run() -> int:
-        async with WatchClient(address, backend=client_backend) as watch:
-            return await watch.upload_model(blob, _progress_bar("uploading"))
-
-    model_id = asyncio.run(run())
+    if args.key:  # sign for this watch (a shipped model, or one exported for another key)
+        blob = resign(blob, load_key(args.key))
+    read_blob(blob)
+    if args.port and args.serial_link:
+        from .serial_link import serial_backend
+        model_id = asyncio.run(flash_model_ble(args.port, blob, backend=serial_backend(args.baud),
+                                               progress=_progress_bar("uploading")))
+    elif args.port:
+        model_id = flash_model_serial(args.port, blob, board=args.board, progress=_progress_bar("uploading"))
+    else:
+        client_backend, _ = _backend(args)
+        model_id = asyncio.run(flash_model_ble(args.ble, blob, backend=client_backend,
+                                               progress=_progress_bar("uploading")))
     print(f"the watch now runs model {model_id:08x}")
     return 0
 
@@ -338,10 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--participant", help="participant id when importing one folder (default: its name)")
     p.set_defaults(func=cmd_import_e4)
 
-    p = sub.add_parser("export", help="quantize and sign a trained model into a model blob")
-    p.add_argument("model")
+    p = sub.add_parser("export", help="quantize and sign a trained model: blob, ONNX, TFLite, model card")
+    p.add_argument("model", help="a model written by `wears train`")
     p.add_argument("--key", required=True, help="the watch key file (32 bytes)")
-    p.add_argument("-o", "--output", default="model.wbl")
+    p.add_argument("-o", "--output", default="model.wbl", help="the blob; other formats go next to it")
+    p.add_argument("--format", action="append", choices=["blob", "onnx", "tflite"],
+                   help="formats to write (repeatable; default: blob and onnx, plus tflite for an MLP)")
+    p.add_argument("--kind", choices=["trees", "mlp"], default="trees",
+                   help="trees: the trained forest; mlp: an int8 MLP 12-16-2 fitted on the same windows")
+    p.add_argument("--board", help="board profile whose model budget the blob must fit")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("export-data", help="write recordings out: CSV or Parquet per stream, or a BIDS dataset")
@@ -352,9 +383,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="wears", help="BIDS task label")
     p.set_defaults(func=cmd_export_data)
 
-    p = sub.add_parser("flash", help="install a model on a watch")
+    p = sub.add_parser("build", help="cross-compile the firmware for a board and write a freeze manifest")
+    p.add_argument("--board", required=True)
+    p.add_argument("-o", "--output", default="build")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("flash", help="install firmware or a model on a watch")
     flash = p.add_subparsers(dest="what", required=True)
-    p = with_port(flash.add_parser("model", help="upload a signed model blob over BLE or USB serial"))
+    p = flash.add_parser("firmware", help="firmware, board profile, watch key and model over USB (MicroPython)")
+    p.add_argument("--port", required=True, help="serial port of a board running MicroPython")
+    p.add_argument("--board", required=True, help="board profile (hardware/<board>.json)")
+    p.add_argument("--key", default="watch.key", help="the watch key file; created when missing")
+    p.add_argument("--model", help="model blob (default: the board's shipped model in models/)")
+    p.add_argument("--no-model", action="store_true", help="install no model")
+    p.add_argument("--frozen", action="store_true", help="the board's MicroPython has `watch` frozen in")
+    p.set_defaults(func=cmd_flash_firmware)
+    p = with_virtual(flash.add_parser("model", help="upload a signed model blob over BLE or USB"))
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--ble", metavar="ADDRESS", help="the watch's BLE address")
+    where.add_argument("--port", help="the watch's serial port: MicroPython's REPL, or with --serial-link the "
+                                      "WEARS serial link of a watch whose board.json says \"link\": \"serial\"")
+    p.add_argument("--serial-link", action="store_true",
+                   help="the port speaks the WEARS protocol (USB serial link), not the REPL: upload as over BLE")
+    p.add_argument("--baud", type=int, default=921600, help="line rate of a UART bridge (USB CDC ignores it)")
+    p.add_argument("--board", default="esp32s3-wrist", help="board profile (with --port)")
+    p.add_argument("--key", help="re-sign the blob with this watch key first")
     p.add_argument("blob")
     p.set_defaults(func=cmd_flash_model)
 

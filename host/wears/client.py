@@ -28,6 +28,7 @@ from . import auth
 from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
 from .protocol import AuthChallenge, Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
 
+_UPLOAD_WINDOW = 3  # model chunks per MODEL_RESUME barrier (the watch queues 4 host writes)
 CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
             "event": P.EVENT_UUID}
 PacketCallback = Callable[[str, Packet], None]
@@ -233,25 +234,65 @@ class WatchClient:
         finally:
             self._on_packet = previous
 
-    async def upload_model(self, blob: bytes, progress: Callable[[int, int], None] | None = None) -> int:
+    async def upload_model(self, blob: bytes, progress: Callable[[int, int], None] | None = None, *,
+                           resume: bool = True, stop_after: int | None = None) -> int:
         """Upload a signed model blob; returns the model id the watch now runs.
+
+        Each chunk carries its CRC32. With `resume`, an upload of the same blob that a
+        disconnect interrupted continues from the bytes the watch already holds. The watch
+        writes the blob into its inactive model slot and switches to it only once it checked
+        it (docs/model-blob.md). `stop_after` (bytes) stops before the commit, for tests of
+        interrupted uploads, and returns 0.
 
         Raises ModelBlobError with the watch's reason code when it refuses the blob; the
         watch then keeps its previous model.
         """
         room = min(self.mtu, 247) - 3
-        # A small-MTU link carries packets in segments: chunks as large as a large MTU's then.
-        chunk = room - P.HEADER_SIZE - 4 if room >= 64 else 244 - P.HEADER_SIZE - 4
+        if room < 64:  # a small-MTU link carries packets in segments: chunks as large as a large MTU's
+            room = 244
+        chunk = room - P.HEADER_SIZE - P.CMD_MODEL_CHUNK_CRC_SIZE
+        crc = zlib.crc32(blob)
         try:
-            await self.command(P.CMD_MODEL_BEGIN, len(blob), zlib.crc32(blob))
-            for offset in range(0, len(blob), chunk):
-                self._seq = (self._seq + 1) & 0xFFFF
-                await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK, self._seq, offset,
-                                                                 data=blob[offset:offset + chunk]))
+            offset = await self._upload_position(len(blob), crc) if resume else None
+            if offset is None:
+                await self.command(P.CMD_MODEL_BEGIN, len(blob), crc)
+                offset = 0
+            stalled = 0
+            while offset < len(blob):
+                if stop_after is not None and offset >= stop_after:
+                    return 0
+                # A window of chunks, then MODEL_RESUME as a barrier: its answer comes after the
+                # watch handled every chunk before it (its queue of host writes is small and
+                # drops what does not fit), and says where to go on from.
+                sent = offset
+                for _ in range(_UPLOAD_WINDOW):
+                    if sent >= len(blob):
+                        break
+                    data = blob[sent:sent + chunk]
+                    self._seq = (self._seq + 1) & 0xFFFF
+                    await self._write(P.UPLOAD_UUID, encode_command(P.CMD_MODEL_CHUNK_CRC, self._seq, sent,
+                                                                     zlib.crc32(data), data=data))
+                    sent += len(data)
+                held = await self._upload_position(len(blob), crc)
+                if held is None:
+                    raise WearsError(f"{self.address} dropped the upload")
+                stalled = 0 if held > offset else stalled + 1
+                if stalled > 5:
+                    raise WearsError(f"{self.address} stopped taking model chunks at byte {held}")
+                offset = held
                 if progress:
-                    progress(min(offset + chunk, len(blob)), len(blob))
+                    progress(offset, len(blob))
             result = await self.command(P.CMD_MODEL_COMMIT)
         except CommandRefused as e:
             raise ModelBlobError(f"the watch refused the model ({P.REASONS.get(e.reason, e.reason)}); "
                                  "it keeps its previous model", e.reason) from e
         return result.value
+
+    async def _upload_position(self, size: int, crc: int) -> int | None:
+        """Bytes of this blob's upload the watch holds, or None when it has no such upload."""
+        try:
+            return (await self.command(P.CMD_MODEL_RESUME, size, crc)).value
+        except CommandRefused as e:
+            if e.reason == P.E_NO_UPLOAD:
+                return None
+            raise

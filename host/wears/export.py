@@ -31,13 +31,13 @@ from sklearn.utils.validation import check_is_fitted
 from watch import blob as B
 from watch import protocol as P
 
-from .blob import build_blob, model_id, read_blob
+from .blob import BlobModel, read_blob
 from .errors import ModelBlobError
 
 _TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF: the child index of a leaf
 
 
-class QuantizedForest:
+class QuantizedForest(BlobModel):
     """A tree ensemble in the watch's integer form, and the watch's runtime emulated in numpy.
 
     Nodes of all trees are in one table, each tree in depth-first order (left child = the next
@@ -65,6 +65,8 @@ class QuantizedForest:
     """
 
     LEAF = B.LEAF
+    KIND = B.KIND_TREES
+    TOO_LARGE_HINT = ": use fewer or shallower trees"
 
     def __init__(self, *, feature_spec: int, classes, offsets, shifts, roots, feature, threshold, right,
                  leaf_proba) -> None:
@@ -166,30 +168,6 @@ class QuantizedForest:
             self.right_.astype("<u2").tobytes(),
             self.leaf_proba_.astype("u1").tobytes(),
         ])
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes of the blob, signature included."""
-        return B.blob_size(self.n_features, len(self.payload))
-
-    @property
-    def model_id(self) -> int:
-        """The id the watch reports in PREDICTION and STATUS packets for this model."""
-        quant = self.offsets_.astype("<i4").tobytes() + self.shifts_.astype("u1").tobytes()
-        return model_id(quant + self.payload)
-
-    def to_blob(self, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> bytes:
-        """The signed blob for a watch holding `key`.
-
-        Raises:
-            ModelBlobError: (E_TOO_LARGE) when it is larger than `max_bytes`, the most the
-                watch accepts; None lifts the limit.
-        """
-        if max_bytes is not None and self.size_bytes > max_bytes:
-            raise ModelBlobError(f"the blob would be {self.size_bytes} bytes, the watch takes at most {max_bytes}: "
-                                 "use fewer or shallower trees", P.E_TOO_LARGE)
-        return build_blob(B.KIND_TREES, self.feature_spec, self.n_classes, self.offsets_.tolist(),
-                          self.shifts_.tolist(), self.payload, key)
 
     @classmethod
     def from_blob(cls, data: bytes, key: bytes | None = None, classes=None) -> QuantizedForest:
@@ -379,3 +357,83 @@ def _preorder(children_left: np.ndarray, children_right: np.ndarray) -> np.ndarr
             stack.append(children_right[node])
             stack.append(children_left[node])
     return np.asarray(order, dtype=np.int64)
+
+
+def export_model(model_path, key_path, output, *, formats=None, kind: str = "trees", board: str | None = None) -> dict:
+    """`wears export`: the signed blob, ONNX / TFLite files and a model card next to `output`.
+
+    Parameters:
+        model_path: a `wears train` model (wears.train.TrainedModel).
+        key_path: the watch key file.
+        output: the blob's path; `.onnx`, `.tflite`, `.card.md`, `.card.json` go next to it.
+        formats: any of "blob", "onnx", "tflite" (default: blob and onnx, and tflite for an MLP).
+        kind: "trees" (the trained forest) or "mlp" (an int8 MLP 12-16-2 on the same windows).
+        board: a board profile whose `model_budget_bytes` the blob must fit.
+
+    Returns:
+        A JSON-ready dict: what `export_blob` reports, plus the files written.
+    """
+    from pathlib import Path
+
+    from .blob import load_key
+    from .model_card import write_card
+    from .paths import board_profile
+    from .train import CLASS_NAMES, TrainedModel
+
+    trained = TrainedModel.load(model_path)
+    key = load_key(key_path)
+    profile = board_profile(board) if board else None
+    max_bytes = profile.get("model_budget_bytes", B.MAX_BYTES) if profile else B.MAX_BYTES
+    formats = set(formats or (["blob", "onnx"] + (["tflite"] if kind == "mlp" else [])))
+    out = Path(output)
+    X = np.asarray(trained.X_train)
+    written = {}
+    if kind == "mlp":
+        from .mlp import fit_mlp, quantize_mlp
+
+        y = getattr(trained, "y_train", None)
+        y = trained.model.predict(X) if y is None else y  # older models keep no labels: distil the forest
+        float_model = fit_mlp(X, y, hidden=(16,))
+        qm = quantize_mlp(float_model, X, trained.feature_spec)
+        data = qm.to_blob(key, max_bytes)
+        agreement = float(np.mean(qm.classes_[qm.predict(X)] == float_model.predict(X)))
+        info = {"model_id": qm.model_id, "size_bytes": len(data), "feature_spec": qm.feature_spec,
+                "n_features": qm.n_features, "n_classes": qm.n_classes, "shape": list(qm.shape),
+                "train_agreement": round(agreement, 4)}
+        model, onnx_model, onnx_X = qm, float_model.model_, float_model.network_input(X)
+        if "tflite" in formats:
+            from .tflite_export import to_tflite
+
+            written["tflite"] = out.with_suffix(".tflite")
+            written["tflite"].write_bytes(to_tflite(qm))
+    else:
+        data, info = export_blob(trained, key, max_bytes)
+        model = quantize_forest(trained.model, X, trained.feature_spec)
+        onnx_model, onnx_X = trained.model, X
+        if "tflite" in formats:
+            raise ModelBlobError("TFLite export is for the int8 MLP (--kind mlp); a forest has no TFLite form here")
+    if "blob" in formats:
+        written["blob"] = out
+        out.write_bytes(data)
+    if "onnx" in formats:
+        from .onnx_export import to_onnx
+
+        onnx_bytes, onnx_agreement = to_onnx(onnx_model, onnx_X)
+        written["onnx"] = out.with_suffix(".onnx")
+        written["onnx"].write_bytes(onnx_bytes)
+        info["onnx_agreement"] = onnx_agreement
+        info["onnx_bytes"] = len(onnx_bytes)
+    report = trained.report
+    evaluation = None
+    if "macro_f1" in report and kind == "trees":  # `wears train` evaluated the forest, not an MLP
+        evaluation = {"protocol": report["protocol"], "n_windows": report["n_windows"],
+                      "class_counts": report.get("class_counts", {}), "accuracy_float": report["accuracy"],
+                      "accuracy_quantized": None, "macro_f1_float": report["macro_f1"],
+                      "macro_f1_quantized": None, "agreement": info["train_agreement"],
+                      "agreement_on": "training windows", "per_participant": {}}
+    card = write_card(out, data, model, evaluation=evaluation, feature_names=list(trained.feature_names),
+                      board=profile, data=f"study data, digest {report.get('data_sha256', '?')}, participants "
+                      f"{', '.join(report.get('participants', []))}", recipe=f"wears export --kind {kind}",
+                      class_names=list(CLASS_NAMES))
+    info["files"] = {k: str(v) for k, v in written.items()} | {"card": str(card)}
+    return info

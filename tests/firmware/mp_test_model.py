@@ -8,77 +8,20 @@ import micropython
 from array import array
 from binascii import crc32
 
-from watch import blob, model, upload
+from watch import blob, model
 from watch import protocol as p
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
+from mp_blobs import FlashDir as _Dir, documented_example, sign
 
 
-def _example():
-    """(key, blob, [(x, label, proba)]) from the ```blob-example block."""
-    key = data = None
-    cases = []
-    inside = False
-    with open(os.getenv("WEARS_REPO") + "/docs/model-blob.md") as f:
-        for line in f:
-            line = line.strip()
-            if line == "```blob-example":
-                inside = True
-            elif inside and line.startswith("```"):
-                break
-            elif inside and line.startswith("key "):
-                key = bytes.fromhex(line[4:])
-            elif inside and line.startswith("blob "):
-                data = bytes.fromhex(line[5:])
-            elif inside and line.startswith("predict "):
-                x, out = line[8:].split(" -> ")
-                label, proba = out.split(" ")
-                cases.append(([int(v) for v in x.split(",")], int(label), [int(v) for v in proba.split(",")]))
-    return key, data, cases
-
-
-KEY, BLOB, CASES = _example()
+KEY, BLOB, CASES = documented_example()
+CASES = [case[:3] for case in CASES]
 SPEC = 1
 N_FEATURES = 2
 
 
-class _Dir:
-    """A fresh folder playing the watch's flash; removed with everything in it."""
-
-    def __init__(self):
-        self.path = (os.getenv("TMPDIR") or "/tmp") + "/wears-mp-model-" + "".join(
-            "%02x" % b for b in os.urandom(6))
-        os.mkdir(self.path)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for name in os.listdir(self.path):
-            os.remove(self.path + "/" + name)
-        os.rmdir(self.path)
-
-    def file(self, name):
-        return self.path + "/" + name
-
-    def write(self, name, data):
-        with open(self.file(name), "wb") as f:
-            f.write(data)
-        return self.file(name)
-
-    def read(self, name):
-        with open(self.file(name), "rb") as f:
-            return f.read()
-
-    def exists(self, name):
-        return name in os.listdir(self.path)
-
-
 def _sign(body, key=KEY):
-    """A blob from its bytes before the trailer: model id, CRC32 and HMAC made consistent."""
-    body = bytearray(body)
-    struct.pack_into("<I", body, 16, struct.unpack("<I", hashlib.sha256(body[blob.HEADER_SIZE:]).digest()[:4])[0])
-    body += struct.pack("<I", crc32(body) & 0xFFFFFFFF)
-    return bytes(body) + hmac_sha256(key, body)
+    return sign(body, key)
 
 
 def _patched(offset, value, data=BLOB):
@@ -211,9 +154,10 @@ def test_wrong_magic_and_version_are_rejected():
     assert _reason(_patched(blob.VERSION_OFFSET, 2)) == p.E_BAD_VERSION
 
 
-def test_kind_other_than_trees_is_unsupported():
+def test_unknown_kind_or_a_tree_payload_labelled_mlp_is_unsupported():
     assert _reason(_patched(5, blob.KIND_MLP_INT8)) == p.E_UNSUPPORTED_KIND
     assert _reason(_patched(5, 0)) == p.E_UNSUPPORTED_KIND
+    assert _reason(_patched(5, 3)) == p.E_UNSUPPORTED_KIND
 
 
 def test_other_feature_set_is_a_feature_mismatch():
@@ -241,118 +185,6 @@ def test_signed_blob_with_a_broken_tree_is_not_run():
     assert _reason(_patched(42, 7)) == p.E_UNSUPPORTED_KIND  # feature 7 of 2
     assert _reason(_patched(29, 40)) == p.E_UNSUPPORTED_KIND  # shift 40
     assert _reason(_patched(32, 7)) == p.E_TRUNCATED  # 7 nodes do not fit the payload length
-
-
-def _other_model():
-    # The example with leaf row 0 = [0, 255]: a valid blob with another model id.
-    body = bytearray(BLOB[:-blob.TRAILER_SIZE])
-    body[72], body[73] = 0, 255
-    return _sign(body)
-
-
-def _upload(up, data, crc=None, step=20):
-    assert up.begin(len(data), crc32(data) if crc is None else crc) == p.OK
-    for at in range(0, len(data), step):
-        assert up.chunk(at, data[at:at + step]) == p.OK, at
-    return up.commit(KEY, SPEC, N_FEATURES)
-
-
-def test_upload_replaces_the_model_file_with_a_valid_blob():
-    new = _other_model()
-    with _Dir() as d:
-        d.write("model.wbl", BLOB)
-        up = upload.ModelUpload(d.file("model.wbl"))
-        reason, m = _upload(up, new)
-        assert reason == p.OK and m is not None
-        assert m.model_id == struct.unpack_from("<I", new, 16)[0] != 0x5E34E9F1
-        assert d.read("model.wbl") == new and not d.exists("model.new")
-        proba = bytearray(2)
-        assert m.predict(array("i", [900, 100]), proba) == 1 and list(proba) == [64, 191]
-
-
-def test_corrupt_upload_leaves_the_old_model_byte_identical():
-    wrong_key = bytearray(_sign(BLOB[:-blob.TRAILER_SIZE], key=bytes(32)))
-    flipped = bytearray(_other_model())
-    flipped[50] ^= 4
-    cases = ((bytes(flipped), None, p.E_BAD_CRC),  # announced CRC matches, the blob's does not
-             (bytes(wrong_key), None, p.E_BAD_SIGNATURE),
-             (_other_model(), 1234, p.E_BAD_CRC),  # the transfer itself went wrong
-             (_patched(6, 9), None, p.E_FEATURE_MISMATCH))
-    with _Dir() as d:
-        d.write("model.wbl", BLOB)
-        for data, crc, reason in cases:
-            up = upload.ModelUpload(d.file("model.wbl"))
-            assert _upload(up, data, crc) == (reason, None), reason
-            assert d.read("model.wbl") == BLOB and not d.exists("model.new"), reason
-        up = upload.ModelUpload(d.file("model.wbl"))
-        assert up.begin(len(BLOB), crc32(BLOB)) == p.OK
-        assert up.chunk(0, BLOB[:50]) == p.OK
-        assert up.commit(KEY, SPEC, N_FEATURES) == (p.E_TRUNCATED, None)
-        assert d.read("model.wbl") == BLOB and not d.exists("model.new")
-
-
-def test_upload_answers_out_of_order_steps_with_their_reasons():
-    with _Dir() as d:
-        up = upload.ModelUpload(d.file("model.wbl"), max_bytes=1000)
-        assert up.chunk(0, b"WMDL") == p.E_NO_UPLOAD
-        assert up.commit(KEY, SPEC, N_FEATURES) == (p.E_NO_UPLOAD, None)
-        assert up.begin(1001, 0) == p.E_TOO_LARGE and not up.active
-        assert up.begin(len(BLOB), crc32(BLOB)) == p.OK and d.exists("model.new")
-        assert up.chunk(4, BLOB[4:8]) == p.E_BAD_OFFSET
-        assert up.chunk(0, BLOB[:100]) == p.OK
-        assert up.chunk(0, BLOB[:100]) == p.E_BAD_OFFSET
-        assert up.chunk(100, BLOB[100:] + b"xx") == p.E_TOO_LARGE
-        assert up.chunk(100, BLOB[100:]) == p.OK and up.received == len(BLOB)
-        up.abort()
-        assert not up.active and not d.exists("model.new") and not d.exists("model.wbl")
-        assert up.chunk(0, b"W") == p.E_NO_UPLOAD
-
-
-class _RamDisk:
-    """Block device in RAM for a real littlefs (the ESP32 port's filesystem); one buffer per
-    block, as the test heap is too fragmented by then for one large buffer."""
-
-    def __init__(self, blocks, size=256):
-        self.size = size
-        self.blocks = [bytearray(size) for _ in range(blocks)]
-
-    def readblocks(self, n, buf, offset=0):
-        buf[:] = memoryview(self.blocks[n])[offset:offset + len(buf)]
-
-    def writeblocks(self, n, buf, offset=0):
-        self.blocks[n][offset:offset + len(buf)] = buf
-
-    def ioctl(self, op, arg):
-        if op == 4:  # block count
-            return len(self.blocks)
-        if op == 5:  # block size
-            return self.size
-        if op == 6:  # erase: nothing to do in RAM
-            return 0
-        return None
-
-
-def test_upload_switches_models_on_littlefs():
-    disk = _RamDisk(24)
-    os.VfsLfs2.mkfs(disk)
-    mount = "/wears-lfs-" + "".join("%02x" % b for b in os.urandom(4))
-    os.mount(os.VfsLfs2(disk), mount)
-    try:
-        with open(mount + "/model.wbl", "wb") as f:
-            f.write(BLOB)
-        up = upload.ModelUpload(mount + "/model.wbl")
-        bad = bytearray(_other_model())
-        bad[40] ^= 1
-        assert _upload(up, bytes(bad))[0] == p.E_BAD_CRC
-        with open(mount + "/model.wbl", "rb") as f:
-            assert f.read() == BLOB
-        new = _other_model()
-        assert _upload(up, new)[0] == p.OK
-        with open(mount + "/model.wbl", "rb") as f:
-            assert f.read() == new
-        assert sorted(os.listdir(mount)) == ["model.wbl"]
-    finally:
-        os.umount(mount)
 
 
 def test_hmac_matches_rfc4231_vectors_whole_and_chunked():

@@ -82,7 +82,8 @@ def test_uploaded_model_runs_on_the_watch_and_a_bad_blob_is_refused(recorded, sc
     predictions = []
 
     async def run():
-        async with VirtualWatch(path, flash_dir=tmp_path / "flash", key=key) as vw:
+        # At speed 10 the uploads (paced by MODEL_RESUME round trips) finish before the scenario.
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", key=key, speed=10) as vw:
             async with WatchClient(vw.address, backend=VirtualBleakClient,
                                    on_packet=lambda ch, p: predictions.append(p)) as watch:
                 with pytest.raises(ModelBlobError) as refused:
