@@ -194,9 +194,8 @@ def encode_command(ptype: int, seq: int, *fields: int, data: bytes = b"", tick: 
         P.CMD_START: P.CMD_MASK_BODY, P.CMD_STOP: P.CMD_MASK_BODY, P.CMD_PING: P.CMD_PING_BODY,
         P.CMD_STATUS: "<", P.CMD_MODEL_BEGIN: P.CMD_MODEL_BEGIN_BODY, P.CMD_MODEL_COMMIT: "<",
         P.CMD_MARK: P.CMD_MARK_BODY, P.CMD_MODEL_CHUNK: P.CMD_MODEL_CHUNK_BODY,
-    MODEL_COMMIT(), MARK(code, arg), MODEL_CHUNK(offset, data=...), SET_RATE(stream, hz),
-    AUTH_BEGIN(), AUTH_PROOF(data=host nonce + proof), MODEL_RESUME(size, crc),
-    MODEL_CHUNK_CRC(offset, crc, data=...)."""
+        P.CMD_SET_RATE: P.CMD_SET_RATE_BODY, P.CMD_AUTH_BEGIN: "<", P.CMD_AUTH_PROOF: "<",
+        P.CMD_MODEL_RESUME: P.CMD_MODEL_RESUME_BODY, P.CMD_MODEL_CHUNK_CRC: P.CMD_MODEL_CHUNK_CRC_BODY,
     }
     if ptype not in layouts:
         raise ValueError(f"not a host command: 0x{ptype:02x}")

@@ -65,7 +65,7 @@ def _size(packet, mtu: int) -> int:
     return n + segments.count(n, mtu - 3)
 
 
-async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 64) -> dict:
+async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 80) -> dict:
     """One session per board at its heapsize; again with `extra_kb` more when it did not fit."""
     try:
         result = await _session(board, minutes, work, 0)

@@ -39,8 +39,9 @@ print("SHIMS", gc.mem_alloc() - a)
 """
 _FIRMWARE_COMMON = ("main", "watch/__init__", "watch/app", "watch/protocol", "watch/board", "watch/boot",
                     "watch/parts", "watch/auth", "watch/watchdog", "watch/hmac_sha256", "watch/blob", "watch/features",
-                    "watch/feature_loops", "watch/spectrum", "watch/baseline", "watch/heart_rate", "watch/model", "watch/upload", "watch/outbox", "watch/sensor",
-                    "watch/radio_gatt", "watch/drivers/__init__", "watch/drivers/registers")
+                    "watch/feature_loops", "watch/spectrum", "watch/baseline", "watch/heart_rate", "watch/model",
+                    "watch/slots", "watch/upload", "watch/outbox", "watch/sensor", "watch/radio_gatt",
+                    "watch/drivers/__init__", "watch/drivers/registers")
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
                  "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}

@@ -514,12 +514,11 @@ class _BLE:
         self._connected = False
 
 
-_ble = None
+# Built at import: a real stack's buffers are C memory outside the MicroPython heap, so the
+# shim's should not land between the firmware's objects, fragmenting what the firmware has.
+_ble = _BLE()
 
 
 def BLE():
     """The one radio of the virtual watch."""
-    global _ble
-    if _ble is None:
-        _ble = _BLE()
     return _ble
