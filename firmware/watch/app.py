@@ -11,6 +11,7 @@ import os
 import struct
 import time
 from array import array
+from watch.buffers import zeros
 
 try:
     from micropython import const
@@ -79,7 +80,7 @@ class Watch:
         self.spec_id, self.n_features = spec_for(self.has_gyro)
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
-        self.x = array("i", [0] * self.n_features)
+        self.x = zeros("i", self.n_features)
         # A model may expect features minus the wearer's baseline (spec 5 / 6): it predicts after
         # a calibration phase of baseline_windows trusted windows (docs/features.md).
         self.specs = (self.spec_id, spec_for(self.has_gyro, True)[0])
@@ -124,13 +125,13 @@ class Watch:
         imu = cfg.get("imu")
         if ppg:
             self.ppg_rate = ppg["rate_hz"]
-            self.ir = array("I", [0] * _BURST)
-            self.red = array("I", [0] * _BURST)
+            self.ir = zeros("I", _BURST)
+            self.red = zeros("I", _BURST)
             self.ppg = self._start(ppg, buses, (P.PPG,), (self.ir, self.red), {"rate_hz": self.ppg_rate})
         if imu:
             self.imu_rate = imu["rate_hz"]
-            self.acc = array("h", [0] * (3 * _BURST))
-            self.gyro = array("h", [0] * (3 * _BURST)) if self.has_gyro else self.acc
+            self.acc = zeros("h", 3 * _BURST)
+            self.gyro = zeros("h", 3 * _BURST) if self.has_gyro else self.acc
             config = {"rate_hz": self.imu_rate, "accel_range_g": imu["accel_range_g"]}
             if self.has_gyro:
                 config["gyro_range_dps"] = imu["gyro_range_dps"]

@@ -1,6 +1,7 @@
 """A participant's resting baseline, learnt in a calibration phase and subtracted from later windows."""
 
 from array import array
+from watch.buffers import zeros
 
 from watch.features import NORMALISED, UNTRUSTED
 
@@ -18,8 +19,8 @@ class Baseline:
         self.mask = bytearray(len(names))
         for i in range(len(names)):
             self.mask[i] = names[i] in NORMALISED
-        self.sums = array("i", [0] * len(names))
-        self.mean = array("i", [0] * len(names))
+        self.sums = zeros("i", len(names))
+        self.mean = zeros("i", len(names))
         self.count = 0
 
     def reset(self):

@@ -5,6 +5,7 @@ and parameter helpers from here. The per-sample loops are in watch.feature_loops
 """
 
 from array import array
+from watch.buffers import zeros
 
 from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_D, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
                                  I_JERK, I_POS, I_SCALE, I_SHIFT, I_SIZE, I_SUM, OFF, SUM_LIMIT, VIPER, imu_run_py,
@@ -172,14 +173,14 @@ class _Imu(_Stream):
     def __init__(self, block, blocks, micro_per_lsb, per_unit, fast):
         super().__init__(3)
         self.per_unit = per_unit
-        self.st = array("i", [0] * I_SIZE)
+        self.st = zeros("i", I_SIZE)
         self.st[I_BN] = block
         self.set_unit(micro_per_lsb)
-        self.buf = array("H", [0] * block)  # this block's magnitudes, for the second pass
+        self.buf = zeros("H", block)  # this block's magnitudes, for the second pass
         self.cap = blocks
-        self.bsum = array("i", [0] * blocks)  # per block: sum of magnitudes
-        self.bsq = array("i", [0] * blocks)  # sum of (magnitude - rounded block mean)^2, saturated
-        self.bjerk = array("i", [0] * blocks)  # sum of |magnitude change|
+        self.bsum = zeros("i", blocks)  # per block: sum of magnitudes
+        self.bsq = zeros("i", blocks)  # sum of (magnitude - rounded block mean)^2, saturated
+        self.bjerk = zeros("i", blocks)  # sum of |magnitude change|
         self.done = 0  # blocks completed; block j holds indices [j * block, (j + 1) * block)
         self.run = imu_run_viper if fast else imu_run_py
 
@@ -247,28 +248,28 @@ class _Ppg(_Stream):
         size = 1
         while size < l + r + 2:
             size <<= 1
-        st = self.st = array("i", [0] * D_SIZE)
+        st = self.st = zeros("i", D_SIZE)
         st[D_VSUM] = OFF
         st[D_ND], st[D_NS], st[D_C], st[D_K], st[D_R], st[D_L] = nd, ns, c, k, r, l
         st[D_MASK] = size - 1
         st[D_D] = dd
-        self.xr = array("i", [0] * nd)  # raw ring
+        self.xr = zeros("i", nd)  # raw ring
         self.vr = array("i", [OFF] * (ns + dd))  # detrended ring, then the last D smoothed values
         self.sr = array("i", [OFF] * size)  # smoothed ring
-        self.dq = array("i", [0] * (2 * size))  # two deques of indices of running maxima
+        self.dq = zeros("i", 2 * size)  # two deques of indices of running maxima
         self.run = ppg_run_viper if fast else ppg_run_py
         cap = self.cap = span // (r + 1) + 4
-        self.bm = array("i", [0] * cap)  # beat: detector index
-        self.bibi = array("h", [0] * cap)  # interval ending at the beat, ms (0: the first beat)
-        self.bsd = array("h", [0] * cap)  # interval minus the previous one when both are valid
+        self.bm = zeros("i", cap)  # beat: detector index
+        self.bibi = zeros("h", cap)  # interval ending at the beat, ms (0: the first beat)
+        self.bsd = zeros("h", cap)  # interval minus the previous one when both are valid
         self.bflag = bytearray(cap)
         self.nb = 0  # beats so far
         self.d16 = 0  # sub-sample offset of the last beat
         self.lost = -SUM_LIMIT  # detector index of the newest beat pushed out of the ring
-        self.ref = array("h", [0] * REF_INTERVALS)  # the last in-range intervals
-        self.srt = array("h", [0] * REF_INTERVALS)
+        self.ref = zeros("h", REF_INTERVALS)  # the last in-range intervals
+        self.srt = zeros("h", REF_INTERVALS)
         self.nref = 0
-        self.rr = array("H", [0] * 16)  # valid RR intervals in 1/1024 s since the last window
+        self.rr = zeros("H", 16)  # valid RR intervals in 1/1024 s since the last window
         self.nrr = 0
 
     def begin(self):
@@ -433,7 +434,7 @@ class FeatureEngine:
         self.bpm_x10 = 0  # its mean heart rate, 0.1 bpm
         self.quality = 0  # its PPG quality, 0..100
         self.beats = 0  # its valid intervals
-        self.rr_1024 = array("H", [0] * 16)  # valid RR intervals (1/1024 s) since the window before
+        self.rr_1024 = zeros("H", 16)  # valid RR intervals (1/1024 s) since the window before
         self.n_rr = 0
         self.dropped = 0  # windows skipped because compute() fell behind
 

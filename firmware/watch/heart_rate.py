@@ -8,6 +8,7 @@ constructor; the DFT loop has a viper fast path and a plain twin giving identica
 
 import math
 from array import array
+from watch.buffers import zeros
 
 try:
     import micropython
@@ -47,16 +48,9 @@ BPM_X10_PER_BIN16 = 15000  # bpm x10 of bin k in 1/16 bin: k16 * 15000 // 16384 
 
 def _table(n, f):
     # array('h') of round(f(i)), built without a list: a 1024-entry list takes 8 KB at once.
-    out = array("h", range(n))
+    out = zeros("h", n)
     for i in range(n):
         out[i] = int(round(f(i)))
-    return out
-
-
-def _zeros(code, n):
-    out = array(code, range(n))
-    for i in range(n):
-        out[i] = 0
     return out
 
 
@@ -121,9 +115,9 @@ class _Decimator:
         self.rate = rate
         self.width = width
         self.gain = gain
-        self.ring = _zeros("i" if gain > 1 else "h", _RING * width)  # PPG: 20 bits; IMU: int16 LSB
-        self.sum = array("i", [0] * width)
-        self.last = array("i", [0] * width)
+        self.ring = zeros("i" if gain > 1 else "h", _RING * width)  # PPG: 20 bits; IMU: int16 LSB
+        self.sum = zeros("i", width)
+        self.last = zeros("i", width)
         self.count = 0
         self.first = -1  # the first slot
         self.slot = -1  # the slot being averaged: every slot before it is in the ring
@@ -179,11 +173,11 @@ class HeartRate:
         self._cos = _table(TABLE, _cos)
         self._hann = _table(WINDOW, _hann)
         self._prior = _table(NK, _gauss)
-        self._x = _zeros("h", WINDOW)  # the windowed signal of one channel
-        self._re = _zeros("i", NK)
-        self._im = _zeros("i", NK)
-        self._p = _zeros("i", NK)  # PPG power
-        self._a = _zeros("i", NK)  # acceleration power of the three axes, then the gated PPG power
+        self._x = zeros("h", WINDOW)  # the windowed signal of one channel
+        self._re = zeros("i", NK)
+        self._im = zeros("i", NK)
+        self._p = zeros("i", NK)  # PPG power
+        self._a = zeros("i", NK)  # acceleration power of the three axes, then the gated PPG power
         self._c = self._a
         self._m = 0  # the mean _centre found
         self._end = -1  # slot at which the next window ends

@@ -15,8 +15,7 @@ the accumulator (|acc| < 2**30) so the limbs suffice. `predict` allocates nothin
 try:
     from micropython import const
 except ImportError:  # CPython: the host imports this module too
-    def const(x):
-        return x
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from array import array
 
@@ -101,7 +100,7 @@ def _vote_py(logits, n, table, proba):
     return best
 
 
-_predict_viper = None
+_predict_viper = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
     import micropython
 
@@ -238,7 +237,7 @@ class MLPModel:
         if len(x) < self.n_features or len(proba) < self.n_classes:
             raise ValueError("x needs n_features items, proba n_classes")
         return self._run(x, self._offsets, self._shifts, self.n_features, self._layers, self.n_layers,
-                         self._weights, self._biases, self._a, self._b, self._table, proba)
+                         self._weights, self._biases, self._a, self._b, self._table, proba)  # pyright: ignore[reportArgumentType] (viper takes buffers)
 
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""

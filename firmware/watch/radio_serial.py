@@ -18,6 +18,7 @@ except ImportError:  # CPython: the host imports the frame codec from here
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from array import array
+from watch.buffers import zeros
 
 from watch import protocol as P
 
@@ -80,7 +81,7 @@ _MAX_WRITE = const(244)  # largest host write the watch takes, as over BLE
 _CHUNK = const(64)  # bytes read from the port at a time
 
 # CRC-16/CCITT-FALSE: polynomial 0x1021, initial 0xFFFF, no reflection (check "123456789" = 0x29B1).
-_CRC_TABLE = array("H", [0] * 256)
+_CRC_TABLE = zeros("H", 256)
 for _i in range(256):
     _c = _i << 8
     for _ in range(8):

@@ -1,6 +1,6 @@
 """Frequency-domain heart-rate variability of a window's valid intervals, in integers (docs/features.md)."""
 
-from array import array
+from watch.buffers import zeros
 
 from watch.feature_loops import SUM_LIMIT, isqrt_round
 
@@ -20,7 +20,7 @@ COS_QUARTER = (1024, 1024, 1023, 1021, 1019, 1016, 1013, 1009, 1004, 999, 993, 9
 
 def cos_table():
     """cos(2 pi i / 256) * 1024 for i = 0..255, from COS_QUARTER by symmetry."""
-    t = array("h", [0] * 256)
+    t = zeros("h", 256)
     for i in range(256):
         if i <= 64:
             t[i] = COS_QUARTER[i]

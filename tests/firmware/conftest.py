@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_micropython
-from wears.paths import SHIMS, board_profile
+from wears.paths import FIRMWARE, SHIMS, board_profile
 from wears.sim.runner import compiled_tree
 
 HERE = Path(__file__).resolve().parent
@@ -32,9 +32,12 @@ def _run(path: Path) -> dict[str, str]:
             heap = int(line.split(":")[1])
     # The shims stand for C modules that cost a real watch no heap: load them precompiled,
     # as the virtual watch does, so their compilation does not eat the firmware's budget.
+    # So is the firmware, as it is deployed: compiling a large module from source needs its
+    # parse tree at once, which a watch never pays.
     shims = compiled_tree(SHIMS)
+    firmware = compiled_tree(FIRMWARE, native=True)
     proc = run_micropython([str(HERE / "mprunner.py"), path.stem], heapsize=heap,
-                           extra_path=[HERE, *([shims] if shims else [])])
+                           extra_path=[HERE, *([shims] if shims else []), *([firmware] if firmware else [])])
     results: dict[str, str] = {}
     current = None
     for line in proc.stdout.splitlines():
