@@ -164,17 +164,17 @@ async def record(study: Study, address: Any, *, participant: str, duration_s: fl
                 pass  # it went away after giving all that was asked for (a virtual watch's scenario ended)
     except WatchDisconnected as e:
         got = writer.stats.seconds()
-        _finish(writer, client, "interrupted", f"watch disconnected after {got:.1f} s of samples")
+        finish_recording(writer, client, "interrupted", f"watch disconnected after {got:.1f} s of samples")
         raise WatchDisconnected(f"{addr} disconnected after {got:.1f} s of samples; everything received is "
                                 f"kept in {study.path}, session {sid} (marked interrupted)") from e
     except BaseException:
-        _finish(writer, client, "interrupted", "recording stopped by the host")
+        finish_recording(writer, client, "interrupted", "recording stopped by the host")
         raise
-    _finish(writer, client, "complete")
+    finish_recording(writer, client, "complete")
     return sid, writer.stats
 
 
-def _finish(writer: SessionWriter, client: WatchClient, status: str, note: str | None = None) -> None:
+def finish_recording(writer: SessionWriter, client: WatchClient, status: str, note: str | None = None) -> None:
     """Commit what arrived, count the packets the sequence numbers say were lost, close the session."""
     writer.commit()
     writer.study.count_packets(writer.session_id, lost=sum(t.lost for t in client.sequences.values()))

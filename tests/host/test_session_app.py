@@ -1,10 +1,10 @@
 """A whole labelling session in headless chromium against the virtual watch.
 
-Run 1 (Hindi participant): baseline, clips in Hindi and English, ratings by keyboard, mouse and
-touch, an attention check, a pause, a marker and a note, a reload in the middle of a clip.
-Run 2 (English participant): the watch paired from the experimenter's screen; aborted during
-its first clip. The database must end with the right
-trials, events, ratings, labels and samples.
+Run 1 (Hindi participant): baseline, clips in Hindi and English, ratings on the Self-Assessment
+Manikin by keyboard, mouse and touch, an attention check, a pause, a marker and a note, a reload
+in the middle of a clip. Run 2 (English participant): the watch paired from the experimenter's
+screen; aborted during its first clip. The database must end with the right trials, events,
+ratings, labels and samples.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ async def _complete_run(b, study, protocol, address, seen: dict) -> None:
                 await experimenter.fill("#note", "participant adjusted the strap")
                 await experimenter.click("#save-note")
             elif step.kind == "rating":
+                if "form" not in seen:  # the SAM manikins, labelled in the participant's language
+                    await participant.wait_for_selector(f'main[data-step="{step.index}"] .scale button')
+                    seen["form"] = await participant.eval_on_selector_all(".scale", """rows => rows.map(r =>
+                        [r.dataset.scale, r.querySelectorAll('button.figure svg.sam-figure').length,
+                         r.querySelector('button').getAttribute('aria-label')])""")
                 values, how = next(ratings)
                 await answer_rating(participant, step.index, values, how)
                 await until(lambda: engine.step != step.index, 20, "the rating to be taken")
@@ -134,6 +139,8 @@ def test_participant_screen_cannot_reach_the_experimenters_controls(sessions):
 def test_instructions_and_end_are_in_the_participants_language(sessions):
     _, seen = sessions
     assert "स्वागत" in seen["instructions"] and "धन्यवाद" in seen["end_screen"]
+    assert seen["form"] == [["valence", 5, "प्रसन्नता: 9 में से 1, बहुत दुखी"],
+                            ["arousal", 5, "उत्तेजना: 9 में से 1, बहुत शांत"]]
 
 
 def test_preflight_checked_every_clip_in_the_browser_and_the_watch(sessions):

@@ -1,26 +1,33 @@
-"""How far a recorded clip onset is from the clip's first presented frame, on the samples' timeline.
+"""How far recorded clip onsets and offsets are from the clip's first and last frames, on the samples' timeline.
 
 Runs a session in Debian's headless chromium against the virtual watch at real-time speed
 (the unmodified firmware in MicroPython, BLE through bleak), with generated clips, and
 compares each recorded onset (`trials.onset_s`: the first frame's requestVideoFrameCallback
 `presentationTime`, carried to the host clock by the page's websocket clock sync, then onto
-the watch's clock by the fit of the session's 1 s pings, then onto the PPG timeline by the
-stream's tick0) with a reference onset for the same frame obtained independently:
+the watch's clock by the fit of the session's jittered pings, then onto the PPG timeline by the
+stream's tick0) with a reference onset for the same frame obtained independently; and the same
+for each recorded offset (`trials.offset_s`: the end of the last presented frame, its
+`presentationTime` plus one frame's media duration):
 
 - page -> host: Chromium's own monotonic clock. On Linux `performance.now()` counts from the
   navigation's TimeTicks, which CDP `Performance.getMetrics` gives as `NavigationStart`, on
   CLOCK_MONOTONIC like the host's `time.monotonic()`; so host = NavigationStart + t / 1000,
   with no websocket in between.
-- host -> watch: a burst of pings the benchmark sends itself right after each onset (not
+- host -> watch: a burst of pings the benchmark sends itself right after each onset and each
+  offset (not
   stored, so the session's fit never sees them); the one with the shortest round trip gives
   the watch's tick, extrapolated to the onset at the nominal rate. Its uncertainty (half that
   round trip) is reported as `reference_bound_ms` (median over the clips).
 
 error = recorded onset - reference onset, in ms, for every clip; `median_onset_error_ms` and
-`p95_onset_error_ms` are over its absolute value (`mean_signed_error_ms` keeps the sign). It measures the clock
+`p95_onset_error_ms` are over its absolute value (`mean_signed_error_ms` keeps the sign);
+`median_offset_error_ms` and `p95_offset_error_ms` the same for offsets. It measures the clock
 mapping of the production path and its choice of frame (a click or the `play` event would
 be tens of ms off); it cannot measure how late a physical display shows a frame after the
 browser presented it (that needs a photodiode on a real screen).
+`first_frame_media_ms_max` (the first presented frame's media time) and `last_frame_gap_ms_max`
+(the clip's duration minus the end of the last presented frame) show that no clip lost its first
+or last frame: each should stay under one frame (33 ms at 30 fps).
 `lost_events`: events a completed run must have (start, baseline and wash-out onsets and
 offsets, each clip's onset, offset and rating, complete) that are missing from the database,
 plus stored events whose MARK the watch never echoed.
@@ -93,11 +100,12 @@ async def run(n_clips: int, clip_s: float) -> dict:
                     step = engine.current
                     if step.kind == "clip":
                         await until(lambda: engine.trial is not None or engine.step != step.index, 30, "an onset")
-                        if engine.trial is not None and engine.trial not in references:
-                            trial = engine.trial
-                            ping = await _reference_pings(engine.watch)
-                            references[trial] = {"ping": ping}
+                        trial = engine.trial
+                        if trial is not None and trial not in references:
+                            references[trial] = {"onset": await _reference_pings(engine.watch)}
                         await until(lambda: engine.step != step.index, 30, "the clip's end")
+                        if trial in references:  # the rating waits while the offset's burst runs
+                            references[trial]["offset"] = await _reference_pings(engine.watch)
                     elif step.kind in ("rating", "attention"):
                         await answer_rating(page, step.index, (7, 5)[:1 if step.kind == "attention" else 2], "keyboard")
                         await until(lambda: engine.step != step.index, 20, "the rating")
@@ -107,22 +115,30 @@ async def run(n_clips: int, clip_s: float) -> dict:
                 session_id = engine.store.sessions()[-1]
         timeline = SessionTimeline(study, session_id)
         tick0 = timeline.tick0()
-        errors, page_host, bounds, media = [], [], [], []
-        for trial, onset_s, detail in study.conn.execute(
-                "SELECT t.id, t.onset_s, e.text FROM trials t JOIN session_events e ON e.trial_id = t.id "
-                "AND e.kind = 'clip_onset' WHERE t.run_id=? AND t.kind='clip' AND t.status='done'", (run_id,)):
-            if trial not in references:
+
+        def reference_s(page_ms: float, ping: tuple[float, float, int]) -> float:
+            """The PPG-timeline second of a page instant, through CDP's clock and a burst ping."""
+            sent, received, tick = ping
+            host = navigation_start + page_ms / 1000
+            return (tick + (host - (sent + received) / 2) * 1000.0 - tick0) / 1000
+
+        errors, offset_errors, page_host, bounds, media, last_gaps = [], [], [], [], [], []
+        for trial, onset_s, offset_s, onset_host, onset_detail, offset_detail in study.conn.execute(
+                "SELECT t.id, t.onset_s, t.offset_s, t.onset_host, a.text, b.text FROM trials t "
+                "JOIN session_events a ON a.trial_id = t.id AND a.kind = 'clip_onset' "
+                "JOIN session_events b ON b.trial_id = t.id AND b.kind = 'clip_offset' "
+                "WHERE t.run_id=? AND t.kind='clip' AND t.status='done'", (run_id,)):
+            ref = references.get(trial, {})
+            if "onset" not in ref or "offset" not in ref:
                 continue
-            d = json.loads(detail)
-            onset_host = study.conn.execute("SELECT onset_host FROM trials WHERE id=?", (trial,)).fetchone()[0]
-            ref_host = navigation_start + d["page_presentation_ms"] / 1000
-            sent, received, tick = references[trial]["ping"]
-            ref_tick = tick + (ref_host - (sent + received) / 2) * 1000.0
-            ref_s = (ref_tick - tick0) / 1000
-            errors.append((onset_s - ref_s) * 1000)
-            page_host.append((onset_host - ref_host) * 1000)
-            bounds.append((received - sent) * 500)
-            media.append(d["media_s"] * 1000)
+            on, off = json.loads(onset_detail), json.loads(offset_detail)
+            errors.append((onset_s - reference_s(on["page_presentation_ms"], ref["onset"])) * 1000)
+            offset_errors.append((offset_s - reference_s(off["page_ms"], ref["offset"])) * 1000)
+            page_host.append((onset_host - (navigation_start + on["page_presentation_ms"] / 1000)) * 1000)
+            for sent, received, _ in (ref["onset"], ref["offset"]):
+                bounds.append((received - sent) * 500)
+            media.append(on["media_s"] * 1000)
+            last_gaps.append((off["duration_s"] - off["last_media_s"] - off["frame_s"]) * 1000)
         expected = {"start": 1, "baseline_onset": 1, "baseline_offset": 1, "clip_onset": n_clips,
                     "clip_offset": n_clips, "rating": n_clips, "washout_onset": n_clips - 1,
                     "washout_offset": n_clips - 1, "complete": 1}
@@ -131,7 +147,7 @@ async def run(n_clips: int, clip_s: float) -> dict:
         missing = sum(max(0, n - stored.get(kind, 0)) for kind, n in expected.items())
         not_echoed = study.conn.execute("SELECT COUNT(*) FROM session_events WHERE run_id=? AND echo_tick IS NULL",
                                         (run_id,)).fetchone()[0]
-        abs_err = np.abs(errors)
+        abs_err, abs_offset_err = np.abs(errors), np.abs(offset_errors)
         return {
             "benchmark": "onset_latency",
             "clips": len(errors),
@@ -139,9 +155,13 @@ async def run(n_clips: int, clip_s: float) -> dict:
             "p95_onset_error_ms": round(float(np.percentile(abs_err, 95)), 2),
             "max_onset_error_ms": round(float(np.max(abs_err)), 2),
             "mean_signed_error_ms": round(float(np.mean(errors)), 2),
+            "median_offset_error_ms": round(float(np.median(abs_offset_err)), 2),
+            "p95_offset_error_ms": round(float(np.percentile(abs_offset_err, 95)), 2),
+            "max_offset_error_ms": round(float(np.max(abs_offset_err)), 2),
             "page_to_host_median_ms": round(float(np.median(np.abs(page_host))), 2),
             "reference_bound_ms": round(statistics.median(bounds), 2),
             "first_frame_media_ms_max": round(max(media), 1),
+            "last_frame_gap_ms_max": round(max(last_gaps), 1),
             "lost_events": int(missing + not_echoed),
             "target_p95_ms": 20,
         }

@@ -22,7 +22,7 @@ from ..client import WatchClient
 from ..db import Study
 from ..errors import WatchDisconnected, WearsError
 from ..protocol import Event, HeartRate, Packet, Status
-from ..record import SessionWriter
+from ..record import SessionWriter, finish_recording
 from .protocol import StudyProtocol
 from .steps import TIMED, Step, build_steps
 from .store import RunStore, file_sha256
@@ -60,7 +60,8 @@ class SessionEngine:
         # A host restart finds the run where it was: whatever was playing is interrupted and
         # shown again once the experimenter resumes.
         self.paused = run.status == "running"
-        store.interrupt_running(time.monotonic())
+        # What a killed host left playing; its "interrupted" event goes into the next recording.
+        self._abandoned = store.interrupt_abandoned()
         for session_id in store.sessions():  # a recording of a host that was killed
             if study.session(session_id)["status"] == "recording":
                 study.end_session(session_id, "interrupted", "the host stopped without closing it")
@@ -155,6 +156,9 @@ class SessionEngine:
             await self.stop_watch("interrupted", "the watch stopped answering as streaming started")
             raise
         self.say(f"watch {addr} connected; recording session {session_id}")
+        for trial_id in self._abandoned:
+            await self.event("interrupted", trial_id=trial_id, text="the host stopped in the middle of it")
+        self._abandoned = []
         self._spawn(self._keep_in_sync(client, session_id))
         await self.refresh()
 
@@ -205,9 +209,7 @@ class SessionEngine:
         writer, watch = self.writer, self.watch
         if writer is None or watch is None:
             return
-        writer.commit()
-        self.study.count_packets(writer.session_id, lost=sum(t.lost for t in watch.sequences.values()))
-        self.study.end_session(writer.session_id, status, note)
+        finish_recording(writer, watch, status, note)
         self.store.place_on_timeline()
 
     async def stop_watch(self, status: str, note: str | None = None) -> None:

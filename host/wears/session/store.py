@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 from ..db import Study, _now
@@ -148,12 +149,21 @@ class RunStore:
         self.study.commit()
 
     def interrupt_running(self, host_time: float) -> list[int]:
-        """Mark every running trial interrupted (a reload, closed tab, pause, abort or host restart)."""
-        ids = [r[0] for r in self.study.conn.execute("SELECT id FROM trials WHERE run_id=? AND status='running'",
-                                                     (self.run_id,))]
-        for trial_id in ids:
-            self.study.conn.execute("UPDATE trials SET status='interrupted', "
-                                    "offset_host=COALESCE(offset_host, ?) WHERE id=?", (host_time, trial_id))
+        """Mark every running trial interrupted (a reload, closed tab, pause or abort) at `host_time`."""
+        return self._interrupt("?", host_time)
+
+    def interrupt_abandoned(self) -> list[int]:
+        """Mark the trials a killed host left running interrupted, ending at the last sign of life of
+        their recording: its last clock-sync answer (now, if it has none)."""
+        return self._interrupt("(SELECT MAX(c.host_received) FROM clock_sync c WHERE c.session_id = "
+                               "trials.session_id), ?", time.monotonic())
+
+    def _interrupt(self, end_sql: str, host_time: float) -> list[int]:
+        """Interrupt the running trials; their offset (unless set) is the first non-null of `end_sql`."""
+        conn = self.study.conn
+        ids = [r[0] for r in conn.execute("SELECT id FROM trials WHERE run_id=? AND status='running'", (self.run_id,))]
+        conn.execute(f"UPDATE trials SET status='interrupted', offset_host=COALESCE(offset_host, {end_sql}) "
+                     "WHERE run_id=? AND status='running'", (host_time, self.run_id))
         self.study.commit()
         return ids
 

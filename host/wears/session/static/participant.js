@@ -89,6 +89,18 @@ function fixation(view) {
   synced().then(() => requestAnimationFrame((ts) => send({ type: "shown", step: view.step, host: hostTime(ts) })));
 }
 
+// A frame's display ends when the next one would show: its media duration from the steps between
+// consecutive presented frames (the median, so that a dropped frame does not count).
+function frameSeconds(frames) {
+  const steps = [];
+  for (let i = 1; i < frames.length; i++) {
+    const n = frames[i].presentedFrames - frames[i - 1].presentedFrames;
+    if (n > 0) steps.push((frames[i].mediaTime - frames[i - 1].mediaTime) / n);
+  }
+  steps.sort((a, b) => a - b);
+  return steps.length ? steps[Math.floor(steps.length / 2)] : 0;
+}
+
 function clip(view) {
   show("");
   const video = document.createElement("video");
@@ -97,7 +109,8 @@ function clip(view) {
   video.preload = "auto";
   video.src = view.clip_url;
   document.body.appendChild(video);
-  let onset = null, last = null, alive = true;
+  let onset = null, alive = true, ended = false;
+  const frames = []; // the last few presented frames' metadata
   cleanup = () => { alive = false; video.pause(); video.removeAttribute("src"); video.load(); video.remove(); };
   const onFrame = (now, meta) => {
     if (!alive) return;
@@ -108,16 +121,28 @@ function clip(view) {
                        callback_ms: now, media_s: meta.mediaTime, frames: meta.presentedFrames,
                        sync_rtt_ms: sync.rtt, sync_offset_s: sync.offset } });
     }
-    last = meta;
-    video.requestVideoFrameCallback(onFrame);
+    frames.push(meta);
+    if (frames.length > 8) frames.shift();
+    if (!ended) video.requestVideoFrameCallback(onFrame);
   };
+  // The offset is when the last presented frame's display ends: its presentationTime plus one
+  // frame. The callback of a frame presented just before 'ended' may still be due, so the offset
+  // is sent two animation frames later; hiding the video takes the last frame off the screen.
   video.addEventListener("ended", () => {
-    if (!alive) return;
-    alive = false;
+    if (!alive || ended) return;
+    ended = true;
     video.style.visibility = "hidden";
-    // The last frame leaves the screen with the next paint after hiding it.
-    requestAnimationFrame((ts) => send({ type: "offset", step: view.step, host: hostTime(ts),
-      detail: { page_ms: ts, last_presentation_ms: last && last.presentationTime, last_media_s: last && last.mediaTime } }));
+    requestAnimationFrame((hiddenMs) => requestAnimationFrame(() => {
+      if (!alive) return;
+      alive = false;
+      const last = frames[frames.length - 1];
+      const frameS = frameSeconds(frames);
+      const offsetMs = last ? last.presentationTime + (frameS * 1000) / (video.playbackRate || 1) : hiddenMs;
+      send({ type: "offset", step: view.step, host: hostTime(offsetMs),
+             detail: { page_ms: offsetMs, last_presentation_ms: last && last.presentationTime,
+                       last_media_s: last && last.mediaTime, frame_s: frameS, duration_s: video.duration,
+                       hidden_paint_ms: hiddenMs, frames: last && last.presentedFrames } });
+    }));
   });
   synced().then(() => {
     if (!alive) return;
@@ -131,13 +156,18 @@ function clip(view) {
 }
 
 function scaleRow(name, points, lo, hi) {
+  const sam = SAM_SCALES.includes(name);
   let buttons = "";
-  for (let v = 1; v <= points; v++) {
-    buttons += `<button type="button" role="radio" aria-checked="false" data-scale="${name}" data-value="${v}">${v}</button>`;
+  if (sam) buttons = samButtons(name, points, t);
+  else {
+    for (let v = 1; v <= points; v++) {
+      buttons += `<button type="button" role="radio" aria-checked="false" data-scale="${name}" data-value="${v}"` +
+                 ` aria-label="${t(name)} ${v}">${v}</button>`;
+    }
   }
-  return `<div class="scale" data-scale="${name}" role="radiogroup" aria-label="${t(name)}">` +
+  return `<div class="scale${sam ? " sam" : ""}" data-scale="${name}" role="radiogroup" aria-label="${t(name)}">` +
          `<h2>${t(name)}</h2><div class="points">${buttons}</div>` +
-         `<div class="anchors"><span>${t(lo)}</span><span>${t(hi)}</span></div></div>`;
+         `<div class="anchors" aria-hidden="true"><span>${t(lo)}</span><span>${t(hi)}</span></div></div>`;
 }
 
 // A form of 1..points scales answered by mouse, touch or keyboard; calls done(values) on submit.
