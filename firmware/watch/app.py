@@ -21,11 +21,13 @@ except ImportError:
 import machine
 
 from watch import blob
+from watch.backfill import Backfill
 from watch import board as boards
 from watch import protocol as P
 from watch.drivers.lsm6ds3 import LSM6DS3
 from watch.drivers.max30102 import MAX30102
 from watch.features import FeatureEngine, spec_for
+from watch.flashlog import FlashLog
 from watch.model import ModelError, load as load_model
 from watch.outbox import Outbox
 from watch.radio import Radio
@@ -35,6 +37,7 @@ from watch.upload import ModelUpload
 FIRMWARE_REVISION = "0.1.0"
 MODEL_PATH = "model.wbl"
 KEY_PATH = "key.bin"
+STREAMS_PATH = "streams.bin"  # the streams the host asked for: a reboot goes on recording them
 
 _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
 _BURST = const(64)  # largest FIFO burst read per sensor and period
@@ -55,6 +58,10 @@ class Watch:
         self.replies = Outbox(8, 32)
         self.events = Outbox(8, 48)
         self.preds = Outbox(8, 32)
+        # Every packet on the stream characteristic is also a flash log record (store and forward).
+        self.log = FlashLog("log", self.board.get("flash_log_bytes", 262144))
+        self.backfill = Backfill(self.log, self.replies)
+        self._info = bytearray(32)
         # Per stream, the SAMPLES packet being filled: [buffer, count, first index, capacity].
         self.staging = {s: [bytearray(_PACKET), 0, 0, 1] for s in (P.PPG, P.ACC, P.GYRO)}
         self.key = self._read_key()
@@ -74,6 +81,10 @@ class Watch:
         self._load_model()
         self._next_info = 0
         self.event(P.EV_BOOT, 0)
+        if self.log.torn:
+            self.event(P.EV_LOG_TORN, self.log.torn)
+        self._overflow = self.log.overflow
+        self.start_stop(True, self._saved_streams())
 
     # Set-up -------------------------------------------------------------------------
 
@@ -110,6 +121,13 @@ class Watch:
                 self.event(P.EV_SENSOR_MISSING, s)
             return None
         return sensor
+
+    def _saved_streams(self):
+        try:
+            with open(STREAMS_PATH, "rb") as f:
+                return f.read(1)[0]
+        except (OSError, IndexError):
+            return 0
 
     def _load_model(self):
         try:
@@ -169,9 +187,14 @@ class Watch:
         driver = sensor.driver
         rate = self.ppg_rate if stream == P.PPG else self.imu_rate
         unit = 1.0 if stream == P.PPG else driver.accel_unit if stream == P.ACC else driver.gyro_unit
-        box = self.streams
-        box.seal(P.pack_body(box.open_buf(), P.STREAM_INFO, box.next_seq(), self.uptime(), P.STREAM_INFO_BODY,
-                             stream, len(P.CHANNELS[stream]), rate * 1000, unit, sensor.tick0))
+        self.send_stream(self._info, P.pack_body(self._info, P.STREAM_INFO, self.log.next_lsn, self.uptime(),
+                                                 P.STREAM_INFO_BODY, stream, len(P.CHANNELS[stream]), rate * 1000,
+                                                 unit, sensor.tick0))
+
+    def send_stream(self, buf, n):
+        """Queue a stream packet (its seq: the low bits of its lsn) and keep it in the flash log."""
+        self.log.append(buf, n)
+        self.streams.push(buf, n)
 
     def add_samples(self, stream, values, n, first_index, per_sample):
         """Append n samples (from `values`, `per_sample` ints each) to the stream's open packet."""
@@ -182,7 +205,8 @@ class Watch:
             if pkt[1] == 0:
                 pkt[2] = first_index + i
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
-                pkt[3] = (min(_PACKET, self.radio.max_payload) - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
+                # Room is left for the BACKFILL wrapping a re-sent record.
+                pkt[3] = (min(_PACKET, self.radio.max_payload) - P.BACKFILL_WRAP - P.SAMPLES_BODY_SIZE) // size
             off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
             if per_sample == 2:
                 struct.pack_into(fmt, pkt[0], off, values[0][i], values[1][i])
@@ -196,9 +220,8 @@ class Watch:
     def seal_samples(self, stream):
         pkt = self.staging[stream]
         if pkt[1]:
-            box = self.streams
-            n = P.pack_samples_header(pkt[0], box.next_seq(), self.uptime(), stream, pkt[1], pkt[2])
-            box.push(pkt[0], n)
+            self.send_stream(pkt[0], P.pack_samples_header(pkt[0], self.log.next_lsn, self.uptime(), stream,
+                                                           pkt[1], pkt[2]))
             pkt[1] = 0
 
     # The loop ---------------------------------------------------------------------------
@@ -276,6 +299,8 @@ class Watch:
                 self.reply(ptype, seq, self.upload.begin(size, crc))
             elif ptype == P.CMD_MODEL_COMMIT:
                 self.commit_model(seq)
+            elif P.CMD_LOG_INFO <= ptype <= P.CMD_ACK:
+                self.backfill.command(ptype, seq, data, self.uptime(), self.reply)
             else:
                 self.reply(ptype, seq, P.E_UNKNOWN_COMMAND)
         except ValueError:  # struct: the body is shorter than its layout
@@ -293,6 +318,7 @@ class Watch:
             self.reply(P.CMD_MODEL_COMMIT, seq, status)
 
     def start_stop(self, start, mask):
+        before = self.streaming
         for sensor in (self.ppg, self.imu):
             if not sensor:
                 continue
@@ -306,6 +332,9 @@ class Watch:
                 elif not start and self.streaming & bit:
                     self.seal_samples(stream)
                     self.streaming &= ~bit
+        if self.streaming != before:
+            with open(STREAMS_PATH, "wb") as f:
+                f.write(bytes((self.streaming,)))
 
     def periodic(self):
         now = self.uptime()
@@ -318,6 +347,9 @@ class Watch:
                     if self.streaming & P.stream_bit(stream):
                         self.stream_info(sensor, stream)
         self.radio.battery(self.battery())
+        if self.log.overflow != self._overflow:
+            self._overflow = self.log.overflow
+            self.event(P.EV_LOG_OVERFLOW, self._overflow)
 
     def flush(self):
         radio = self.radio
@@ -327,7 +359,8 @@ class Watch:
         budget -= self.replies.flush(radio.notify_control, budget)
         budget -= self.events.flush(radio.notify_event, budget)
         budget -= self.preds.flush(radio.notify_prediction, budget)
-        self.streams.flush(radio.notify_stream, budget)
+        budget -= self.streams.flush(radio.notify_stream, budget)
+        self.backfill.flush(radio.notify_control, budget, self.uptime())
 
     def step(self):
         self.sample()
@@ -351,6 +384,7 @@ class Watch:
                 if left > 0:
                     time.sleep_ms(left)
         finally:
+            self.log.close()
             self.radio.on_power_off()
 
 

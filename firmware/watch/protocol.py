@@ -43,6 +43,8 @@ EVENT = const(0x05)
 RESULT = const(0x06)
 PONG = const(0x07)
 STREAM_INFO = const(0x08)
+LOG_INFO = const(0x0C)  # the flash log's state (issue 4 range 0x0C-0x0E)
+BACKFILL = const(0x0D)  # one logged stream packet, re-sent from the flash log
 
 # Host -> watch commands.
 CMD_START = const(0x81)
@@ -53,6 +55,9 @@ CMD_MODEL_BEGIN = const(0x85)
 CMD_MODEL_COMMIT = const(0x86)
 CMD_MARK = const(0x87)
 CMD_MODEL_CHUNK = const(0x88)
+CMD_LOG_INFO = const(0x90)  # answered by LOG_INFO and RESULT
+CMD_BACKFILL = const(0x91)  # u32 first lsn, u32 end lsn (exclusive): re-send those records
+CMD_ACK = const(0x92)  # u32 lsn: every record before it is stored on the host
 
 # Streams: ids, sample layouts and the bit each one has in a START/STOP mask.
 PPG = const(1)
@@ -85,6 +90,15 @@ CMD_PING_BODY = "<I"  # host token
 CMD_MODEL_BEGIN_BODY = "<II"  # size, CRC32 of the whole blob
 CMD_MARK_BODY = "<HI"  # code, argument
 CMD_MODEL_CHUNK_BODY = "<I"  # offset; then the data
+CMD_BACKFILL_BODY = "<II"  # first lsn, end lsn (exclusive)
+CMD_ACK_BODY = "<I"  # every lsn below this one is stored on the host
+
+# The flash log (docs/protocol.md, "Store and forward"). Every packet on the stream
+# characteristic is a log record; its header's seq is the low 16 bits of its log sequence
+# number (lsn), which never goes back, not even across reboots.
+LOG_INFO_BODY = "<IIIIII"  # boot, oldest lsn held, next lsn, acked lsn, records lost unacked, torn segments
+BACKFILL_BODY = "<IH"  # lsn, boot of the record; then the record (the packet as first sent)
+BACKFILL_WRAP = const(14)  # header + BACKFILL_BODY: stream packets leave this much room for it
 
 # Prediction flags.
 FLAG_LOW_QUALITY = const(0x01)
@@ -106,6 +120,8 @@ E_NO_UPLOAD = const(9)
 E_BAD_OFFSET = const(10)
 E_UNKNOWN_COMMAND = const(11)
 E_BAD_LENGTH = const(12)
+E_LOG_RANGE = const(20)  # a backfill range that ends before it starts
+E_NO_LOG = const(21)  # this watch keeps no flash log
 REASONS = {
     OK: "ok",
     E_TRUNCATED: "truncated",
@@ -120,6 +136,8 @@ REASONS = {
     E_BAD_OFFSET: "chunk offset out of order",
     E_UNKNOWN_COMMAND: "unknown command",
     E_BAD_LENGTH: "bad packet length",
+    E_LOG_RANGE: "backfill range ends before it starts",
+    E_NO_LOG: "no flash log on this watch",
 }
 
 # Event codes.
@@ -129,6 +147,8 @@ EV_MODEL_LOADED = const(3)  # argument: model id
 EV_MODEL_REJECTED = const(4)  # argument: reason code
 EV_MARK = const(5)  # argument: the host's marker argument
 EV_FIFO_OVERFLOW = const(6)  # argument: stream id
+EV_LOG_OVERFLOW = const(15)  # argument: unacknowledged records evicted so far (the log was full)
+EV_LOG_TORN = const(16)  # argument: torn segments skipped at boot
 
 
 def pack_header(buf, ptype, seq, tick):
