@@ -67,5 +67,11 @@ def test_decoder_never_crashes_on_random_bytes(data):
 
 def test_sequence_tracker_counts_gaps_wraparound_and_duplicates():
     t = SequenceTracker()
-    assert [t.see(s) for s in (65533, 65534, 1, 1, 0, 2)] == [0, 0, 2, -1, -1, 0]
+    assert [t.see(s) for s in (65533, 65534, 1, 1, 65534, 2)] == [0, 0, 2, -1, -1, 0]
     assert t.lost == 2 and t.duplicates == 2
+
+
+def test_a_late_packet_fills_its_gap_instead_of_counting_as_a_duplicate():
+    t = SequenceTracker()
+    assert [t.see(s) for s in (10, 12, 11, 13, 11)] == [0, 1, 0, 0, -1]
+    assert t.lost == 0 and t.reordered == 1 and t.duplicates == 1
