@@ -23,7 +23,7 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError
 
 from watch import protocol as P
 
-from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
+from .errors import CommandRefused, CommandTimeout, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
 from .protocol import (Backfill, LogInfo, Packet, Pong, Result, SequenceTracker, Status, decode, encode_command,
                        unwrap)
 
@@ -134,13 +134,18 @@ class WatchClient:
             await self._client.connect()
 
     async def _sync_log(self) -> None:
-        try:
-            await self.command(P.CMD_LOG_INFO)
-        except CommandRefused:
-            self.log = None  # firmware without a flash log: records carry no lsn
-            return
-        if self.log is not None:
-            self._lsn_ref = self.log.next_lsn
+        for _ in range(3):  # a lost notification (BlueZ drops some) costs a retry
+            try:
+                await self.command(P.CMD_LOG_INFO)
+            except CommandRefused:
+                self.log = None  # firmware without a flash log: records carry no lsn
+                return
+            except CommandTimeout:
+                continue
+            if self.log is not None:
+                self._lsn_ref = self.log.next_lsn
+                return
+        raise WatchDisconnected(f"{self.address} did not say where its flash log stands")
 
     async def disconnect(self) -> None:
         if self._client.is_connected:
@@ -217,7 +222,7 @@ class WatchClient:
         try:
             reply = await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError as e:
-            raise WearsError(f"{self.address} did not answer command 0x{ptype:02x} in {self.timeout} s") from e
+            raise CommandTimeout(f"{self.address} did not answer command 0x{ptype:02x} in {self.timeout} s") from e
         finally:
             self._pending.pop((ptype, seq), None)
         if isinstance(reply, Result) and reply.status != P.OK:
