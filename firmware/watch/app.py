@@ -44,6 +44,7 @@ _BURST = const(64)  # largest FIFO burst read per sensor and period
 _PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notification header
 _INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
 _FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
+_LOG_SEGMENT = const(2048)  # flash log segment: about a second of every stream, one write each
 
 
 class Watch:
@@ -58,10 +59,6 @@ class Watch:
         self.replies = Outbox(8, 32)
         self.events = Outbox(8, 48)
         self.preds = Outbox(8, 32)
-        # Every packet on the stream characteristic is also a flash log record (store and forward).
-        self.log = FlashLog("log", self.board.get("flash_log_bytes", 262144))
-        self.backfill = Backfill(self.log, self.replies)
-        self._info = bytearray(32)
         # Per stream, the SAMPLES packet being filled: [buffer, count, first index, capacity].
         self.staging = {s: [bytearray(_PACKET), 0, 0, 1] for s in (P.PPG, P.ACC, P.GYRO)}
         self.key = self._read_key()
@@ -79,6 +76,10 @@ class Watch:
         self.model = None
         gc.collect()  # the model's node arrays want contiguous blocks
         self._load_model()
+        # Every packet on the stream characteristic is also a flash log record (store and forward).
+        self.log = FlashLog("log", self.board.get("flash_log_bytes", 262144), _LOG_SEGMENT)
+        self.backfill = Backfill(self.log, self.replies)
+        self._info = bytearray(32)
         self._next_info = 0
         self.event(P.EV_BOOT, 0)
         if self.log.torn:
@@ -205,8 +206,10 @@ class Watch:
             if pkt[1] == 0:
                 pkt[2] = first_index + i
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
-                # Room is left for the BACKFILL wrapping a re-sent record.
-                pkt[3] = (min(_PACKET, self.radio.max_payload) - P.BACKFILL_WRAP - P.SAMPLES_BODY_SIZE) // size
+                # Room is left for the BACKFILL wrapping a re-sent record. Unconnected, the
+                # samples go to the flash log in full-size packets for the next connection.
+                room = min(_PACKET, self.radio.max_payload) if self.radio.connected else _PACKET
+                pkt[3] = (room - P.BACKFILL_WRAP - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
             off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
             if per_sample == 2:
                 struct.pack_into(fmt, pkt[0], off, values[0][i], values[1][i])
@@ -360,7 +363,7 @@ class Watch:
         budget -= self.events.flush(radio.notify_event, budget)
         budget -= self.preds.flush(radio.notify_prediction, budget)
         budget -= self.streams.flush(radio.notify_stream, budget)
-        self.backfill.flush(radio.notify_control, budget, self.uptime())
+        self.backfill.flush(radio.notify_control, budget, self.uptime(), radio.max_payload)
 
     def step(self):
         self.sample()

@@ -20,6 +20,7 @@ class Backfill:
         self._buf = bytearray(P.BACKFILL_WRAP + MAX_RECORD)
         self._n = 0  # length of a built packet the radio has not taken yet
         self.active = False
+        self.skipped = 0  # records too big for the link they were asked for on
 
     def info(self, tick):
         log, box = self.log, self.replies
@@ -48,8 +49,12 @@ class Backfill:
         else:
             reply(ptype, seq, P.E_UNKNOWN_COMMAND)
 
-    def flush(self, send, budget, tick):
-        """Send up to `budget` records with `send(buf, n) -> bool`; returns how many went."""
+    def flush(self, send, budget, tick, max_payload):
+        """Send up to `budget` records with `send(buf, n) -> bool`; returns how many went.
+
+        A record too big for the link's current MTU (made under a larger one) is skipped:
+        the host counts it lost after asking again.
+        """
         sent = 0
         log, box = self.log, self.replies
         while self.active and sent < budget and not len(box):
@@ -59,6 +64,9 @@ class Backfill:
                     self.active = False
                     self.info(tick)
                     break
+                if P.BACKFILL_WRAP + n > max_payload:
+                    self.skipped += 1
+                    continue
                 P.pack_body(self._buf, P.BACKFILL, box.next_seq(), tick, P.BACKFILL_BODY, log.lsn, log.record_boot)
                 self._n = P.BACKFILL_WRAP + n
             if not send(self._buf, self._n):

@@ -52,9 +52,9 @@ class FlashLog:
         self._buf = bytearray(segment_bytes)
         self._mv = memoryview(self._buf)
         n = self.max_segments
-        self._firsts = array("I", [0] * n)  # ring of the segments on flash, oldest at _oldest
-        self._counts = array("H", [0] * n)
-        self._boots = array("H", [0] * n)
+        self._firsts = array("I", bytes(4 * n))  # ring of the segments on flash, oldest at _oldest
+        self._counts = array("H", bytes(2 * n))  # (from bytes: no list of n objects on the way)
+        self._boots = array("H", bytes(2 * n))
         self._oldest = 0
         self._nseg = 0
         self._word = bytearray(2)

@@ -140,16 +140,17 @@ def _widest(x: np.ndarray, sent: np.ndarray, received: np.ndarray, rate: float, 
 
 
 def _rate(x: np.ndarray, sent: np.ndarray, received: np.ndarray) -> float:
-    """Host seconds per watch second, from block offsets (a first guess of 1 detrends them)."""
+    """Host seconds per watch second, from block offsets detrended by a least-squares guess."""
+    guess = float(np.polyfit(x, (sent + received) / 2, 1)[0])
     blocks = max(2, min(16, len(x) // _BLOCK))
     centres, offsets = [], []
     for idx in np.array_split(np.arange(len(x)), blocks):
         if len(idx) == 0:
             continue
-        start, end, _ = intersection(sent[idx] - x[idx], received[idx] - x[idx])
+        start, end, _ = intersection(sent[idx] - guess * x[idx], received[idx] - guess * x[idx])
         centres.append(float(np.mean(x[idx])))
         offsets.append((start + end) / 2)
     if len(centres) < 2 or np.ptp(centres) == 0:
-        return 1.0
+        return guess
     slope = np.polyfit(centres, offsets, 1)[0]
-    return 1.0 + float(slope)
+    return guess + float(slope)

@@ -499,6 +499,7 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
         sid = study.new_session(participant, device=(addr, name, board),
                                 source="virtual" if backend is not None else "ble")
         study.set_provenance(sid, "host_clock", {"monotonic_s": time.monotonic(), "unix_s": time.time()})
+        study.set_provenance(sid, "record_target", {"duration_s": duration_s, "until_s": until_s, "mask": mask})
         if annotations:
             study.add_annotations(sid, annotations)
     recorder = Recorder(study, sid, address, backend=backend, mask=mask, reconnect_s=reconnect_s,

@@ -184,7 +184,7 @@ def test_backfill_replays_a_range_then_marks_its_end_with_log_info():
             sent.append(bytes(buf[:n]))
             return True
         while bf.active:
-            bf.flush(radio, 3, 1000)
+            bf.flush(radio, 3, 1000, 244)
         lsns = []
         for pkt in sent:
             _, ptype, _, _ = struct.unpack_from(P.HEADER, pkt, 0)
