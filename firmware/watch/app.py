@@ -366,13 +366,15 @@ class Watch:
         self.backfill.flush(radio.notify_control, budget, self.uptime(), radio.max_payload)
 
     def step(self):
-        self.sample()
-        self.windows()
+        # Commands first: a PING is answered with the clock as the loop woke, not after the
+        # sensor work, which keeps the host's clock fit tight.
         while True:
             cmd = self.radio.poll_command()
             if cmd is None:
                 break
             self.command(cmd[0], cmd[1])
+        self.sample()
+        self.windows()
         self.periodic()
         self.flush()
 

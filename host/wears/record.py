@@ -11,6 +11,7 @@ record --resume`) picks the session up and backfills the rest from the watch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from .protocol import Event, HeartRate, LogInfo, Packet, Prediction, Samples, St
 from .ranges import RangeSet
 
 _COMMIT_EVERY_S = 0.5
-_PING_EVERY_S = 1.0  # with a random part, so pings meet the watch's loop at every phase
+_PING_EVERY_S = 0.5  # mean interval; random, so pings meet the watch loop at every phase
 _ACK_EVERY_S = 1.0
 _BACKFILL_MAX = 512  # records asked for at once
 _BACKFILL_TRIES = 5  # attempts on a range the watch says it holds before it counts as lost
@@ -315,26 +316,37 @@ class Recorder:
                       progress: Callable[[RecordingStats], None] | None) -> None:
         await _again(lambda: client.start(self.mask))
         self.stats.state = "recording"
-        next_ping = next_ack = 0.0
-        while not done(self.stats):
-            if client.disconnected.is_set():
-                raise WatchDisconnected(f"{_name(self.address)} disconnected")
-            now = time.monotonic()
-            if now >= next_ping:
-                await self._ping(client)
-                next_ping = now + _PING_EVERY_S * (0.5 + random.random())
-                if progress:
-                    progress(self.stats)
-            if now >= next_ack:
-                await self._ack(client)
-                next_ack = now + _ACK_EVERY_S
-            gap = self._next_gap(self._end_lsn - _IN_FLIGHT)
-            if gap:
-                await self._backfill(client, *gap)
-            else:
-                await asyncio.sleep(0.05)
+        pinger = asyncio.create_task(self._pings(client, progress))
+        try:
+            next_ack = 0.0
+            while not done(self.stats):
+                if client.disconnected.is_set():
+                    raise WatchDisconnected(f"{_name(self.address)} disconnected")
+                if pinger.done():
+                    pinger.result()  # its error, if it failed
+                if time.monotonic() >= next_ack:
+                    await self._ack(client)
+                    next_ack = time.monotonic() + _ACK_EVERY_S
+                gap = self._next_gap(self._end_lsn - _IN_FLIGHT)
+                if gap:
+                    await self._backfill(client, *gap)
+                else:
+                    await asyncio.sleep(0.05)
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WearsError):
+                await pinger
         if progress:
             progress(self.stats)
+
+    async def _pings(self, client: WatchClient, progress: Callable[[RecordingStats], None] | None) -> None:
+        """Ping at random moments: they meet the watch's loop at every phase, and the ones that
+        arrive just before it wakes bound its clock tightly from below (clock.py)."""
+        while True:
+            await self._ping(client)
+            if progress:
+                progress(self.stats)
+            await asyncio.sleep(_PING_EVERY_S * (0.5 + random.random()))
 
     async def _finish(self, client: WatchClient) -> None:
         """Stop the streams, then fetch every record of the session the host does not hold."""
