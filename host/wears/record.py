@@ -274,6 +274,8 @@ class Recorder:
                     await self._finish(client)
                     return self.stats
                 finally:
+                    # Notifications the link delivered twice were dropped by the client: count them too.
+                    self.stats.duplicates += sum(t.duplicates for t in client.sequences.values())
                     self.commit()
                     await client.disconnect()
                     lost_since = time.monotonic()
