@@ -31,7 +31,7 @@ def test_every_watch_packet_decodes_to_its_documented_fields():
             else:
                 assert (list(got) if isinstance(got, tuple) else got) == value, (name, key)
         checked += 1
-    assert checked == 9
+    assert checked >= 11
 
 
 def test_commands_encode_to_golden_vectors():
@@ -40,6 +40,21 @@ def test_commands_encode_to_golden_vectors():
     assert encode_command(P.CMD_PING, 33, 0x01020304) == v["cmd_ping"][0]
     assert encode_command(P.CMD_MODEL_BEGIN, 2, 4096, 0xCAFEBABE) == v["cmd_model_begin"][0]
     assert encode_command(P.CMD_MODEL_CHUNK, 3, 512, data=b"WMDL") == v["cmd_model_chunk"][0]
+    assert encode_command(P.CMD_BACKFILL, 4, 200, 264) == v["cmd_backfill"][0]
+    assert encode_command(P.CMD_ACK, 5, 264) == v["cmd_ack"][0]
+
+
+def test_a_backfilled_record_decodes_to_the_packet_it_carries():
+    packet, _ = vectors()["backfill"]
+    record = decode(packet).record
+    assert record.type == P.SAMPLES and record.stream == P.ACC and record.first_index == 500
+    assert decode(packet[14:]) == record or record.samples.tolist() == decode(packet[14:]).samples.tolist()
+
+
+def test_a_backfill_must_carry_a_stream_packet():
+    packet, _ = vectors()["backfill"]
+    with pytest.raises(ProtocolError, match="does not carry a stream packet"):
+        decode(packet[:14] + vectors()["event"][0])
 
 
 @pytest.mark.parametrize("packet, why", [
