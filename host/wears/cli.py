@@ -60,17 +60,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from bleak import BleakScanner
-    from watch import protocol as P
+    from .scan import scan
 
     async def run() -> None:
-        _, scanner_backend = _backend(args)
-        kwargs = {"backend": scanner_backend} if scanner_backend else {}
-        found = await BleakScanner.discover(timeout=args.timeout, service_uuids=[P.SERVICE_UUID],
-                                            return_adv=True, **kwargs)
+        client_backend, _ = _backend(args)
+        found = await scan(args.timeout, backend=client_backend)
         if not found:
             print("no WEARS watch found" + ("" if args.virtual else " (try --virtual for the virtual watch)"))
-        for device, adv in found.values():
+        for device, adv in found:
             print(f"{device.address}  {adv.local_name or device.name or '?'}  rssi {adv.rssi}")
 
     asyncio.run(run())

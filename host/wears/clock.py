@@ -25,10 +25,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import WearsError
+
+if TYPE_CHECKING:
+    from .db import Study
 
 _TICK_S = 0.001  # the watch's tick is whole milliseconds: it read the clock within this after `tick`
 _BLOCK = 20  # pings per block when fitting the rate
@@ -154,3 +158,24 @@ def _rate(x: np.ndarray, sent: np.ndarray, received: np.ndarray) -> float:
         return guess
     slope = np.polyfit(centres, offsets, 1)[0]
     return guess + float(slope)
+
+
+def sample_times(study: "Study", session_id: int, stream: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Every stored sample's host time: {boot: (sample indices, host times in s)} from the
+    boot's STREAM_INFO (`tick0 + 1000 * i / rate`) and its clock fit. A boot without a fit
+    (no pings) is left out."""
+    fits = study.clock_fits(session_id)
+    out = {}
+    for boot, fit in fits.items():
+        info = study.conn.execute("SELECT tick0, rate_mhz FROM stream_info WHERE session_id=? AND boot=? AND stream=?",
+                                  (session_id, boot, stream)).fetchone()
+        if info is None:
+            continue
+        tick0, rate_mhz = info
+        spans = [np.arange(first, first + count) for b, first, count in study.chunk_keys(session_id, stream)
+                 if b == boot]
+        if not spans:
+            continue
+        index = np.unique(np.concatenate(spans))
+        out[boot] = (index, fit.host_time(tick0 + index * 1e6 / rate_mhz))
+    return out

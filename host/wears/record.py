@@ -362,7 +362,7 @@ class Recorder:
             if gap is None:
                 break
             await self._backfill(client, *gap)
-        await self._ack(client)
+        await self._ack(client, tries=_TRIES)
 
     async def _ping(self, client: WatchClient) -> None:
         try:
@@ -371,7 +371,7 @@ class Recorder:
             return  # the pong was lost: the next ping will do
         self.study.add_clock_sync(self.session_id, sent, received, tick, boot=self.stats.boot)
 
-    async def _ack(self, client: WatchClient) -> None:
+    async def _ack(self, client: WatchClient, tries: int = 1) -> None:
         """Commit, then tell the watch everything before the first record still missing is stored."""
         self.commit()
         if self._start_lsn is None:
@@ -382,11 +382,13 @@ class Recorder:
             if nxt == mark:
                 break
             mark = nxt
-        if mark > self._acked:
+        for _ in range(tries):
+            if mark <= self._acked:
+                break
             try:
                 self._acked = await client.ack(mark)
             except CommandTimeout:
-                pass  # acknowledged with the next one
+                pass  # the reply was lost: acknowledged again, now or with the next one
 
     def _next_gap(self, end: int) -> tuple[int, int] | None:
         if self._start_lsn is None:
