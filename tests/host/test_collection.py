@@ -119,3 +119,27 @@ def test_a_version_1_database_is_upgraded_with_its_samples_kept(tmp_path):
     assert study.chunk_keys(1, P.PPG) == [(0, 0, 1)]
     assert study.stream(1, P.PPG).samples.shape == (1, 2)
     assert study.add_chunk(1, P.PPG, 0, 1, 5, bytes(8), boot=2)  # the same indices after a reboot are new
+
+
+def test_a_power_cut_mid_recording_loses_nothing_the_flash_log_kept(scenario_path, tmp_path):
+    study = Study.open(tmp_path / "study.db")
+
+    async def run():
+        async with VirtualWatch(scenario_path, flash_dir=tmp_path / "flash", speed=4) as vw:
+            async def cut():
+                while study.sample_count(1, P.PPG) < 800:
+                    await asyncio.sleep(0.05)
+                await vw.reboot(power_cut=True)  # no clean shutdown: the open segment is gone
+
+            cutter = asyncio.ensure_future(cut())
+            sid, stats = await record(study, vw.address, participant="P01", duration_s=16, backend=VirtualBleakClient)
+            await cutter
+            await vw.shut_down()
+            return sid, stats
+
+    sid, stats = asyncio.run(asyncio.wait_for(run(), 180))
+    check = check_samples(study, sid, tmp_path / "flash" / "log", tmp_path / "copy")
+    assert check["missing"] == check["duplicates"] == 0  # all the log kept is stored, once
+    assert study.log_state(sid)["boot"] == 2 and len(study.boots(sid)) == 2
+    # The numbers of the records the cut took were skipped at boot: asked for, found gone, noted.
+    assert stats.lost_records > 0 and study.log_lost(sid)

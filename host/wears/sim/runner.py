@@ -187,12 +187,15 @@ class VirtualWatch:
 
     async def start_async(self, timeout: float = _READY_TIMEOUT_S) -> "VirtualWatch":
         self._launch()
+        await self._advertising(timeout, "")
+        return self
+
+    async def _advertising(self, timeout: float, after: str) -> None:
         deadline = time.monotonic() + timeout
         while not self._ready():
             if time.monotonic() > deadline:
-                self._fail(f"did not advertise within {timeout:.0f} s")
+                self._fail(f"did not advertise within {timeout:.0f} s{after}")
             await asyncio.sleep(0.02)
-        return self
 
     def stop(self) -> None:
         """Kill the process if it still runs, remove its registry entry and temporary files."""
@@ -274,11 +277,7 @@ class VirtualWatch:
         battery (SIGKILL). Returns once the new boot advertises."""
         await self.shut_down(power_cut=power_cut)
         self._spawn()
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if time.monotonic() > deadline:
-                self._fail(f"did not advertise within {timeout:.0f} s of a reboot")
-            await asyncio.sleep(0.02)
+        await self._advertising(timeout, " of a reboot")
 
     async def shut_down(self, *, power_cut: bool = False) -> None:
         """End the firmware as a reset does (its clean shutdown runs), or as a power cut; the
