@@ -279,7 +279,7 @@ class Recorder:
                     self.commit()
                     await client.disconnect()
                     lost_since = time.monotonic()
-            except WatchDisconnected as e:
+            except (WatchDisconnected, CommandTimeout) as e:  # a watch that stops answering is gone too
                 self.commit()
                 if finished and self._next_gap(self._end_lsn) is None:
                     return self.stats  # it went away (powered off) after giving all that was asked for
