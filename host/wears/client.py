@@ -48,6 +48,7 @@ class LogRecord:
 
 
 RecordCallback = Callable[[LogRecord], None]
+_WATCH_HUNG_UP = (0x13, 0x15)  # HCI: remote user terminated; remote device powers off
 
 
 class WatchClient:
@@ -153,6 +154,13 @@ class WatchClient:
                 await self._client.disconnect()
             except (BleakError, OSError):
                 pass
+
+    @property
+    def ended_by_watch(self) -> bool:
+        """The watch closed the link on purpose (it powers off, HCI reasons 0x13/0x15), as
+        opposed to a link that broke; known where the backend reports reasons (the virtual one does)."""
+        reason = getattr(getattr(self._client, "_backend", None), "disconnect_reason", None)
+        return self.disconnected.is_set() and reason in _WATCH_HUNG_UP
 
     def _on_disconnect(self, _client: Any = None) -> None:
         self.disconnected.set()

@@ -36,6 +36,7 @@ _IN_FLIGHT = 16  # the newest records may still be on their way: not yet a gap
 _BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
 _COMMAND_TIMEOUT_S = 5.0  # a reply lost on the way costs this much, then the command is sent again
 _TRIES = 3
+_ACK_GRACE_S = 10.0  # how long a finished recording tries to reach the watch again just to acknowledge
 
 
 @dataclass
@@ -281,8 +282,12 @@ class Recorder:
                     lost_since = time.monotonic()
             except (WatchDisconnected, CommandTimeout) as e:  # a watch that stops answering is gone too
                 self.commit()
-                if finished and self._next_gap(self._end_lsn) is None:
-                    return self.stats  # it went away (powered off) after giving all that was asked for
+                complete = finished and self._next_gap(self._end_lsn) is None
+                gone = self.client is not None and self.client.ended_by_watch
+                if complete and (gone or self._acked >= self._end_lsn or time.monotonic() - lost_since > _ACK_GRACE_S):
+                    # All that was asked for is stored; only the watch's acknowledgement may be
+                    # missing (it went away, e.g. powered off): its log keeps those records.
+                    return self.stats
                 if time.monotonic() - lost_since > self.reconnect_s:
                     raise WatchDisconnected(f"{_name(self.address)}: no connection for {self.reconnect_s:g} s ({e})"
                                             ) from e
