@@ -89,6 +89,10 @@ class SessionWriter:
     def handle(self, channel: str, packet: Packet) -> None:
         """A live packet: stored with the current boot, shown to `on_packet`."""
         self.store(packet, self.boot)
+        self.show(channel, packet)
+
+    def show(self, channel: str, packet: Packet) -> None:
+        """Hand a live packet to the live view, if there is one."""
         if self._on_packet:
             self._on_packet(channel, packet)
 
@@ -230,20 +234,18 @@ class Recorder:
         if rec.lsn is not None:
             if self._start_lsn is not None and rec.lsn < self._start_lsn:
                 return  # an older session's record
+            self._backfill_got += rec.backfilled  # what the running backfill delivered, new or not
             if not self._received.add(rec.lsn):
                 self.stats.duplicates += 1
                 return
             self.study.add_log_record(self.session_id, rec.lsn)
             self._end_lsn = max(self._end_lsn, rec.lsn + 1)
-            if rec.backfilled:
-                self.stats.backfilled += 1
-                self._backfill_got += 1
+            self.stats.backfilled += rec.backfilled
         self.writer.store(rec.packet, rec.boot)
 
     def _packet(self, channel: str, packet: Packet) -> None:
         if channel == "stream":
-            if self.writer._on_packet:  # stored through _record already; a live view still sees it
-                self.writer._on_packet(channel, packet)
+            self.writer.show(channel, packet)  # stored through _record already; a live view still sees it
             return
         if isinstance(packet, LogInfo):
             self.stats.log = packet
