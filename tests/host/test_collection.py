@@ -143,3 +143,15 @@ def test_a_power_cut_mid_recording_loses_nothing_the_flash_log_kept(scenario_pat
     assert study.log_state(sid)["boot"] == 2 and len(study.boots(sid)) == 2
     # The numbers of the records the cut took were skipped at boot: asked for, found gone, noted.
     assert stats.lost_records > 0 and study.log_lost(sid)
+
+
+def test_record_cli_says_what_it_needs(tmp_path, capsys):
+    from wears.cli import main
+
+    db = str(tmp_path / "s.db")
+    assert main(["record", "AA:BB", "BB:CC", "--db", db, "--participant", "P01", "--duration", "5", "--virtual"]) == 1
+    assert "give one per watch" in capsys.readouterr().err
+    assert main(["record", "--db", db, "--virtual"]) == 1
+    assert "--resume SESSION" in capsys.readouterr().err
+    assert main(["record", "--resume", "7", "--db", db, "--virtual"]) == 1
+    assert "no session 7" in capsys.readouterr().err
