@@ -42,6 +42,9 @@ _IMU_HZ = 104
 def _board(work: Path) -> Path:
     profile = json.loads((HARDWARE / f"{DEFAULT_BOARD}.json").read_text())
     profile["sensors"]["imu"]["rate_hz"] = _IMU_HZ
+    # The check compares the study with each watch's flash log: it must keep the whole stage,
+    # even when an overloaded host runs late, so nothing acknowledged is evicted before it.
+    profile["flash_log_bytes"] = 1 << 20
     path = work / "board-100hz.json"
     path.write_text(json.dumps(profile))
     return path
@@ -71,13 +74,14 @@ async def stage(work: Path, n: int, seconds: float) -> dict:
     finally:
         for vw in watches:
             vw.stop()
-    missing = duplicates = stored = backfilled = 0
+    missing = unexpected = duplicates = stored = backfilled = 0
     errors = [w.error for w in lab if w.error]
     for i, w in enumerate(lab):
         if w.session_id is None:
             continue
         check = check_samples(study, w.session_id, work / f"flash-{i:02d}" / "log", work / f"log-copy-{i:02d}")
-        missing += check["missing"] + check["unexpected"]
+        missing += check["missing"]
+        unexpected += check["unexpected"]
         duplicates += check["duplicates"]
         stored += check["samples_stored"]
         backfilled += w.stats.backfilled
@@ -85,9 +89,9 @@ async def stage(work: Path, n: int, seconds: float) -> dict:
     kept_pace = stored / (n * rate_per_watch * elapsed) if elapsed else 0.0
     study.close()
     return {"watches": n, "real_s": round(elapsed, 1), "samples_stored": stored, "lost_samples": missing,
-            "duplicates": duplicates, "backfilled_records": backfilled, "errors": errors[:3],
+            "not_in_watch_log": unexpected, "duplicates": duplicates, "backfilled_records": backfilled, "errors": errors[:3],
             "pace": round(kept_pace, 3),
-            "sustained": not errors and missing == 0 and duplicates == 0 and kept_pace >= 0.8}
+            "sustained": not errors and missing == unexpected == duplicates == 0 and kept_pace >= 0.8}
 
 
 def _packets(n_packets: int) -> list[bytes]:
