@@ -21,6 +21,7 @@ except ImportError:
 import machine
 
 from watch import blob
+from watch.backfill import Backfill
 from watch import board as boards
 from watch import boot
 from watch import parts
@@ -28,6 +29,7 @@ from watch import protocol as P
 from watch.auth import Auth
 from watch.baseline import Baseline
 from watch.features import FeatureEngine, spec_for
+from watch.flashlog import FlashLog
 from watch.heart_rate import HeartRate
 from watch.model import load as load_model
 from watch.outbox import Outbox
@@ -39,6 +41,7 @@ from watch.watchdog import Watchdog
 FIRMWARE_REVISION = "0.1.0"
 MODEL_PATH = "model.wbl"
 KEY_PATH = "key.bin"
+STREAMS_PATH = "streams.bin"  # the streams the host asked for: a reboot goes on recording them
 
 _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
 _BURST = const(32)  # largest FIFO burst read per sensor and period (the rest waits in the FIFO)
@@ -49,6 +52,7 @@ _STATUS_EVERY_MS = const(60000)  # STATUS (heap, counters) unasked this often wh
 _INIT_TRIES = const(5)  # a part's set-up, retried when the bus errs (EIO) rather than finds nobody
 _ENODEV = const(19)
 _WATCHDOG_MS = const(8000)  # a loop stuck this long resets the watch (profile: watchdog_ms)
+_LOG_SEGMENT = const(2048)  # flash log segment: about a second of every stream, one write each
 
 
 class Watch:
@@ -96,6 +100,15 @@ class Watch:
         self._next_info = 0
         self._next_status = _STATUS_EVERY_MS
         self._stable = False
+        # Every packet on the stream characteristic is also a flash log record (store and forward).
+        self.log = FlashLog("log", self.board.get("flash_log_bytes", 262144), _LOG_SEGMENT)
+        self.backfill = Backfill(self.log, self.replies)
+        self._info = bytearray(32)
+        if self.log.torn:
+            self.event(P.EV_LOG_TORN, self.log.torn)
+        self._overflow = self.log.overflow
+        if not self.safe:
+            self.start_stop(True, self._saved_streams())
 
     # Set-up -------------------------------------------------------------------------
 
@@ -191,6 +204,13 @@ class Watch:
                     mask |= P.stream_bit(stream)
         return mask
 
+    def _saved_streams(self):
+        try:
+            with open(STREAMS_PATH, "rb") as f:
+                return f.read(1)[0]
+        except (OSError, IndexError):
+            return 0
+
     def _load_model(self):
         # The active slot; a new model that fails its first boot is rolled back (watch.slots).
         model, rolled_back, reason = self.upload.slots.boot(
@@ -254,9 +274,14 @@ class Watch:
         driver = sensor.driver
         rate = self.ppg_rate if stream == P.PPG else self.imu_rate
         unit = 1.0 if stream == P.PPG else driver.accel_unit if stream == P.ACC else driver.gyro_unit
-        box = self.streams
-        box.seal(P.pack_body(box.open_buf(), P.STREAM_INFO, box.next_seq(), self.uptime(), P.STREAM_INFO_BODY,
-                             stream, len(P.CHANNELS[stream]), rate * 1000, unit, sensor.tick0))
+        self.send_stream(self._info, P.pack_body(self._info, P.STREAM_INFO, self.log.next_lsn, self.uptime(),
+                                                 P.STREAM_INFO_BODY, stream, len(P.CHANNELS[stream]), rate * 1000,
+                                                 unit, sensor.tick0))
+
+    def send_stream(self, buf, n):
+        """Queue a stream packet (its seq: the low bits of its lsn) and keep it in the flash log."""
+        self.log.append(buf, n)
+        self.streams.push(buf, n)
 
     def add_samples(self, stream, values, second, n, first_index):
         """Append n samples to the stream's open packet: from `values` and `second` (PPG: IR
@@ -268,7 +293,10 @@ class Watch:
             if pkt[1] == 0:
                 pkt[2] = first_index + i
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
-                pkt[3] = (min(_PACKET, self.radio.max_payload) - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
+                # Room is left for the BACKFILL wrapping a re-sent record. Unconnected, the
+                # samples go to the flash log in full-size packets for the next connection.
+                room = min(_PACKET, self.radio.max_payload) if self.radio.connected else _PACKET
+                pkt[3] = (room - P.BACKFILL_WRAP - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
             off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
             if second is not None:
                 struct.pack_into(fmt, pkt[0], off, values[i], second[i])
@@ -282,9 +310,8 @@ class Watch:
     def seal_samples(self, stream):
         pkt = self.staging[stream]
         if pkt[1]:
-            box = self.streams
-            n = P.pack_samples_header(pkt[0], box.next_seq(), self.uptime(), stream, pkt[1], pkt[2])
-            box.push(pkt[0], n)
+            self.send_stream(pkt[0], P.pack_samples_header(pkt[0], self.log.next_lsn, self.uptime(), stream,
+                                                           pkt[1], pkt[2]))
             pkt[1] = 0
 
     # The loop ---------------------------------------------------------------------------
@@ -407,6 +434,8 @@ class Watch:
             elif ptype == P.CMD_SET_RATE:
                 stream, rate = struct.unpack_from(P.CMD_SET_RATE_BODY, data, P.HEADER_SIZE)
                 self.reply(ptype, seq, self.set_rate(stream, rate), rate)
+            elif P.CMD_LOG_INFO <= ptype <= P.CMD_ACK:
+                self.backfill.command(ptype, seq, data, self.uptime(), self.reply)
             else:
                 self.reply(ptype, seq, P.E_UNKNOWN_COMMAND)
         except ValueError:  # struct: the body is shorter than its layout
@@ -472,6 +501,7 @@ class Watch:
         return P.OK
 
     def start_stop(self, start, mask):
+        before = self.streaming
         for sensor in (self.ppg, self.imu):
             if not sensor:
                 continue
@@ -485,6 +515,9 @@ class Watch:
                 elif not start and self.streaming & bit:
                     self.seal_samples(stream)
                     self.streaming &= ~bit
+        if self.streaming != before:
+            with open(STREAMS_PATH, "wb") as f:
+                f.write(bytes((self.streaming,)))
 
     def periodic(self):
         now = self.uptime()
@@ -504,6 +537,9 @@ class Watch:
                     if self.streaming & P.stream_bit(stream):
                         self.stream_info(sensor, stream)
         self.radio.battery(self.battery())
+        if self.log.overflow != self._overflow:
+            self._overflow = self.log.overflow
+            self.event(P.EV_LOG_OVERFLOW, self._overflow)
 
     def flush(self):
         radio = self.radio
@@ -514,16 +550,19 @@ class Watch:
         budget -= self.replies.flush(radio.notify_control, budget)
         budget -= self.events.flush(radio.notify_event, budget)
         budget -= self.preds.flush(radio.notify_prediction, budget)
-        self.streams.flush(radio.notify_stream, budget)
+        budget -= self.streams.flush(radio.notify_stream, budget)
+        self.backfill.flush(radio.notify_control, budget, self.uptime(), radio.max_payload)
 
     def step(self):
-        self.sample()
-        self.windows()
+        # Commands first: a PING is answered with the clock as the loop woke, not after the
+        # sensor work, which keeps the host's clock fit tight.
         while True:
             cmd = self.radio.poll_command()
             if cmd is None:
                 break
             self.command(cmd[0], cmd[1])
+        self.sample()
+        self.windows()
         self.periodic()
         self.flush()
 
@@ -556,6 +595,7 @@ class Watch:
                 if left > 0:
                     self.wait(left)
         finally:
+            self.log.close()
             self.radio.on_power_off()
 
 

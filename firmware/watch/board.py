@@ -11,7 +11,7 @@ except ImportError:  # CPython: the host reads profiles, it measures no battery
 # What the firmware reads; the rest of a profile (descriptions, the host's heap figures)
 # would only take heap for the whole run.
 _USED = ("id", "name", "port", "radio", "i2c", "sensors", "battery", "features", "watchdog_ms", "outbox_slots",
-         "model_budget_bytes", "flash_budget_bytes", "link", "serial")
+         "model_budget_bytes", "flash_budget_bytes", "flash_log_bytes", "link", "serial")
 
 
 def load(path="board.json"):

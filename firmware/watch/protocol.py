@@ -42,6 +42,8 @@ EVENT = const(0x05)
 RESULT = const(0x06)
 PONG = const(0x07)
 STREAM_INFO = const(0x08)
+LOG_INFO = const(0x0C)  # the flash log's state (issue 4 range 0x0C-0x0E)
+BACKFILL = const(0x0D)  # one logged stream packet, re-sent from the flash log
 
 # Host -> watch commands.
 CMD_START = const(0x81)
@@ -55,6 +57,9 @@ CMD_MODEL_CHUNK = const(0x88)
 # Model upload, resumable (issue 7's range 0x95-0x99).
 CMD_MODEL_RESUME = const(0x95)  # size, CRC32: continue that upload; RESULT.value = bytes received
 CMD_MODEL_CHUNK_CRC = const(0x96)  # offset, CRC32 of the data, then the data (UPLOAD characteristic)
+CMD_LOG_INFO = const(0x90)  # answered by LOG_INFO and RESULT
+CMD_BACKFILL = const(0x91)  # u32 first lsn, u32 end lsn (exclusive): re-send those records
+CMD_ACK = const(0x92)  # u32 lsn: every record before it is stored on the host
 
 # Streams: ids, sample layouts and the bit each one has in a START/STOP mask.
 PPG = const(1)
@@ -93,6 +98,15 @@ CMD_MODEL_CHUNK_BODY = "<I"  # offset; then the data
 CMD_MODEL_RESUME_BODY = "<II"  # size, CRC32 of the whole blob (as MODEL_BEGIN's)
 CMD_MODEL_CHUNK_CRC_BODY = "<II"  # offset, CRC32 of this chunk's data; then the data
 CMD_MODEL_CHUNK_CRC_SIZE = const(8)
+CMD_BACKFILL_BODY = "<II"  # first lsn, end lsn (exclusive)
+CMD_ACK_BODY = "<I"  # every lsn below this one is stored on the host
+
+# The flash log (docs/protocol.md, "Store and forward"). Every packet on the stream
+# characteristic is a log record; its header's seq is the low 16 bits of its log sequence
+# number (lsn), which never goes back, not even across reboots.
+LOG_INFO_BODY = "<IIIIII"  # boot, oldest lsn held, next lsn, acked lsn, records lost unacked, torn segments
+BACKFILL_BODY = "<IH"  # lsn, boot of the record; then the record (the packet as first sent)
+BACKFILL_WRAP = const(14)  # header + BACKFILL_BODY: stream packets leave this much room for it
 
 # Prediction flags.
 FLAG_LOW_QUALITY = const(0x01)
@@ -117,6 +131,8 @@ E_BAD_OFFSET = const(10)
 E_UNKNOWN_COMMAND = const(11)
 E_BAD_LENGTH = const(12)
 E_CHUNK_CRC = const(25)  # a chunk's data does not match its CRC32: nothing written, resend it
+E_LOG_RANGE = const(20)  # a backfill range that ends before it starts
+E_NO_LOG = const(21)  # this watch keeps no flash log
 REASONS = {
     OK: "ok",
     E_TRUNCATED: "truncated",
@@ -132,6 +148,8 @@ REASONS = {
     E_UNKNOWN_COMMAND: "unknown command",
     E_BAD_LENGTH: "bad packet length",
     E_CHUNK_CRC: "chunk CRC mismatch",
+    E_LOG_RANGE: "backfill range ends before it starts",
+    E_NO_LOG: "no flash log on this watch",
 }
 
 # Event codes.
@@ -179,6 +197,8 @@ def auth_message(buf, watch_nonce, host_nonce):
     buf[n:n + NONCE_SIZE] = watch_nonce
     buf[n + NONCE_SIZE:n + 2 * NONCE_SIZE] = host_nonce
     return buf
+EV_LOG_OVERFLOW = const(15)  # argument: unacknowledged records evicted so far (the log was full)
+EV_LOG_TORN = const(16)  # argument: torn segments skipped at boot
 
 
 def pack_header(buf, ptype, seq, tick):

@@ -19,19 +19,6 @@ def _backend(args: argparse.Namespace):
     return backends(virtual=args.virtual)
 
 
-def _watch(args: argparse.Namespace):
-    """(address, client backend) of the watch a command names: by address over BLE (or the
-    virtual watches' bridge with --virtual), or by --port over the USB serial link."""
-    if getattr(args, "port", None):
-        if args.address:
-            raise WearsError("name the watch by its address or by --port, not both")
-        from .serial_link import serial_backend
-        return args.port, serial_backend(args.baud)
-    if not args.address:
-        raise WearsError("name the watch: its address (see `wears scan`) or --port for the USB serial link")
-    return args.address, _backend(args)[0]
-
-
 def _progress_bar(label: str):
     def show(done: float, total: float) -> None:
         width = 30
@@ -76,17 +63,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from bleak import BleakScanner
-    from watch import protocol as P
+    from .scan import scan
 
     async def run() -> None:
-        _, scanner_backend = _backend(args)
-        kwargs = {"backend": scanner_backend} if scanner_backend else {}
-        found = await BleakScanner.discover(timeout=args.timeout, service_uuids=[P.SERVICE_UUID],
-                                            return_adv=True, **kwargs)
+        client_backend, _ = _backend(args)
+        found = await scan(args.timeout, backend=client_backend)
         if not found:
             print("no WEARS watch found" + ("" if args.virtual else " (try --virtual for the virtual watch)"))
-        for device, adv in found.values():
+        for device, adv in found:
             print(f"{device.address}  {adv.local_name or device.name or '?'}  rssi {adv.rssi}")
 
     asyncio.run(run())
@@ -97,25 +81,71 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .db import Study
     from .record import record
 
-    address, client_backend = _watch(args)
     study = Study.open(args.db)
+    client_backend, _ = _backend(args)
+    if args.resume is not None:
+        return _resume(args, study, client_backend)
+    if args.port:
+        if args.address:
+            raise WearsError("name the watches by address, or one by --port, not both")
+        from .serial_link import serial_backend
+        args.address, client_backend = [args.port], serial_backend(args.baud)
+    if not args.address or args.duration is None:
+        raise WearsError("wears record needs the watch's address (or name) and --duration, or --resume SESSION")
+    participants = args.participant or []
+    if len(participants) != len(args.address):
+        raise WearsError(f"{len(args.address)} watch(es) but {len(participants)} --participant: give one per watch")
+    if len(args.address) > 1:
+        return _record_lab(args, study, client_backend)
     annotations = _read_annotations(args.annotations) if args.annotations else None
     bar = _progress_bar("recording")
     on_packet = None
     if args.lsl:
         from .lsl import LslOutlet
-        on_packet = LslOutlet(str(address), str(address)).handle
-
-    async def run():
-        return await record(study, address, participant=args.participant, duration_s=args.duration,
-                            backend=client_backend, annotations=annotations, on_packet=on_packet,
-                            progress=lambda st: bar(st.seconds(), args.duration))
-
-    sid, stats = asyncio.run(run())
-    print(json.dumps({"session": sid, "samples": {str(k): v for k, v in stats.samples.items()},
-                      "lost_samples": stats.lost_samples, "bad_packets": stats.bad_packets,
-                      "duplicates": stats.duplicates, "predictions": stats.predictions}))
+        on_packet = LslOutlet(str(args.address[0]), str(args.address[0])).handle
+    sid, stats = asyncio.run(record(study, args.address[0], participant=participants[0], duration_s=args.duration,
+                                    backend=client_backend, annotations=annotations, reconnect_s=args.reconnect_s,
+                                    on_packet=on_packet, progress=lambda st: bar(st.seconds(), args.duration)))
+    print(json.dumps(_summary(sid, stats)))
     return 0
+
+
+def _resume(args: argparse.Namespace, study, client_backend) -> int:
+    from .record import record
+
+    session = study.session(args.resume)
+    target = json.loads(study.provenance(args.resume).get("record_target", "{}"))
+    duration = args.duration or target.get("duration_s")
+    until = None if duration else target.get("until_s")
+    address = args.address[0] if args.address else session["address"]
+    if (duration is None and until is None) or address is None:
+        raise WearsError(f"session {args.resume}: give the watch's address and --duration to resume it")
+    bar = _progress_bar("resuming")
+    sid, stats = asyncio.run(record(study, address, duration_s=duration, until_s=until, backend=client_backend,
+                                    resume=session["id"], reconnect_s=args.reconnect_s,
+                                    progress=lambda st: bar(st.seconds(), duration or until)))
+    print(json.dumps(_summary(sid, stats)))
+    return 0
+
+
+def _record_lab(args: argparse.Namespace, study, client_backend) -> int:
+    from .lab import LabWatch, record_lab, status_table
+
+    watches = [LabWatch(a, p) for a, p in zip(args.address, args.participant)]
+    asyncio.run(record_lab(study, watches, duration_s=args.duration, backend=client_backend,
+                           reconnect_s=args.reconnect_s))
+    print(status_table(watches), file=sys.stderr)
+    print(json.dumps([{"address": w.address, "error": w.error, **(_summary(w.session_id, w.stats)
+                                                                  if w.session_id else {})} for w in watches]))
+    return 0 if all(w.session_id for w in watches) else 1
+
+
+def _summary(sid: int, stats) -> dict:
+    return {"session": sid, "samples": {str(k): v for k, v in stats.samples.items()},
+            "lost_samples": stats.lost_samples, "bad_packets": stats.bad_packets, "duplicates": stats.duplicates,
+            "predictions": stats.predictions, "backfilled": stats.backfilled, "reconnects": stats.reconnects,
+            "lost_records": stats.lost_records,
+            "clock": {str(b): {k: round(v, 3) for k, v in c.items()} for b, c in stats.clock.items()}}
 
 
 def _read_annotations(path: str) -> list[tuple[float, float, str]]:
@@ -315,14 +345,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--virtual", action="store_true", help="reach virtual watches (`wears sim`), not BLE")
         return p
 
-    def with_port(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        with_virtual(p)
-        p.add_argument("address", nargs="?", help="the watch's Bluetooth address (or use --port)")
-        p.add_argument("--port", help="reach the watch over its USB serial link instead (e.g. /dev/ttyACM0, "
-                                      "or the port `wears sim --link serial` prints)")
-        p.add_argument("--baud", type=int, default=921600, help="line rate of a UART bridge (USB CDC ignores it)")
-        return p
-
     p = sub.add_parser("sim", help="run a virtual watch (real MicroPython, simulated sensors and radio)")
     p.add_argument("--scenario", help="a scenario file (.wscn) to replay")
     p.add_argument("--e4", help="replay an Empatica E4 export folder")
@@ -342,10 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_scan)
 
-    p = with_port(sub.add_parser("record", help="record a watch into a study database"))
+    p = with_virtual(sub.add_parser("record", help="record watches into a study database"))
+    p.add_argument("address", nargs="*", help="watch address or advertised name; several record at once")
+    p.add_argument("--port", help="record the watch on this USB serial link instead (e.g. /dev/ttyACM0, "
+                                  "or the port `wears sim --link serial` prints)")
+    p.add_argument("--baud", type=int, default=921600, help="line rate of a UART bridge (USB CDC ignores it)")
     p.add_argument("--db", required=True, help="study database (SQLite), created if missing")
-    p.add_argument("--participant", required=True, help="pseudonymous participant id")
-    p.add_argument("--duration", type=float, required=True, help="seconds of the watch's clock to record")
+    p.add_argument("--participant", action="append", help="pseudonymous participant id (one per watch)")
+    p.add_argument("--duration", type=float, help="seconds of the watch's clock to record")
+    p.add_argument("--resume", type=int, metavar="SESSION",
+                   help="carry on an interrupted session: keep what it committed, backfill the rest")
+    p.add_argument("--reconnect-s", type=float, default=60.0,
+                   help="give up after this many seconds without a connection (default 60)")
     p.add_argument("--annotations", help="CSV start_s,end_s,label[,condition] on the sample timeline")
     p.add_argument("--lsl", action="store_true", help="also publish streams and markers on Lab Streaming Layer")
     p.set_defaults(func=cmd_record)

@@ -16,23 +16,43 @@ import os
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bleak import BleakClient
-from bleak.exc import BleakError
+from bleak.exc import BleakDeviceNotFoundError, BleakError
 
 from watch import protocol as P
 from watch import segments
 
 from . import auth
-from .errors import CommandRefused, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
-from .protocol import AuthChallenge, Packet, Pong, Result, SequenceTracker, Status, decode, encode_command
+from .errors import CommandRefused, CommandTimeout, ModelBlobError, ProtocolError, WatchDisconnected, WearsError
+from .protocol import (AuthChallenge, Backfill, LogInfo, Packet, Pong, Result, SequenceTracker, Status, decode,
+                       encode_command, unwrap)
 
 _UPLOAD_WINDOW = 3  # model chunks per MODEL_RESUME barrier (the watch queues 4 host writes)
 CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
             "event": P.EVENT_UUID}
 PacketCallback = Callable[[str, Packet], None]
 BadPacketCallback = Callable[[str, bytes, ProtocolError], None]
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """A stream packet with its place in the watch's flash log.
+
+    `lsn` is its log sequence number (None when the watch keeps no log), `boot` the watch
+    boot that made it, `backfilled` whether it came back from the log rather than live.
+    """
+
+    lsn: int | None
+    boot: int
+    packet: Packet
+    backfilled: bool = False
+
+
+RecordCallback = Callable[[LogRecord], None]
+_WATCH_HUNG_UP = (0x13, 0x15)  # HCI: remote user terminated; remote device powers off
 
 
 class WatchClient:
@@ -46,21 +66,27 @@ class WatchClient:
             reply to a command (samples, predictions, events, status).
         on_bad_packet: called with (channel, bytes, error) for each packet that failed to
             decode; the packet is dropped and counted, the link stays up.
+        on_record: called with a `LogRecord` for each stream packet, live or backfilled
+            (`backfill`), with its flash log sequence number.
         timeout: seconds to wait for connecting and for each command's reply.
         key: the watch key; default: `wears.auth.find_key(address)` (the key folder, or the
             virtual watch's). With a key the client authenticates right after connecting,
             so control commands and model uploads work; without one they are refused.
+
+    Packets that arrive before every subscription is in place (BlueZ delivers some) are held
+    and handed on, in order, once the client knows the watch's log position.
     """
 
     def __init__(self, address: Any, *, backend: type | None = None, on_packet: PacketCallback | None = None,
-                 on_bad_packet: BadPacketCallback | None = None, timeout: float = 10.0,
-                 key: bytes | None = None) -> None:
+                 on_bad_packet: BadPacketCallback | None = None, on_record: RecordCallback | None = None,
+                 timeout: float = 10.0, key: bytes | None = None) -> None:
         self.address = getattr(address, "address", address)
-        kwargs = {"backend": backend} if backend else {}  # bleak picks the platform's own otherwise
-        self._client = BleakClient(address, disconnected_callback=self._on_disconnect, timeout=timeout, **kwargs)
+        self.timeout = timeout
+        self._backend = backend
+        self._client = self._bleak_client(address)
         self._on_packet = on_packet
         self._on_bad = on_bad_packet
-        self.timeout = timeout
+        self._on_record = on_record
         self._seq = 0
         self._pending: dict[tuple[int, int], asyncio.Future] = {}
         self.sequences = {name: SequenceTracker() for name in CHANNELS}
@@ -68,6 +94,14 @@ class WatchClient:
         self.disconnected = asyncio.Event()
         self._key = key
         self.authenticated = False
+        self.log: LogInfo | None = None  # the watch's flash log, as it last reported it
+        self._lsn_ref: int | None = None  # the last live stream packet's lsn: unwraps the next seq
+        self._ready = False
+        self._early: list[tuple[str, Packet]] = []
+
+    def _bleak_client(self, device: Any) -> BleakClient:
+        kwargs = {"backend": self._backend} if self._backend else {}  # bleak picks the platform's own otherwise
+        return BleakClient(device, disconnected_callback=self._on_disconnect, timeout=self.timeout, **kwargs)
 
     async def __aenter__(self) -> "WatchClient":
         await self.connect()
@@ -85,8 +119,9 @@ class WatchClient:
         return self._client.mtu_size
 
     async def connect(self) -> None:
+        """Connect, subscribe and learn where the watch's flash log stands."""
         try:
-            await self._client.connect()
+            await self._open_link()
             for name, uuid in CHANNELS.items():
                 await self._client.start_notify(uuid, self._handler(name))
         except (BleakError, OSError, asyncio.TimeoutError) as e:
@@ -98,6 +133,11 @@ class WatchClient:
             except BaseException:
                 await self.disconnect()  # a refused key must not leave the link open
                 raise
+        await self._sync_log()  # after authenticating: the log commands need it
+        self._ready = True
+        early, self._early = self._early, []
+        for channel, packet in early:
+            self._dispatch(channel, packet)
 
     async def authenticate(self, key: bytes) -> None:
         """Prove to the watch that this host knows its key (HMAC challenge-response).
@@ -110,12 +150,44 @@ class WatchClient:
         await self.command(P.CMD_AUTH_PROOF, data=host_nonce + auth.proof(key, challenge.nonce, host_nonce))
         self.authenticated = True
 
+    async def _open_link(self) -> None:
+        try:
+            await self._client.connect()
+        except BleakDeviceNotFoundError:
+            # BlueZ forgets devices it has not seen for a while: find it again by scanning.
+            from .scan import find_watch
+
+            device = await find_watch(self.address, timeout=self.timeout, backend=self._backend)
+            self._client = self._bleak_client(device)
+            await self._client.connect()
+
+    async def _sync_log(self) -> None:
+        for _ in range(3):  # a lost notification (BlueZ drops some) costs a retry
+            try:
+                await self.command(P.CMD_LOG_INFO)
+            except CommandRefused:
+                self.log = None  # firmware without a flash log: records carry no lsn
+                return
+            except CommandTimeout:
+                continue
+            if self.log is not None:
+                self._lsn_ref = self.log.next_lsn
+                return
+        raise WatchDisconnected(f"{self.address} did not say where its flash log stands")
+
     async def disconnect(self) -> None:
         if self._client.is_connected:
             try:
                 await self._client.disconnect()
             except (BleakError, OSError):
                 pass
+
+    @property
+    def ended_by_watch(self) -> bool:
+        """The watch closed the link on purpose (it powers off, HCI reasons 0x13/0x15), as
+        opposed to a link that broke; known where the backend reports reasons (the virtual one does)."""
+        reason = getattr(getattr(self._client, "_backend", None), "disconnect_reason", None)
+        return self.disconnected.is_set() and reason in _WATCH_HUNG_UP
 
     def _on_disconnect(self, _client: Any = None) -> None:
         self.disconnected.set()
@@ -144,6 +216,8 @@ class WatchClient:
                 return
             if tracker.see(packet.seq) < 0:
                 return  # a duplicate notification
+            if isinstance(packet, LogInfo):
+                self.log = packet
             if isinstance(packet, (Result, Pong, AuthChallenge)):
                 if isinstance(packet, Pong):
                     key = (P.CMD_PING, packet.ping_seq)
@@ -155,10 +229,26 @@ class WatchClient:
                 if fut and not fut.done():
                     fut.set_result(packet)
                     return
-            if self._on_packet:
-                self._on_packet(channel, packet)
+            if self._ready:
+                self._dispatch(channel, packet)
+            else:
+                self._early.append((channel, packet))
 
         return handle
+
+    def _dispatch(self, channel: str, packet: Packet) -> None:
+        if isinstance(packet, Backfill):
+            if self._on_record:
+                self._on_record(LogRecord(packet.lsn, packet.boot, packet.record, True))
+            return
+        if channel == "stream" and self._on_record:
+            lsn = None
+            if self._lsn_ref is not None:
+                lsn = unwrap(packet.seq, self._lsn_ref)
+                self._lsn_ref = max(self._lsn_ref, lsn)
+            self._on_record(LogRecord(lsn, self.log.boot if self.log else 0, packet))
+        if self._on_packet:
+            self._on_packet(channel, packet)
 
     # Commands ---------------------------------------------------------------------------
 
@@ -188,7 +278,7 @@ class WatchClient:
         try:
             reply = await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError as e:
-            raise WearsError(f"{self.address} did not answer command 0x{ptype:02x} in {self.timeout} s") from e
+            raise CommandTimeout(f"{self.address} did not answer command 0x{ptype:02x} in {self.timeout} s") from e
         finally:
             self._pending.pop((ptype, seq), None)
         if isinstance(reply, Result) and reply.status != P.OK:
@@ -212,6 +302,21 @@ class WatchClient:
         """Change a sensor's sample rate (the IMU's streams share one); the watch answers
         with a new STREAM_INFO. Refused with E_BAD_RATE for a rate the part cannot run."""
         await self.command(P.CMD_SET_RATE, stream, rate_hz)
+
+    async def log_info(self) -> LogInfo:
+        """Where the watch's flash log stands now."""
+        await self.command(P.CMD_LOG_INFO)
+        assert self.log is not None  # LOG_INFO precedes its RESULT
+        return self.log
+
+    async def backfill(self, first_lsn: int, end_lsn: int) -> int:
+        """Ask for the logged records [first_lsn, end_lsn) again; returns how many the watch still
+        holds. They arrive through `on_record`, then a LOG_INFO marks the end."""
+        return (await self.command(P.CMD_BACKFILL, first_lsn, end_lsn)).value
+
+    async def ack(self, lsn: int) -> int:
+        """Tell the watch every record before `lsn` is stored; returns its acknowledged mark."""
+        return (await self.command(P.CMD_ACK, lsn)).value
 
     async def mark(self, code: int, arg: int = 0) -> None:
         await self.command(P.CMD_MARK, code, arg)

@@ -15,12 +15,16 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from watch import protocol as P
 
 from .errors import WearsError
+
+if TYPE_CHECKING:
+    from .clock import ClockFit
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -106,6 +110,77 @@ _MIGRATIONS: dict[int, str] = {
         key TEXT NOT NULL,
         value TEXT NOT NULL,
         PRIMARY KEY (session_id, key)
+    );
+    """,
+    # Issue 4, lab-grade collection: a watch that reboots mid-session starts its ticks and
+    # sample indices again, so what the watch stamped is keyed by its boot as well; the flash
+    # log's records received, the backfill state and the clock fits of each boot.
+    2: """
+    CREATE TABLE chunks_v2 (
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        stream INTEGER NOT NULL,
+        first_index INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        tick INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        boot INTEGER NOT NULL DEFAULT 0,  -- the watch's boot number (flash log), 0 if unknown
+        PRIMARY KEY (session_id, boot, stream, first_index)
+    ) WITHOUT ROWID;
+    INSERT INTO chunks_v2 SELECT session_id, stream, first_index, count, tick, data, 0 FROM chunks;
+    DROP TABLE chunks;
+    ALTER TABLE chunks_v2 RENAME TO chunks;
+    CREATE TABLE stream_info_v2 (
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        stream INTEGER NOT NULL,
+        channels INTEGER NOT NULL,
+        rate_mhz INTEGER NOT NULL,
+        unit REAL NOT NULL,
+        tick0 INTEGER NOT NULL,
+        boot INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (session_id, boot, stream)
+    );
+    INSERT INTO stream_info_v2 SELECT session_id, stream, channels, rate_mhz, unit, tick0, 0 FROM stream_info;
+    DROP TABLE stream_info;
+    ALTER TABLE stream_info_v2 RENAME TO stream_info;
+    ALTER TABLE heart_rate ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE predictions ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE events ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clock_sync ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE log_records (
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        lsn INTEGER NOT NULL,             -- flash log sequence number of a stream packet stored
+        PRIMARY KEY (session_id, lsn)
+    ) WITHOUT ROWID;
+    CREATE TABLE log_lost (
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        first_lsn INTEGER NOT NULL,       -- records [first_lsn, end_lsn) the watch no longer holds
+        end_lsn INTEGER NOT NULL,
+        PRIMARY KEY (session_id, first_lsn)
+    );
+    CREATE TABLE log_state (
+        session_id INTEGER PRIMARY KEY REFERENCES sessions(id),
+        start_lsn INTEGER NOT NULL,       -- the first record of the session
+        end_lsn INTEGER NOT NULL,         -- after the last record the watch said it has
+        acked_lsn INTEGER NOT NULL,       -- every record before it is stored and acknowledged
+        boot INTEGER NOT NULL,            -- the watch's boot last seen
+        overflow INTEGER NOT NULL DEFAULT 0,  -- records the watch evicted unacknowledged (its count)
+        torn INTEGER NOT NULL DEFAULT 0,      -- torn segments the watch skipped at boot
+        backfilled INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        reconnects INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE clock_fits (
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        boot INTEGER NOT NULL,
+        origin_tick INTEGER NOT NULL,     -- host_time = offset_s + rate * (tick - origin_tick) / 1000
+        offset_s REAL NOT NULL,
+        rate REAL NOT NULL,
+        n_pings INTEGER NOT NULL,
+        n_used INTEGER NOT NULL,
+        uncertainty_ms REAL NOT NULL,
+        jitter_ms REAL NOT NULL,
+        rtt_ms REAL NOT NULL,
+        PRIMARY KEY (session_id, boot)
     );
     """,
     3: """
@@ -198,6 +273,7 @@ class StreamData:
     rate_hz: float
     unit: float
     gaps: int  # missing samples inside the span (filled by nothing: the span is split there)
+    boot: int = 0  # the watch boot the span comes from
 
 
 class Study:
@@ -287,34 +363,101 @@ class Study:
 
     # What the watch sends -------------------------------------------------------------
 
+    # Device ticks and sample indices start again when a watch reboots: `boot` (the watch's
+    # boot number from its flash log) keeps the boots of one session apart.
+
     def add_stream_info(self, session_id: int, stream: int, channels: int, rate_mhz: int, unit: float,
-                        tick0: int) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO stream_info VALUES (?, ?, ?, ?, ?, ?)",
-                          (session_id, stream, channels, rate_mhz, unit, tick0))
+                        tick0: int, *, boot: int = 0) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO stream_info(session_id, stream, channels, rate_mhz, unit, tick0, "
+                          "boot) VALUES (?, ?, ?, ?, ?, ?, ?)", (session_id, stream, channels, rate_mhz, unit, tick0,
+                                                                 boot))
 
     def add_chunk(self, session_id: int, stream: int, first_index: int, count: int, tick: int,
-                  data: bytes) -> bool:
+                  data: bytes, *, boot: int = 0) -> bool:
         """Store one packet's samples; False if that chunk was stored already (a duplicate)."""
-        cur = self.conn.execute("INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-                                (session_id, stream, first_index, count, tick, data))
+        cur = self.conn.execute("INSERT OR IGNORE INTO chunks(session_id, stream, first_index, count, tick, data, "
+                                "boot) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (session_id, stream, first_index, count, tick, data, boot))
         return cur.rowcount == 1
 
     def add_heart_rate(self, session_id: int, tick: int, window_end: int, bpm_x10: int, quality: int,
-                       beats: int) -> None:
-        self.conn.execute("INSERT INTO heart_rate VALUES (?, ?, ?, ?, ?, ?)",
-                          (session_id, tick, window_end, bpm_x10, quality, beats))
+                       beats: int, *, boot: int = 0) -> None:
+        self.conn.execute("INSERT INTO heart_rate(session_id, tick, window_end, bpm_x10, quality, beats, boot) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (session_id, tick, window_end, bpm_x10, quality, beats, boot))
 
     def add_prediction(self, session_id: int, tick: int, window_end: int, model_id: int, flags: int,
-                       label: int, proba: tuple[int, ...]) -> None:
-        self.conn.execute("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (session_id, tick, window_end, model_id, flags, label, json.dumps(list(proba))))
+                       label: int, proba: tuple[int, ...], *, boot: int = 0) -> None:
+        self.conn.execute("INSERT INTO predictions(session_id, tick, window_end, model_id, flags, label, proba, boot) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          (session_id, tick, window_end, model_id, flags, label, json.dumps(list(proba)), boot))
 
     def add_event(self, session_id: int, code: int, arg: int, *, tick: int | None = None,
-                  source: str = "watch", text: str | None = None) -> None:
-        self.conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", (session_id, tick, source, code, arg, text))
+                  source: str = "watch", text: str | None = None, boot: int = 0) -> None:
+        self.conn.execute("INSERT INTO events(session_id, tick, source, code, arg, text, boot) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (session_id, tick, source, code, arg, text, boot))
 
-    def add_clock_sync(self, session_id: int, host_sent: float, host_received: float, tick: int) -> None:
-        self.conn.execute("INSERT INTO clock_sync VALUES (?, ?, ?, ?)", (session_id, host_sent, host_received, tick))
+    def add_clock_sync(self, session_id: int, host_sent: float, host_received: float, tick: int, *,
+                       boot: int = 0) -> None:
+        self.conn.execute("INSERT INTO clock_sync(session_id, host_sent, host_received, tick, boot) "
+                          "VALUES (?, ?, ?, ?, ?)", (session_id, host_sent, host_received, tick, boot))
+
+    # The flash log: what was received, what is lost for good, where the session stands ----------
+
+    def add_log_record(self, session_id: int, lsn: int) -> bool:
+        """Note a stream packet of the flash log as stored; False if it was stored already."""
+        return self.conn.execute("INSERT OR IGNORE INTO log_records VALUES (?, ?)", (session_id, lsn)).rowcount == 1
+
+    def log_records(self, session_id: int) -> np.ndarray:
+        """The lsns stored for the session, ascending."""
+        rows = self.conn.execute("SELECT lsn FROM log_records WHERE session_id=? ORDER BY lsn", (session_id,))
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def add_log_lost(self, session_id: int, first_lsn: int, end_lsn: int) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO log_lost VALUES (?, ?, ?)", (session_id, first_lsn, end_lsn))
+
+    def log_lost(self, session_id: int) -> list[tuple[int, int]]:
+        return list(self.conn.execute("SELECT first_lsn, end_lsn FROM log_lost WHERE session_id=? ORDER BY first_lsn",
+                                      (session_id,)))
+
+    def set_log_state(self, session_id: int, **state: int) -> None:
+        """Insert or update the session's row of `log_state` (columns as keywords)."""
+        cols = ", ".join(state)
+        marks = ", ".join("?" for _ in state)
+        update = ", ".join(f"{c}=excluded.{c}" for c in state)
+        self.conn.execute(f"INSERT INTO log_state(session_id, {cols}) VALUES (?, {marks}) "
+                          f"ON CONFLICT(session_id) DO UPDATE SET {update}", (session_id, *state.values()))
+
+    def log_state(self, session_id: int) -> dict | None:
+        cur = self.conn.execute("SELECT * FROM log_state WHERE session_id=?", (session_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([c[0] for c in cur.description], row))
+
+    # Time --------------------------------------------------------------------------------------
+
+    def clock_sync(self, session_id: int, boot: int) -> np.ndarray:
+        """The raw pings of one boot: (n, 3) host_sent, host_received (s), tick (ms)."""
+        rows = self.conn.execute("SELECT host_sent, host_received, tick FROM clock_sync WHERE session_id=? AND boot=? "
+                                 "ORDER BY tick", (session_id, boot)).fetchall()
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+    def boots(self, session_id: int) -> list[int]:
+        """The watch boots a session has samples or pings from."""
+        rows = self.conn.execute("SELECT boot FROM stream_info WHERE session_id=? UNION "
+                                 "SELECT boot FROM clock_sync WHERE session_id=? ORDER BY boot",
+                                 (session_id, session_id))
+        return [r[0] for r in rows]
+
+    def set_clock_fit(self, session_id: int, boot: int, fit: "ClockFit") -> None:
+        self.conn.execute("INSERT OR REPLACE INTO clock_fits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (session_id, boot, fit.origin_tick, fit.offset_s, fit.rate, fit.n_pings, fit.n_used,
+                           fit.uncertainty_ms, fit.jitter_ms, fit.rtt_ms))
+
+    def clock_fits(self, session_id: int) -> dict[int, "ClockFit"]:
+        from .clock import ClockFit
+
+        rows = self.conn.execute("SELECT boot, origin_tick, offset_s, rate, n_pings, n_used, uncertainty_ms, jitter_ms, "
+                                 "rtt_ms FROM clock_fits WHERE session_id=? ORDER BY boot", (session_id,))
+        return {r[0]: ClockFit(*r[1:]) for r in rows}
 
     def add_annotations(self, session_id: int, rows: list[tuple[float, float, str]]) -> None:
         self.conn.executemany("INSERT INTO annotations VALUES (?, ?, ?, ?)",
@@ -333,33 +476,42 @@ class Study:
         return [dict(tick=t, window_end=w, model_id=m, flags=f, label=lab, proba=json.loads(p))
                 for t, w, m, f, lab, p in cur]
 
+    def chunk_keys(self, session_id: int, stream: int) -> list[tuple[int, int, int]]:
+        """(boot, first_index, count) of every stored chunk of a stream, in order."""
+        return list(self.conn.execute("SELECT boot, first_index, count FROM chunks WHERE session_id=? AND stream=? "
+                                      "ORDER BY boot, first_index", (session_id, stream)))
+
     def sample_count(self, session_id: int, stream: int) -> int:
         return self.conn.execute("SELECT COALESCE(SUM(count), 0) FROM chunks WHERE session_id=? AND stream=?",
                                  (session_id, stream)).fetchone()[0]
 
     def stream(self, session_id: int, stream: int) -> StreamData:
         """The longest contiguous run of a stream's samples (a lost chunk splits the data)."""
-        info = self.conn.execute("SELECT channels, rate_mhz, unit FROM stream_info WHERE session_id=? AND stream=?",
-                                 (session_id, stream)).fetchone()
-        if info is None:
+        if not self.conn.execute("SELECT 1 FROM stream_info WHERE session_id=? AND stream=?",
+                                 (session_id, stream)).fetchone():
             raise WearsError(f"session {session_id} has no {P.STREAM_NAMES.get(stream, stream)} stream")
-        channels, rate_mhz, unit = info
         dtype = np.dtype("<u4") if P.SAMPLE_FORMATS[stream][1] == "I" else np.dtype("<i2")
-        rows = self.conn.execute("SELECT first_index, count, data FROM chunks WHERE session_id=? AND stream=? "
-                                 "ORDER BY first_index", (session_id, stream)).fetchall()
+        rows = self.conn.execute("SELECT boot, first_index, count, data FROM chunks WHERE session_id=? AND stream=? "
+                                 "ORDER BY boot, first_index", (session_id, stream)).fetchall()
         if not rows:
             raise WearsError(f"session {session_id} has no {P.STREAM_NAMES[stream]} samples")
-        runs: list[list[tuple[int, int, bytes]]] = [[rows[0]]]
+        runs: list[list[tuple[int, int, int, bytes]]] = [[rows[0]]]
         gaps = 0
         for row in rows[1:]:
-            prev_first, prev_count, _ = runs[-1][-1]
+            prev_boot, prev_first, prev_count, _ = runs[-1][-1]
             expected = prev_first + prev_count
-            if row[0] == expected:
+            if row[0] != prev_boot:  # the watch rebooted: its indices start again
+                runs.append([row])
+            elif row[1] == expected:
                 runs[-1].append(row)
-            elif row[0] > expected:
-                gaps += row[0] - expected
+            elif row[1] > expected:
+                gaps += row[1] - expected
                 runs.append([row])
             # An overlapping chunk (re-sent with a different split) adds nothing new here.
-        best = max(runs, key=lambda run: sum(r[1] for r in run))
-        data = np.frombuffer(b"".join(r[2] for r in best), dtype=dtype).reshape(-1, channels)
-        return StreamData(stream, best[0][0], data, rate_mhz / 1000, unit, gaps)
+        best = max(runs, key=lambda run: sum(r[2] for r in run))
+        boot = best[0][0]
+        channels, rate_mhz, unit = self.conn.execute(
+            "SELECT channels, rate_mhz, unit FROM stream_info WHERE session_id=? AND stream=? ORDER BY boot = ? DESC",
+            (session_id, stream, boot)).fetchone()
+        data = np.frombuffer(b"".join(r[3] for r in best), dtype=dtype).reshape(-1, channels)
+        return StreamData(stream, best[0][1], data, rate_mhz / 1000, unit, gaps, boot)

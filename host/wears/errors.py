@@ -27,3 +27,7 @@ class CommandRefused(WearsError):
     def __init__(self, message: str, reason: int) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CommandTimeout(WearsError):
+    """The watch did not answer a command in time (the reply, or the command, was lost)."""

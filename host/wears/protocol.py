@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +129,28 @@ class AuthChallenge(Packet):
     nonce: bytes
 
 
+@dataclass(frozen=True)
+class LogInfo(Packet):
+    """The watch's flash log: records [first_lsn, next_lsn) are held, those below `acked`
+    acknowledged; `overflow` records were evicted unacknowledged, `torn` segments skipped at boot."""
+
+    boot: int
+    first_lsn: int
+    next_lsn: int
+    acked: int
+    overflow: int
+    torn: int
+
+
+@dataclass(frozen=True)
+class Backfill(Packet):
+    """A stream packet re-sent from the flash log: its lsn, the boot that made it, the packet."""
+
+    lsn: int
+    boot: int
+    record: Packet
+
+
 _FIXED = {
     P.HEART_RATE: (HeartRate, struct.Struct(P.HEART_RATE_BODY)),
     P.STATUS: (Status, struct.Struct(P.STATUS_BODY)),
@@ -135,7 +158,10 @@ _FIXED = {
     P.RESULT: (Result, struct.Struct(P.RESULT_BODY)),
     P.PONG: (Pong, struct.Struct(P.PONG_BODY)),
     P.STREAM_INFO: (StreamInfo, struct.Struct(P.STREAM_INFO_BODY)),
+    P.LOG_INFO: (LogInfo, struct.Struct(P.LOG_INFO_BODY)),
 }
+_BACKFILL_BODY = struct.Struct(P.BACKFILL_BODY)
+_LOGGED = (P.SAMPLES, P.STREAM_INFO)  # the packet types the flash log keeps
 _SAMPLES_BODY = struct.Struct(P.SAMPLES_BODY)
 _PREDICTION_BODY = struct.Struct(P.PREDICTION_BODY)
 
@@ -163,6 +189,14 @@ def decode(data: bytes | bytearray) -> Packet:
         if len(body) != 2 + P.NONCE_SIZE:
             raise ProtocolError(f"AUTH_CHALLENGE body of {len(body)} bytes, expected {2 + P.NONCE_SIZE}")
         return AuthChallenge(ptype, seq, tick, struct.unpack_from(P.AUTH_CHALLENGE_BODY, body)[0], bytes(body[2:]))
+    if ptype == P.BACKFILL:
+        if len(body) < _BACKFILL_BODY.size:
+            raise ProtocolError(f"BACKFILL body of {len(body)} bytes is truncated")
+        lsn, boot = _BACKFILL_BODY.unpack_from(body)
+        inner = body[_BACKFILL_BODY.size:]
+        if len(inner) < _HEADER.size or inner[1] not in _LOGGED:
+            raise ProtocolError(f"BACKFILL of lsn {lsn} does not carry a stream packet")
+        return Backfill(ptype, seq, tick, lsn, boot, decode(inner))
     if ptype in _FIXED:
         cls, layout = _FIXED[ptype]
         if len(body) != layout.size:
@@ -196,6 +230,7 @@ def encode_command(ptype: int, seq: int, *fields: int, data: bytes = b"", tick: 
         P.CMD_MARK: P.CMD_MARK_BODY, P.CMD_MODEL_CHUNK: P.CMD_MODEL_CHUNK_BODY,
         P.CMD_SET_RATE: P.CMD_SET_RATE_BODY, P.CMD_AUTH_BEGIN: "<", P.CMD_AUTH_PROOF: "<",
         P.CMD_MODEL_RESUME: P.CMD_MODEL_RESUME_BODY, P.CMD_MODEL_CHUNK_CRC: P.CMD_MODEL_CHUNK_CRC_BODY,
+        P.CMD_LOG_INFO: "<", P.CMD_BACKFILL: P.CMD_BACKFILL_BODY, P.CMD_ACK: P.CMD_ACK_BODY,
     }
     if ptype not in layouts:
         raise ValueError(f"not a host command: 0x{ptype:02x}")
@@ -203,26 +238,49 @@ def encode_command(ptype: int, seq: int, *fields: int, data: bytes = b"", tick: 
             + struct.pack(layouts[ptype], *fields) + bytes(data))
 
 
-class SequenceTracker:
-    """Counts packets lost between consecutive sequence numbers on one characteristic.
+def unwrap(seq: int, reference: int) -> int:
+    """The full number whose low 16 bits are `seq`, nearest to `reference` (an lsn)."""
+    return reference + (((seq - reference) + 0x8000) & 0xFFFF) - 0x8000
 
-    Duplicates (the same seq again) are reported so the caller can drop them.
+
+class SequenceTracker:
+    """Counts packets lost between sequence numbers on one characteristic, and duplicates.
+
+    A packet that arrives late (reordered) fills the gap it left instead of counting as a
+    duplicate; only a sequence number seen within the last `window` packets is one.
     """
 
-    def __init__(self) -> None:
-        self.last: int | None = None
+    def __init__(self, window: int = 4096) -> None:
+        self.last: int | None = None  # the highest sequence number seen, unwrapped
         self.lost = 0
         self.duplicates = 0
+        self.reordered = 0
+        self._window = window
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()
 
     def see(self, seq: int) -> int:
         """Record `seq`; returns how many packets are missing just before it (-1: a duplicate)."""
         if self.last is None:
             self.last = seq
+            self._remember(seq)
             return 0
-        step = (seq - self.last) & 0xFFFF
-        if step == 0 or step > 0x8000:  # the same or an older packet
+        full = unwrap(seq, self.last)
+        if full in self._seen:
             self.duplicates += 1
             return -1
-        self.last = seq
-        self.lost += step - 1
-        return step - 1
+        self._remember(full)
+        if full < self.last:
+            self.reordered += 1
+            self.lost = max(0, self.lost - 1)
+            return 0
+        gap = full - self.last - 1
+        self.last = full
+        self.lost += gap
+        return gap
+
+    def _remember(self, full: int) -> None:
+        self._seen.add(full)
+        self._order.append(full)
+        if len(self._order) > self._window:
+            self._seen.discard(self._order.popleft())

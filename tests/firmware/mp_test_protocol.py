@@ -17,6 +17,9 @@ BODIES = {
     p.CMD_PING: (p.CMD_PING_BODY, ("token",)),
     p.CMD_MODEL_BEGIN: (p.CMD_MODEL_BEGIN_BODY, ("size", "crc")),
     p.CMD_SET_RATE: (p.CMD_SET_RATE_BODY, ("stream", "rate_hz")),
+    p.LOG_INFO: (p.LOG_INFO_BODY, ("boot", "first_lsn", "next_lsn", "acked", "overflow", "torn")),
+    p.CMD_BACKFILL: (p.CMD_BACKFILL_BODY, ("first", "end")),
+    p.CMD_ACK: (p.CMD_ACK_BODY, ("lsn",)),
 }
 
 
@@ -37,7 +40,17 @@ def test_fixed_layout_packets_match_golden_vectors():
         n = p.pack_body(buf, f["type"], f["seq"], f["tick"], fmt, *fields)
         _check(name, buf, n)
         checked += 1
-    assert checked == 9, checked
+    assert checked == 12, checked
+
+
+def test_backfill_wraps_the_logged_packet_unchanged():
+    packet, f = V["backfill"]
+    record = V["samples_acc"][0]
+    buf = bytearray(64)
+    n = p.pack_body(buf, p.BACKFILL, f["seq"], f["tick"], p.BACKFILL_BODY, f["lsn"], f["boot"])
+    assert n == p.BACKFILL_WRAP
+    buf[n:n + len(record)] = record
+    _check("backfill", buf, n + len(record))
 
 
 def test_sample_packets_match_golden_vectors():

@@ -149,7 +149,8 @@ def test_watch_that_vanishes_mid_recording_keeps_what_arrived(scenario_file, tmp
                 vw.kill()
             killer = asyncio.ensure_future(kill_later())
             with pytest.raises(WatchDisconnected, match="kept in"):
-                await record(study, vw.address, participant="P01", duration_s=1000, backend=VirtualBleakClient)
+                await record(study, vw.address, participant="P01", duration_s=1000, backend=VirtualBleakClient,
+                             reconnect_s=2)
             await killer
 
     asyncio.run(asyncio.wait_for(run(), 120))

@@ -33,7 +33,7 @@ def test_every_watch_packet_decodes_to_its_documented_fields():
             else:
                 assert (list(got) if isinstance(got, tuple) else got) == value, (name, key)
         checked += 1
-    assert checked == 10
+    assert checked == 13
 
 
 def test_commands_encode_to_golden_vectors():
@@ -43,6 +43,21 @@ def test_commands_encode_to_golden_vectors():
     assert encode_command(P.CMD_MODEL_BEGIN, 2, 4096, 0xCAFEBABE) == v["cmd_model_begin"][0]
     assert encode_command(P.CMD_MODEL_CHUNK, 3, 512, data=b"WMDL") == v["cmd_model_chunk"][0]
     assert encode_command(P.CMD_SET_RATE, 4, 1, 50) == v["cmd_set_rate"][0]
+    assert encode_command(P.CMD_BACKFILL, 4, 200, 264) == v["cmd_backfill"][0]
+    assert encode_command(P.CMD_ACK, 5, 264) == v["cmd_ack"][0]
+
+
+def test_a_backfilled_record_decodes_to_the_packet_it_carries():
+    packet, _ = vectors()["backfill"]
+    record = decode(packet).record
+    assert record.type == P.SAMPLES and record.stream == P.ACC and record.first_index == 500
+    assert decode(packet[14:]) == record or record.samples.tolist() == decode(packet[14:]).samples.tolist()
+
+
+def test_a_backfill_must_carry_a_stream_packet():
+    packet, _ = vectors()["backfill"]
+    with pytest.raises(ProtocolError, match="does not carry a stream packet"):
+        decode(packet[:14] + vectors()["event"][0])
 
 
 @pytest.mark.parametrize("packet, why", [
@@ -70,5 +85,11 @@ def test_decoder_never_crashes_on_random_bytes(data):
 
 def test_sequence_tracker_counts_gaps_wraparound_and_duplicates():
     t = SequenceTracker()
-    assert [t.see(s) for s in (65533, 65534, 1, 1, 0, 2)] == [0, 0, 2, -1, -1, 0]
+    assert [t.see(s) for s in (65533, 65534, 1, 1, 65534, 2)] == [0, 0, 2, -1, -1, 0]
     assert t.lost == 2 and t.duplicates == 2
+
+
+def test_a_late_packet_fills_its_gap_instead_of_counting_as_a_duplicate():
+    t = SequenceTracker()
+    assert [t.see(s) for s in (10, 12, 11, 13, 11)] == [0, 1, 0, 0, -1]
+    assert t.lost == 0 and t.reordered == 1 and t.duplicates == 1

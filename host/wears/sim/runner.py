@@ -21,6 +21,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,12 +206,15 @@ class VirtualWatch:
 
     async def start_async(self, timeout: float = _READY_TIMEOUT_S) -> "VirtualWatch":
         self._launch()
+        await self._advertising(timeout, "")
+        return self
+
+    async def _advertising(self, timeout: float, after: str) -> None:
         deadline = time.monotonic() + timeout
         while not self._ready():
             if time.monotonic() > deadline:
-                self._fail(f"did not advertise within {timeout:.0f} s")
+                self._fail(f"did not advertise within {timeout:.0f} s{after}")
             await asyncio.sleep(0.02)
-        return self
 
     def stop(self) -> None:
         """Kill the process if it still runs, remove its registry entry and temporary files."""
@@ -295,6 +299,34 @@ class VirtualWatch:
             self._proc.kill()
             self._proc.wait()
 
+    async def reboot(self, *, power_cut: bool = False, timeout: float = _READY_TIMEOUT_S) -> None:
+        """Restart the firmware with its flash kept, as a reset does (the firmware shuts down
+        cleanly: SIGINT reaches it as KeyboardInterrupt) or, with `power_cut`, as pulling the
+        battery (SIGKILL). Returns once the new boot advertises."""
+        await self.shut_down(power_cut=power_cut)
+        self._spawn()
+        await self._advertising(timeout, " of a reboot")
+
+    async def shut_down(self, *, power_cut: bool = False) -> None:
+        """End the firmware as a reset does (its clean shutdown runs), or as a power cut; the
+        flash folder stays, for a reboot or for reading it."""
+        proc = self._proc
+        if proc is None:
+            raise WearsError("this virtual watch was not started")
+        if proc.poll() is None:
+            if power_cut:
+                proc.kill()
+            else:
+                proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + _STOP_GRACE_S * 5
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                await asyncio.sleep(0.02)
+        for log in self._logs:
+            log.close()
+        self._logs = []
+
     # Inside -----------------------------------------------------------------------------
 
     def _prepare_flash(self) -> Path:
@@ -336,6 +368,10 @@ class VirtualWatch:
         self._work = Path(tempfile.mkdtemp(prefix="wears-vw-"))
         self.flash_dir = self._prepare_flash()
         self.registry.mkdir(parents=True, exist_ok=True)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        assert self._work is not None and self.flash_dir is not None
         env = {
             **os.environ,
             "MICROPYPATH": micropython_path_compiled(),
@@ -356,8 +392,8 @@ class VirtualWatch:
             env["WEARS_SIM_SERIAL_FD"] = str(master)
             pass_fds = (master,)
         self._publish_key()
-        stdout = open(self._work / "stdout", "wb")
-        stderr = open(self._work / "stderr", "wb")
+        stdout = open(self._work / "stdout", "ab")
+        stderr = open(self._work / "stderr", "ab")
         self._logs = [stdout, stderr]
         self._proc = subprocess.Popen(
             # The firmware's main runs as a module so that it, too, comes from the compiled tree.

@@ -135,6 +135,10 @@ class _BLE:
         self._adv_data = self._resp_data = b""
         self._advertised = False
         self._autostart = os.getenv("WEARS_SIM_AUTOSTART") == "1"
+        self._faults = None
+        if os.getenv("WEARS_SIM_FAULTS"):  # test harness only: broken links, lost and shuffled notifications
+            from sim_faults import Faults
+            self._faults = Faults(os.getenv("WEARS_SIM_FAULTS"))
 
     # Stack state ----------------------------------------------------------------------
 
@@ -234,7 +238,11 @@ class _BLE:
         # The central drops notifications it did not subscribe to; dropping them here saves
         # the bridge the bytes, and the firmware cannot tell the difference.
         if a[_SUB]:
-            self._put(op, handle, -1, memoryview(a[_BUF])[:a[_LEN]] if data is None else data)
+            data = memoryview(a[_BUF])[:a[_LEN]] if data is None else data
+            if self._faults:
+                self._faults.notify(self._put, op, handle, data)
+            else:
+                self._put(op, handle, -1, data)
 
     def gatts_indicate(self, conn, handle, data=None):
         self.gatts_notify(conn, handle, data, _INDICATE)
@@ -348,6 +356,8 @@ class _BLE:
             self._busy = False
 
     def _service(self, timeout_ms):
+        if self._faults and self._connected and self._faults.cut_due():
+            self._drop(_HCI_TIMEOUT, False)
         self._events()
         link = accept = False
         for obj, _ in self._poll.ipoll(timeout_ms):
@@ -464,6 +474,8 @@ class _BLE:
         if end >= 11:
             self._peer[0:6] = self._rx[5:11]
         self._connected = self._started = True
+        if self._faults:
+            self._faults.connected()
         self._adv = None  # NimBLE stops advertising when a central connects
         self._mtu = _MTU_MIN
         self._peer_mtu = peer_mtu

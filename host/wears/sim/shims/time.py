@@ -34,6 +34,16 @@ def hold():
     global _real_anchor, _virtual_anchor
     _real_anchor = utime.ticks_us()
     _virtual_anchor = _now_us
+    _log_anchor("hold")
+
+
+def _log_anchor(kind):
+    """The true clock, for tests that check the host's timeline: "boot" (at start) or "hold",
+    virtual us, real us (CLOCK_MONOTONIC mod 2^30) and speed, appended to WEARS_SIM_CLOCK_LOG."""
+    path = os.getenv("WEARS_SIM_CLOCK_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write("%s %d %d %r\n" % (kind, _virtual_anchor, _real_anchor % (1 << 30), _speed))
 
 
 def _advance(us):
@@ -116,3 +126,5 @@ def gmtime(secs=None):
 
 localtime = gmtime
 mktime = utime.mktime
+
+_log_anchor("boot")

@@ -1,0 +1,203 @@
+"""The flash log keeps every record until it is acknowledged, survives a power cut mid-write
+with at most the segment being written lost, stays within its budget, and appends without
+allocating."""
+
+import os
+import struct
+
+import micropython
+
+from watch import protocol as P
+from watch.backfill import Backfill
+from watch.flashlog import FlashLog
+from watch.outbox import Outbox
+
+_SEG = 512  # small segments: many of them in a short test
+
+
+def _folder(name):
+    path = "/tmp/wears-mp-flashlog-%s-%d" % (name, struct.unpack("<I", os.urandom(4))[0])
+    os.mkdir(path)
+    return path
+
+
+def _wipe(path):
+    for name in os.listdir(path):
+        os.remove(path + "/" + name)
+    os.rmdir(path)
+
+
+def _packet(lsn, n=40):
+    """A stream packet whose bytes say which record it is."""
+    buf = bytearray(n)
+    struct.pack_into("<BBHI", buf, 0, P.VERSION, P.SAMPLES, lsn & 0xFFFF, lsn * 10)
+    for i in range(8, n):
+        buf[i] = (lsn + i) & 0xFF
+    return buf
+
+
+def _read_all(log, lo, hi):
+    out = bytearray(300)
+    got = []
+    log.seek(lo, hi)
+    while True:
+        n = log.read(out, 0)
+        if not n:
+            return got
+        assert out[:n] == _packet(log.lsn), (log.lsn, bytes(out[:n]))
+        got.append((log.lsn, log.record_boot))
+
+
+def test_records_come_back_byte_for_byte_from_flash_and_from_the_open_segment():
+    path = _folder("roundtrip")
+    try:
+        log = FlashLog(path, 64 * _SEG, _SEG)
+        for i in range(100):
+            assert log.append(_packet(i), 40) == i
+        assert log.bytes_used > 0 and log._count > 0  # some on flash, some still open
+        assert log.available(0, 100) == 100
+        got = _read_all(log, 0, 100)
+        assert [g[0] for g in got] == list(range(100))
+        assert [g[0] for g in _read_all(log, 37, 41)] == [37, 38, 39, 40]
+        assert _read_all(log, 100, 200) == []
+    finally:
+        _wipe(path)
+
+
+class PowerCut(FlashLog):
+    """Power fails half way through writing the segment number `cut_at`."""
+
+    cut_at = 3
+    writes = 0
+
+    def _write(self, path, data):
+        PowerCut.writes += 1
+        if PowerCut.writes == PowerCut.cut_at:
+            with open(path, "wb") as f:
+                f.write(data[:len(data) // 2])
+            raise OSError(5)
+        FlashLog._write(self, path, data)
+
+
+def test_a_power_cut_mid_write_loses_only_that_segment_and_numbers_never_repeat():
+    path = _folder("powercut")
+    try:
+        PowerCut.writes = 0
+        log = PowerCut(path, 64 * _SEG, _SEG)
+        lsn = 0
+        try:
+            while True:
+                lsn = log.append(_packet(lsn), 40) + 1
+        except OSError:
+            pass  # the power went: nothing after this runs
+        durable = log._firsts[log._nseg - 1] + log._counts[log._nseg - 1]
+        after = FlashLog(path, 64 * _SEG, _SEG)
+        assert after.torn == 1, after.torn
+        assert after.boot == 2
+        got = _read_all(after, 0, 10000)
+        assert [g[0] for g in got] == list(range(durable)), got[-3:]
+        assert all(b == 1 for _, b in got)
+        assert after.next_lsn >= lsn, (after.next_lsn, lsn)  # the lost records' numbers are not reused
+        first_new = after.append(_packet(after.next_lsn), 40)
+        assert _read_all(after, first_new, first_new + 1) == [(first_new, 2)]
+    finally:
+        _wipe(path)
+
+
+def test_a_clean_shutdown_keeps_the_open_segment_and_numbers_on_without_a_gap():
+    path = _folder("clean")
+    try:
+        log = FlashLog(path, 64 * _SEG, _SEG)
+        for i in range(30):
+            log.append(_packet(i), 40)
+        log.close()
+        again = FlashLog(path, 64 * _SEG, _SEG)
+        assert again.next_lsn == 30 and again.torn == 0 and again.boot == 2
+        assert [g[0] for g in _read_all(again, 0, 30)] == list(range(30))
+    finally:
+        _wipe(path)
+
+
+def test_a_full_log_evicts_acknowledged_data_first_and_counts_unacknowledged_overflow():
+    path = _folder("bounded")
+    try:
+        log = FlashLog(path, 4 * _SEG, _SEG)
+        per_segment = (_SEG - 16) // 42
+        for i in range(6 * per_segment):
+            log.append(_packet(i), 40)
+            if i == 3 * per_segment:
+                log.ack(i)  # the host has everything before i
+        assert log._nseg <= 4 and len([n for n in os.listdir(path) if n.endswith(".seg")]) <= 4
+        assert log.overflow == 0, log.overflow  # what went so far was acknowledged
+        for i in range(6 * per_segment, 12 * per_segment):
+            log.append(_packet(i), 40)
+        assert log.overflow > 0
+        first = log.first_lsn
+        assert first - 3 * per_segment == log.overflow, (first, log.overflow)
+        assert _read_all(log, 0, first) == []
+        assert log.available(0, log.next_lsn) == log.next_lsn - first
+    finally:
+        _wipe(path)
+
+
+def test_append_allocates_nothing():
+    path = _folder("heap")
+    try:
+        log = FlashLog(path, 8 * _SEG, _SEG)
+        pkt = _packet(1)
+        log.append(pkt, 40)
+        micropython.heap_lock()
+        try:
+            for _ in range(8):  # all within the open segment
+                log.append(pkt, 40)
+        finally:
+            micropython.heap_unlock()
+        assert log._count == 9
+    finally:
+        _wipe(path)
+
+
+def _command(ptype, seq, *fields):
+    layout = {P.CMD_LOG_INFO: "<", P.CMD_BACKFILL: P.CMD_BACKFILL_BODY, P.CMD_ACK: P.CMD_ACK_BODY}[ptype]
+    return struct.pack(P.HEADER, P.VERSION, ptype, seq, 0) + struct.pack(layout, *fields)
+
+
+def test_backfill_replays_a_range_then_marks_its_end_with_log_info():
+    path = _folder("backfill")
+    try:
+        log = FlashLog(path, 64 * _SEG, _SEG)
+        for i in range(50):
+            log.append(_packet(i), 40)
+        replies = Outbox(8, 32)
+        bf = Backfill(log, replies)
+        answers = []
+        bf.command(P.CMD_BACKFILL, 7, _command(P.CMD_BACKFILL, 7, 10, 20), 1000,
+                   lambda c, s, st, v=0: answers.append((c, s, st, v)))
+        assert answers == [(P.CMD_BACKFILL, 7, P.OK, 10)]
+        sent = []
+        refused = []
+
+        def radio(buf, n):
+            if len(sent) == 4 and not refused:  # a congested link refuses one
+                refused.append(1)
+                return False
+            sent.append(bytes(buf[:n]))
+            return True
+        while bf.active:
+            bf.flush(radio, 3, 1000, 244)
+        lsns = []
+        for pkt in sent:
+            _, ptype, _, _ = struct.unpack_from(P.HEADER, pkt, 0)
+            lsn, boot = struct.unpack_from(P.BACKFILL_BODY, pkt, P.HEADER_SIZE)
+            assert ptype == P.BACKFILL and boot == 1
+            assert pkt[P.BACKFILL_WRAP:] == _packet(lsn)
+            lsns.append(lsn)
+        assert lsns == list(range(10, 20)), lsns
+        assert len(replies) == 1  # LOG_INFO marks the end
+        bf.command(P.CMD_ACK, 8, _command(P.CMD_ACK, 8, 20), 0, lambda c, s, st, v=0: answers.append((c, st, v)))
+        assert answers[-1] == (P.CMD_ACK, P.OK, 20) and log.acked == 20
+        bf.command(P.CMD_BACKFILL, 9, _command(P.CMD_BACKFILL, 9, 20, 10), 0,
+                   lambda c, s, st, v=0: answers.append((c, st, v)))
+        assert answers[-1] == (P.CMD_BACKFILL, P.E_LOG_RANGE, 0)
+    finally:
+        _wipe(path)
