@@ -81,15 +81,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .db import Study
     from .record import record
 
-    study = Study.open(args.db)
     client_backend, _ = _backend(args)
-    if args.resume is not None:
-        return _resume(args, study, client_backend)
     if args.port:
         if args.address:
             raise WearsError("name the watches by address, or one by --port, not both")
         from .serial_link import serial_backend
         args.address, client_backend = [args.port], serial_backend(args.baud)
+    study = Study.open(args.db)
+    if args.resume is not None:
+        return _resume(args, study, client_backend)
     if not args.address or args.duration is None:
         raise WearsError("wears record needs the watch's address (or name) and --duration, or --resume SESSION")
     participants = args.participant or []

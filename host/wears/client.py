@@ -126,7 +126,9 @@ class WatchClient:
                 await self._client.start_notify(uuid, self._handler(name))
         except (BleakError, OSError, asyncio.TimeoutError) as e:
             raise WatchDisconnected(f"could not connect to {self.address}: {e}") from e
-        key = self._key if self._key is not None else auth.find_key(str(self.address))
+        key = self._key
+        if key is None:  # by the name or address asked for, else by the address it resolved to
+            key = auth.find_key(str(self.address)) or auth.find_key(str(getattr(self._client, "address", "")))
         if key:
             try:
                 await self.authenticate(key)
@@ -204,6 +206,8 @@ class WatchClient:
                 n = joiner.feed(data)
                 if n < 0:
                     self.bad_packets += 1
+                    if self._on_bad:
+                        self._on_bad(channel, bytes(data), ProtocolError("a segment out of order or too long"))
                 if n <= 0:
                     return
                 data = bytearray(joiner.buf[:n])

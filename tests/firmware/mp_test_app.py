@@ -53,6 +53,9 @@ def run_windows(w, seconds):
     done = 0
     for _ in range(seconds * 10):
         locked(lambda: w.wait(100))
+        # A full flash-log segment is written to a file (a file object each time, about once a
+        # second): that I/O is left out of the lock, the sampling itself is not.
+        w.log.flush()
         locked(w.sample)
         before = w.engine.window_end
         locked(w.windows)

@@ -12,6 +12,7 @@ from bleak.exc import BleakError
 from hypothesis import given, settings, strategies as st
 
 from tests.firmware.golden import vectors
+from watch import protocol as P
 from watch import radio_serial as L
 from wears.client import WatchClient
 from wears.errors import WatchDisconnected
@@ -95,7 +96,14 @@ class FakeWatch:
                 self.send(encode_frame(L.OP_CONNECTED, 0, b"\x01\xf4\x00FAKE"))
             elif frame[0] == L.OP_WRITE and frame[2][:1] == b"\x01":
                 self.send(encode_frame(L.OP_WRITE_RSP, frame[1], b"\x00"))
-                self.on_write(frame[1], frame[2][1:])
+                packet = frame[2][1:]
+                if len(packet) >= 4 and packet[1] == P.CMD_LOG_INFO:  # a watch without a flash log
+                    answer = bytearray(16)
+                    n = P.pack_body(answer, P.RESULT, 0, 0, P.RESULT_BODY, P.CMD_LOG_INFO, P.E_UNKNOWN_COMMAND,
+                                    int.from_bytes(packet[2:4], "little"), 0)
+                    self.send(encode_frame(L.OP_NOTIFY, L.CH_CONTROL, bytes(answer[:n])))
+                    continue
+                self.on_write(frame[1], packet)
 
     def on_write(self, channel, data):
         pass

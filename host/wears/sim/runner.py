@@ -75,7 +75,7 @@ def sim_heap_bytes(profile: dict) -> int:
     compiled = compiled_tree(FIRMWARE, native=True)
     return (int(profile["heap_budget_bytes"]) + heap.shim_bytes(profile, micropython_binary(),
                                                                  micropython_path_compiled())
-            + heap.frozen_bytes(profile, compiled) + heap.MARGIN)
+            + heap.frozen_bytes(profile, compiled) + heap.MARGIN + heap.OVERRUN)
 
 
 def _native_arch() -> str | None:
