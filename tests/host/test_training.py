@@ -126,6 +126,27 @@ def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study):
     assert abs(np.median(trained.X_train[:, trained.feature_names.index("hr_mean")])) < 200
 
 
+def test_session_start_calibration_uses_no_labels(study, tmp_path):
+    """baseline_label = "": the calibration is the session's first trusted windows whatever the
+    annotations say, so moving a label changes no feature (with a named label it does)."""
+    import shutil
+
+    from wears.train import build_dataset
+    moved = tmp_path / "moved.db"
+    shutil.copy(study, moved)
+    s = Study.open(moved)
+    s.conn.execute("UPDATE annotations SET start_s = start_s + 120 WHERE label = 'calm' AND start_s = 0")
+    s.conn.commit()
+    common = dict(window_s=30, step_s=10, mapping={"stress": 1}, keep="all", normalise="baseline",
+                  baseline_windows=6)
+    before = build_dataset(Study.open(study), baseline_label="", **common)
+    after = build_dataset(Study.open(moved), baseline_label="", **common)
+    assert np.array_equal(before.X, after.X) and len(before.y) > 0
+    named_before = build_dataset(Study.open(study), baseline_label="calm", **common)
+    named_after = build_dataset(Study.open(moved), baseline_label="calm", **common)
+    assert not np.array_equal(named_before.X, named_after.X)  # the test can tell the two apart
+
+
 def test_recipe_rejects_unknown_keys_and_unmapped_classes():
     with pytest.raises(WearsError, match="unknown key windows.lenght_s"):
         parse_recipe("[windows]\nlenght_s = 60\n")
@@ -158,6 +179,9 @@ def test_every_shipped_recipe_parses():
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe["evaluation"]["protocol"] != "random" and len(recipe.mapping) >= 2
+    # stress vs baseline: the baseline segment is a class, so its calibration must not come from it
+    stress = load_recipe(recipes[0].parent / "wesad-stress.toml")["features"]
+    assert stress["normalise"] == "baseline" and stress["baseline_label"] == ""
 
 
 def test_on_device_budget_is_part_of_the_search(study):
