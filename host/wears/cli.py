@@ -192,6 +192,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                          "(train with models.deploy = \"extratrees\")")
     blob, info = export_blob(trained, load_key(args.key))
     Path(args.output).write_bytes(blob)
+    # The blob does not carry the window grid or the calibration length: the board profile's
+    # "features" must match them (docs/training.md, Deploying a model).
+    info["board_features"] = {"window_s": trained.window_s, "step_s": trained.step_s,
+                              **({"baseline_windows": trained.normalise["windows"]} if trained.normalise else {})}
     print(json.dumps(info))
     return 0
 

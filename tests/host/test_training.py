@@ -114,7 +114,7 @@ def test_random_split_needs_the_flag_and_the_report_warns(study, tmp_path):
     assert "flatters" in r["warning"] and r["protocol"].startswith("random")
 
 
-def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study):
+def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study, tmp_path, capsys):
     from wears.train import train_recipe
     recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]', 'candidates = ["extratrees"]')
                           + '[features]\nnormalise = "baseline"\nbaseline_label = ""\nbaseline_windows = 4\n'
@@ -124,6 +124,13 @@ def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study):
     assert trained.normalise == {"windows": 4, "baseline_label": ""}
     # hr_mean is relative to the first windows now: around 0 at rest, not around 650
     assert abs(np.median(trained.X_train[:, trained.feature_names.index("hr_mean")])) < 200
+    # `wears export` says which board profile features the watch needs to compute the same windows
+    trained.save(tmp_path / "m.pkl")
+    (tmp_path / "key").write_bytes(bytes(range(32)))
+    capsys.readouterr()
+    assert wears(["export", str(tmp_path / "m.pkl"), "--key", str(tmp_path / "key"), "-o", str(tmp_path / "m.wbl")]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["board_features"] == {"window_s": 30, "step_s": 10, "baseline_windows": 4}
 
 
 def test_session_start_calibration_uses_no_labels(study, tmp_path):
