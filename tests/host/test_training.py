@@ -114,7 +114,7 @@ def test_random_split_needs_the_flag_and_the_report_warns(study, tmp_path):
     assert "flatters" in r["warning"] and r["protocol"].startswith("random")
 
 
-def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study):
+def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study, tmp_path, capsys):
     from wears.train import train_recipe
     recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]', 'candidates = ["extratrees"]')
                           + '[features]\nnormalise = "baseline"\nbaseline_label = ""\nbaseline_windows = 4\n'
@@ -124,6 +124,34 @@ def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study):
     assert trained.normalise == {"windows": 4, "baseline_label": ""}
     # hr_mean is relative to the first windows now: around 0 at rest, not around 650
     assert abs(np.median(trained.X_train[:, trained.feature_names.index("hr_mean")])) < 200
+    # `wears export` says which board profile features the watch needs to compute the same windows
+    trained.save(tmp_path / "m.pkl")
+    (tmp_path / "key").write_bytes(bytes(range(32)))
+    capsys.readouterr()
+    assert wears(["export", str(tmp_path / "m.pkl"), "--key", str(tmp_path / "key"), "-o", str(tmp_path / "m.wbl")]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["board_features"] == {"window_s": 30, "step_s": 10, "baseline_windows": 4}
+
+
+def test_session_start_calibration_uses_no_labels(study, tmp_path):
+    """baseline_label = "": the calibration is the session's first trusted windows whatever the
+    annotations say, so moving a label changes no feature (with a named label it does)."""
+    import shutil
+
+    from wears.train import build_dataset
+    moved = tmp_path / "moved.db"
+    shutil.copy(study, moved)
+    s = Study.open(moved)
+    s.conn.execute("UPDATE annotations SET start_s = start_s + 120 WHERE label = 'calm' AND start_s = 0")
+    s.conn.commit()
+    common = dict(window_s=30, step_s=10, mapping={"stress": 1}, keep="all", normalise="baseline",
+                  baseline_windows=6)
+    before = build_dataset(Study.open(study), baseline_label="", **common)
+    after = build_dataset(Study.open(moved), baseline_label="", **common)
+    assert np.array_equal(before.X, after.X) and len(before.y) > 0
+    named_before = build_dataset(Study.open(study), baseline_label="calm", **common)
+    named_after = build_dataset(Study.open(moved), baseline_label="calm", **common)
+    assert not np.array_equal(named_before.X, named_after.X)  # the test can tell the two apart
 
 
 def test_recipe_rejects_unknown_keys_and_unmapped_classes():
@@ -158,6 +186,9 @@ def test_every_shipped_recipe_parses():
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe["evaluation"]["protocol"] != "random" and len(recipe.mapping) >= 2
+    # stress vs baseline: the baseline segment is a class, so its calibration must not come from it
+    stress = load_recipe(recipes[0].parent / "wesad-stress.toml")["features"]
+    assert stress["normalise"] == "baseline" and stress["baseline_label"] == ""
 
 
 def test_on_device_budget_is_part_of_the_search(study):
