@@ -75,6 +75,13 @@ def test_read_stream_keeps_each_sample_once_with_its_index_and_counts_the_gap(st
     np.testing.assert_allclose(t.device_ms()[:2], [500, 510])
 
 
+def test_a_session_across_a_reboot_is_refused_rather_than_mixing_two_timelines(study):
+    study.add_chunk(2, P.PPG, 0, 40, 0, _ppg(0, 40).tobytes(), boot=2)  # indices start again after a reboot
+    with pytest.raises(WearsError, match="rebooted"):
+        read_stream(study, 2, P.PPG)
+    assert len(read_stream(study, 1, P.PPG).index) == 150  # a single-boot session still exports
+
+
 def test_host_clock_follows_offset_and_drift_and_ignores_a_late_answer(study):
     clock = host_clock(study, 1)
     ticks = np.array([0, 30000, 59000])

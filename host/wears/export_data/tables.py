@@ -94,6 +94,11 @@ def read_stream(study: Study, session_id: int, stream: int) -> StreamTable:
     channels, rate_mhz, unit, tick0 = info
     if rate_mhz <= 0:
         raise WearsError(f"session {session_id}: stream {stream} has no sampling rate")
+    boots = [b for (b,) in study.conn.execute("SELECT DISTINCT boot FROM chunks WHERE session_id=? AND stream=?",
+                                              (session_id, stream))]
+    if len(boots) > 1:  # indices and ticks start again at a reboot: one table would mix two timelines
+        raise WearsError(f"session {session_id}: the watch rebooted during it (boots {sorted(boots)}); exporting a "
+                         "session across reboots is not supported yet")
     dtype = np.dtype("<u4") if P.SAMPLE_FORMATS[stream][1] == "I" else np.dtype("<i2")
     rows = study.conn.execute("SELECT first_index, count, data FROM chunks WHERE session_id=? AND stream=? "
                               "ORDER BY first_index", (session_id, stream)).fetchall()
