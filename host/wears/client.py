@@ -30,6 +30,7 @@ from .errors import CommandRefused, CommandTimeout, ModelBlobError, ProtocolErro
 from .protocol import (AuthChallenge, Backfill, LogInfo, Packet, Pong, Result, SequenceTracker, Status, decode,
                        encode_command, unwrap)
 
+_AUTH_TRIES = 3  # challenge-responses before a refusal is taken as a wrong key
 _UPLOAD_WINDOW = 3  # model chunks per MODEL_RESUME barrier (the watch queues 4 host writes)
 CHANNELS = {"stream": P.STREAM_UUID, "prediction": P.PREDICTION_UUID, "control": P.CONTROL_UUID,
             "event": P.EVENT_UUID}
@@ -144,13 +145,26 @@ class WatchClient:
     async def authenticate(self, key: bytes) -> None:
         """Prove to the watch that this host knows its key (HMAC challenge-response).
 
-        Raises CommandRefused (reason E_AUTH_FAILED) when the key is not the watch's.
+        A lost or late notification can leave the host answering a challenge the watch has
+        already replaced: a refusal or a silence is tried again with a fresh challenge, up to
+        `_AUTH_TRIES` times. Raises CommandRefused (reason E_AUTH_FAILED) when the key is not
+        the watch's.
         """
-        challenge = await self.command(P.CMD_AUTH_BEGIN)
-        assert isinstance(challenge, AuthChallenge)
-        host_nonce = os.urandom(P.NONCE_SIZE)
-        await self.command(P.CMD_AUTH_PROOF, data=host_nonce + auth.proof(key, challenge.nonce, host_nonce))
-        self.authenticated = True
+        for attempt in range(_AUTH_TRIES):
+            try:
+                challenge = await self.command(P.CMD_AUTH_BEGIN)
+                assert isinstance(challenge, AuthChallenge)
+                host_nonce = os.urandom(P.NONCE_SIZE)
+                await self.command(P.CMD_AUTH_PROOF, data=host_nonce + auth.proof(key, challenge.nonce, host_nonce))
+            except CommandRefused as e:
+                if e.reason != P.E_AUTH_FAILED or attempt == _AUTH_TRIES - 1:
+                    raise
+            except CommandTimeout:
+                if attempt == _AUTH_TRIES - 1:
+                    raise
+            else:
+                self.authenticated = True
+                return
 
     async def _open_link(self) -> None:
         try:
