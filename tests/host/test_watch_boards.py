@@ -28,7 +28,7 @@ def scenario_path(tmp_path_factory):
 
 def _heap_extra(board):
     """0 but for the PineTime: its firmware does not fit its 32 KB yet
-    (tools/bench/firmware_budget.py says by how much), so it runs with 64 KB more."""
+    (tools/bench/firmware_budget.py says by how much), so it runs with 80 KB more."""
     return 80 * 1024 if board == "pinetime" else 0
 
 

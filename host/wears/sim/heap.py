@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import WearsError
+from ..paths import FIRMWARE
 
 MARGIN = 32 * 1024  # fragmentation around the shims' blocks; grown with the firmware (issue 3 keeps it honest)
 # Known debt, stated rather than hidden in the margin: with the flash log, the heart-rate
@@ -42,27 +43,24 @@ ble = bluetooth.BLE()
 gc.collect()
 print("SHIMS", gc.mem_alloc() - a)
 """
-_FIRMWARE_COMMON = ("main", "watch/__init__", "watch/app", "watch/protocol", "watch/board", "watch/boot",
-                    "watch/parts", "watch/auth", "watch/watchdog", "watch/hmac_sha256", "watch/blob", "watch/features",
-                    "watch/buffers", "watch/feature_loops", "watch/spectrum", "watch/baseline", "watch/heart_rate", "watch/model",
-                    "watch/slots", "watch/upload", "watch/outbox", "watch/sensor", "watch/radio_gatt", "watch/flashlog",
-                    "watch/backfill",
-                    "watch/drivers/__init__", "watch/drivers/registers")
+# Every firmware module loads at boot but these: the radio modules of the links a board does
+# not use, the drivers of parts it does not have, and what the firmware imports on demand.
+_RADIOS = {"serial": ("watch/radio_serial",), "ubluepy": ("watch/radio_ubluepy", "watch/segments"),
+           "bluetooth": ("watch/radio",)}
+_ON_DEMAND = ("watch/mlp",)  # an MLP model's runtime, imported by watch.model when it loads one
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
                  "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}
 
 
 def firmware_modules(profile: dict) -> list[str]:
-    """The firmware modules (paths without .py) a board imports."""
-    if profile.get("link") == "serial":
-        radio = ["watch/radio_serial"]
-    elif profile.get("radio") == "ubluepy":
-        radio = ["watch/radio_ubluepy", "watch/segments"]
-    else:
-        radio = ["watch/radio"]
-    parts = [m for s in profile.get("sensors", {}).values() for m in _PART_MODULES.get(s.get("part"), ())]
-    return sorted(set(_FIRMWARE_COMMON) | set(radio) | set(parts))
+    """The firmware modules (paths below firmware/ without .py) a board imports at boot."""
+    link = "serial" if profile.get("link") == "serial" else profile.get("radio", "bluetooth")
+    others = {m for name, mods in _RADIOS.items() if name != link for m in mods} - set(_RADIOS.get(link, ()))
+    parts = {m for s in profile.get("sensors", {}).values() for m in _PART_MODULES.get(s.get("part"), ())}
+    drivers = {m for mods in _PART_MODULES.values() for m in mods} - parts
+    every = {str(f.relative_to(FIRMWARE).with_suffix("")) for f in FIRMWARE.rglob("*.py")}
+    return sorted(every - others - drivers - set(_ON_DEMAND))
 
 
 def frozen_bytes(profile: dict, compiled_firmware: Path | None) -> int:
