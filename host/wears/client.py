@@ -129,7 +129,7 @@ class WatchClient:
             raise WatchDisconnected(f"could not connect to {self.address}: {e}") from e
         key = self._key
         if key is None:  # by the name or address asked for, else by the address it resolved to
-            key = auth.find_key(str(self.address)) or auth.find_key(str(getattr(self._client, "address", "")))
+            key = auth.find_key(str(self.address)) or auth.find_key(str(self._client.address))
         if key:
             try:
                 await self.authenticate(key)
