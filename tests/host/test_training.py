@@ -136,11 +136,12 @@ def test_model_on_baseline_subtracted_features_carries_its_own_spec_id(study, tm
 def test_session_start_calibration_uses_no_labels(study, tmp_path):
     """baseline_label = "": the calibration is the session's first trusted windows whatever the
     annotations say, so moving a label changes no feature (with a named label it does)."""
-    import shutil
+    import sqlite3
 
     from wears.train import build_dataset
     moved = tmp_path / "moved.db"
-    shutil.copy(study, moved)
+    with sqlite3.connect(study) as src, sqlite3.connect(moved) as dst:
+        src.backup(dst)  # a file copy would miss what still sits in the WAL
     s = Study.open(moved)
     s.conn.execute("UPDATE annotations SET start_s = start_s + 120 WHERE label = 'calm' AND start_s = 0")
     s.conn.commit()
