@@ -32,8 +32,8 @@ class ModelUpload:
     """One upload at a time into the inactive slot next to `path` (slot A, default
     `model.wbl`); each step returns a reason code of watch.protocol."""
 
-    def __init__(self, path="model.wbl", max_bytes=blob.MAX_BYTES):
-        self.slots = ModelSlots(path)
+    def __init__(self, path="model.wbl", max_bytes=blob.MAX_BYTES, slots=None):
+        self.slots = slots or ModelSlots(path)  # the watch's own, when it holds them
         slash = path.rfind("/")
         self.info_path = path[:slash + 1] + "upload.inf"
         self.max_bytes = max_bytes

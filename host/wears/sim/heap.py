@@ -4,11 +4,16 @@ firmware runs at its own heap budget and not a guess above it.
 Two costs are added to a board's `heap_budget_bytes` for `-X heapsize`:
 - the shims: on a real watch `machine`, `bluetooth`/`ubluepy` and the sensors are C code and
   hardware, costing the heap nothing; here they are Python. Measured by importing them and
-  building what they build at boot (the bus with the board's sensor models, the radio);
-- for a profile with `"frozen": true`, the firmware's bytecode: frozen into the image it
-  stays in flash, here it is loaded from `.mpy` files into the heap. Counted as the size of
-  the `.mpy` files the board's firmware imports: what freezing moves to flash. Module
-  dictionaries, functions and classes are built in RAM either way and stay in the budget.
+  building what they build at boot (the bus with the board's sensor models, the radio and the
+  attribute table the firmware's radio registers, which the stack holds on a watch);
+- for a profile with `"frozen": true`, what freezing moves out of the heap: frozen into the
+  image, a module's bytecode, constants, interned names and code structures stay in flash;
+  its globals, functions, classes and whatever its body builds are made in RAM either way.
+  Measured per board as the heap the modules it imports at boot take when loaded from their
+  `.mpy` files, minus the heap their bodies take when executed again from already compiled
+  code (what stays in RAM when frozen). The model's modules count only when a model is in the
+  flash at boot; the upload and baseline modules, imported later if at all, never count (they
+  load uncredited: conservative).
 A fixed margin covers the heap's fragmentation around these extra blocks.
 """
 
@@ -24,11 +29,6 @@ from ..errors import WearsError
 from ..paths import FIRMWARE
 
 MARGIN = 32 * 1024  # fragmentation around the shims' blocks; grown with the firmware (issue 3 keeps it honest)
-# Known debt, stated rather than hidden in the margin: with the flash log, the heart-rate
-# estimator and the 22-feature engine merged, the firmware boots on the 64-bit binary only with
-# this much more than its board's budget (measured: 8 KB short on the ESP32-S3 build, 16 KB on
-# the XIAO). Issue 3 owns bringing it back to 0; `tools/bench/firmware_budget.py` reports it.
-OVERRUN = 16 * 1024
 _SCRIPT = """
 import gc
 gc.collect()
@@ -41,45 +41,103 @@ if RADIO == "ubluepy":
 bluetooth = __import__("bluetooth")
 ble = bluetooth.BLE()
 gc.collect()
-print("SHIMS", gc.mem_alloc() - a)
+shims = gc.mem_alloc() - a
+if RADIO_MODULE:
+    # The attribute table the firmware's radio registers: on a watch the stack (NimBLE, the
+    # SoftDevice) holds it in its own RAM; here the shim's Python objects hold it.
+    radio = __import__(RADIO_MODULE, None, None, ["Radio"]).Radio("WEARS", "board", "0")
+    gc.collect()
+    b = gc.mem_alloc()
+    radio.start()
+    gc.collect()
+    shims += gc.mem_alloc() - b
+print("SHIMS", shims)
 """
 # Every firmware module loads at boot but these: the radio modules of the links a board does
 # not use, the drivers of parts it does not have, and what the firmware imports on demand.
 _RADIOS = {"serial": ("watch/radio_serial",), "ubluepy": ("watch/radio_ubluepy", "watch/segments"),
            "bluetooth": ("watch/radio",)}
-_ON_DEMAND = ("watch/mlp",)  # an MLP model's runtime, imported by watch.model when it loads one
+# Imported on demand: an MLP model's runtime (by watch.model when it loads one), the upload
+# (at the first MODEL_BEGIN) and the baseline (for a model on baseline-subtracted features).
+_ON_DEMAND = ("watch/mlp", "watch/upload", "watch/baseline")
+_MODEL_MODULES = ("watch/model", "watch/blob")  # imported at boot only when a model is in the flash
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
                  "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}
 
 
-def firmware_modules(profile: dict) -> list[str]:
-    """The firmware modules (paths below firmware/ without .py) a board imports at boot."""
+def firmware_modules(profile: dict, model: bool = False) -> list[str]:
+    """The firmware modules (paths below firmware/ without .py) a board imports at boot
+    (`model`: with a model in its flash)."""
     link = "serial" if profile.get("link") == "serial" else profile.get("radio", "bluetooth")
     others = {m for name, mods in _RADIOS.items() if name != link for m in mods} - set(_RADIOS.get(link, ()))
     parts = {m for s in profile.get("sensors", {}).values() for m in _PART_MODULES.get(s.get("part"), ())}
     drivers = {m for mods in _PART_MODULES.values() for m in mods} - parts
     every = {str(f.relative_to(FIRMWARE).with_suffix("")) for f in FIRMWARE.rglob("*.py")}
-    return sorted(every - others - drivers - set(_ON_DEMAND))
+    later = set(_ON_DEMAND) | (set() if model else set(_MODEL_MODULES))
+    return sorted(every - others - drivers - later)
 
 
-def frozen_bytes(profile: dict, compiled_firmware: Path | None) -> int:
-    """What freezing moves to flash: the size of the board's `.mpy` files (0 when not frozen)."""
+_FROZEN_SCRIPT = """
+import gc
+import time, machine, sim_scenario, micropython, struct, array, os, hashlib, binascii, math, json, errno
+import bluetooth
+if RADIO == "ubluepy":
+    import ubluepy
+gc.collect()
+a = gc.mem_alloc()
+for m in MODULES:
+    __import__(m)
+gc.collect()
+loaded = gc.mem_alloc() - a
+kept = 0
+for m in MODULES:
+    with open(SOURCES[m]) as f:
+        code = compile(f.read(), m, "exec")
+    gc.collect()
+    b = gc.mem_alloc()
+    g = {"__name__": m}
+    exec(code, g)
+    gc.collect()
+    kept += gc.mem_alloc() - b
+    g = code = None
+print("FROZEN", loaded - kept)
+"""
+
+
+def frozen_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
+                 model: bool = False) -> int:
+    """What freezing moves out of the heap for the modules the board imports at boot (`model`:
+    with a model in its flash), measured with the `.mpy` files on `micropython_path` and the
+    `sources` they were compiled from (cached); 0 when the profile is not frozen."""
     if not profile.get("frozen"):
         return 0
-    if compiled_firmware is None:
-        raise WearsError("a frozen board profile needs mpy-cross: the .mpy sizes are what freezing saves")
-    total = 0
-    for module in firmware_modules(profile):
-        path = compiled_firmware / f"{module}.mpy"
-        if path.exists():  # modules another branch has not added yet are simply not counted
-            total += path.stat().st_size
-    return total
+    names = {}
+    for module in firmware_modules(profile, model):
+        path = sources / f"{module}.py"
+        if module != "main" and path.exists():  # main runs the watch when imported; a few bytes
+            names[module.replace("/__init__", "").replace("/", ".")] = str(path)
+    order = sorted(names, key=lambda m: (m.count("."), m != "watch", m == "watch.app", m))
+    digest = [(m, Path(names[m]).read_text()) for m in order]
+    radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
+    script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\n" + _FROZEN_SCRIPT
+    return _measure("FROZEN", script, [_FROZEN_SCRIPT, radio, profile.get("sensors"), digest, micropython_path],
+                    profile, micropython, micropython_path)
 
 
 def shim_bytes(profile: dict, micropython: str, micropython_path: str) -> int:
     """The shims' heap for this board, measured in the MicroPython binary (cached per board and tree)."""
-    key = json.dumps([profile.get("radio"), profile.get("sensors"), micropython_path], sort_keys=True)
+    radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
+    module = "" if profile.get("link") == "serial" else f"watch.radio{'_ubluepy' if radio == 'ubluepy' else ''}"
+    script = f"RADIO = {radio!r}\nRADIO_MODULE = {module!r}\n" + _SCRIPT
+    return _measure("SHIMS", script, [_SCRIPT, profile.get("radio"), profile.get("link"), profile.get("sensors"),
+                                      micropython_path], profile, micropython, micropython_path)
+
+
+def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython: str, micropython_path: str) -> int:
+    # Runs `script` in the binary at a large heap with the board's profile in its flash; the
+    # integer on its line starting with `tag`, cached under the key.
+    key = tag + json.dumps(key_parts, sort_keys=True)
     cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "shim-heap.json"
     try:
         known = json.loads(cache.read_text())
@@ -89,18 +147,17 @@ def shim_bytes(profile: dict, micropython: str, micropython_path: str) -> int:
         return int(known[key])
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "board.json").write_text(json.dumps(profile))
-        script = Path(tmp) / "measure.py"
-        radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
-        script.write_text(f"RADIO = {radio!r}\n" + _SCRIPT)
+        path = Path(tmp) / "measure.py"
+        path.write_text(script)
         env = {**os.environ, "MICROPYPATH": micropython_path, "WEARS_SIM_SCENARIO": "", "WEARS_SIM_REGISTRY": tmp}
-        proc = subprocess.run([micropython, "-X", "heapsize=1000000", str(script)], cwd=tmp, env=env,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([micropython, "-X", "heapsize=4000000", str(path)], cwd=tmp, env=env,
+                              capture_output=True, text=True, timeout=120)
     for line in proc.stdout.splitlines():
-        if line.startswith("SHIMS "):
+        if line.startswith(tag + " "):
             value = int(line.split()[1])
             break
     else:
-        raise WearsError(f"could not measure the shims' heap: {proc.stderr.strip()[-2000:]}")
+        raise WearsError(f"could not measure the simulation's heap ({tag.lower()}): {proc.stderr.strip()[-2000:]}")
     known[key] = value
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp_cache = cache.with_suffix(f".{os.getpid()}.tmp")
