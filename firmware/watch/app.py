@@ -85,6 +85,10 @@ class Watch:
         self.spec_id, self.n_features = spec_for(self.has_gyro)
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
+        # Window settings: the loaded model's when its blob has them, else the board profile's.
+        feats = self.board.get("features", {})
+        self.window_s = feats.get("window_s", 30)
+        self.step_s = feats.get("step_s", 5)
         self.x = zeros("i", self.n_features)
         # A model may expect features minus the wearer's baseline (spec 5 / 6): it predicts after
         # a calibration phase of baseline_windows trusted windows (docs/features.md).
@@ -92,7 +96,9 @@ class Watch:
         self.baseline = None
         self.proba = bytearray(8)
         if self.safe:
-            self.event(P.EV_SAFE_MODE, boots)  # radio and logging only: no sensors, no model
+            self.event(P.EV_SAFE_MODE, boots)  # radio and logging only: no sensors, no model run
+            if self.slots.safe():  # and the previous model when the latest was still on trial
+                self.event(P.EV_MODEL_ROLLBACK, 0)
         else:
             self._setup_sensors()
             self._new_engine()
@@ -188,10 +194,9 @@ class Watch:
         if not self.ppg:
             return  # no PPG, no windows: heart rate and every model need it
         gc.collect()
-        feats = self.board.get("features", {})
         imu = self.imu
-        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate or 25, feats.get("window_s", 30),
-                                    feats.get("step_s", 5), has_gyro=self.has_gyro, has_imu=imu is not None)
+        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate or 25, self.window_s, self.step_s,
+                                    has_gyro=self.has_gyro, has_imu=imu is not None)
         if imu:
             self.engine.set_units(imu.driver.accel_unit, imu.driver.gyro_unit)
         self.hr = HeartRate(self.ppg_rate, self.imu_rate, imu.driver.accel_unit) if imu else HeartRate(self.ppg_rate, 0)
@@ -202,10 +207,39 @@ class Watch:
         for any other model or none (watch.baseline is imported only when needed)."""
         m = self.model
         self.baseline = None
-        if m is not None and self.engine is not None and m.feature_spec != self.spec_id:
+        if m is None:
+            return
+        windows = getattr(m, "baseline_windows", None)  # 0: the model subtracts no baseline
+        if windows is None:
+            windows = self.board.get("features", {}).get("baseline_windows", 12)
+        if self.engine is not None and m.feature_spec != self.spec_id and windows:
             from watch.baseline import Baseline
 
-            self.baseline = Baseline(self.engine.names, self.board.get("features", {}).get("baseline_windows", 12))
+            self.baseline = Baseline(self.engine.names, windows)
+
+    def _engine_for(self, model):
+        """OK once the feature engine runs on `model`'s window settings (its blob's `window_s`
+        and `step_s`; the board profile's where it has none); E_WINDOW_UNSUPPORTED when this
+        watch cannot hold that window (no heap for it, or out of the engine's range): the
+        engine then runs on the settings it had."""
+        feats = self.board.get("features", {})
+        window = getattr(model, "window_s", None) or feats.get("window_s", 30)
+        step = getattr(model, "step_s", None) or feats.get("step_s", 5)
+        if window == self.window_s and step == self.step_s:
+            return P.OK
+        old = self.window_s, self.step_s
+        self.window_s, self.step_s = window, step
+        try:
+            self._new_engine()  # drops the running engine first: the heap may not hold two
+        except (MemoryError, ValueError):
+            self.window_s, self.step_s = old
+            self.engine = self.hr = None
+            try:
+                self._new_engine()
+            except MemoryError:  # the heap, split up by the attempt, no longer holds the old one either:
+                self.engine = self.hr = None  # no windows until the next boot places it afresh
+            return P.E_WINDOW_UNSUPPORTED
+        return P.OK
 
     def _model_budget(self):
         budget = self.board.get("model_budget_bytes")
@@ -218,9 +252,13 @@ class Watch:
     def _load(self, path):
         """The model in `path`; raises OSError when there is none (without importing the model's code)."""
         os.stat(path)
-        from watch.model import load
+        from watch.model import ModelError, load
 
-        return load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
+        model = load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
+        status = self._engine_for(model)
+        if status:
+            raise ModelError(status)
+        return model
 
     def streams_present(self):
         mask = 0
@@ -475,7 +513,7 @@ class Watch:
         if self.upload is None:
             status, model = P.E_NO_UPLOAD, None
         else:
-            status, model = self.upload.commit(self.key or b"", self.specs, self.n_features)
+            status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
         if status != P.OK:
             try:
                 model = self._load(self.slots.active_path())
@@ -559,6 +597,7 @@ class Watch:
         if not self._stable and now >= boot.STABLE_MS:
             self._stable = True
             boot.stable()
+            self.slots.confirm()  # a new model that ran this long stays
         if now >= self._next_status:
             self._next_status = now + _STATUS_EVERY_MS
             if self.radio.connected:

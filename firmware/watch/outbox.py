@@ -74,11 +74,12 @@ class Outbox:
         self.seal(n)
 
     def flush(self, send, budget):
-        """Send up to `budget` queued packets with `send(memoryview) -> bool`; stops when it refuses."""
+        """Send up to `budget` queued packets with `send(buffer, length) -> bool` (a slot and
+        its packet's length: no slice made here); stops when it refuses."""
         sent = 0
         while self._count and sent < budget:
             i = self._head
-            if not send(self._views[i][:self._lens[i]]):
+            if not send(self._views[i], self._lens[i]):
                 break
             self._head = (i + 1) % self._slots
             self._count -= 1

@@ -126,9 +126,10 @@ class ModelUpload:
         self._written += len(data)
         return OK
 
-    def commit(self, key, feature_spec, n_features):
+    def commit(self, key, feature_spec, n_features, check=None):
         """(reason, model): the loaded new model and OK once the slot pointer switched to it, or
-        a reason code and None, with the running model's slot untouched and the upload dropped."""
+        a reason code and None, with the running model's slot untouched and the upload dropped.
+        `check(model)`, when given, has the last word before the switch: OK or a reason code."""
         if self._file is None:
             return E_NO_UPLOAD, None
         self._file.close()
@@ -145,9 +146,11 @@ class ModelUpload:
             except MemoryError:  # no contiguous room for it now: refused, nothing switched
                 reason = E_TOO_LARGE
             else:
-                self.slots.switch(self._slot)
-                _remove(self.info_path)
-                return OK, model
+                reason = check(model) if check else OK
+                if reason == OK:
+                    self.slots.switch(self._slot)
+                    _remove(self.info_path)
+                    return OK, model
         self._drop()
         return reason, None
 

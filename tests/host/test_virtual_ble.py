@@ -341,7 +341,9 @@ def test_the_virtual_watch_adds_only_what_its_shims_measured_to_the_board_budget
     shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
     frozen = heap.frozen_bytes(profile, micropython_binary(), micropython_path_compiled(), FIRMWARE)
     free = int(re.search(r"heap_free (\d+)", watch.stdout).group(1))
-    assert watch.heap_bytes == sim_heap_bytes(profile) == profile["heap_budget_bytes"] + shims + frozen + heap.MARGIN
+    width = heap.width_bytes(profile, micropython_binary(), micropython_path_compiled())
+    assert watch.heap_bytes == sim_heap_bytes(profile) == (profile["heap_budget_bytes"] + shims + frozen + width
+                                                        + heap.MARGIN)
     assert 20000 < shims < 80000
     # what the echo script's radio and its own few buffers add: far under the board's budget
     assert watch.heap_bytes - frozen - shims - free < 20000
@@ -365,6 +367,23 @@ def test_frozen_credit_counts_the_modules_a_board_loads_at_boot_and_only_those()
     assert "watch/upload" not in heap.firmware_modules(pinetime, model=True)  # imported later, if at all
     assert "watch/model" not in heap.firmware_modules(pinetime)
     assert heap.frozen_bytes(xiao, binary, path, FIRMWARE, model=True) == 0
+
+
+def test_pointer_width_credit_halves_objects_but_not_buffer_bytes():
+    # The 64-bit binary's objects take twice a 32-bit watch's heap, its buffers' bytes do not:
+    # 16 more outbox slots of 244 bytes add 3.9 KB of buffers and only 16 views to halve.
+    import json
+
+    from wears.paths import HARDWARE
+    from wears.sim import heap
+    from wears.sim.runner import micropython_binary, micropython_path_compiled
+
+    binary, path = micropython_binary(), micropython_path_compiled()
+    pinetime = json.loads((HARDWARE / "pinetime.json").read_text())
+    width = heap.width_bytes(pinetime, binary, path)
+    more = heap.width_bytes({**pinetime, "outbox_slots": pinetime["outbox_slots"] + 16}, binary, path)
+    assert 8000 < width < 40000
+    assert width <= more < width + 1024, (width, more)
 
 
 def test_flash_folder_holds_the_board_profile_named_after_the_watch_and_its_key(watch):

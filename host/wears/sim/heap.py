@@ -28,7 +28,7 @@ from pathlib import Path
 from ..errors import WearsError
 from ..paths import FIRMWARE
 
-MARGIN = 32 * 1024  # fragmentation around the shims' blocks; grown with the firmware (issue 3 keeps it honest)
+MARGIN = 8 * 1024  # fragmentation around the shims' blocks (measured peak vs. sum: under 6 KB; sim_boot puts them below the firmware)
 _SCRIPT = """
 import gc
 gc.collect()
@@ -112,17 +112,106 @@ def frozen_bytes(profile: dict, micropython: str, micropython_path: str, sources
     `sources` they were compiled from (cached); 0 when the profile is not frozen."""
     if not profile.get("frozen"):
         return 0
-    names = {}
-    for module in firmware_modules(profile, model):
-        path = sources / f"{module}.py"
-        if module != "main" and path.exists():  # main runs the watch when imported; a few bytes
-            names[module.replace("/__init__", "").replace("/", ".")] = str(path)
+    names = _module_sources(profile, sources, model)
     order = sorted(names, key=lambda m: (m.count("."), m != "watch", m == "watch.app", m))
     digest = [(m, Path(names[m]).read_text()) for m in order]
     radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
     script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\n" + _FROZEN_SCRIPT
     return _measure("FROZEN", script, [_FROZEN_SCRIPT, radio, profile.get("sensors"), digest, micropython_path],
                     profile, micropython, micropython_path)
+
+
+# The firmware's heap at boot split into what scales with the pointer width and what does
+# not. MicroPython's objects are made of machine words (mp_obj_t, pointers, size_t) and its
+# heap hands out blocks of 4 words: an allocation of w words takes 32 * ceil(w / 4) bytes on
+# the 64-bit unix binary and exactly half that on a 32-bit watch. Only byte content keeps its
+# size: array, bytearray and str/bytes data (counted at its 64-bit rounding, and a buffer
+# reached through two views counted twice: conservative). So the watch needs
+#     (kept - data) / 2 + data32
+# where `kept` is what stays in RAM of the modules (their bodies executed from compiled code,
+# as a frozen image runs them) plus the watch's objects after Watch() (the radio's attribute
+# table counts with the shims). Objects made later (a connection's) are not halved: conservative.
+_WIDTH_SCRIPT = """
+import gc, sys
+import time, machine, sim_scenario, micropython, struct, array, os, hashlib, binascii, math, json, errno
+import bluetooth
+if RADIO == "ubluepy":
+    import ubluepy
+bus = machine.I2C(0)
+ble = bluetooth.BLE()
+kept = 0
+for m in MODULES:
+    __import__(m)
+for m in MODULES:
+    with open(SOURCES[m]) as f:
+        code = compile(f.read(), m, "exec")
+    gc.collect()
+    b = gc.mem_alloc()
+    g = {"__name__": m}
+    exec(code, g)
+    gc.collect()
+    kept += gc.mem_alloc() - b
+    g = code = None
+import watch.app
+gc.collect()
+b = gc.mem_alloc()
+w = watch.app.Watch(1)
+gc.collect()
+kept += gc.mem_alloc() - b
+seen = {}
+data = [0, 0]
+
+
+def walk(todo, kinds):
+    while todo:
+        o = todo.pop()
+        if id(o) in seen:
+            continue
+        seen[id(o)] = 1
+        if isinstance(o, kinds):
+            n = len(o) if isinstance(o, str) else len(bytes(o))
+            if n:
+                data[0] += (n + 31) // 32 * 32
+                data[1] += (n + 15) // 16 * 16
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                if not isinstance(k, str):  # names are interned: in the image's flash, not the heap
+                    todo.append(k)
+                todo.append(v)
+        elif isinstance(o, (list, tuple)):
+            todo.extend(o)
+        elif hasattr(o, "__dict__") and type(o).__name__ not in ("module", "function"):
+            todo.append(o.__dict__)  # an instance's attributes, a class's
+
+
+# The watch's objects: every buffer and string. The modules': buffers their bodies built
+# (their str and bytes constants are in the image's flash, credited with the bytecode).
+walk([w], (bytearray, bytes, str, memoryview, array.array))
+walk([sys.modules[m].__dict__ for m in MODULES], (bytearray, memoryview, array.array))
+data64, data32 = data
+print("WIDTH", kept - ((kept - data64) // 2 + data32), kept, data64)
+"""
+
+
+def width_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE) -> int:
+    """What the 64-bit binary needs beyond a 32-bit watch for the board's firmware at boot:
+    half of what stays in RAM minus its byte content (see `_WIDTH_SCRIPT`), measured (cached)."""
+    names = _module_sources(profile, sources)
+    order = sorted(names, key=lambda m: (m.count("."), m != "watch", m == "watch.app", m))
+    radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
+    script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\n" + _WIDTH_SCRIPT
+    digest = [(m, Path(names[m]).read_text()) for m in order]
+    return _measure("WIDTH", script, [_WIDTH_SCRIPT, profile, digest, micropython_path], profile, micropython,
+                    micropython_path)
+
+
+def _module_sources(profile: dict, sources: Path, model: bool = False) -> dict[str, str]:
+    names = {}
+    for module in firmware_modules(profile, model):
+        path = sources / f"{module}.py"
+        if module != "main" and path.exists():  # main runs the watch when imported; a few bytes
+            names[module.replace("/__init__", "").replace("/", ".")] = str(path)
+    return names
 
 
 def shim_bytes(profile: dict, micropython: str, micropython_path: str) -> int:
