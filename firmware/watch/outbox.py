@@ -38,7 +38,8 @@ class Outbox:
     def __init__(self, slots, slot_size):
         # One block for every slot, a view per slot: a bytearray per slot would add its own
         # object header and heap block to each (over 1 KB for the watch's outboxes).
-        whole = memoryview(bytearray(slots * slot_size))
+        self._buf = bytearray(slots * slot_size)  # kept as itself too (wears.sim.heap counts buffers)
+        whole = memoryview(self._buf)
         self._views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
         self._lens = array("H", bytes(2 * slots))
         self._slots = slots

@@ -125,8 +125,9 @@ def frozen_bytes(profile: dict, micropython: str, micropython_path: str, sources
 # not. MicroPython's objects are made of machine words (mp_obj_t, pointers, size_t) and its
 # heap hands out blocks of 4 words: an allocation of w words takes 32 * ceil(w / 4) bytes on
 # the 64-bit unix binary and exactly half that on a 32-bit watch. Only byte content keeps its
-# size: array, bytearray and str/bytes data (counted at its 64-bit rounding, and a buffer
-# reached through two views counted twice: conservative). So the watch needs
+# size: array, bytearray and str/bytes data (counted at its 64-bit rounding: conservative). A
+# memoryview is an object of 4 words like any other: its bytes are its buffer's, which the
+# firmware keeps a reference to wherever it keeps views of it. So the watch needs
 #     (kept - data) / 2 + data32
 # where `kept` is what stays in RAM of the modules (their bodies executed from compiled code,
 # as a frozen image runs them) plus the watch's objects after Watch() (the radio's attribute
@@ -186,8 +187,8 @@ def walk(todo, kinds):
 
 # The watch's objects: every buffer and string. The modules': buffers their bodies built
 # (their str and bytes constants are in the image's flash, credited with the bytecode).
-walk([w], (bytearray, bytes, str, memoryview, array.array))
-walk([sys.modules[m].__dict__ for m in MODULES], (bytearray, memoryview, array.array))
+walk([w], (bytearray, bytes, str, array.array))
+walk([sys.modules[m].__dict__ for m in MODULES], (bytearray, array.array))
 data64, data32 = data
 print("WIDTH", kept - ((kept - data64) // 2 + data32), kept, data64)
 """
