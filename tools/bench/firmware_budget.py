@@ -7,7 +7,7 @@ session), all streams on, and reports per board:
 - sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
   cost: shims, frozen bytecode, the 64-bit binary's wider objects, margin; wears.sim.heap);
 - runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
-  MemoryError), the session runs again with 24 KB more (`board_session(extra_kb=)`);
+  MemoryError), the session runs again with 16 KB more (`board_session(extra_kb=)`);
 - min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
   (every 60 s);
 - peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
@@ -67,7 +67,7 @@ def _size(packet, mtu: int) -> int:
     return n + segments.count(n, mtu - 3)
 
 
-async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 24) -> dict:
+async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 16) -> dict:
     """One session per board at its heapsize; again with `extra_kb` more when it did not fit."""
     try:
         result = await _session(board, minutes, work, 0)

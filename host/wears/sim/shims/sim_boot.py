@@ -15,6 +15,8 @@ import time  # noqa: F401
 
 if machine._board().get("radio") == "ubluepy":
     import ubluepy  # noqa: F401
+if machine._board().get("link") == "serial":
+    import sim_uart  # noqa: F401 (the firmware's UART comes from it)
 machine.I2C(0)  # the bus with the board's sensor models, as the firmware's first I2C would build it
 bluetooth.BLE()
 gc.collect()
