@@ -202,6 +202,9 @@ class FlashLog:
         """The ring file, open for reading and writing; a ring made with other segments is
         emptied (its unacknowledged records counted in overflow)."""
         path = self.folder + "/ring.bin"
+        for name in os.listdir(self.folder):
+            if name.endswith(".seg"):  # the one-file-per-segment log of earlier firmware: gone
+                os.remove(self.folder + "/" + name)
         try:
             f = open(path, "r+b")
         except OSError:

@@ -234,3 +234,14 @@ def test_backfill_replays_a_range_then_marks_its_end_with_log_info():
         assert answers[-1] == (P.CMD_BACKFILL, P.E_LOG_RANGE, 0)
     finally:
         _wipe(path)
+
+
+def test_segment_files_of_the_earlier_log_are_removed_at_boot():
+    path = _folder("legacy")
+    try:
+        with open(path + "/00000000.seg", "wb") as f:
+            f.write(b"WLG1" + bytes(60))
+        log = FlashLog(path, 4 * _SEG, _SEG)
+        assert sorted(os.listdir(path)) == ["ring.bin", "state.bin"] and log.next_lsn == 0
+    finally:
+        _wipe(path)
