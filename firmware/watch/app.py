@@ -20,22 +20,19 @@ except ImportError:
 
 import machine
 
-from watch import blob
 from watch.backfill import Backfill
 from watch import board as boards
 from watch import boot
 from watch import parts
 from watch import protocol as P
 from watch.auth import Auth
-from watch.baseline import Baseline
 from watch.features import FeatureEngine, spec_for
 from watch.flashlog import FlashLog
 from watch.heart_rate import HeartRate
-from watch.model import load as load_model
 from watch.outbox import Outbox
 from watch.radio_gatt import CONTROL
 from watch.sensor import Sensor
-from watch.upload import ModelUpload
+from watch.slots import ModelSlots
 from watch.watchdog import Watchdog
 
 FIRMWARE_REVISION = "0.1.0"
@@ -64,26 +61,34 @@ class Watch:
         self._last_ticks = time.ticks_ms()
         self.streaming = 0  # mask of streams the host asked for
         self.radio = self._radio()
+        gc.collect()  # its module's loading garbage, before the buffers below
         # Stream packets waiting for the radio: 2.4 s at the top rates of a gyro board by default;
         # a small watch holds fewer (its flash log keeps the record either way).
         self.streams = Outbox(self.board.get("outbox_slots", 24), _PACKET)
         self.replies = Outbox(8, 32)
         self.events = Outbox(8, 48)
         self.preds = Outbox(8, 32)
-        # Per stream, the SAMPLES packet being filled: [buffer, count, first index, capacity].
-        self.staging = {s: [bytearray(_PACKET), 0, 0, 1] for s in (P.PPG, P.ACC, P.GYRO)}
         self.key = self._read_key()
         self.auth = Auth(self.key)
-        self.model_budget = self.board.get("model_budget_bytes", blob.MAX_BYTES)
-        self.upload = ModelUpload(MODEL_PATH, max_bytes=self.model_budget)
+        # The model's code (watch.model, watch.blob, watch.upload, watch.baseline) is imported
+        # when a model is there or an upload begins: a small watch keeps that heap until then.
+        self.slots = ModelSlots(MODEL_PATH)
+        self.upload = None  # watch.upload.ModelUpload from the first MODEL_BEGIN
         self.event(P.EV_BOOT, 0)
         if boots > 1:
             self.event(P.EV_CRASHED, boots - 1)
         imu = self.board["sensors"].get("imu")
         self.has_gyro = bool(imu) and "gyro_range_dps" in imu
+        # Per stream the board has, the SAMPLES packet being filled: [buffer, count, first index, capacity].
+        self.staging = {s: [bytearray(_PACKET), 0, 0, 1]
+                        for s in ((P.PPG, P.ACC, P.GYRO) if self.has_gyro else (P.PPG, P.ACC))}
         self.spec_id, self.n_features = spec_for(self.has_gyro)
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
+        # Window settings: the loaded model's when its blob has them, else the board profile's.
+        feats = self.board.get("features", {})
+        self.window_s = feats.get("window_s", 30)
+        self.step_s = feats.get("step_s", 5)
         self.x = zeros("i", self.n_features)
         # A model may expect features minus the wearer's baseline (spec 5 / 6): it predicts after
         # a calibration phase of baseline_windows trusted windows (docs/features.md).
@@ -91,7 +96,9 @@ class Watch:
         self.baseline = None
         self.proba = bytearray(8)
         if self.safe:
-            self.event(P.EV_SAFE_MODE, boots)  # radio and logging only: no sensors, no model
+            self.event(P.EV_SAFE_MODE, boots)  # radio and logging only: no sensors, no model run
+            if self.slots.safe():  # and the previous model when the latest was still on trial
+                self.event(P.EV_MODEL_ROLLBACK, 0)
         else:
             self._setup_sensors()
             self._new_engine()
@@ -187,14 +194,71 @@ class Watch:
         if not self.ppg:
             return  # no PPG, no windows: heart rate and every model need it
         gc.collect()
-        feats = self.board.get("features", {})
         imu = self.imu
-        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate or 25, feats.get("window_s", 30),
-                                    feats.get("step_s", 5), has_gyro=self.has_gyro, has_imu=imu is not None)
+        self.engine = FeatureEngine(self.ppg_rate, self.imu_rate or 25, self.window_s, self.step_s,
+                                    has_gyro=self.has_gyro, has_imu=imu is not None)
         if imu:
             self.engine.set_units(imu.driver.accel_unit, imu.driver.gyro_unit)
         self.hr = HeartRate(self.ppg_rate, self.imu_rate, imu.driver.accel_unit) if imu else HeartRate(self.ppg_rate, 0)
-        self.baseline = Baseline(self.engine.names, feats.get("baseline_windows", 12))
+        self._fit_baseline()
+
+    def _fit_baseline(self):
+        """A fresh calibration for a model on baseline-subtracted features (spec 5 / 6); None
+        for any other model or none (watch.baseline is imported only when needed)."""
+        m = self.model
+        self.baseline = None
+        if m is None:
+            return
+        windows = getattr(m, "baseline_windows", None)  # 0: the model subtracts no baseline
+        if windows is None:
+            windows = self.board.get("features", {}).get("baseline_windows", 12)
+        if self.engine is not None and m.feature_spec != self.spec_id and windows:
+            from watch.baseline import Baseline
+
+            self.baseline = Baseline(self.engine.names, windows)
+
+    def _engine_for(self, model):
+        """OK once the feature engine runs on `model`'s window settings (its blob's `window_s`
+        and `step_s`; the board profile's where it has none); E_WINDOW_UNSUPPORTED when this
+        watch cannot hold that window (no heap for it, or out of the engine's range): the
+        engine then runs on the settings it had."""
+        feats = self.board.get("features", {})
+        window = getattr(model, "window_s", None) or feats.get("window_s", 30)
+        step = getattr(model, "step_s", None) or feats.get("step_s", 5)
+        if window == self.window_s and step == self.step_s:
+            return P.OK
+        old = self.window_s, self.step_s
+        self.window_s, self.step_s = window, step
+        try:
+            self._new_engine()  # drops the running engine first: the heap may not hold two
+        except (MemoryError, ValueError):
+            self.window_s, self.step_s = old
+            self.engine = self.hr = None
+            try:
+                self._new_engine()
+            except MemoryError:  # the heap, split up by the attempt, no longer holds the old one either:
+                self.engine = self.hr = None  # no windows until the next boot places it afresh
+            return P.E_WINDOW_UNSUPPORTED
+        return P.OK
+
+    def _model_budget(self):
+        budget = self.board.get("model_budget_bytes")
+        if budget is None:
+            from watch import blob
+
+            budget = blob.MAX_BYTES
+        return budget
+
+    def _load(self, path):
+        """The model in `path`; raises OSError when there is none (without importing the model's code)."""
+        os.stat(path)
+        from watch.model import ModelError, load
+
+        model = load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
+        status = self._engine_for(model)
+        if status:
+            raise ModelError(status)
+        return model
 
     def streams_present(self):
         mask = 0
@@ -213,12 +277,12 @@ class Watch:
 
     def _load_model(self):
         # The active slot; a new model that fails its first boot is rolled back (watch.slots).
-        model, rolled_back, reason = self.upload.slots.boot(
-            lambda path: load_model(path, self.key or b"", self.specs, self.n_features, self.model_budget))
+        model, rolled_back, reason = self.slots.boot(self._load)
         if rolled_back:
             self.event(P.EV_MODEL_ROLLBACK, reason)
         if model:
             self.model = model
+            self._fit_baseline()
             self.event(P.EV_MODEL_LOADED, model.model_id)
         elif reason:
             self.event(P.EV_MODEL_REJECTED, reason)
@@ -345,7 +409,7 @@ class Watch:
         hr = self.hr
         engine = self.engine
         baseline = self.baseline
-        if engine is None or hr is None or baseline is None:
+        if engine is None or hr is None:
             return  # no PPG: neither heart rate nor windows
         box = self.preds
         while hr.compute() >= 0:  # every 2 s: the motion-robust heart rate of the last 8 s
@@ -358,7 +422,7 @@ class Watch:
             # the standard Heart Rate notification goes out with the next flush
             self.radio.heart_rate_add(hr.bpm_x10 // 10, hr.quality > 0, engine.rr_1024, engine.n_rr)
             m = self.model
-            if m and m.feature_spec != self.spec_id:  # baseline-subtracted features
+            if m and baseline:  # a model on baseline-subtracted features
                 if not baseline.ready():
                     baseline.add(self.x, flags)  # calibration phase: no prediction yet
                     continue
@@ -384,17 +448,17 @@ class Watch:
         try:
             if ptype == P.CMD_MODEL_CHUNK:
                 (offset,) = struct.unpack_from(P.CMD_MODEL_CHUNK_BODY, data, P.HEADER_SIZE)
-                status = self.upload.chunk(offset, data[P.HEADER_SIZE + 4:])
+                status = self.upload.chunk(offset, data[P.HEADER_SIZE + 4:]) if self.upload else P.E_NO_UPLOAD
                 if status:  # chunks are acknowledged by the GATT write; only errors are answered
-                    self.reply(ptype, seq, status, self.upload.received)
+                    self.reply(ptype, seq, status, self.upload.received if self.upload else 0)
             elif ptype == P.CMD_MODEL_CHUNK_CRC:
                 offset, crc = struct.unpack_from(P.CMD_MODEL_CHUNK_CRC_BODY, data, P.HEADER_SIZE)
-                status = self.upload.chunk(offset, data[P.HEADER_SIZE + P.CMD_MODEL_CHUNK_CRC_SIZE:], crc)
+                status = self.upload.chunk(offset, data[P.HEADER_SIZE + P.CMD_MODEL_CHUNK_CRC_SIZE:], crc) if self.upload else P.E_NO_UPLOAD
                 if status:
-                    self.reply(ptype, seq, status, self.upload.received)
+                    self.reply(ptype, seq, status, self.upload.received if self.upload else 0)
             elif ptype == P.CMD_MODEL_RESUME:
                 size, crc = struct.unpack_from(P.CMD_MODEL_RESUME_BODY, data, P.HEADER_SIZE)
-                status, received = self.upload.resume(size, crc)
+                status, received = self._uploader().resume(size, crc)
                 self.reply(ptype, seq, status, received)
             elif ptype == P.CMD_START or ptype == P.CMD_STOP:
                 (mask,) = struct.unpack_from(P.CMD_MASK_BODY, data, P.HEADER_SIZE)
@@ -413,7 +477,7 @@ class Watch:
                 self.reply(ptype, seq, P.OK, code)
             elif ptype == P.CMD_MODEL_BEGIN:
                 size, crc = struct.unpack_from(P.CMD_MODEL_BEGIN_BODY, data, P.HEADER_SIZE)
-                self.reply(ptype, seq, self.upload.begin(size, crc))
+                self.reply(ptype, seq, self._uploader().begin(size, crc))
             elif ptype == P.CMD_MODEL_COMMIT:
                 self.commit_model(seq)
             elif ptype == P.CMD_AUTH_BEGIN:
@@ -446,24 +510,33 @@ class Watch:
         # the heap may not have room for two); on a refusal it is loaded again from its slot.
         self.model = None
         gc.collect()
-        status, model = self.upload.commit(self.key or b"", self.specs, self.n_features)
+        if self.upload is None:
+            status, model = P.E_NO_UPLOAD, None
+        else:
+            status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
         if status != P.OK:
             try:
-                model = load_model(self.upload.slots.active_path(), self.key or b"", self.specs,
-                                   self.n_features, self.model_budget)
+                model = self._load(self.slots.active_path())
             except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
                 model = None
             self.model = model
         if status == P.OK and model is not None:
             self.model = model
-            if self.baseline:
-                self.baseline.reset()
+            self._fit_baseline()
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
             self.reply(P.CMD_MODEL_COMMIT, seq, P.OK, model.model_id)
         else:
             self.event(P.EV_MODEL_REJECTED, status)
             self.reply(P.CMD_MODEL_COMMIT, seq, status)
+
+    def _uploader(self):
+        """The model upload, made at the first MODEL_BEGIN or RESUME: it writes this watch's slots."""
+        if self.upload is None:
+            from watch.upload import ModelUpload
+
+            self.upload = ModelUpload(MODEL_PATH, max_bytes=self._model_budget(), slots=self.slots)
+        return self.upload
 
     def set_rate(self, stream, rate):
         """Re-start the sensor of `stream` at `rate` Hz (one of the profile's `rates_hz`).
@@ -524,6 +597,7 @@ class Watch:
         if not self._stable and now >= boot.STABLE_MS:
             self._stable = True
             boot.stable()
+            self.slots.confirm()  # a new model that ran this long stays
         if now >= self._next_status:
             self._next_status = now + _STATUS_EVERY_MS
             if self.radio.connected:
@@ -602,6 +676,7 @@ class Watch:
 def main():
     """Boot: count it, run (in safe mode after repeated crashes); a crash is logged and resets."""
     boots = boot.begin()
+    gc.collect()  # the imports' garbage goes before the watch's buffers take their places
     try:
         Watch(boots).run()
     except Exception as e:  # SystemExit (power-off) and KeyboardInterrupt pass through

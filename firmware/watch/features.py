@@ -4,7 +4,6 @@ host/wears/features.py computes the same integers with numpy and imports the con
 and parameter helpers from here. The per-sample loops are in watch.feature_loops.
 """
 
-from array import array
 from watch.buffers import zeros
 
 from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_D, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
@@ -131,7 +130,7 @@ class _Stream:
 
     def __init__(self, width):
         self.width = width
-        self.fill = array("h" if width == 3 else "I", [0] * (_FILL * width))  # the last sample, repeated
+        self.fill = zeros("h" if width == 3 else "I", _FILL * width)  # the last sample, repeated
         self.first = -1  # index of the first sample
         self.next = -1  # index of the next expected sample
         self.gap_lo = -1  # the latest run of held samples
@@ -254,8 +253,11 @@ class _Ppg(_Stream):
         st[D_MASK] = size - 1
         st[D_D] = dd
         self.xr = zeros("i", nd)  # raw ring
-        self.vr = array("i", [OFF] * (ns + dd))  # detrended ring, then the last D smoothed values
-        self.sr = array("i", [OFF] * size)  # smoothed ring
+        self.vr = zeros("i", ns + dd)  # detrended ring, then the last D smoothed values
+        self.sr = zeros("i", size)  # smoothed ring
+        for ring in (self.vr, self.sr):
+            for i in range(len(ring)):
+                ring[i] = OFF
         self.dq = zeros("i", 2 * size)  # two deques of indices of running maxima
         self.run = ppg_run_viper if fast else ppg_run_py
         cap = self.cap = span // (r + 1) + 4
@@ -428,7 +430,9 @@ class FeatureEngine:
             raise ValueError("at most 32768 IMU samples per window")
         self._ppg = _Ppg(ppg_rate, self._win + _SLACK * self._step, self.fast)
         self._acc = _Imu(self._ib, self._blocks + _SLACK + 1, acc_ug_per_lsb, 1000, self.fast)
-        self._gyro = _Imu(self._ib, self._blocks + _SLACK + 1, gyro_udps_per_lsb, 100000, self.fast)
+        # No gyroscope: no gyroscope blocks either (a watch without one keeps that heap).
+        self._gyro = (_Imu(self._ib, self._blocks + _SLACK + 1, gyro_udps_per_lsb, 100000, self.fast)
+                      if has_gyro else None)
         self._k = -1  # the next window; -1 until every stream has started
         self.window_end = 0  # PPG index of the end of the last computed window
         self.bpm_x10 = 0  # its mean heart rate, 0.1 bpm
@@ -441,7 +445,7 @@ class FeatureEngine:
     def set_units(self, acc_unit_g, gyro_unit_dps=None):
         """IMU units from the driver: g per LSB and dps per LSB."""
         self._acc.set_unit(micro_units(acc_unit_g))
-        if gyro_unit_dps:
+        if gyro_unit_dps and self._gyro is not None:
             self._gyro.set_unit(micro_units(gyro_unit_dps))
 
     def add_ppg(self, ir, n, first_index):
@@ -453,22 +457,23 @@ class FeatureEngine:
         self._acc.add(xyz, n, first_index)
 
     def add_gyro(self, xyz, n, first_index):
-        if self.has_gyro:
-            self._gyro.add(xyz, n, first_index)
+        gyro = self._gyro
+        if gyro is not None:
+            gyro.add(xyz, n, first_index)
 
     def ready(self):
         """A window has completed on every stream."""
         ppg, acc, gyro = self._ppg, self._acc, self._gyro
         imu = self.has_imu
         if self._k < 0:
-            if ppg.first < 0 or imu and (acc.first < 0 or (self.has_gyro and gyro.first < 0)):
+            if ppg.first < 0 or imu and (acc.first < 0 or (gyro is not None and gyro.first < 0)):
                 return False
             # The first window lying wholly inside every stream.
-            first = max(acc.first, gyro.first) if self.has_gyro else acc.first
+            first = max(acc.first, gyro.first) if gyro is not None else acc.first
             self._k = max(-((-(ppg.first + self._win)) // self._step),
                           self._blocks - (-first // self._ib) if imu else 0) - 1
         k1 = self._k + 1
-        return ppg.next >= k1 * self._step and (not imu or acc.done >= k1 and (not self.has_gyro or gyro.done >= k1))
+        return ppg.next >= k1 * self._step and (not imu or acc.done >= k1 and (gyro is None or gyro.done >= k1))
 
     def compute(self, out):
         """The oldest completed window's features into out; its flags, or -1 when none is ready."""
@@ -478,7 +483,7 @@ class FeatureEngine:
             end = (k + 1) * self._step
             b0 = k + 1 - self._blocks
             if (ppg.lost < end - self._win - ppg.r and acc.done - acc.cap <= b0
-                    and (not self.has_gyro or gyro.done - gyro.cap <= b0)):
+                    and (gyro is None or gyro.done - gyro.cap <= b0)):
                 break
             self._k += 1  # its beats or blocks were overwritten: the caller fell behind
             self.dropped += 1
@@ -491,12 +496,12 @@ class FeatureEngine:
         lo = b0 * self._ib
         hi = (k + 1) * self._ib
         if self.has_imu:
-            if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (self.has_gyro and gyro.gap_in(lo, hi)):
+            if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (gyro is not None and gyro.gap_in(lo, hi)):
                 flags |= FLAG_GAP
             flags |= acc.moving(k, self._blocks)
             acc.stats(k, self._blocks, out, ACC_COLUMN, self.imu_rate, G_MG)
             out[ACC_COLUMN + 4] = activity_level(out[ACC_COLUMN + 1])
-            if self.has_gyro:
+            if gyro is not None:
                 gyro.stats(k, self._blocks, out, GYRO_COLUMN, self.imu_rate, 0)
         else:  # no IMU on this watch: its columns stay 0
             if ppg.gap_in(start, end):

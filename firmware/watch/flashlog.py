@@ -1,20 +1,26 @@
 """Store-and-forward flash log: every stream packet, kept on flash until the host has it.
 
 Records are whole packets, numbered by a log sequence number (lsn) that never goes back,
-not even across reboots. They fill a segment in RAM; a full segment is written to a file of
-its own in one go, its CRC32 last, so a power cut mid-write leaves a file whose CRC fails:
-boot deletes it and counts it as torn. A power cut loses at most the segment being filled
-or written; boot moves the next lsn past it, so no number is ever given to two records.
+not even across reboots. They fill a segment in RAM; a full segment is written in one go
+into a slot of the ring file, its CRC32 last, so a power cut mid-write leaves a slot whose
+CRC fails: boot clears it and counts it as torn. A power cut loses at most the segment being
+filled or written; boot moves the next lsn past it, so no number is ever given to two records.
 
-The log holds at most `max_bytes` of segments (the board profile's `flash_log_bytes`).
-When it is full the oldest segment goes: records the host had acknowledged go silently,
-others are counted in `overflow`, which the watch reports (LOG_INFO, EVENT 15).
+The ring file is opened once at boot and stays open: writing a segment (about once a second
+at the top rates) seeks and writes a preallocated buffer, so the sampling path allocates
+nothing (no file object, no file name, no slice). It holds at most `max_bytes` of segments
+(the board profile's `flash_log_bytes`). When it is full the oldest segment's slot is
+written over: records the host had acknowledged go silently, others are counted in
+`overflow`, which the watch reports (LOG_INFO, EVENT 15).
 
-Segment file `<folder>/<first lsn, 8 hex digits>.seg`:
-    u32 magic "WLG1", u32 first lsn, u16 records, u16 boot,
-    records (u16 length, then the packet), u32 CRC32 of everything before it.
-State file `<folder>/state.bin`: u32 boot, acked lsn, overflow, torn segments, and the next
-lsn if the last shutdown was clean (0 otherwise).
+Ring file `<folder>/ring.bin`: slot i at i * segment_bytes, each
+    u32 magic "WLG2", u32 first lsn, u16 records, u16 boot, u32 acked lsn, u32 overflow,
+    u32 torn, records (u16 length, then the packet), and in the slot's last 4 bytes the CRC32
+    of everything before them (bytes after the records included: the whole buffer is written).
+The counters in a segment's head are the log's when it was written, so the newest segment
+carries them across a power cut. State file `<folder>/state.bin` (written at boot and at a
+clean shutdown): u32 boot, acked lsn, overflow, torn segments, the next lsn if the last
+shutdown was clean (0 otherwise), segment bytes, slots.
 """
 
 import os
@@ -27,48 +33,61 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
-_MAGIC = const(0x31474C57)  # "WLG1" read little-endian
-_HEAD = "<IIHH"  # magic, first lsn, records, boot
-_HEAD_SIZE = const(12)
+_MAGIC = const(0x32474C57)  # "WLG2" read little-endian
+_HEAD = "<IIHHIII"  # magic, first lsn, records, boot, acked, overflow, torn
+_HEAD_SIZE = const(24)
 _CRC_SIZE = const(4)
-_STATE = "<IIIII"  # boot, acked lsn, overflow, torn, next lsn after a clean shutdown
+_STATE = "<IIIIIII"  # boot, acked lsn, overflow, torn, next lsn after a clean shutdown, segment bytes, slots
 _MIN_RECORD = const(16)  # length prefix + the smallest packet: bounds the records one segment holds
 MAX_RECORD = const(256)
+_EMPTY = const(0)  # what _check finds in a slot
+_TORN = const(1)
+_WHOLE = const(2)
 
 
 class FlashLog:
-    """The log in `folder`, at most `max_bytes` of `segment_bytes` segments.
+    """The log in `folder`, at most `max_bytes` of `segment_bytes` segments (None for either:
+    what the log on flash was made with, to read a copy of a watch's log).
 
-    `append` keeps a packet and returns its lsn (nothing allocated); `ack` moves the
-    acknowledged mark; `available`, `seek` and `read` serve a backfill; `close` writes the
-    open segment at a clean shutdown.
+    `append` keeps a packet and returns its lsn (nothing allocated, also when it writes a
+    full segment); `ack` moves the acknowledged mark; `available`, `seek` and `read` serve a
+    backfill; `close` writes the open segment at a clean shutdown.
     """
 
     def __init__(self, folder="log", max_bytes=262144, segment_bytes=4096):
         self.folder = folder
-        self.segment_bytes = segment_bytes
-        self.max_segments = max(2, max_bytes // segment_bytes)
-        self._buf = bytearray(segment_bytes)
-        self._mv = memoryview(self._buf)
-        n = self.max_segments
-        self._firsts = array("I", bytes(4 * n))  # ring of the segments on flash, oldest at _oldest
-        self._counts = array("H", bytes(2 * n))  # (from bytes: no list of n objects on the way)
-        self._boots = array("H", bytes(2 * n))
-        self._oldest = 0
-        self._nseg = 0
-        self._word = bytearray(2)
-        self._rfile = None  # backfill cursor: an open segment file, the lsn it points at, its end
-        self._rnext_file = self._rfile_end = self._rfile_boot = 0
-        self._rnext = 0  # the next lsn of the range being read, and the range's end
-        self._rend = 0
-        self.lsn = 0  # lsn of the record `read` returned last
-        self.record_boot = 0
         try:
             os.mkdir(folder)
         except OSError:
             pass  # it exists
-        boot, self.acked, self.overflow, self.torn, clean_next = self._load_state()
+        boot, acked, overflow, torn, clean_next, old_segment, old_slots = self._load_state()
+        if segment_bytes is None:
+            segment_bytes = old_segment or 4096
+        if max_bytes is None:
+            slots = old_slots or 2
+        else:
+            slots = max(2, max_bytes // segment_bytes)
+        self.segment_bytes = segment_bytes
+        self.max_segments = slots
+        self.acked, self.overflow, self.torn = acked, overflow, torn
+        self._buf = bytearray(segment_bytes)
+        self._body = memoryview(self._buf)[:segment_bytes - _CRC_SIZE]  # what the CRC covers
+        self._head = bytearray(_HEAD_SIZE)  # a segment's head, read back for a backfill
+        self._firsts = array("I", bytes(4 * slots))  # ring of the segments held, oldest at _oldest
+        self._counts = array("H", bytes(2 * slots))  # (from bytes: no list of n objects on the way)
+        self._slots = array("H", bytes(2 * slots))  # the ring file slot each one is in
+        self._used = bytearray(slots)  # per ring file slot: 1 while it holds a segment
+        self._oldest = 0
+        self._nseg = 0
+        self._word = bytearray(2)
+        self._rseg = -1  # backfill cursor: the segment being read, the lsn and file offset of its next record
+        self._rnext_file = self._rfile_end = self._rfile_boot = self._rpos = 0
+        self._rnext = 0  # the next lsn of the range being read, and the range's end
+        self._rend = 0
+        self.lsn = 0  # lsn of the record `read` returned last
+        self.record_boot = 0
         self.boot = (boot + 1) & 0xFFFF
+        self._f = self._open_ring(old_segment)
         end = self._scan()
         base = max(end, self.acked)
         if clean_next >= base or boot == 0:
@@ -76,7 +95,6 @@ class FlashLog:
         else:  # records of the segment lost to the power cut had numbers from `end` on
             self.next_lsn = base + segment_bytes // _MIN_RECORD
         self._start_segment()
-        self._saved = None
         self._save_state(0)
 
     # Writing ------------------------------------------------------------------------------
@@ -99,28 +117,33 @@ class FlashLog:
         return lsn
 
     def flush(self):
-        """Write the open segment to flash (when it holds records) and start the next one."""
+        """Write the open segment into a slot of the ring file (when it holds records) and
+        start the next one; allocates nothing."""
         if not self._count:
             return
-        struct.pack_into(_HEAD, self._buf, 0, _MAGIC, self._first, self._count, self.boot)
-        end = self._fill
-        struct.pack_into("<I", self._buf, end, crc32(self._mv[:end]) & 0xFFFFFFFF)
         if self._nseg == self.max_segments:
             self._evict()
-        self._write(self._path(self._first), self._mv[:end + _CRC_SIZE])
+        slot = 0
+        while self._used[slot]:
+            slot += 1
+        struct.pack_into(_HEAD, self._buf, 0, _MAGIC, self._first, self._count, self.boot, self.acked,
+                         self.overflow, self.torn)
+        struct.pack_into("<I", self._buf, self.segment_bytes - _CRC_SIZE, crc32(self._body))
+        self._write(slot * self.segment_bytes, self._buf)
         i = (self._oldest + self._nseg) % self.max_segments
         self._firsts[i] = self._first
         self._counts[i] = self._count
-        self._boots[i] = self.boot
+        self._slots[i] = slot
+        self._used[slot] = 1
         self._nseg += 1
         self._start_segment()
-        self._save_state(0)
 
     def close(self):
         """A clean shutdown: the open segment goes to flash and the next boot numbers on."""
         self.flush()
         self._close_reader()
         self._save_state(self.next_lsn)
+        self._f.close()
 
     def ack(self, lsn):
         """The host holds every record before `lsn`; returns the acknowledged mark."""
@@ -148,25 +171,18 @@ class FlashLog:
         end = first + self._counts[i]
         if end > self.acked:
             self.overflow += end - max(first, self.acked)
-        if self._rfile is not None and self._rnext < end:
+        if self._rseg == i:
             self._close_reader()
-        self._remove(self._path(first))
+        self._used[self._slots[i]] = 0  # the next segment written goes there
         self._oldest = (i + 1) % self.max_segments
         self._nseg -= 1
 
-    def _path(self, first):
-        return "%s/%08x.seg" % (self.folder, first)
-
-    def _write(self, path, data):
-        """One segment to flash (tests replace this to cut the power half way)."""
-        with open(path, "wb") as f:
-            f.write(data)
-
-    def _remove(self, path):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+    def _write(self, offset, data):
+        """One segment into the ring file (tests replace this to cut the power half way)."""
+        f = self._f
+        f.seek(offset)
+        f.write(data)
+        f.flush()
 
     # State and boot -----------------------------------------------------------------------
 
@@ -175,66 +191,95 @@ class FlashLog:
             with open(self.folder + "/state.bin", "rb") as f:
                 return struct.unpack(_STATE, f.read())
         except (OSError, ValueError):
-            return 0, 0, 0, 0, 0
+            return 0, 0, 0, 0, 0, 0, 0
 
     def _save_state(self, clean_next):
-        state = (self.boot, self.acked, self.overflow, self.torn, clean_next)
-        if state == self._saved:
-            return
         with open(self.folder + "/state.bin", "wb") as f:
-            f.write(struct.pack(_STATE, *state))
-        self._saved = state
+            f.write(struct.pack(_STATE, self.boot, self.acked, self.overflow, self.torn, clean_next,
+                                self.segment_bytes, self.max_segments))
+
+    def _open_ring(self, old_segment):
+        """The ring file, open for reading and writing; a ring made with other segments is
+        emptied (its unacknowledged records counted in overflow)."""
+        path = self.folder + "/ring.bin"
+        for name in os.listdir(self.folder):
+            if name.endswith(".seg"):  # the one-file-per-segment log of earlier firmware: gone
+                os.remove(self.folder + "/" + name)
+        try:
+            f = open(path, "r+b")
+        except OSError:
+            return open(path, "w+b")
+        if old_segment in (0, self.segment_bytes):
+            return f
+        size = f.seek(0, 2)
+        buf = bytearray(old_segment)
+        for slot in range(-(-size // old_segment)):
+            kind, first, count, _, _, _, _ = self._check(f, slot, buf, memoryview(buf)[:old_segment - _CRC_SIZE])
+            if kind == _WHOLE:
+                self._lost(first, count)
+        f.close()
+        return open(path, "w+b")
+
+    def _lost(self, first, count):
+        if first + count > self.acked:
+            self.overflow += first + count - max(first, self.acked)
 
     def _scan(self):
-        """Check every segment on flash, delete torn ones; returns the lsn after the last record."""
+        """Check every slot of the ring file, clear torn ones; returns the lsn after the last record."""
+        f = self._f
+        size = f.seek(0, 2)
         found = []
-        for name in os.listdir(self.folder):
-            if not name.endswith(".seg"):
+        for slot in range(-(-size // self.segment_bytes)):  # a slot cut short at the end too
+            kind, first, count, _, acked, overflow, torn = self._check(f, slot, self._buf, self._body)
+            if kind == _EMPTY:
                 continue
-            path = self.folder + "/" + name
-            head = self._check(path)
-            if head is None:
-                self._remove(path)
+            if kind == _TORN:
                 self.torn += 1
             else:
-                found.append(head)
+                self.acked = max(self.acked, acked)  # counters carried by the newest segment
+                self.overflow = max(self.overflow, overflow)
+                self.torn = max(self.torn, torn)
+                if slot < self.max_segments:
+                    found.append((first, count, slot))
+                    continue
+                self._lost(first, count)  # a smaller budget than the last boot had
+            self._write(slot * self.segment_bytes, bytes(_CRC_SIZE))  # clear its magic
         found.sort()
-        while len(found) > self.max_segments:  # a smaller budget than the last boot had
-            first, count, _ = found.pop(0)
-            if first + count > self.acked:
-                self.overflow += first + count - max(first, self.acked)
-            self._remove(self._path(first))
+        while len(found) > self.max_segments:
+            first, count, slot = found.pop(0)
+            self._lost(first, count)
+            self._write(slot * self.segment_bytes, bytes(_CRC_SIZE))
         end = 0
-        for first, count, boot in found:
+        for first, count, slot in found:
             i = self._nseg
             self._firsts[i] = first
             self._counts[i] = count
-            self._boots[i] = boot
+            self._slots[i] = slot
+            self._used[slot] = 1
             self._nseg += 1
             end = first + count
         return end
 
-    def _check(self, path):
-        """(first lsn, records, boot) of a whole segment; None for a torn or foreign file."""
-        try:
-            with open(path, "rb") as f:
-                n = f.readinto(self._buf)
-                extra = f.read(1)
-        except OSError:
-            return None
-        if extra or n < _HEAD_SIZE + _CRC_SIZE:
-            return None
-        magic, first, count, boot = struct.unpack_from(_HEAD, self._buf, 0)
-        (crc,) = struct.unpack_from("<I", self._buf, n - _CRC_SIZE)
-        if magic != _MAGIC or crc != crc32(self._mv[:n - _CRC_SIZE]) & 0xFFFFFFFF:
-            return None
-        pos, seen = _HEAD_SIZE, 0
-        while pos < n - _CRC_SIZE:
-            pos += 2 + (self._buf[pos] | self._buf[pos + 1] << 8)
-            seen += 1
-        if pos != n - _CRC_SIZE or seen != count or path != self._path(first):
-            return None
-        return first, count, boot
+    def _check(self, f, slot, buf, body):
+        """(_WHOLE, first lsn, records, boot, acked, overflow, torn) of the segment in `slot`;
+        (_EMPTY, 0...) for a slot without one, (_TORN, 0...) for one whose CRC or records do not hold."""
+        size = len(buf)
+        f.seek(slot * size)
+        n = f.readinto(buf) or 0
+        if n < _HEAD_SIZE or struct.unpack_from("<I", buf, 0)[0] != _MAGIC:
+            return _EMPTY, 0, 0, 0, 0, 0, 0
+        if n != size:
+            return _TORN, 0, 0, 0, 0, 0, 0  # the write of the ring's last slot was cut short
+        magic, first, count, boot, acked, overflow, torn = struct.unpack_from(_HEAD, buf, 0)
+        (crc,) = struct.unpack_from("<I", buf, size - _CRC_SIZE)
+        if crc != crc32(body) & 0xFFFFFFFF:
+            return _TORN, 0, 0, 0, 0, 0, 0
+        pos = _HEAD_SIZE
+        for _ in range(count):
+            pos += 2 + (buf[pos] | buf[pos + 1] << 8)
+            if pos > size - _CRC_SIZE:
+                return _TORN, 0, 0, 0, 0, 0, 0
+        return _WHOLE, first, count, boot, acked, overflow, torn
 
     # Reading back (backfill) ---------------------------------------------------------------
 
@@ -276,31 +321,37 @@ class FlashLog:
         for _ in range(lsn - self._first):
             pos += 2 + (b[pos] | b[pos + 1] << 8)
         n = b[pos] | b[pos + 1] << 8
-        out[offset:offset + n] = self._mv[pos + 2:pos + 2 + n]
+        out[offset:offset + n] = memoryview(b)[pos + 2:pos + 2 + n]
         return self._served(lsn, self.boot, n)
 
     def _read_file(self, lsn, out, offset):
-        """The record `lsn` from its segment file; 0 (and `_rnext` moved on) when it is gone."""
-        if self._rfile is None or lsn < self._rnext_file or lsn >= self._rfile_end:
+        """The record `lsn` from its slot; 0 (and `_rnext` moved on) when it is gone."""
+        f = self._f
+        if self._rseg < 0 or lsn < self._rnext_file or lsn >= self._rfile_end:
             self._close_reader()
             seg = self._segment_of(lsn)
             if seg < 0:  # evicted, torn or never written: go on with the next segment held
                 self._rnext = self._next_first(lsn)
                 return 0
-            self._rfile = open(self._path(self._firsts[seg]), "rb")
-            self._rfile.seek(_HEAD_SIZE)
+            base = self._slots[seg] * self.segment_bytes
+            f.seek(base)
+            f.readinto(self._head)
+            self._rseg = seg
             self._rnext_file = self._firsts[seg]
             self._rfile_end = self._firsts[seg] + self._counts[seg]
-            self._rfile_boot = self._boots[seg]
-        f, word = self._rfile, self._word
-        while True:
+            self._rfile_boot = struct.unpack_from("<H", self._head, 10)[0]
+            self._rpos = base + _HEAD_SIZE
+        word = self._word
+        while True:  # the writer moves the file position between reads: seek every time
+            f.seek(self._rpos)
             f.readinto(word)
             n = word[0] | word[1] << 8
             if self._rnext_file == lsn:
                 break
-            f.seek(n, 1)
+            self._rpos += 2 + n
             self._rnext_file += 1
         f.readinto(memoryview(out)[offset:offset + n])
+        self._rpos += 2 + n
         self._rnext_file += 1
         return self._served(lsn, self._rfile_boot, n)
 
@@ -328,8 +379,6 @@ class FlashLog:
         return best
 
     def _close_reader(self):
-        if self._rfile is not None:
-            self._rfile.close()
-            self._rfile = None
+        self._rseg = -1
         self._rnext_file = 0
         self._rfile_end = 0

@@ -67,15 +67,21 @@ def _gauss(d):
 
 
 def dft_py(x, cos, k0, nk, re, im):
-    """re[j], im[j] = sum_n x[n] cos / sin(2 pi (k0 + j) n / TABLE), Q10, over WINDOW samples."""
+    """re[j], im[j] = sum_n x[n] cos / sin(2 pi (k0 + j) n / TABLE), Q10, over WINDOW samples;
+    `cos` holds the quarter wave (TABLE / 4 + 1 entries, all >= 0), the rest is its mirror."""
     for j in range(nk):
         k = k0 + j
         m = 0
         a = b = 0
         for n in range(WINDOW):
             v = x[n]
-            a += v * cos[m]
-            b += v * cos[(m - 256) & 1023]
+            q = m & 511
+            c = cos[q] if q <= 256 else -cos[512 - q]
+            a += v * (-c if m & 512 else c)
+            t = (m - 256) & 1023  # cos(t) = sin(m)
+            q = t & 511
+            c = cos[q] if q <= 256 else -cos[512 - q]
+            b += v * (-c if t & 512 else c)
             m = (m + k) & 1023
         re[j] = a
         im[j] = b
@@ -84,7 +90,7 @@ def dft_py(x, cos, k0, nk, re, im):
 if VIPER:
     @micropython.viper
     def dft_viper(x: ptr16, cos: ptr16, k0: int, nk: int, re: ptr32, im: ptr32):
-        # ptr16 loads are unsigned: sign-extend by hand.
+        # ptr16 loads are unsigned: sign-extend x by hand (the quarter wave is >= 0).
         for j in range(nk):
             k = k0 + j
             m = 0
@@ -94,12 +100,21 @@ if VIPER:
                 v = int(x[n])
                 if v >= 32768:
                     v -= 65536
-                c = int(cos[m])
-                if c >= 32768:
-                    c -= 65536
-                s = int(cos[(m - 256) & 1023])
-                if s >= 32768:
-                    s -= 65536
+                q = m & 511
+                if q <= 256:
+                    c = int(cos[q])
+                else:
+                    c = 0 - int(cos[512 - q])
+                if m & 512:
+                    c = 0 - c
+                t = (m - 256) & 1023
+                q = t & 511
+                if q <= 256:
+                    s = int(cos[q])
+                else:
+                    s = 0 - int(cos[512 - q])
+                if t & 512:
+                    s = 0 - s
                 a += v * c
                 b += v * s
                 m = (m + k) & 1023
@@ -170,7 +185,7 @@ class HeartRate:
         self._ppg = _Decimator(ppg_rate, 1, 4)  # IR counts x 4: two more bits from averaging 4
         self._acc = _Decimator(imu_rate, 3, 1) if imu_rate else None  # LSB; None: no accelerometer, no gate
         self._floor = int(MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
-        self._cos = _table(TABLE, _cos)
+        self._cos = _table(TABLE // 4 + 1, _cos)  # the quarter wave: the DFT mirrors it
         self._hann = _table(WINDOW, _hann)
         self._prior = _table(NK, _gauss)
         self._x = zeros("h", WINDOW)  # the windowed signal of one channel

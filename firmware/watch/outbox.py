@@ -38,7 +38,8 @@ class Outbox:
     def __init__(self, slots, slot_size):
         # One block for every slot, a view per slot: a bytearray per slot would add its own
         # object header and heap block to each (over 1 KB for the watch's outboxes).
-        whole = memoryview(bytearray(slots * slot_size))
+        self._buf = bytearray(slots * slot_size)  # kept as itself too (wears.sim.heap counts buffers)
+        whole = memoryview(self._buf)
         self._views = [whole[i * slot_size:(i + 1) * slot_size] for i in range(slots)]
         self._lens = array("H", bytes(2 * slots))
         self._slots = slots
@@ -74,11 +75,12 @@ class Outbox:
         self.seal(n)
 
     def flush(self, send, budget):
-        """Send up to `budget` queued packets with `send(memoryview) -> bool`; stops when it refuses."""
+        """Send up to `budget` queued packets with `send(buffer, length) -> bool` (a slot and
+        its packet's length: no slice made here); stops when it refuses."""
         sent = 0
         while self._count and sent < budget:
             i = self._head
-            if not send(self._views[i][:self._lens[i]]):
+            if not send(self._views[i], self._lens[i]):
                 break
             self._head = (i + 1) % self._slots
             self._count -= 1

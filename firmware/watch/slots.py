@@ -6,10 +6,12 @@ there is nothing to roll back to) and their checksum. It is written to `model.sl
 renamed over the old one, so a power cut leaves either the old or the new pointer, never a
 mix. No pointer (or a damaged one) means slot A, confirmed.
 
-States: CONFIRMED, a model that booted; PENDING, a model just uploaded and not yet booted;
-TRYING, a boot with the pending model is under way. A boot that finds TRYING was interrupted
-while it tried the new model (crash, watchdog, power cut): it rolls back to the previous slot.
-A pending model that fails to load at boot rolls back at once. docs/model-blob.md.
+States: CONFIRMED, a model that ran; PENDING, a model just uploaded and not yet booted;
+TRYING, a run with the pending model is under way, until the watch has been up for
+boot.STABLE_MS (`confirm`). A boot that finds TRYING: the run with the new model ended early
+(crash, watchdog, power cut), so it rolls back to the previous slot. A pending model that
+fails to load at boot rolls back at once. Safe mode keeps the previous model (`safe`).
+docs/model-blob.md.
 """
 
 import os
@@ -79,8 +81,8 @@ class ModelSlots:
 
     def boot(self, load):
         """(model or None, rolled_back, reason) at boot. `load(path)` returns a model or raises
-        (ModelError with .reason, MemoryError, OSError); a pending model is tried once and
-        confirmed once it loaded, else the previous slot is restored."""
+        (ModelError with .reason, MemoryError, OSError); a pending model is tried once (TRYING
+        until `confirm`), and the previous slot restored when it does not load."""
         active, state, previous = self.read()
         rolled = False
         reason = 0
@@ -102,6 +104,19 @@ class ModelSlots:
                 return load(self.paths[previous]), True, reason
             except (MemoryError, OSError, Exception):  # noqa: B902
                 return None, True, reason
-        if state != CONFIRMED:
-            self.write(active, CONFIRMED)
         return model, rolled, reason
+
+    def confirm(self):
+        """The model being tried ran long enough (boot.STABLE_MS): it stays, with no way back."""
+        active, state, _ = self.read()
+        if state == TRYING:
+            self.write(active, CONFIRMED)
+
+    def safe(self):
+        """Safe mode: a model not yet confirmed gives way to the previous one (the crashes may be
+        its doing); True when it rolled back. Loads nothing."""
+        active, state, previous = self.read()
+        if state == CONFIRMED or previous == NONE:
+            return False
+        self.write(previous, CONFIRMED)
+        return True

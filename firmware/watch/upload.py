@@ -32,8 +32,8 @@ class ModelUpload:
     """One upload at a time into the inactive slot next to `path` (slot A, default
     `model.wbl`); each step returns a reason code of watch.protocol."""
 
-    def __init__(self, path="model.wbl", max_bytes=blob.MAX_BYTES):
-        self.slots = ModelSlots(path)
+    def __init__(self, path="model.wbl", max_bytes=blob.MAX_BYTES, slots=None):
+        self.slots = slots or ModelSlots(path)  # the watch's own, when it holds them
         slash = path.rfind("/")
         self.info_path = path[:slash + 1] + "upload.inf"
         self.max_bytes = max_bytes
@@ -126,9 +126,10 @@ class ModelUpload:
         self._written += len(data)
         return OK
 
-    def commit(self, key, feature_spec, n_features):
+    def commit(self, key, feature_spec, n_features, check=None):
         """(reason, model): the loaded new model and OK once the slot pointer switched to it, or
-        a reason code and None, with the running model's slot untouched and the upload dropped."""
+        a reason code and None, with the running model's slot untouched and the upload dropped.
+        `check(model)`, when given, has the last word before the switch: OK or a reason code."""
         if self._file is None:
             return E_NO_UPLOAD, None
         self._file.close()
@@ -145,9 +146,11 @@ class ModelUpload:
             except MemoryError:  # no contiguous room for it now: refused, nothing switched
                 reason = E_TOO_LARGE
             else:
-                self.slots.switch(self._slot)
-                _remove(self.info_path)
-                return OK, model
+                reason = check(model) if check else OK
+                if reason == OK:
+                    self.slots.switch(self._slot)
+                    _remove(self.info_path)
+                    return OK, model
         self._drop()
         return reason, None
 

@@ -3,6 +3,7 @@
 
 import json
 import os
+import struct
 import time
 
 import machine
@@ -18,8 +19,9 @@ def still_then_beats(i):
     return (110000 + (3000 if phase == 0 else 0), 90000)
 
 
-def watch_on(board, seconds=60):
-    """A Watch of `board` in a fresh flash folder, its bus fed by a scenario of `seconds`."""
+def watch_on(board, seconds=60, boots=1, flash=None):
+    """A Watch of `board` in a fresh flash folder, its bus fed by a scenario of `seconds`;
+    `flash()` writes more files into the folder first."""
     folder = temp_path("flash_" + board)
     os.mkdir(folder)
     os.chdir(folder)
@@ -32,9 +34,11 @@ def watch_on(board, seconds=60):
     path = folder + "/s.wscn"
     write_scenario(path, 100, seconds * 100, 104, seconds * 104, still_then_beats)
     machine.sim_reset(scenario=path, missing="", error_rate=0.0, sensors=profile["sensors"])
+    if flash:
+        flash()
     from watch.app import Watch
 
-    w = Watch()
+    w = Watch(boots)
     w.streaming = 0b111
     return w
 
@@ -53,10 +57,7 @@ def run_windows(w, seconds):
     done = 0
     for _ in range(seconds * 10):
         locked(lambda: w.wait(100))
-        # A full flash-log segment is written to a file (a file object each time, about once a
-        # second): that I/O is left out of the lock, the sampling itself is not.
-        w.log.flush()
-        locked(w.sample)
+        locked(w.sample)  # flash-log segments written on the way (about once a second)
         before = w.engine.window_end
         locked(w.windows)
         done += w.engine.window_end != before
@@ -68,8 +69,10 @@ def test_esp32_sampling_streaming_and_windows_allocate_nothing():
     assert w.ppg and w.imu and w.has_gyro
     time.sleep_ms(100)
     w.sample()  # the first read sets the streams' origins
+    written = w.log.bytes_used
     assert run_windows(w, 40) >= 2  # 30 s window, 5 s step
     assert len(w.streams) > 0  # samples went into packets
+    assert w.log.bytes_used >= written + 10 * w.log.segment_bytes  # and segments to flash, under the lock
 
 
 def test_pinetime_polling_sampling_and_windows_allocate_nothing():
@@ -105,3 +108,72 @@ def test_a_crash_is_logged_counted_and_resets_the_watch():
         assert "sensor bus on fire" in f.read()
     with open("boots.txt") as f:
         assert f.read() == "2"  # two boots, neither stable
+
+
+def test_safe_mode_runs_radio_and_log_only_and_goes_back_to_the_previous_model():
+    from watch import protocol as P
+    from watch import slots
+
+    def new_model_on_trial():  # slot B uploaded and being tried, slot A the model before it
+        for name in ("model.wbl", "model_b.wbl"):
+            with open(name, "wb") as f:
+                f.write(b"blob " + name)
+        slots.ModelSlots("model.wbl").write(slots.B, slots.TRYING, slots.A)
+
+    w = watch_on("pinetime", boots=4, flash=new_model_on_trial)  # three crashes in a row
+    assert w.safe and w.ppg is None and w.imu is None and w.engine is None and w.model is None
+    assert w.slots.read() == (slots.A, slots.CONFIRMED, slots.NONE)
+    assert w.slots.active_path() == "model.wbl"
+    with open("model_b.wbl", "rb") as f:
+        assert f.read() == b"blob model_b.wbl"  # nothing deleted: only the pointer moved back
+    codes = []
+    w.events.flush(lambda buf, n: codes.append(struct.unpack_from(P.EVENT_BODY, buf, P.HEADER_SIZE)[0]) or True, 8)
+    assert P.EV_SAFE_MODE in codes and P.EV_MODEL_ROLLBACK in codes, codes
+    assert w.set_rate(P.PPG, 50) == P.E_SAFE_MODE
+
+
+class _Model:
+    """What the watch reads of a loaded model to set its feature window (issue 7's blob fields)."""
+
+    def __init__(self, spec, window_s=None, step_s=None, baseline_windows=None):
+        self.feature_spec = spec
+        if window_s is not None:
+            self.window_s, self.step_s, self.baseline_windows = window_s, step_s, baseline_windows
+
+
+def test_the_feature_window_follows_the_model_or_the_model_is_refused():
+    import gc
+
+    from watch import protocol as P
+    from watch.features import spec_for
+
+    w = watch_on("pinetime")
+    assert (w.engine.window_s, w.engine.step_s) == (30, 5)  # the board profile's
+    assert w._engine_for(_Model(w.spec_id)) == P.OK and w.engine.window_s == 30  # an older blob: no settings
+    assert w._engine_for(_Model(w.spec_id, 60, 5, 0)) == P.OK
+    assert (w.engine.window_s, w.engine.step_s) == (60, 5)
+    w.model = _Model(spec_for(False, True)[0], 60, 5, 0)
+    w._fit_baseline()
+    assert w.baseline is None  # 0 calibration windows: nothing subtracted
+    w.model = _Model(spec_for(False, True)[0], 60, 5, 7)
+    w._fit_baseline()
+    assert w.baseline.windows == 7
+    assert w._engine_for(_Model(w.spec_id, 7, 5, 0)) == P.E_WINDOW_UNSUPPORTED  # not a multiple of the step
+    assert (w.engine.window_s, w.engine.step_s) == (60, 5)
+    assert w._engine_for(_Model(w.spec_id, 30, 5, 0)) == P.OK
+    # A window the heap cannot hold: refused, and the engine stays at the window it had (or,
+    # when the attempt split the heap too much for that, none until the next boot).
+    w.model = w.baseline = None
+    gc.collect()
+    blocks = []
+    try:
+        while True:
+            blocks.append(bytearray(256))
+    except MemoryError:
+        pass
+    assert w._engine_for(_Model(w.spec_id, 60, 5, 0)) == P.E_WINDOW_UNSUPPORTED
+    assert w.engine is None or w.engine.window_s == 30
+    assert w.window_s == 30
+    blocks = None
+    gc.collect()
+    assert w._engine_for(_Model(w.spec_id, 60, 5, 0)) == P.OK and w.engine.window_s == 60

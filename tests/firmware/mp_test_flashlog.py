@@ -70,13 +70,12 @@ class PowerCut(FlashLog):
     cut_at = 3
     writes = 0
 
-    def _write(self, path, data):
+    def _write(self, offset, data):
         PowerCut.writes += 1
         if PowerCut.writes == PowerCut.cut_at:
-            with open(path, "wb") as f:
-                f.write(data[:len(data) // 2])
+            FlashLog._write(self, offset, data[:len(data) // 2])
             raise OSError(5)
-        FlashLog._write(self, path, data)
+        FlashLog._write(self, offset, data)
 
 
 def test_a_power_cut_mid_write_loses_only_that_segment_and_numbers_never_repeat():
@@ -122,12 +121,12 @@ def test_a_full_log_evicts_acknowledged_data_first_and_counts_unacknowledged_ove
     path = _folder("bounded")
     try:
         log = FlashLog(path, 4 * _SEG, _SEG)
-        per_segment = (_SEG - 16) // 42
+        per_segment = (_SEG - 28) // 42
         for i in range(6 * per_segment):
             log.append(_packet(i), 40)
             if i == 3 * per_segment:
                 log.ack(i)  # the host has everything before i
-        assert log._nseg <= 4 and len([n for n in os.listdir(path) if n.endswith(".seg")]) <= 4
+        assert log._nseg <= 4 and os.stat(path + "/ring.bin")[6] <= 4 * _SEG
         assert log.overflow == 0, log.overflow  # what went so far was acknowledged
         for i in range(6 * per_segment, 12 * per_segment):
             log.append(_packet(i), 40)
@@ -140,19 +139,53 @@ def test_a_full_log_evicts_acknowledged_data_first_and_counts_unacknowledged_ove
         _wipe(path)
 
 
-def test_append_allocates_nothing():
+def test_append_allocates_nothing_also_when_it_writes_segments():
     path = _folder("heap")
     try:
-        log = FlashLog(path, 8 * _SEG, _SEG)
+        log = FlashLog(path, 4 * _SEG, _SEG)
         pkt = _packet(1)
         log.append(pkt, 40)
         micropython.heap_lock()
         try:
-            for _ in range(8):  # all within the open segment
+            for _ in range(100):  # segments written to flash, the oldest evicted
                 log.append(pkt, 40)
         finally:
             micropython.heap_unlock()
-        assert log._count == 9
+        assert log._nseg == 4 and log.overflow > 0 and log.next_lsn == 101
+    finally:
+        _wipe(path)
+
+
+def test_a_copy_of_the_log_reads_back_with_the_geometry_it_was_made_with():
+    # The host reads a copy of a watch's log without knowing its budget or segment size.
+    path = _folder("copy")
+    try:
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        for i in range(60):
+            log.append(_packet(i), 40)
+        log.close()
+        again = FlashLog(path, None, None)
+        assert (again.segment_bytes, again.max_segments) == (_SEG, 16)
+        assert [g[0] for g in _read_all(again, 0, 60)] == list(range(60))
+    finally:
+        _wipe(path)
+
+
+def test_a_smaller_budget_or_other_segments_keep_the_newest_and_count_what_goes():
+    path = _folder("shrink")
+    try:
+        log = FlashLog(path, 8 * _SEG, _SEG)
+        for i in range(120):
+            log.append(_packet(i), 40)
+        log.close()
+        small = FlashLog(path, 3 * _SEG, _SEG)
+        assert small._nseg <= 3 and small.overflow > 0
+        kept = _read_all(small, 0, 200)
+        assert [g[0] for g in kept] == list(range(small.first_lsn, 120))
+        assert small.first_lsn == small.overflow  # nothing was acknowledged: every record gone is counted
+        small.close()
+        other = FlashLog(path, 8 * _SEG, 2 * _SEG)
+        assert other.overflow == 120 and other.next_lsn == 120 and other.available(0, 120) == 0
     finally:
         _wipe(path)
 
@@ -199,5 +232,16 @@ def test_backfill_replays_a_range_then_marks_its_end_with_log_info():
         bf.command(P.CMD_BACKFILL, 9, _command(P.CMD_BACKFILL, 9, 20, 10), 0,
                    lambda c, s, st, v=0: answers.append((c, st, v)))
         assert answers[-1] == (P.CMD_BACKFILL, P.E_LOG_RANGE, 0)
+    finally:
+        _wipe(path)
+
+
+def test_segment_files_of_the_earlier_log_are_removed_at_boot():
+    path = _folder("legacy")
+    try:
+        with open(path + "/00000000.seg", "wb") as f:
+            f.write(b"WLG1" + bytes(60))
+        log = FlashLog(path, 4 * _SEG, _SEG)
+        assert sorted(os.listdir(path)) == ["ring.bin", "state.bin"] and log.next_lsn == 0
     finally:
         _wipe(path)

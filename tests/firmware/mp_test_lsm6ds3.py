@@ -8,6 +8,7 @@ import time
 
 import machine
 import mp_world
+from mp_world import expect_oserror, started
 import micropython
 from watch.drivers import lsm6ds3
 from watch.drivers.lsm6ds3 import LSM6DS3
@@ -18,11 +19,6 @@ ADDRESS = 0x6A
 def record(i):
     """Scenario IMU record i: accel x, y, z in mg, gyro x, y, z in 0.1 dps (all tell i)."""
     return (i, -2 * i, 1000, i, -i, 250)
-
-
-def write_scenario(path, imu_rate, n_imu):
-    """IMU records that tell their index (record); a still pulse."""
-    mp_world.write_scenario(path, 100, 100, imu_rate, n_imu, imu=record)
 
 
 def lsb(num, den):
@@ -46,10 +42,8 @@ def index_of(sample):
 
 
 def world(imu_rate=52, seconds=20, missing=""):
-    path = mp_world.temp_path("lsm6ds3")
-    write_scenario(path, imu_rate, seconds * imu_rate)
-    machine.sim_reset(scenario=path, missing=missing, error_rate=0.0)
-    return machine.I2C(0), path
+    """A fresh bus fed by `seconds` of IMU records that tell their index (record)."""
+    return mp_world.World(seconds, imu_rate=imu_rate, imu=record, missing=missing)
 
 
 def buffers(n=64):
@@ -69,8 +63,8 @@ def collect(sensor, acc, gyro, got, convert=None):
 
 
 def test_init_checks_who_am_i_and_configures_rate_range_and_fifo():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         assert ADDRESS in i2c.scan()
         assert i2c.readfrom_mem(ADDRESS, 0x0F, 1)[0] == 0x6A
         sensor = LSM6DS3(i2c)
@@ -82,44 +76,30 @@ def test_init_checks_who_am_i_and_configures_rate_range_and_fifo():
         sensor.init(rate_hz=12.5, accel_range_g=16, gyro_range_dps=125)
         assert i2c.readfrom_mem(ADDRESS, 0x10, 2) == b"\x14\x12"
         assert abs(sensor.accel_unit - 0.488e-3) < 1e-9 and abs(sensor.gyro_unit - 4.375e-3) < 1e-9
-    finally:
-        os.remove(path)
 
 
 def test_init_rejects_unsupported_rate_and_ranges():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         for kwargs in ({"rate_hz": 50}, {"accel_range_g": 3}, {"gyro_range_dps": 300}):
             try:
                 LSM6DS3(i2c).init(**kwargs)
             except ValueError:
                 continue
             raise AssertionError("accepted " + str(kwargs))
-    finally:
-        os.remove(path)
 
 
 def test_missing_part_raises_enodev_at_init():
-    i2c, path = world(missing="imu")
-    try:
+    with world(missing="imu") as w:
+        i2c = w.i2c
         assert ADDRESS not in i2c.scan() and 0x57 in i2c.scan()
-        try:
-            LSM6DS3(i2c).init()
-        except OSError as e:
-            assert e.args[0] == errno.ENODEV, e
-            return
-        raise AssertionError("init succeeded without a part")
-    finally:
-        os.remove(path)
+        expect_oserror(lambda: LSM6DS3(i2c).init(), errno.ENODEV)
 
 
 def test_samples_equal_the_scenario_in_order_and_none_lost():
-    i2c, path = world()
-    try:
-        sensor = LSM6DS3(i2c)
-        sensor.init()
-        acc, gyro = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, acc, gyro, got = started(LSM6DS3, i2c, buffers())
         elapsed = 0
         for step in range(20):
             ms = 30 + (step * 53) % 400
@@ -131,13 +111,11 @@ def test_samples_equal_the_scenario_in_order_and_none_lost():
         assert first <= 1, first  # sample 0 may be taken before the FIFO runs
         assert got == list(range(first, first + len(got))), got
         assert first + len(got) == elapsed * 52 // 1000 + 1, (first, len(got), elapsed)
-    finally:
-        os.remove(path)
 
 
 def test_configured_range_and_rate_change_the_samples():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         sensor = LSM6DS3(i2c)
         sensor.init(rate_hz=104, accel_range_g=8, gyro_range_dps=2000)
         acc, gyro = buffers()
@@ -155,13 +133,11 @@ def test_configured_range_and_rate_change_the_samples():
             time.sleep_ms(250)
             collect(sensor, acc, gyro, got, check)
         assert k == 2000 * 104 // 1000 + 1, k
-    finally:
-        os.remove(path)
 
 
 def test_fifo_overrun_is_counted_in_lost_and_the_fifo_restarts():
-    i2c, path = world(imu_rate=208, seconds=6)
-    try:
+    with world(imu_rate=208, seconds=6) as w:
+        i2c = w.i2c
         sensor = LSM6DS3(i2c)
         sensor.init(rate_hz=208)
         acc, gyro = buffers()
@@ -179,13 +155,11 @@ def test_fifo_overrun_is_counted_in_lost_and_the_fifo_restarts():
         truly_lost = after - before - 1
         assert abs(sensor.lost - truly_lost) <= 1, (sensor.lost, truly_lost)
         assert got[-21:] == list(range(after, after + 21)), got[-21:]
-    finally:
-        os.remove(path)
 
 
 def test_read_stops_at_max_samples_and_keeps_the_rest():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         sensor = LSM6DS3(i2c, max_samples=16)
         sensor.init()
         acc, gyro = buffers(16)
@@ -196,63 +170,41 @@ def test_read_stops_at_max_samples_and_keeps_the_rest():
         assert collect(sensor, acc, gyro, got) == 16
         assert collect(sensor, acc, gyro, got) == 52 - 48
         assert got == list(range(got[0], got[0] + 52)) and sensor.lost == 0
-    finally:
-        os.remove(path)
 
 
 def test_half_read_set_is_realigned_by_the_fifo_pattern_and_counted():
-    i2c, path = world()
-    try:
-        sensor = LSM6DS3(i2c)
-        sensor.init()
-        acc, gyro = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, acc, gyro, got = started(LSM6DS3, i2c, buffers())
         time.sleep_ms(200)
         i2c.readfrom_mem(ADDRESS, 0x3E, 4)  # two words of the first set, as a broken transfer would
         assert i2c.readfrom_mem(ADDRESS, 0x3C, 1)[0] == 2  # FIFO_PATTERN: next is gyro z
         collect(sensor, acc, gyro, got)
         assert sensor.lost == 1
         assert got == list(range(got[0], got[0] + len(got)))
-    finally:
-        os.remove(path)
 
 
 def test_bus_error_surfaces_as_oserror_and_the_next_read_works():
-    i2c, path = world()
-    try:
-        sensor = LSM6DS3(i2c)
-        sensor.init()
-        acc, gyro = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, acc, gyro, got = started(LSM6DS3, i2c, buffers())
         time.sleep_ms(100)
         machine.sim_fail_next()
-        try:
-            sensor.read(acc, gyro)
-            raise AssertionError("the bus error was swallowed")
-        except OSError as e:
-            assert e.args[0] == errno.EIO
+        expect_oserror(lambda: sensor.read(acc, gyro), errno.EIO)
         collect(sensor, acc, gyro, got)
         time.sleep_ms(60)  # 3 sets: bursts of 2 and 1
         machine.sim_fail_next(after=2)
-        try:
-            sensor.read(acc, gyro)
-            raise AssertionError("the bus error was swallowed")
-        except OSError:
-            pass
+        expect_oserror(lambda: sensor.read(acc, gyro))
         assert sensor.lost == 2, sensor.lost
         time.sleep_ms(100)
         collect(sensor, acc, gyro, got)
         assert got[-1] + 1 - got[0] == len(got) + sensor.lost, (got, sensor.lost)
-    finally:
-        os.remove(path)
 
 
 def test_disable_powers_down_and_stops_samples():
-    i2c, path = world()
-    try:
-        sensor = LSM6DS3(i2c)
-        sensor.init()
-        acc, gyro = buffers()
+    with world() as w:
+        i2c = w.i2c
+        sensor, acc, gyro, _ = started(LSM6DS3, i2c, buffers())
         time.sleep_ms(100)
         sensor.read(acc, gyro)
         sensor.disable()
@@ -262,16 +214,12 @@ def test_disable_powers_down_and_stops_samples():
         sensor.enable()
         time.sleep_ms(100)
         assert sensor.read(acc, gyro) > 0
-    finally:
-        os.remove(path)
 
 
 def test_read_allocates_nothing():
-    i2c, path = world()
-    try:
-        sensor = LSM6DS3(i2c)
-        sensor.init()
-        acc, gyro = buffers()
+    with world() as w:
+        i2c = w.i2c
+        sensor, acc, gyro, _ = started(LSM6DS3, i2c, buffers())
         time.sleep_ms(900)  # 46-47 sets: several bursts
         micropython.heap_lock()
         try:
@@ -280,8 +228,6 @@ def test_read_allocates_nothing():
             micropython.heap_unlock()
         assert n >= 46
         index_of(sample(acc, gyro, n - 1))
-    finally:
-        os.remove(path)
 
 
 def test_viper_and_python_unpack_agree():

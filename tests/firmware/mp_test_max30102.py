@@ -7,6 +7,7 @@ import time
 
 import machine
 import mp_world
+from mp_world import expect_oserror, started
 import micropython
 import sim_scenario
 from watch.drivers import max30102
@@ -24,21 +25,10 @@ def red_of(i):
     return 200000 - 2 * i
 
 
-def write_scenario(path, ppg_rate, n_ppg):
-    """PPG records that tell their index (ir_of, red_of); no IMU."""
-    mp_world.write_scenario(path, ppg_rate, n_ppg, 52, 0, lambda i: (ir_of(i), red_of(i)))
-
-
-def scenario_path():
-    return mp_world.temp_path("max30102")
-
-
-def world(seconds=20, **kwargs):
-    """A fresh bus fed by a scenario of `seconds` of numbered PPG samples; returns (i2c, path)."""
-    path = scenario_path()
-    write_scenario(path, RATE, seconds * RATE)
-    machine.sim_reset(scenario=path, missing=kwargs.get("missing", ""), error_rate=0.0)
-    return machine.I2C(0, scl=machine.Pin(9), sda=machine.Pin(8)), path
+def world(seconds=20, missing="", error_rate=0.0):
+    """A fresh bus fed by `seconds` of PPG records that tell their index (ir_of, red_of)."""
+    return mp_world.World(seconds, ppg_rate=RATE, ppg=lambda i: (ir_of(i), red_of(i)), missing=missing,
+                          error_rate=error_rate)
 
 
 def buffers(n=32):
@@ -59,8 +49,8 @@ def index_of(sample):
 
 
 def test_init_checks_part_id_and_configures_spo2_at_100hz():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         assert ADDRESS in i2c.scan()
         assert i2c.readfrom_mem(ADDRESS, 0xFF, 1)[0] == 0x15
         sensor = MAX30102(i2c)
@@ -73,43 +63,29 @@ def test_init_checks_part_id_and_configures_spo2_at_100hz():
         assert i2c.readfrom_mem(ADDRESS, 0x0C, 2) == b"\x24\x24"
         sensor.init(rate_hz=400)
         assert i2c.readfrom_mem(ADDRESS, 0x0A, 1)[0] == 0x2F
-    finally:
-        os.remove(path)
 
 
 def test_init_rejects_a_rate_the_part_cannot_run_at_411us():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         try:
             MAX30102(i2c).init(rate_hz=800)
         except ValueError:
             return
         raise AssertionError("800 Hz accepted")
-    finally:
-        os.remove(path)
 
 
 def test_missing_part_raises_enodev_at_init():
-    i2c, path = world(missing="ppg")
-    try:
+    with world(missing="ppg") as w:
+        i2c = w.i2c
         assert ADDRESS not in i2c.scan()
-        try:
-            MAX30102(i2c).init()
-        except OSError as e:
-            assert e.args[0] == errno.ENODEV, e
-            return
-        raise AssertionError("init succeeded without a part")
-    finally:
-        os.remove(path)
+        expect_oserror(lambda: MAX30102(i2c).init(), errno.ENODEV)
 
 
 def test_samples_equal_the_scenario_in_order_and_none_lost():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, got = started(MAX30102, i2c, buffers())
         elapsed = 0
         for step in range(25):
             ms = 40 + (step * 37) % 250  # irregular polling, always within the 320 ms FIFO
@@ -121,13 +97,11 @@ def test_samples_equal_the_scenario_in_order_and_none_lost():
         assert len(got) == elapsed // 10 + 1, (len(got), elapsed)
         for k in range(len(got)):
             assert got[k] == (ir_of(k), red_of(k)), (k, got[k])
-    finally:
-        os.remove(path)
 
 
 def test_configured_rate_resamples_the_scenario():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         sensor = MAX30102(i2c)
         sensor.init(rate_hz=50)
         ir, red = buffers()
@@ -138,17 +112,12 @@ def test_configured_rate_resamples_the_scenario():
         assert len(got) == 2000 // 20 + 1, len(got)
         for k in range(len(got)):
             assert index_of(got[k]) == 2 * k, (k, got[k])  # 50 Hz takes every 2nd 100 Hz record
-    finally:
-        os.remove(path)
 
 
 def test_fifo_overflow_is_counted_exactly_in_lost():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, got = started(MAX30102, i2c, buffers())
         collect(sensor, ir, red, got)  # sample 0
         time.sleep_ms(420)  # samples 1..42 arrive; the FIFO holds 32: 10 overwritten
         assert collect(sensor, ir, red, got) == 32
@@ -157,17 +126,12 @@ def test_fifo_overflow_is_counted_exactly_in_lost():
         time.sleep_ms(100)
         collect(sensor, ir, red, got)
         assert index_of(got[-1]) == 52 and sensor.lost == 10
-    finally:
-        os.remove(path)
 
 
 def test_saturated_overflow_counter_is_completed_from_elapsed_time():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, got = started(MAX30102, i2c, buffers())
         collect(sensor, ir, red, got)
         time.sleep_ms(2000)  # 200 samples: OVF_COUNTER stops at 31
         assert i2c.readfrom_mem(ADDRESS, 0x05, 1)[0] == 0x1F
@@ -175,13 +139,11 @@ def test_saturated_overflow_counter_is_completed_from_elapsed_time():
         assert 167 <= sensor.lost <= 169, sensor.lost
         assert index_of(got[-1]) == 200
         assert index_of(got[-1]) + 1 == len(got) + sensor.lost
-    finally:
-        os.remove(path)
 
 
 def test_read_stops_at_the_capacity_of_the_arrays_and_keeps_the_rest():
-    i2c, path = world()
-    try:
+    with world() as w:
+        i2c = w.i2c
         sensor = MAX30102(i2c)
         sensor.init()
         ir, red = buffers(8)
@@ -191,49 +153,30 @@ def test_read_stops_at_the_capacity_of_the_arrays_and_keeps_the_rest():
         assert collect(sensor, ir, red, got) == 8
         assert collect(sensor, ir, red, got) == 5
         assert [index_of(s) for s in got] == list(range(21)) and sensor.lost == 0
-    finally:
-        os.remove(path)
 
 
 def test_bus_error_surfaces_as_oserror_and_the_next_read_works():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, got = started(MAX30102, i2c, buffers())
         time.sleep_ms(50)
         machine.sim_fail_next()
-        try:
-            sensor.read(ir, red)
-            raise AssertionError("the bus error was swallowed")
-        except OSError as e:
-            assert e.args[0] == errno.EIO
+        expect_oserror(lambda: sensor.read(ir, red), errno.EIO)
         collect(sensor, ir, red, got)
         assert [index_of(s) for s in got] == list(range(6)) and sensor.lost == 0
         # A failure after the first burst popped samples: they are counted, never silent.
         time.sleep_ms(30)  # 3 samples: bursts of 2 and 1
         machine.sim_fail_next(after=2)
-        try:
-            sensor.read(ir, red)
-            raise AssertionError("the bus error was swallowed")
-        except OSError:
-            pass
+        expect_oserror(lambda: sensor.read(ir, red))
         assert sensor.lost == 2, sensor.lost
         time.sleep_ms(20)
         collect(sensor, ir, red, got)
         assert [index_of(s) for s in got] == list(range(6)) + [8, 9, 10]
-    finally:
-        os.remove(path)
 
 
 def test_random_bus_errors_never_lose_samples_silently():
-    path = scenario_path()
-    write_scenario(path, RATE, 20 * RATE)
-    try:
-        machine.sim_reset(scenario=path, missing="", error_rate=0.1)
-        i2c = machine.I2C(0)
-        sensor = MAX30102(i2c)
+    with world(error_rate=0.1) as w:
+        sensor = MAX30102(w.i2c)
         for _ in range(50):
             try:
                 sensor.init()
@@ -254,17 +197,12 @@ def test_random_bus_errors_never_lose_samples_silently():
         assert last + 1 == len(got) + sensor.lost, (last, len(got), sensor.lost)
         for a, b in zip(got, got[1:]):
             assert index_of(b) > index_of(a)
-    finally:
-        os.remove(path)
 
 
 def test_disable_stops_sampling_and_enable_resumes():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, got = started(MAX30102, i2c, buffers())
         time.sleep_ms(100)
         collect(sensor, ir, red, got)
         sensor.disable()
@@ -276,16 +214,12 @@ def test_disable_stops_sampling_and_enable_resumes():
         n = collect(sensor, ir, red, got)
         assert n == 11 and sensor.lost == 0, (n, sensor.lost)
         assert index_of(got[-1]) == 70  # 600 ms + 100 ms after init
-    finally:
-        os.remove(path)
 
 
 def test_read_allocates_nothing():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, _ = started(MAX30102, i2c, buffers())
         time.sleep_ms(250)  # 26 samples: bursts of 16, 8 and 2
         micropython.heap_lock()
         try:
@@ -293,8 +227,6 @@ def test_read_allocates_nothing():
         finally:
             micropython.heap_unlock()
         assert n == 26 and ir[25] == ir_of(25) and red[25] == red_of(25)
-    finally:
-        os.remove(path)
 
 
 def test_viper_and_python_unpack_agree():
@@ -308,13 +240,11 @@ def test_viper_and_python_unpack_agree():
 
 
 def test_end_of_scenario_powers_the_watch_off_after_the_hooks():
-    path = scenario_path()
-    write_scenario(path, RATE, RATE)  # 1 s
     called = []
+    w = world(seconds=1)
     try:
-        machine.sim_reset(scenario=path, missing="", error_rate=0.0)
         machine.on_power_off(lambda: called.append(1))
-        sensor = MAX30102(machine.I2C(0))
+        sensor = MAX30102(w.i2c)
         sensor.init()
         ir, red = buffers()
         time.sleep_ms(300)
@@ -331,16 +261,13 @@ def test_end_of_scenario_powers_the_watch_off_after_the_hooks():
     finally:
         sim_scenario._hooks.clear()
         sim_scenario.powered_on()
-        os.remove(path)
+        w.__exit__()
 
 
 def test_adc_range_and_led_current_scale_the_counts():
-    i2c, path = world()
-    try:
-        sensor = MAX30102(i2c)
-        sensor.init()
-        ir, red = buffers()
-        got = []
+    with world() as w:
+        i2c = w.i2c
+        sensor, ir, red, got = started(MAX30102, i2c, buffers())
         i2c.writeto_mem(ADDRESS, 0x0A, b"\x47")  # 8192 nA full scale: half the counts
         i2c.writeto_mem(ADDRESS, 0x0D, b"\x48")  # IR LED at 14.4 mA: twice the light
         time.sleep_ms(50)
@@ -351,5 +278,3 @@ def test_adc_range_and_led_current_scale_the_counts():
         time.sleep_ms(20)
         collect(sensor, ir, red, got)
         assert got[-1][0] & 0x7 == 0 and got[-1][1] & 0x7 == 0
-    finally:
-        os.remove(path)

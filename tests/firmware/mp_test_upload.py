@@ -55,6 +55,8 @@ def test_valid_upload_goes_to_the_inactive_slot_and_switches_pending_its_first_b
         assert d.read("model.wbl") == BLOB and d.read("model_b.wbl") == NEW
         assert up.slots.read() == (slots.B, slots.PENDING, slots.A) and not d.exists("upload.inf")
         assert _boot(d) == (_id(NEW), False)
+        assert up.slots.read() == (slots.B, slots.TRYING, slots.A)  # on trial until the run is stable
+        up.slots.confirm()
         assert up.slots.read() == (slots.B, slots.CONFIRMED, slots.NONE)
         reason, _ = _upload(upload.ModelUpload(d.file("model.wbl")), _other_model((128, 127)))
         assert reason == p.OK, reason
@@ -178,6 +180,31 @@ def test_boot_interrupted_while_trying_the_new_model_rolls_back():
         assert _boot(d) == (_id(BLOB), False)
 
 
+def test_new_model_that_crashes_the_watch_before_a_stable_run_is_rolled_back():
+    with _Dir() as d:
+        d.write("model.wbl", BLOB)
+        assert _upload(upload.ModelUpload(d.file("model.wbl")), NEW)[0] == p.OK
+        assert _boot(d) == (_id(NEW), False)  # it loads, then the watch crashes before STABLE_MS
+        assert _boot(d) == (_id(BLOB), True)
+        assert _boot(d) == (_id(BLOB), False)
+        assert d.read("model_b.wbl") == NEW  # kept on flash: only the pointer moved
+
+
+def test_safe_mode_goes_back_to_the_previous_model_and_keeps_a_confirmed_one():
+    with _Dir() as d:
+        d.write("model.wbl", BLOB)
+        s = slots.ModelSlots(d.file("model.wbl"))
+        assert not s.safe()  # nothing on trial: the model stays
+        assert _upload(upload.ModelUpload(d.file("model.wbl")), NEW)[0] == p.OK
+        assert s.safe()  # uploaded, not yet run for long: the crashes may be its doing
+        assert s.read() == (slots.A, slots.CONFIRMED, slots.NONE)
+        assert _boot(d) == (_id(BLOB), False)
+        assert _upload(upload.ModelUpload(d.file("model.wbl")), NEW)[0] == p.OK
+        _boot(d)
+        s.confirm()  # ran long enough
+        assert not s.safe() and _boot(d) == (_id(NEW), False)
+
+
 def test_damaged_pointer_falls_back_to_slot_a():
     with _Dir() as d:
         d.write("model.wbl", BLOB)
@@ -228,3 +255,18 @@ def test_upload_switches_slots_on_littlefs():
         assert sorted(os.listdir(mount)) == ["model.slot", "model.wbl", "model_b.wbl"]
     finally:
         os.umount(mount)
+
+
+def test_a_model_the_watch_cannot_run_is_refused_before_the_switch():
+    # The watch's last check (its feature window fits the heap) refuses the model: the
+    # running model's slot stays active and the upload is dropped.
+    with _Dir() as d:
+        d.write("model.wbl", BLOB)
+        up = upload.ModelUpload(d.file("model.wbl"))
+        assert up.begin(len(NEW), crc32(NEW)) == p.OK
+        assert up.chunk(0, NEW) == p.OK
+        seen = []
+        reason, m = up.commit(KEY, SPEC, N_FEATURES, lambda model: seen.append(model.model_id) or p.E_WINDOW_UNSUPPORTED)
+        assert (reason, m, seen) == (p.E_WINDOW_UNSUPPORTED, None, [_id(NEW)])
+        assert up.slots.read() == (slots.A, slots.CONFIRMED, slots.NONE) and not d.exists("model_b.wbl")
+        assert _boot(d) == (_id(BLOB), False)

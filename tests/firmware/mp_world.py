@@ -75,3 +75,11 @@ def expect_oserror(fn, code=None):
         assert code is None or e.args[0] == code, e
         return
     raise AssertionError("no OSError")
+
+
+def started(part, i2c, buffers, **config):
+    """(driver, its sample buffers..., []): `part` on `i2c` initialised with `config`, and a
+    list for what the test reads."""
+    sensor = part(i2c)
+    sensor.init(**config)
+    return (sensor,) + tuple(buffers) + ([],)

@@ -335,17 +335,55 @@ def test_the_virtual_watch_adds_only_what_its_shims_measured_to_the_board_budget
     # margin); the shims, the radio and the echo script must fit in that addition.
     from wears.paths import FIRMWARE, board_profile
     from wears.sim import heap
-    from wears.sim.runner import compiled_tree, micropython_binary, micropython_path_compiled, sim_heap_bytes
+    from wears.sim.runner import micropython_binary, micropython_path_compiled, sim_heap_bytes
 
     profile = board_profile()
     shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
-    frozen = heap.frozen_bytes(profile, compiled_tree(FIRMWARE, native=True))
+    frozen = heap.frozen_bytes(profile, micropython_binary(), micropython_path_compiled(), FIRMWARE)
     free = int(re.search(r"heap_free (\d+)", watch.stdout).group(1))
-    assert watch.heap_bytes == sim_heap_bytes(profile) == (profile["heap_budget_bytes"] + shims + frozen + heap.MARGIN
-                                                        + heap.OVERRUN)
+    width = heap.width_bytes(profile, micropython_binary(), micropython_path_compiled())
+    assert watch.heap_bytes == sim_heap_bytes(profile) == (profile["heap_budget_bytes"] + shims + frozen + width
+                                                        + heap.MARGIN)
     assert 20000 < shims < 80000
     # what the echo script's radio and its own few buffers add: far under the board's budget
     assert watch.heap_bytes - frozen - shims - free < 20000
+
+
+def test_frozen_credit_counts_the_modules_a_board_loads_at_boot_and_only_those():
+    # What freezing saves is measured on the modules imported at boot: the model's code only
+    # when a model is in the flash; a board whose modules load from its filesystem gets none.
+    import json
+
+    from wears.paths import FIRMWARE, HARDWARE
+    from wears.sim import heap
+    from wears.sim.runner import micropython_binary, micropython_path_compiled
+
+    binary, path = micropython_binary(), micropython_path_compiled()
+    pinetime = json.loads((HARDWARE / "pinetime.json").read_text())
+    xiao = json.loads((HARDWARE / "xiao-nrf52840-sense.json").read_text())
+    bare = heap.frozen_bytes(pinetime, binary, path, FIRMWARE)
+    with_model = heap.frozen_bytes(pinetime, binary, path, FIRMWARE, model=True)
+    assert 20000 < bare < with_model < bare + 20000
+    assert "watch/upload" not in heap.firmware_modules(pinetime, model=True)  # imported later, if at all
+    assert "watch/model" not in heap.firmware_modules(pinetime)
+    assert heap.frozen_bytes(xiao, binary, path, FIRMWARE, model=True) == 0
+
+
+def test_pointer_width_credit_halves_objects_but_not_buffer_bytes():
+    # The 64-bit binary's objects take twice a 32-bit watch's heap, its buffers' bytes do not:
+    # 16 more outbox slots of 244 bytes add 3.9 KB of buffers and only 16 views to halve.
+    import json
+
+    from wears.paths import HARDWARE
+    from wears.sim import heap
+    from wears.sim.runner import micropython_binary, micropython_path_compiled
+
+    binary, path = micropython_binary(), micropython_path_compiled()
+    pinetime = json.loads((HARDWARE / "pinetime.json").read_text())
+    width = heap.width_bytes(pinetime, binary, path)
+    more = heap.width_bytes({**pinetime, "outbox_slots": pinetime["outbox_slots"] + 16}, binary, path)
+    assert 8000 < width < 40000
+    assert width <= more < width + 1024, (width, more)
 
 
 def test_flash_folder_holds_the_board_profile_named_after_the_watch_and_its_key(watch):

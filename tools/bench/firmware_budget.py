@@ -5,14 +5,16 @@ on the virtual watch for `--minutes` of virtual time (default 60: the issue's on
 session), all streams on, and reports per board:
 - heap_budget: the profile's `heap_budget_bytes`;
 - sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
-  cost: shims, frozen bytecode, margin; wears.sim.heap);
+  cost: shims, frozen bytecode, the 64-bit binary's wider objects, margin; wears.sim.heap);
 - runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
-  MemoryError), the session runs again with `--extra` KB more to measure how much it needs;
+  MemoryError), the session runs again with 16 KB more (`board_session(extra_kb=)`);
 - min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
   (every 60 s);
-- peak_heap: heap in use at that moment minus the shims and the frozen bytecode: the
-  firmware's own heap on the 64-bit binary (objects up to twice their size on the 32-bit
-  watch, so this is conservative), to compare with heap_budget;
+- peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
+  pointer width (`pointer_width`: what the firmware's objects at boot take beyond their size
+  on the 32-bit watch, measured; objects made later count at their 64-bit size, which is
+  conservative): the firmware's own heap on the watch, to compare with heap_budget;
+  `peak_heap_64` is the same before the pointer width;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
 - ble_bytes_per_s: notification bytes per virtual second, per stream;
@@ -65,7 +67,7 @@ def _size(packet, mtu: int) -> int:
     return n + segments.count(n, mtu - 3)
 
 
-async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 80) -> dict:
+async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 16) -> dict:
     """One session per board at its heapsize; again with `extra_kb` more when it did not fit."""
     try:
         result = await _session(board, minutes, work, 0)
@@ -127,7 +129,8 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
                 s["lost"] += p.first_index - s["next"]
             s["next"] = p.first_index + p.count
     shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
-    frozen = heap.frozen_bytes(profile, compiled_tree(FIRMWARE, native=True))
+    frozen = heap.frozen_bytes(profile, micropython_binary(), micropython_path_compiled(), FIRMWARE)
+    width = heap.width_bytes(profile, micropython_binary(), micropython_path_compiled())
     peak_sim = heapsize - min_free if min_free is not None else None
     return {
         "heap_budget": profile["heap_budget_bytes"],
@@ -135,9 +138,10 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
         "ran_at_heapsize": heapsize,
         "shim_heap": shims,
         "frozen_bytecode": frozen,
-        "known_overrun": heap.OVERRUN,  # heap the firmware is allowed beyond its budget: debt, issue 3
+        "pointer_width": width,
         "min_free": min_free,
-        "peak_heap": None if peak_sim is None else peak_sim - shims - frozen,
+        "peak_heap": None if peak_sim is None else peak_sim - shims - frozen - width,
+        "peak_heap_64": None if peak_sim is None else peak_sim - shims - frozen,
         "status_reports": len(statuses),
         "virtual_s": round(span_s, 1),
         "rates_hz": {r: c["rate_hz"] for r, c in profile["sensors"].items()},

@@ -137,7 +137,7 @@ def watch_truth(log_folder: Path, copy: Path, start_lsn: int = 0) -> dict[tuple[
     """Every SAMPLES packet the watch logged from `start_lsn` on: (boot, stream, first index) -> samples."""
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(log_folder, copy)
-    log = FlashLog(str(copy), max_bytes=1 << 40)
+    log = FlashLog(str(copy), max_bytes=None, segment_bytes=None)  # as the watch made it
     out = bytearray(512)
     truth = {}
     log.seek(start_lsn, log.next_lsn)

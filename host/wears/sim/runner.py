@@ -66,16 +66,20 @@ def _random_address() -> str:
     return ":".join(f"{b:02X}" for b in raw)
 
 
-def sim_heap_bytes(profile: dict) -> int:
+def sim_heap_bytes(profile: dict, model: bool = False) -> int:
     """The `-X heapsize` the virtual watch runs a board at: its `heap_budget_bytes` plus what
     the simulation itself costs, measured (wears.sim.heap): the shims (C code and hardware on
-    a real watch), the frozen bytecode of a `"frozen": true` profile, and a small margin."""
+    a real watch), what freezing keeps out of the heap for a `"frozen": true` profile (`model`:
+    a model is in the flash at boot, so its modules load then), what the 64-bit binary's wider
+    objects take beyond the 32-bit watch's at boot, and a small margin."""
     from . import heap
 
-    compiled = compiled_tree(FIRMWARE, native=True)
-    return (int(profile["heap_budget_bytes"]) + heap.shim_bytes(profile, micropython_binary(),
-                                                                 micropython_path_compiled())
-            + heap.frozen_bytes(profile, compiled) + heap.MARGIN + heap.OVERRUN)
+    if profile.get("frozen") and compiled_tree(FIRMWARE, native=True) is None:
+        raise WearsError("a frozen board profile needs mpy-cross: freezing is measured on the .mpy files")
+    binary, path = micropython_binary(), micropython_path_compiled()
+    return (int(profile["heap_budget_bytes"]) + heap.shim_bytes(profile, binary, path)
+            + heap.frozen_bytes(profile, binary, path, FIRMWARE, model) + heap.width_bytes(profile, binary, path)
+            + heap.MARGIN)
 
 
 def _native_arch() -> str | None:
@@ -337,7 +341,8 @@ class VirtualWatch:
         if self.link == "serial":
             profile["link"] = "serial"
             profile["serial"] = {"port": "uart", "id": 1, "baudrate": 921600, "rxbuf": 1024}
-        self.heap_bytes = (self.heapsize or sim_heap_bytes(profile)) + self.heap_extra
+        has_model = self.model is not None or (flash / "model.wbl").exists() or (flash / "model_b.wbl").exists()
+        self.heap_bytes = (self.heapsize or sim_heap_bytes(profile, has_model)) + self.heap_extra
         (flash / "board.json").write_text(json.dumps(profile, indent=1))
         key_file = flash / "key.bin"
         if self.key is None and key_file.exists() and key_file.stat().st_size == KEY_SIZE:
@@ -396,9 +401,9 @@ class VirtualWatch:
         stderr = open(self._work / "stderr", "ab")
         self._logs = [stdout, stderr]
         self._proc = subprocess.Popen(
-            # The firmware's main runs as a module so that it, too, comes from the compiled tree.
+            # The shims load first (sim_boot), then the firmware's main, as a module from the compiled tree.
             [micropython_binary(), "-X", f"heapsize={self.heap_bytes}",
-             *(["-m", "main"] if self.main == FIRMWARE / "main.py" else [str(self.main)])],
+             *(["-m", "sim_boot"] if self.main == FIRMWARE / "main.py" else [str(self.main)])],
             cwd=self.flash_dir, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, pass_fds=pass_fds)
         for fd in pass_fds:
             os.close(fd)  # the watch's end now; the runner keeps the host's end open (no hang-up between hosts)

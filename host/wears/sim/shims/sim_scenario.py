@@ -75,7 +75,12 @@ class Scenario:
     def _open(self, path):
         f = open(path, "rb")
         try:
-            line = f.readline(4096)
+            line = b""
+            while len(line) < 4096 and not line.endswith(b"\n"):  # in small reads: no 4 KB block at boot
+                part = f.readline(256)
+                if not part:
+                    break
+                line += part
             if not line.endswith(b"\n"):
                 raise ScenarioError("not a WEARS scenario (no header line): " + path)
             try:
