@@ -337,6 +337,17 @@ class Study:
                           (status, _now(), note, session_id))
         self.conn.commit()
 
+    def discard_session(self, session_id: int) -> None:
+        """Remove a session that never received data (a watch that could not be reached)."""
+        if self.conn.execute("SELECT 1 FROM chunks WHERE session_id=? LIMIT 1", (session_id,)).fetchone():
+            raise WearsError(f"session {session_id} holds samples; it is kept")
+        tables = [name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                  if any(col[1] == "session_id" for col in self.conn.execute(f"PRAGMA table_info({name})"))]
+        for name in tables:
+            self.conn.execute(f"DELETE FROM {name} WHERE session_id=?", (session_id,))
+        self.conn.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+        self.conn.commit()
+
     def sessions(self) -> list[dict]:
         cur = self.conn.execute(
             "SELECT s.id, s.participant_id, s.source, s.status, s.started_at, s.ended_at, s.note, "

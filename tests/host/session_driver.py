@@ -45,11 +45,11 @@ async def browser() -> AsyncIterator:
 
 @contextlib.asynccontextmanager
 async def session_server(study: Study, protocol: Path, participant: str, language: str, address: str | None,
-                         *, port: int = 0) -> AsyncIterator[SessionServer]:
+                         *, port: int = 0, backend: type = VirtualBleakClient) -> AsyncIterator[SessionServer]:
     """`serve` in a task, connected to the virtual watch at `address` (None: paired later); yields the server."""
     store, _ = open_run(study, protocol, participant, language)
     ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(serve(study, protocol, store, address=address, backend=VirtualBleakClient,
+    task = asyncio.ensure_future(serve(study, protocol, store, address=address, backend=backend,
                                        scanner_backend=VirtualBleakScanner, port=port,
                                        ready=lambda server: ready.set_result(server)))
     done, _ = await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,168 @@
+"""A watch lost in the middle of a clip: the session records through `record.Recorder` like
+`wears record`, so the link is reconnected with backoff, what the watch logged meanwhile is
+backfilled, the experimenter's screen shows it, and the run goes on without a pause.
+
+Headless chromium against the virtual watch. In the middle of the clip the link breaks without a
+goodbye from either side and the watch stays out of reach for `AWAY_S` (several of its outbox's
+worth of packets: they come back only from its flash log), as a participant walking out of range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from bleak.exc import BleakError
+
+from watch import protocol as P
+from wears.ble.virtual import VirtualBleakClient
+from wears.db import Study
+from wears.paths import DEFAULT_BOARD, HARDWARE
+from wears.session.clips import write_trial_study
+from wears.sim.fault_scenario import check_samples
+from wears.sim.runner import VirtualWatch
+from wears.sim.scenario import synthetic
+
+from .session_driver import answer_rating, browser, pass_preflight, session_server, until
+
+pytestmark = pytest.mark.slow
+
+SPEED = 5
+AWAY_S = 2.0  # real seconds out of reach: 10 s of the watch's clock
+# Every text the experimenter's "Link" field shows, in order.
+RECORD_LINK_STATES = """() => { window.linkStates = [];
+  const field = document.getElementById('w-state');
+  new MutationObserver(() => window.linkStates.push(field.textContent))
+    .observe(field, {childList: true, characterData: true, subtree: true}); }"""
+
+
+class OutOfRange(VirtualBleakClient):
+    """The virtual watch's backend, with the watch out of reach until `back_at` (monotonic s)."""
+
+    back_at = 0.0
+
+    async def connect(self, pair: bool, **kwargs) -> None:
+        if time.monotonic() < OutOfRange.back_at:
+            raise BleakError(f"{self.address} is out of range")
+        await super().connect(pair, **kwargs)
+
+
+def walk_away(engine, seconds: float) -> None:
+    """End the watch's connection abruptly, with no goodbye from either side, and keep it out of reach."""
+    OutOfRange.back_at = time.monotonic() + seconds
+    engine.watch._client._backend._writer.transport.abort()
+
+
+async def _run_with_a_lost_watch(b, study, protocol, address, seen: dict) -> None:
+    async with session_server(study, protocol, "P05", "en", address, backend=OutOfRange) as server:
+        engine = server.engine
+        participant = await (await b.new_context()).new_page()
+        experimenter = await (await b.new_context()).new_page()
+        await participant.goto(server.participant_url)
+        await experimenter.goto(server.experimenter_url)
+        await experimenter.evaluate(RECORD_LINK_STATES)
+        await pass_preflight(experimenter, engine)
+        await experimenter.click("#start")
+        while engine.status == "running":
+            step = engine.current
+            if step.kind == "clip" and "cut_trial" not in seen:
+                await until(lambda: engine.trial is not None, 20, "the clip's onset")
+                seen["cut_trial"] = engine.trial
+                seen["session"] = engine.recorder.session_id
+                walk_away(engine, AWAY_S)
+                await until(lambda: engine.recorder.stats.reconnects >= 2, 20, "attempts to reconnect")
+                seen["watch_while_away"] = engine.experimenter_view()["watch"]
+                await until(lambda: engine.watch is not None and engine.recorder.stats.state == "recording", 30,
+                            "the watch to be reconnected")
+                seen["paused_after_reconnect"] = engine.paused
+            elif step.kind == "rating":
+                await answer_rating(participant, step.index, (7, 3), "mouse")
+                await until(lambda: engine.step != step.index, 20, "the rating to be taken")
+            elif step.kind == "attention":
+                await answer_rating(participant, step.index, (3,), "mouse")
+                await until(lambda: engine.step != step.index, 20, "the attention check to be taken")
+            else:
+                await asyncio.sleep(0.05)
+        await until(engine.done.is_set, 60, "the recording to end")
+        seen["link_states"] = await experimenter.evaluate("window.linkStates")
+        seen["run"] = engine.run.id
+
+
+@pytest.fixture(scope="module")
+def lost_watch(tmp_path_factory):
+    work = tmp_path_factory.mktemp("reconnect")
+    protocol = write_trial_study(work, per_language=1, seconds=3.0)
+    synthetic(6, rest_s=300, episode_s=60, n_episodes=1).write(work / "p.wscn")
+    board = json.loads((HARDWARE / f"{DEFAULT_BOARD}.json").read_text())
+    board["flash_log_bytes"] = 1 << 20  # keeps the whole session: the check reads every record back
+    (work / "board.json").write_text(json.dumps(board))
+    study = Study.open(work / "study.db")
+    seen: dict = {}
+
+    async def run():
+        async with VirtualWatch(work / "p.wscn", board=str(work / "board.json"), flash_dir=work / "flash",
+                                speed=SPEED) as vw, browser() as b:
+            await _run_with_a_lost_watch(b, study, protocol, vw.address, seen)
+            await vw.shut_down()  # the open segment of its flash log is written: the check reads it
+
+    asyncio.run(asyncio.wait_for(run(), 150))
+    seen["samples"] = check_samples(study, seen["session"], work / "flash" / "log", work / "log-copy")
+    return study, seen
+
+
+def test_the_run_goes_on_through_a_lost_watch_without_a_pause(lost_watch):
+    study, seen = lost_watch
+    assert not seen["paused_after_reconnect"]
+    assert seen["watch_while_away"]["state"] == "reconnecting" and not seen["watch_while_away"]["connected"]
+    (status,), = study.conn.execute("SELECT status FROM study_runs WHERE id=?", (seen["run"],)).fetchall()
+    assert status == "complete"
+    kinds = [k for k, in study.conn.execute("SELECT kind FROM session_events WHERE run_id=?", (seen["run"],))]
+    assert "pause" not in kinds and "interrupted" not in kinds
+    # One recording for the whole run, complete.
+    assert [s for s, in study.conn.execute("SELECT session_id FROM run_sessions WHERE run_id=?", (seen["run"],))] == [
+        seen["session"]]
+    assert study.session(seen["session"])["status"] == "complete"
+
+
+def test_the_experimenter_screen_shows_the_watch_reconnected_and_backfilled(lost_watch):
+    _, seen = lost_watch
+    states = seen["link_states"]
+    assert "reconnecting" in states and "backfilling" in states[states.index("reconnecting"):]
+    assert states[-1] == "complete"
+    after = states[states.index("reconnecting"):]
+    assert "recording" in after  # streaming again before the run ended
+
+
+def test_every_sample_the_watch_logged_is_stored_exactly_once(lost_watch):
+    study, seen = lost_watch
+    check = seen["samples"]
+    assert check["missing"] == check["duplicates"] == check["unexpected"] == check["chunks_differing"] == 0
+    assert check["samples_stored"] == check["samples_expected"] > 0
+    sid = seen["session"]
+    collection = json.loads(study.provenance(sid)["collection"])
+    assert collection["reconnects"] >= 1 and collection["backfilled"] > 0
+    assert collection["lost_records"] == 0 and collection["lost_samples"] == 0
+    assert study.stream(sid, P.PPG).gaps == 0
+
+
+def test_the_clip_cut_by_the_lost_watch_keeps_its_events_on_the_samples_timeline(lost_watch):
+    study, seen = lost_watch
+    trial = seen["cut_trial"]
+    (kind, attempt, status, onset_s, offset_s), = study.conn.execute(
+        "SELECT kind, attempt, status, onset_s, offset_s FROM trials WHERE id=?", (trial,)).fetchall()
+    assert (kind, attempt, status) == ("clip", 1, "done")
+    assert 0.7 * SPEED * 3.0 < offset_s - onset_s < 1.4 * SPEED * 3.0 + 0.5
+    events = study.conn.execute("SELECT kind, t_s, echo_tick FROM session_events WHERE trial_id=? ORDER BY id",
+                                (trial,)).fetchall()
+    assert [k for k, _, _ in events] == ["clip_onset", "clip_offset", "rating"]
+    assert [t for _, t, _ in events[:2]] == pytest.approx([onset_s, offset_s])
+    # Every event of the run reached the watch and came back, the ones of the cut clip included.
+    assert not study.conn.execute("SELECT id FROM session_events WHERE run_id=? AND echo_tick IS NULL",
+                                  (seen["run"],)).fetchall()
+    # The clip's samples are all there: the labelled interval lies inside one unbroken PPG run.
+    ppg = study.stream(seen["session"], P.PPG)
+    start_s, end_s = ppg.first_index / ppg.rate_hz, (ppg.first_index + len(ppg.samples)) / ppg.rate_hz
+    assert start_s <= onset_s < offset_s <= end_s
