@@ -180,6 +180,7 @@ class Recorder:
         self.writer = SessionWriter(study, session_id, on_packet)
         self.stats = self.writer.stats
         self.client: WatchClient | None = None
+        self._link: WatchClient | None = None  # the client being connected or connected
         self._received = RangeSet()
         self._lost = RangeSet()
         self._start_lsn: int | None = None
@@ -258,6 +259,9 @@ class Recorder:
         self.writer.store(rec.packet, rec.boot)
 
     def _packet(self, channel: str, packet: Packet) -> None:
+        log = self._link.log if self._link is not None else None
+        if log is not None:  # what a new boot sends as the link opens already belongs to it
+            self._boot_seen(log.boot)
         if channel == "stream":
             self.writer.show(channel, packet)  # stored through _record already; a live view still sees it
             return
@@ -266,6 +270,15 @@ class Recorder:
             self._end_lsn = max(self._end_lsn, packet.next_lsn)
             self._backfill_done.set()
         self.writer.handle(channel, packet)
+
+    def _boot_seen(self, boot: int) -> None:
+        """The watch says which boot it is in: a new one restarts its ticks and sample indices."""
+        if boot != self.stats.boot:
+            if self.stats.boot:
+                self.study.add_event(self.session_id, 0, boot, source="host", boot=boot,
+                                     text=f"the watch rebooted (boot {self.stats.boot} -> {boot})")
+            self.stats.boot = self.writer.boot = boot
+            self.stats.next_index.clear()
 
     # The recording ------------------------------------------------------------------------
 
@@ -316,6 +329,7 @@ class Recorder:
         client = WatchClient(self.address, backend=self.backend, on_packet=self._packet,
                              on_bad_packet=self.writer.bad_packet, on_record=self._record, timeout=_COMMAND_TIMEOUT_S)
         self._backfill_got = 0
+        self._link = client
         await client.connect()
         self.client = client
         log = client.log
@@ -324,12 +338,7 @@ class Recorder:
         self.stats.log = log
         if self._start_lsn is None:
             self._start_lsn = log.next_lsn
-        if log.boot != self.stats.boot:
-            if self.stats.boot:
-                self.study.add_event(self.session_id, 0, log.boot, source="host", boot=log.boot,
-                                     text=f"the watch rebooted (boot {self.stats.boot} -> {log.boot})")
-            self.stats.boot = self.writer.boot = log.boot
-            self.stats.next_index.clear()
+        self._boot_seen(log.boot)
         self._end_lsn = max(self._end_lsn, log.next_lsn)
         self._save()
         if self.prepare:
