@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -423,24 +423,25 @@ class Recorder:
 
     def pending(self) -> int:
         """Records the watch logged that the host does not hold yet (nor knows to be lost)."""
+        return sum(b - a for a, b in self._gaps(self._end_lsn))
+
+    def _gaps(self, end: int) -> Iterator[tuple[int, int]]:
+        """The ranges of the session's records before `end` neither held nor lost for good."""
         if self._start_lsn is None:
-            return 0
-        return sum(d - c for a, b in self._received.missing(self._start_lsn, self._end_lsn)
-                   for c, d in self._lost.missing(a, b))
+            return
+        for a, b in self._received.missing(self._start_lsn, end):
+            yield from self._lost.missing(a, b)
 
     def _next_gap(self, end: int) -> tuple[int, int] | None:
-        if self._start_lsn is None:
-            return None
-        for a, b in self._received.missing(self._start_lsn, end):
-            for c, d in self._lost.missing(a, b):
-                return c, min(d, c + _BACKFILL_MAX)
+        for c, d in self._gaps(end):
+            return c, min(d, c + _BACKFILL_MAX)
         return None
 
     async def _backfill(self, client: WatchClient, lo: int, hi: int) -> None:
         """Ask for [lo, hi) until every record the watch holds of it arrived; the rest is lost."""
         prev = self.stats.state
         self._set_state("backfilling")
-        for _ in range(_BACKFILL_TRIES):
+        for attempt in range(_BACKFILL_TRIES):
             self._backfill_done.clear()
             self._backfill_got = 0
             try:
@@ -449,7 +450,8 @@ class Recorder:
                 continue
             if held:
                 try:
-                    await asyncio.wait_for(self._backfill_done.wait(), 2.0 + 0.02 * held)
+                    # Longer each time: a host or watch slowed down by load is not a watch that lost records.
+                    await asyncio.wait_for(self._backfill_done.wait(), (2.0 + 0.02 * held) * 2 ** attempt)
                 except asyncio.TimeoutError:
                     pass  # the end marker was dropped: what is still missing is asked again
             if client.disconnected.is_set():

@@ -21,6 +21,9 @@ from wears.sim.fault_scenario import check_samples, true_clock, true_seconds
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
+from .waiting import samples_stored
+
 pytestmark = pytest.mark.slow
 
 SPEED = 4
@@ -37,8 +40,7 @@ def rebooted(tmp_path_factory):
         async with VirtualWatch(work / "s.wscn", flash_dir=work / "flash", speed=SPEED,
                                 env={"WEARS_SIM_CLOCK_LOG": str(work / "clock.log")}) as vw:
             async def reboot_midway():
-                while study.sample_count(1, P.PPG) < 2400:  # boot 1 gets enough pings for its rate
-                    await asyncio.sleep(0.05)
+                await samples_stored(study, 2400)  # boot 1 gets enough pings for its rate
                 await vw.reboot()
 
             rebooting = asyncio.ensure_future(reboot_midway())
@@ -47,7 +49,7 @@ def rebooted(tmp_path_factory):
             await vw.shut_down()
             return sid
 
-    sid = asyncio.run(asyncio.wait_for(run(), 180))
+    sid = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     files = export_tables(study, work / "csv", fmt="csv", sessions=[sid])
     files += export_tables(study, work / "parquet", fmt="parquet", sessions=[sid])
     export_bids(study, work / "bids", sessions=[sid])

@@ -16,6 +16,8 @@ from wears.serial_link import SerialBleakClient
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,7 +48,7 @@ def test_a_session_recorded_over_serial_has_every_sample_once_despite_line_noise
             stderr.append(vw.stderr)
             return got
 
-    sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
+    sid, stats = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     session = study.session(sid)
     assert session["status"] == "complete" and session["address"].startswith("/dev/")
     assert study.conn.execute("SELECT source FROM sessions WHERE id=?", (sid,)).fetchone()[0] == "serial"
@@ -74,7 +76,7 @@ def test_model_upload_over_serial_is_checked_like_over_ble(scenario_file, tmp_pa
                 assert (await watch.status()).model_id == 0
                 return refused.value.reason
 
-    reason = asyncio.run(asyncio.wait_for(run(), 120))
+    reason = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert reason in (P.E_BAD_MAGIC, P.E_BAD_VERSION, P.E_TRUNCATED, P.E_BAD_CRC, P.E_BAD_SIGNATURE)
 
 
@@ -119,7 +121,7 @@ def test_a_host_that_vanishes_without_goodbye_is_replaced_by_the_next(scenario_f
             await asyncio.sleep(0.5)  # what it sends meanwhile waits in the port for the next host
             return await record(study, vw.serial_port, participant="P02", duration_s=10, backend=SerialBleakClient)
 
-    sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
+    sid, stats = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert study.session(sid)["status"] == "complete"
     assert stats.lost_samples == 0 and stats.bad_packets == 0 and stats.samples[P.PPG] >= 1000
 
@@ -141,6 +143,6 @@ def test_a_watch_that_dies_on_the_serial_link_ends_the_recording_with_what_arriv
                 await record(study, vw.serial_port, participant="P02", duration_s=1000, backend=SerialBleakClient)
             await killer
 
-    asyncio.run(asyncio.wait_for(run(), 120))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     session = study.sessions()[0]
     assert session["status"] == "interrupted" and study.sample_count(session["id"], P.PPG) >= 500

@@ -26,7 +26,8 @@ from wears.sim.fault_scenario import check_samples
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
-from .session_driver import answer_rating, browser, pass_preflight, session_server, until
+from . import RUN_TIMEOUT_S
+from .session_driver import browser, pass_preflight, session_server, take_form, until
 
 pytestmark = pytest.mark.slow
 
@@ -78,12 +79,8 @@ async def _run_with_a_lost_watch(b, study, protocol, address, seen: dict) -> Non
                 await until(lambda: engine.watch is not None and engine.recorder.stats.state == "recording", 30,
                             "the watch to be reconnected")
                 seen["paused_after_reconnect"] = engine.paused
-            elif step.kind == "rating":
-                await answer_rating(participant, step.index, (7, 3), "mouse")
-                await until(lambda: engine.step != step.index, 20, "the rating to be taken")
-            elif step.kind == "attention":
-                await answer_rating(participant, step.index, (3,), "mouse")
-                await until(lambda: engine.step != step.index, 20, "the attention check to be taken")
+            elif step.kind in ("rating", "attention"):
+                await take_form(participant, engine, (7, 3) if step.kind == "rating" else (3,))
             else:
                 await asyncio.sleep(0.05)
         await until(engine.done.is_set, 60, "the recording to end")
@@ -108,7 +105,7 @@ def lost_watch(tmp_path_factory):
             await _run_with_a_lost_watch(b, study, protocol, vw.address, seen)
             await vw.shut_down()  # the open segment of its flash log is written: the check reads it
 
-    asyncio.run(asyncio.wait_for(run(), 150))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     seen["samples"] = check_samples(study, seen["session"], work / "flash" / "log", work / "log-copy")
     return study, seen
 
@@ -154,7 +151,7 @@ def test_the_clip_cut_by_the_lost_watch_keeps_its_events_on_the_samples_timeline
     (kind, attempt, status, onset_s, offset_s), = study.conn.execute(
         "SELECT kind, attempt, status, onset_s, offset_s FROM trials WHERE id=?", (trial,)).fetchall()
     assert (kind, attempt, status) == ("clip", 1, "done")
-    assert 0.7 * SPEED * 3.0 < offset_s - onset_s < 1.4 * SPEED * 3.0 + 0.5
+    assert 0.7 * SPEED * 3.0 < offset_s - onset_s < 2.5 * SPEED * 3.0  # watch seconds, not host seconds
     events = study.conn.execute("SELECT kind, t_s, echo_tick FROM session_events WHERE trial_id=? ORDER BY id",
                                 (trial,)).fetchall()
     assert [k for k, _, _ in events] == ["clip_onset", "clip_offset", "rating"]

@@ -28,7 +28,7 @@ from .store import RunStore, file_sha256
 
 PING_EVERY_S = 0.25  # on average; jittered so that some pings meet the watch just before its loop step
 STATUS_EVERY_S = 10.0
-CONNECT_S = 10.0  # a watch that cannot be reached at first is reported (then paired from the screen)
+CONNECT_S = 20.0  # a watch that cannot be reached at first is reported (then paired from the screen)
 STOP_WAIT_S = 20.0  # how long the end of a recording waits for a watch that is away, to backfill it
 _COMMAND_TIMEOUT_S = 5.0
 # The code field of the MARK sent for each event kind (the watch echoes the argument, the id).
@@ -278,7 +278,7 @@ class SessionEngine:
         self._stopping = False
         self.watch_info["connected"] = False
 
-    async def _echoes(self, session_id: int, timeout: float = 2.0) -> None:
+    async def _echoes(self, session_id: int, timeout: float = 5.0) -> None:
         """Wait (a little) for the watch to echo every MARK sent to it."""
         deadline = time.monotonic() + timeout
         while self.watch is not None and time.monotonic() < deadline:
