@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
@@ -41,20 +40,25 @@ RECORD_LINK_STATES = """() => { window.linkStates = [];
 
 
 class OutOfRange(VirtualBleakClient):
-    """The virtual watch's backend, with the watch out of reach until `back_at` (monotonic s)."""
+    """The virtual watch's backend, with the watch out of reach while `away` (attempts refused and counted)."""
 
-    back_at = 0.0
+    away = False
+    refused = 0
 
     async def connect(self, pair: bool, **kwargs) -> None:
-        if time.monotonic() < OutOfRange.back_at:
+        if OutOfRange.away:
+            OutOfRange.refused += 1
             raise BleakError(f"{self.address} is out of range")
         await super().connect(pair, **kwargs)
 
 
-def walk_away(engine, seconds: float) -> None:
-    """End the watch's connection abruptly, with no goodbye from either side, and keep it out of reach."""
-    OutOfRange.back_at = time.monotonic() + seconds
+async def walk_away(engine, seconds: float) -> None:
+    """End the watch's connection abruptly, with no goodbye from either side, and keep it out of
+    reach for `seconds` and at least one attempt to reconnect."""
+    OutOfRange.away, OutOfRange.refused = True, 0
     engine.watch._client._backend._writer.transport.abort()
+    await asyncio.sleep(seconds)  # the watch logs on, out of reach
+    await until(lambda: OutOfRange.refused >= 1, 30, "an attempt to reconnect")
 
 
 async def _run_with_a_lost_watch(b, study, protocol, address, seen: dict) -> None:
@@ -73,9 +77,9 @@ async def _run_with_a_lost_watch(b, study, protocol, address, seen: dict) -> Non
                 await until(lambda: engine.trial is not None, 20, "the clip's onset")
                 seen["cut_trial"] = engine.trial
                 seen["session"] = engine.recorder.session_id
-                walk_away(engine, AWAY_S)
-                await until(lambda: engine.recorder.stats.reconnects >= 2, 20, "attempts to reconnect")
+                await walk_away(engine, AWAY_S)
                 seen["watch_while_away"] = engine.experimenter_view()["watch"]
+                OutOfRange.away = False
                 await until(lambda: engine.watch is not None and engine.recorder.stats.state == "recording", 30,
                             "the watch to be reconnected")
                 seen["paused_after_reconnect"] = engine.paused
