@@ -17,6 +17,7 @@ from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
 from . import RUN_TIMEOUT_S
+from .waiting import samples_stored
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +136,12 @@ def test_a_watch_that_dies_on_the_serial_link_ends_the_recording_with_what_arriv
     async def run():
         async with VirtualWatch(path, flash_dir=tmp_path / "flash", link="serial", speed=20) as vw:
             async def kill_later():
-                while study.sample_count(1, P.PPG) < 500:
-                    await asyncio.sleep(0.05)
+                await samples_stored(study, 500)
                 vw.kill()  # the port breaks: no goodbye
             killer = asyncio.ensure_future(kill_later())
             with pytest.raises(WatchDisconnected, match="kept in"):
-                await record(study, vw.serial_port, participant="P02", duration_s=1000, backend=SerialBleakClient)
+                await record(study, vw.serial_port, participant="P02", duration_s=1000, backend=SerialBleakClient,
+                             reconnect_s=3)
             await killer
 
     asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
