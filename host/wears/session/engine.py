@@ -74,7 +74,6 @@ class SessionEngine:
         self.reconnect_s = reconnect_s
         self.recorder: Recorder | None = None
         self._recording: asyncio.Task | None = None
-        self._connected: asyncio.Future | None = None
         self._stopping = False
         self.watch_info: dict = {"address": None, "connected": False, "state": None}
         self.heart_rates: list[HeartRate] = []
@@ -164,35 +163,35 @@ class SessionEngine:
                            "state": "connecting", "session": session_id}
         self.study.set_provenance(session_id, "study_run", self.run.id)
         self.heart_rates.clear()
-        self._connected = asyncio.get_running_loop().create_future()
+        connected: asyncio.Future = asyncio.get_running_loop().create_future()
         recorder = Recorder(self.study, session_id, address, backend=self.backend, reconnect_s=self.reconnect_s,
                             connect_s=CONNECT_S, ping_every_s=PING_EVERY_S, on_packet=self._packet_stored,
-                            on_state=self._watch_state, prepare=self._on_connection)
+                            on_state=self._watch_state,
+                            prepare=lambda client: self._on_connection(client, recorder, connected))
         self.recorder = recorder
-        self._recording = self._spawn(self._record(recorder))
-        await asyncio.wait([self._connected, self._recording], return_when=asyncio.FIRST_COMPLETED)
-        if not self._connected.done():  # the first connection failed: nothing was recorded
+        self._recording = recording = self._spawn(self._record(recorder, connected))
+        await asyncio.wait([connected, recording], return_when=asyncio.FIRST_COMPLETED)
+        if not connected.done():  # the first connection failed: nothing was recorded
             self.recorder = None
             self.study.discard_session(session_id)
-            self._recording.result()  # raises why
-        while recorder.stats.state in ("connecting", "reconnecting") and not self._recording.done():
+            recording.result()  # raises why
+        while recorder.stats.state in ("connecting", "reconnecting") and not recording.done():
             await asyncio.sleep(0.02)  # streams are being started
-        if self._recording.done():
-            self._recording.result()
+        if recording.done():
+            recording.result()
         self.say(f"watch {self.watch_info['address']} connected; recording session {session_id}")
         await self.refresh()
 
-    async def _on_connection(self, client: WatchClient) -> None:
+    async def _on_connection(self, client: WatchClient, recorder: Recorder, connected: asyncio.Future) -> None:
         """Each connection, before the streams start: the first attaches the recording to the run;
         every one sends the MARKs the watch has not echoed yet (they were made while it was away)."""
-        if not self._connected.done():
-            session_id = self.recorder.session_id
-            self.store.attach_session(session_id)
+        if not connected.done():
+            self.store.attach_session(recorder.session_id)
             self.watch_info["address"] = client.address
             for trial_id in self._abandoned:
                 await self.event("interrupted", trial_id=trial_id, text="the host stopped in the middle of it")
             self._abandoned = []
-            self._connected.set_result(True)
+            connected.set_result(True)
         else:
             for event_id, kind in self.store.unechoed():
                 if event_id not in self._marking:
@@ -202,13 +201,13 @@ class SessionEngine:
         except CommandTimeout:
             pass  # the next STATUS will tell
 
-    async def _record(self, recorder: Recorder) -> None:
+    async def _record(self, recorder: Recorder, connected: asyncio.Future) -> None:
         """The recording's task: runs until the engine stops it, or the watch stays away."""
         status_task = self._spawn(self._statuses(recorder))
         try:
             await recorder.run(lambda _stats: self._stopping)
         except WearsError as e:
-            if self._stopping or not self._connected.done():
+            if self._stopping or not connected.done():
                 raise  # stop_watch / connect_watch report it
             await self._watch_lost(recorder, e)
         finally:
@@ -258,17 +257,17 @@ class SessionEngine:
     async def stop_watch(self, status: str, note: str | None = None) -> None:
         """End the recording as `status`: the MARKs in flight are echoed, the streams stopped and
         every gap backfilled (waiting up to STOP_WAIT_S for a watch that is away)."""
-        recorder = self.recorder
-        if recorder is None:
+        recorder, recording = self.recorder, self._recording
+        if recorder is None or recording is None:
             return
         if self._marking:
             await asyncio.wait(list(self._marking.values()), timeout=_COMMAND_TIMEOUT_S)
         await self._echoes(recorder.session_id)
         self._stopping = True
         try:
-            await asyncio.wait_for(asyncio.shield(self._recording), STOP_WAIT_S)
+            await asyncio.wait_for(asyncio.shield(recording), STOP_WAIT_S)
         except asyncio.TimeoutError:
-            self._recording.cancel()
+            recording.cancel()
             note = (note + "; " if note else "") + "the watch was away when the recording ended"
         except (WearsError, asyncio.CancelledError):
             pass
@@ -327,11 +326,11 @@ class SessionEngine:
                     ok, detail = False, f"lasts {duration:.1f} s, the protocol says {clip.duration_s:.1f} s"
                 check(f"plays {clip.id}", ok, detail)
         pre = self.protocol.preflight
-        connected = self.watch is not None
-        check("watch connected", connected, self.watch_info.get("address") or "no watch connected")
-        if connected:
+        watch = self.watch
+        check("watch connected", watch is not None, self.watch_info.get("address") or "no watch connected")
+        if watch is not None:
             try:
-                self.watch_status = await self.watch.status()
+                self.watch_status = await watch.status()
             except WearsError as e:
                 check("watch status", False, str(e))
             st = self.watch_status
