@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -19,14 +20,19 @@ from bleak.exc import BleakError
 from watch import protocol as P
 from wears.ble.virtual import VirtualBleakClient
 from wears.db import Study
+from wears.export_data import export_bids
 from wears.paths import DEFAULT_BOARD, HARDWARE
+from wears.session.app import open_run
 from wears.session.clips import write_trial_study
+from wears.session.engine import SessionEngine
+from wears.session.protocol import load_protocol
 from wears.sim.fault_scenario import check_samples
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
 from . import RUN_TIMEOUT_S
 from .session_driver import browser, pass_preflight, session_server, take_form, until
+from .waiting import samples_stored
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +173,61 @@ def test_the_clip_cut_by_the_lost_watch_keeps_its_events_on_the_samples_timeline
     ppg = study.stream(seen["session"], P.PPG)
     start_s, end_s = ppg.first_index / ppg.rate_hz, (ppg.first_index + len(ppg.samples)) / ppg.rate_hz
     assert start_s <= onset_s < offset_s <= end_s
+
+
+def test_a_watch_that_reboots_mid_clip_keeps_the_clip_on_one_timeline_in_the_export(tmp_path):
+    """The engine without a browser (the page's messages sent as the page sends them): the watch
+    reboots during a clip, the recorder follows it into its new boot, and the clip's label and
+    both boots' samples end up on one timeline, in the database and in the BIDS export."""
+    protocol_path = write_trial_study(tmp_path, per_language=1, seconds=3.0, baseline_s=0, washout_s=0)
+    protocol = load_protocol(protocol_path)
+    synthetic(8, rest_s=300, episode_s=60, n_episodes=1).write(tmp_path / "p.wscn")
+    study = Study.open(tmp_path / "study.db")
+    seen: dict = {}
+
+    async def run():
+        async with VirtualWatch(tmp_path / "p.wscn", flash_dir=tmp_path / "flash", speed=SPEED) as vw:
+            store, _ = open_run(study, protocol_path, "P06", "en")
+            engine = SessionEngine(study, protocol, store, backend=VirtualBleakClient)
+            await engine.connect_watch(vw.address)
+            await until(lambda: study.sample_count(engine.recorder.session_id, P.PPG) >= 1000, 60,
+                        "samples enough for the first boot's clock fit")
+            await engine.start(force=True)
+            step = engine.step
+            assert engine.current.kind == "clip"
+            seen["onset"] = time.monotonic()
+            await engine.participant_message({"type": "onset", "step": step, "host": seen["onset"], "media_s": 0})
+            await vw.reboot()
+            await until(lambda: engine.watch is not None and engine.recorder.stats.state == "recording"
+                        and engine.recorder.stats.boot == 2, 60, "the watch's second boot recording")
+            await samples_stored(study, study.sample_count(engine.recorder.session_id, P.PPG) + 300,
+                                 session_id=engine.recorder.session_id)
+            seen["offset"] = time.monotonic()
+            await engine.participant_message({"type": "offset", "step": step, "host": seen["offset"]})
+            await engine.participant_message({"type": "rating", "step": engine.step,
+                                              "values": {"valence": 8, "arousal": 4}})
+            while engine.status == "running":
+                await engine.participant_message({"type": "attention", "step": engine.step, "value": 3})
+                await asyncio.sleep(0.05)
+            seen["trial"], seen["session"] = store.last_done_clip_trial(step), store.sessions()[0]
+            await vw.shut_down()
+
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
+    sid = seen["session"]
+    assert study.session(sid)["status"] == "complete" and study.boots(sid) == [1, 2]
+    check = check_samples(study, sid, tmp_path / "flash" / "log", tmp_path / "log-copy")
+    assert check["missing"] == check["duplicates"] == check["unexpected"] == 0
+    # The clip lasted (offset - onset) host seconds: that many times SPEED on the first boot's clock.
+    (onset_s, offset_s), = study.conn.execute("SELECT onset_s, offset_s FROM trials WHERE id=?",
+                                              (seen["trial"],)).fetchall()
+    assert offset_s - onset_s == pytest.approx(SPEED * (seen["offset"] - seen["onset"]), abs=0.2)
+    assert study.annotations(sid)[-1] == pytest.approx((onset_s, offset_s, "pleasant"))
+    # Exported, the second boot begins inside the clip's labelled interval, as it did.
+    export_bids(study, tmp_path / "bids", sessions=[sid])
+    beh = tmp_path / "bids" / "sub-P06" / f"ses-{sid}" / "beh"
+    side = json.loads((beh / f"sub-P06_ses-{sid}_task-wears_recording-ppg_physio.json").read_text())
+    second = side["WatchBoots"][1]
+    start_s = side["StartTime"] + second["FirstRow"] / side["SamplingFrequency"]
+    events = [line.split("\t") for line in (beh / f"sub-P06_ses-{sid}_task-wears_events.tsv").read_text().splitlines()]
+    onset, duration = next((float(e[0]), float(e[1])) for e in events if e[2] == "pleasant")
+    assert onset < start_s < onset + duration
