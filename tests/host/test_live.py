@@ -116,6 +116,7 @@ class _CableBreaksOnce(SerialBleakClient):
 
 @pytest.mark.slow
 def test_a_watch_whose_link_breaks_is_reconnected_and_its_missing_samples_shown(tmp_path):
+    _CableBreaksOnce.broken = _CableBreaksOnce.seen = 0  # the same in a second run of the test
     path = tmp_path / "p05.wscn"
     synthetic(15, participant="P05", rest_s=30, episode_s=30, n_episodes=1).write(path)
     console = Console(record=True, width=220, file=io.StringIO())

@@ -100,6 +100,7 @@ async def _run_with_a_lost_watch(b, study, protocol, address, seen: dict) -> Non
 
 @pytest.fixture(scope="module")
 def lost_watch(tmp_path_factory):
+    OutOfRange.away = False
     work = tmp_path_factory.mktemp("reconnect")
     protocol = write_trial_study(work, per_language=1, seconds=3.0)
     synthetic(6, rest_s=300, episode_s=60, n_episodes=1).write(work / "p.wscn")
