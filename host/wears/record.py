@@ -441,7 +441,7 @@ class Recorder:
         """Ask for [lo, hi) until every record the watch holds of it arrived; the rest is lost."""
         prev = self.stats.state
         self._set_state("backfilling")
-        for attempt in range(_BACKFILL_TRIES):
+        for _ in range(_BACKFILL_TRIES):
             self._backfill_done.clear()
             self._backfill_got = 0
             try:
@@ -450,8 +450,7 @@ class Recorder:
                 continue
             if held:
                 try:
-                    # Longer each time: a host or watch slowed down by load is not a watch that lost records.
-                    await asyncio.wait_for(self._backfill_done.wait(), (2.0 + 0.02 * held) * 2 ** attempt)
+                    await asyncio.wait_for(self._backfill_done.wait(), 2.0 + 0.02 * held)
                 except asyncio.TimeoutError:
                     pass  # the end marker was dropped: what is still missing is asked again
             if client.disconnected.is_set():
