@@ -49,8 +49,7 @@ class SessionClock:
     def __init__(self, study: Study, session_id: int) -> None:
         self.session_id = session_id
         self.fits = clock_fits(study, session_id)
-        boots = study.boots(session_id)
-        self.first_boot = boots[0] if boots else 0
+        self.first_boot = study.first_boot(session_id)
 
     def host_clock(self, boot: int | None = None) -> HostClock | None:
         fit = self.fits.get(self.first_boot if boot is None else boot)

@@ -58,19 +58,16 @@ class SessionTimeline:
         self.study = study
         self.session_id = session_id
 
-    def _first_boot(self) -> int:
-        row = self.study.conn.execute("SELECT MIN(boot) FROM stream_info WHERE session_id=? AND stream=?",
-                                      (self.session_id, P.PPG)).fetchone()
-        return 0 if row is None or row[0] is None else row[0]
-
     def pings(self) -> np.ndarray:
+        boot = self.study.first_boot(self.session_id)
         rows = self.study.conn.execute("SELECT host_sent, host_received, tick FROM clock_sync WHERE session_id=? "
-                                       "AND boot=? ORDER BY host_sent", (self.session_id, self._first_boot())).fetchall()
+                                       "AND boot=? ORDER BY host_sent", (self.session_id, boot)).fetchall()
         return np.array(rows, dtype=float).reshape(-1, 3)
 
     def tick0(self) -> int | None:
+        boot = self.study.first_boot(self.session_id)
         row = self.study.conn.execute("SELECT tick0 FROM stream_info WHERE session_id=? AND stream=? AND boot=?",
-                                      (self.session_id, P.PPG, self._first_boot())).fetchone()
+                                      (self.session_id, P.PPG, boot)).fetchone()
         return None if row is None else row[0]
 
     def seconds(self, host_time: float, pings: np.ndarray | None = None) -> float | None:
