@@ -14,6 +14,7 @@ import pytest
 
 from watch import protocol as P
 from wears.ble.virtual import VirtualBleakClient
+from wears.clock import sample_times
 from wears.db import Study
 from wears.export_data import export_bids, export_tables
 from wears.record import record
@@ -27,7 +28,10 @@ from .waiting import samples_stored
 pytestmark = pytest.mark.slow
 
 SPEED = 4
-MAX_HOST_ERROR_MS = 30.0  # the fit against the true clock: 6.7 ms measured here at speed 4 (about 1 ms at real speed: tools/bench/faults.py)
+# Against the true clock, a gross bound: mapped through the wrong boot's fit a sample would be
+# seconds off. The fit itself is as good as its pings: at speed 4 with a few pings per boot,
+# 7 to 31 ms were measured here under load (about 1 ms at real speed: tools/bench/faults.py).
+MAX_HOST_ERROR_MS = 100.0
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,11 @@ def test_every_sample_is_exported_once_in_time_order_on_the_true_clock(rebooted)
         assert np.all(np.diff(table["host_time_s"]) > 0)  # one timeline, in the order taken
         true = _truth(study, sid, work, table["boot"].to_numpy(), table["device_time_s"].to_numpy() * 1000)
         assert np.max(np.abs(table["host_time_s"] - true)) * 1000 < MAX_HOST_ERROR_MS
+        # Exactly each boot's stored clock fit, as the recording computed it (wears.clock.sample_times).
+        for boot, (index, host) in sample_times(study, sid, stream).items():
+            rows = table[table["boot"] == boot]
+            np.testing.assert_array_equal(rows["index"], index)
+            np.testing.assert_allclose(rows["host_time_s"], host, rtol=0, atol=1e-6)
         parquet = pd.read_parquet(files[f"session-{sid}_P01_{name}.parquet"])
         pd.testing.assert_frame_equal(parquet, table, check_dtype=False, rtol=0, atol=1e-6)
     # The samples of both boots together: as many as the watch logged for the session.
