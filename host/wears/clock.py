@@ -70,6 +70,10 @@ class ClockFit:
         """Host time (s) of device ticks (ms, fractional allowed)."""
         return self.offset_s + self.rate * (np.asarray(tick_ms, dtype=np.float64) - self.origin_tick) / 1000.0
 
+    def tick(self, host_s: np.ndarray | float) -> np.ndarray:
+        """The device tick (ms, fractional) at host times (s): the inverse of `host_time`."""
+        return self.origin_tick + (np.asarray(host_s, dtype=np.float64) - self.offset_s) / self.rate * 1000.0
+
     def as_dict(self) -> dict:
         return {**asdict(self), "drift_ppm": self.drift_ppm}
 

@@ -337,6 +337,17 @@ class Study:
                           (status, _now(), note, session_id))
         self.conn.commit()
 
+    def discard_session(self, session_id: int) -> None:
+        """Remove a session that never received data (a watch that could not be reached)."""
+        if self.conn.execute("SELECT 1 FROM chunks WHERE session_id=? LIMIT 1", (session_id,)).fetchone():
+            raise WearsError(f"session {session_id} holds samples; it is kept")
+        tables = [name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                  if any(col[1] == "session_id" for col in self.conn.execute(f"PRAGMA table_info({name})"))]
+        for name in tables:
+            self.conn.execute(f"DELETE FROM {name} WHERE session_id=?", (session_id,))
+        self.conn.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+        self.conn.commit()
+
     def sessions(self) -> list[dict]:
         cur = self.conn.execute(
             "SELECT s.id, s.participant_id, s.source, s.status, s.started_at, s.ended_at, s.note, "
@@ -485,31 +496,40 @@ class Study:
         return self.conn.execute("SELECT COALESCE(SUM(count), 0) FROM chunks WHERE session_id=? AND stream=?",
                                  (session_id, stream)).fetchone()[0]
 
+    def first_boot(self, session_id: int) -> int:
+        """The watch boot a session's PPG sample timeline (annotations, trials) belongs to: its first."""
+        row = self.conn.execute("SELECT COALESCE((SELECT MIN(boot) FROM stream_info WHERE session_id=? AND stream=?), "
+                                "(SELECT MIN(boot) FROM stream_info WHERE session_id=?), 0)",
+                                (session_id, P.PPG, session_id)).fetchone()
+        return row[0]
+
     def stream(self, session_id: int, stream: int) -> StreamData:
-        """The longest contiguous run of a stream's samples (a lost chunk splits the data)."""
+        """The longest contiguous run of a stream's samples (a lost chunk splits the data) in the
+        session's first boot, the boot its annotations are timed in: the streams of a session
+        with a reboot are then all from one boot and its labels line up (the later boots are in
+        `wears.export_data.read_stream`)."""
         if not self.conn.execute("SELECT 1 FROM stream_info WHERE session_id=? AND stream=?",
                                  (session_id, stream)).fetchone():
             raise WearsError(f"session {session_id} has no {P.STREAM_NAMES.get(stream, stream)} stream")
         dtype = np.dtype("<u4") if P.SAMPLE_FORMATS[stream][1] == "I" else np.dtype("<i2")
+        boot = self.first_boot(session_id)
         rows = self.conn.execute("SELECT boot, first_index, count, data FROM chunks WHERE session_id=? AND stream=? "
-                                 "ORDER BY boot, first_index", (session_id, stream)).fetchall()
+                                 "AND boot=? ORDER BY first_index", (session_id, stream, boot)).fetchall()
         if not rows:
-            raise WearsError(f"session {session_id} has no {P.STREAM_NAMES[stream]} samples")
+            raise WearsError(f"session {session_id} has no {P.STREAM_NAMES[stream]} samples"
+                             + (f" in its first boot ({boot})" if boot else ""))
         runs: list[list[tuple[int, int, int, bytes]]] = [[rows[0]]]
         gaps = 0
         for row in rows[1:]:
-            prev_boot, prev_first, prev_count, _ = runs[-1][-1]
+            _, prev_first, prev_count, _ = runs[-1][-1]
             expected = prev_first + prev_count
-            if row[0] != prev_boot:  # the watch rebooted: its indices start again
-                runs.append([row])
-            elif row[1] == expected:
+            if row[1] == expected:
                 runs[-1].append(row)
             elif row[1] > expected:
                 gaps += row[1] - expected
                 runs.append([row])
             # An overlapping chunk (re-sent with a different split) adds nothing new here.
         best = max(runs, key=lambda run: sum(r[2] for r in run))
-        boot = best[0][0]
         channels, rate_mhz, unit = self.conn.execute(
             "SELECT channels, rate_mhz, unit FROM stream_info WHERE session_id=? AND stream=? ORDER BY boot = ? DESC",
             (session_id, stream, boot)).fetchone()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ class RecordingStats:
     lost_records: int = 0
     boot: int = 0
     log: LogInfo | None = None
-    state: str = "connecting"  # connecting, recording, backfilling, complete, interrupted
+    state: str = "connecting"  # connecting, recording, reconnecting, backfilling, complete, interrupted
     clock: dict[int, dict] = field(default_factory=dict)  # per boot: the clock fit's figures
 
     def seconds(self, stream: int = P.PPG) -> float:
@@ -153,6 +153,9 @@ class Recorder:
         reconnect_s: give up after this long without a connection (WatchDisconnected).
         on_packet: called with every live packet (a live view).
         prepare: awaited with the client after each connection, before streaming (e.g. a model upload).
+        on_state: called with the new state each time `stats.state` changes (a dashboard).
+        ping_every_s: mean interval of the clock-sync pings (jittered by +-50 %).
+        connect_s: give up on the first connection after this long (default `reconnect_s`).
 
     Everything it holds about the session's flash log lives in the database, so a Recorder
     made for the same session after a crash carries on where the last one committed.
@@ -161,7 +164,9 @@ class Recorder:
     def __init__(self, study: Study, session_id: int, address: Any, *, backend: type | None = None,
                  mask: int = 0x07, reconnect_s: float = 60.0,
                  on_packet: Callable[[str, Packet], None] | None = None,
-                 prepare: Callable[[WatchClient], Awaitable[None]] | None = None) -> None:
+                 prepare: Callable[[WatchClient], Awaitable[None]] | None = None,
+                 on_state: Callable[[str], None] | None = None, ping_every_s: float = _PING_EVERY_S,
+                 connect_s: float | None = None) -> None:
         self.study = study
         self.session_id = session_id
         self.address = address
@@ -169,9 +174,13 @@ class Recorder:
         self.mask = mask
         self.reconnect_s = reconnect_s
         self.prepare = prepare
+        self.on_state = on_state
+        self.ping_every_s = ping_every_s
+        self.connect_s = reconnect_s if connect_s is None else connect_s
         self.writer = SessionWriter(study, session_id, on_packet)
         self.stats = self.writer.stats
         self.client: WatchClient | None = None
+        self._link: WatchClient | None = None  # the client being connected or connected
         self._received = RangeSet()
         self._lost = RangeSet()
         self._start_lsn: int | None = None
@@ -180,6 +189,12 @@ class Recorder:
         self._backfill_done = asyncio.Event()
         self._backfill_got = 0
         self._load()
+
+    def _set_state(self, state: str) -> None:
+        if state != self.stats.state:
+            self.stats.state = state
+            if self.on_state:
+                self.on_state(state)
 
     # State in the database ----------------------------------------------------------------
 
@@ -244,6 +259,9 @@ class Recorder:
         self.writer.store(rec.packet, rec.boot)
 
     def _packet(self, channel: str, packet: Packet) -> None:
+        log = self._link.log if self._link is not None else None
+        if log is not None:  # what a new boot sends as the link opens already belongs to it
+            self._boot_seen(log.boot)
         if channel == "stream":
             self.writer.show(channel, packet)  # stored through _record already; a live view still sees it
             return
@@ -252,6 +270,15 @@ class Recorder:
             self._end_lsn = max(self._end_lsn, packet.next_lsn)
             self._backfill_done.set()
         self.writer.handle(channel, packet)
+
+    def _boot_seen(self, boot: int) -> None:
+        """The watch says which boot it is in: a new one restarts its ticks and sample indices."""
+        if boot != self.stats.boot:
+            if self.stats.boot:
+                self.study.add_event(self.session_id, 0, boot, source="host", boot=boot,
+                                     text=f"the watch rebooted (boot {self.stats.boot} -> {boot})")
+            self.stats.boot = self.writer.boot = boot
+            self.stats.next_index.clear()
 
     # The recording ------------------------------------------------------------------------
 
@@ -265,10 +292,11 @@ class Recorder:
         finished = False
         backoff = _BACKOFF_S[0]
         lost_since = time.monotonic()
+        give_up_s = self.connect_s  # until the first connection; reconnect_s after it
         while True:
             try:
-                self.stats.state = "connecting"
                 client = await self._connect()
+                give_up_s = self.reconnect_s
                 backoff = _BACKOFF_S[0]
                 try:
                     if not finished:
@@ -290,10 +318,10 @@ class Recorder:
                     # All that was asked for is stored; only the watch's acknowledgement may be
                     # missing (it went away, e.g. powered off): its log keeps those records.
                     return self.stats
-                if time.monotonic() - lost_since > self.reconnect_s:
-                    raise WatchDisconnected(f"{_name(self.address)}: no connection for {self.reconnect_s:g} s ({e})"
-                                            ) from e
+                if time.monotonic() - lost_since > give_up_s:
+                    raise WatchDisconnected(f"{_name(self.address)}: no connection for {give_up_s:g} s ({e})") from e
                 self.stats.reconnects += 1
+                self._set_state("reconnecting")
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(_BACKOFF_S[1], backoff * 2)
 
@@ -301,6 +329,7 @@ class Recorder:
         client = WatchClient(self.address, backend=self.backend, on_packet=self._packet,
                              on_bad_packet=self.writer.bad_packet, on_record=self._record, timeout=_COMMAND_TIMEOUT_S)
         self._backfill_got = 0
+        self._link = client
         await client.connect()
         self.client = client
         log = client.log
@@ -309,12 +338,7 @@ class Recorder:
         self.stats.log = log
         if self._start_lsn is None:
             self._start_lsn = log.next_lsn
-        if log.boot != self.stats.boot:
-            if self.stats.boot:
-                self.study.add_event(self.session_id, 0, log.boot, source="host", boot=log.boot,
-                                     text=f"the watch rebooted (boot {self.stats.boot} -> {log.boot})")
-            self.stats.boot = self.writer.boot = log.boot
-            self.stats.next_index.clear()
+        self._boot_seen(log.boot)
         self._end_lsn = max(self._end_lsn, log.next_lsn)
         self._save()
         if self.prepare:
@@ -324,7 +348,7 @@ class Recorder:
     async def _stream(self, client: WatchClient, done: Callable[[RecordingStats], bool],
                       progress: Callable[[RecordingStats], None] | None) -> None:
         await _again(lambda: client.start(self.mask))
-        self.stats.state = "recording"
+        self._set_state("recording")
         pinger = asyncio.create_task(self._pings(client, progress))
         try:
             next_ack = 0.0
@@ -355,11 +379,11 @@ class Recorder:
             await self._ping(client)
             if progress:
                 progress(self.stats)
-            await asyncio.sleep(_PING_EVERY_S * (0.5 + random.random()))
+            await asyncio.sleep(self.ping_every_s * (0.5 + random.random()))
 
     async def _finish(self, client: WatchClient) -> None:
         """Stop the streams, then fetch every record of the session the host does not hold."""
-        self.stats.state = "backfilling"
+        self._set_state("backfilling")
         await _again(lambda: client.stop(self.mask))
         log = await _again(client.log_info)
         self._end_lsn = max(self._end_lsn, log.next_lsn)
@@ -397,18 +421,26 @@ class Recorder:
             except CommandTimeout:
                 pass  # the reply was lost: acknowledged again, now or with the next one
 
-    def _next_gap(self, end: int) -> tuple[int, int] | None:
+    def pending(self) -> int:
+        """Records the watch logged that the host does not hold yet (nor knows to be lost)."""
+        return sum(b - a for a, b in self._gaps(self._end_lsn))
+
+    def _gaps(self, end: int) -> Iterator[tuple[int, int]]:
+        """The ranges of the session's records before `end` neither held nor lost for good."""
         if self._start_lsn is None:
-            return None
+            return
         for a, b in self._received.missing(self._start_lsn, end):
-            for c, d in self._lost.missing(a, b):
-                return c, min(d, c + _BACKFILL_MAX)
+            yield from self._lost.missing(a, b)
+
+    def _next_gap(self, end: int) -> tuple[int, int] | None:
+        for c, d in self._gaps(end):
+            return c, min(d, c + _BACKFILL_MAX)
         return None
 
     async def _backfill(self, client: WatchClient, lo: int, hi: int) -> None:
         """Ask for [lo, hi) until every record the watch holds of it arrived; the rest is lost."""
         prev = self.stats.state
-        self.stats.state = "backfilling"
+        self._set_state("backfilling")
         for _ in range(_BACKFILL_TRIES):
             self._backfill_done.clear()
             self._backfill_got = 0
@@ -426,7 +458,7 @@ class Recorder:
             if not held or (self._backfill_done.is_set() and self._backfill_got >= held):
                 break  # all the watch holds of the range has come: the rest is gone
         self._give_up(lo, hi)
-        self.stats.state = prev
+        self._set_state(prev)
 
     def _give_up(self, lo: int, hi: int) -> None:
         for a, b in list(self._received.missing(lo, hi)):
@@ -462,6 +494,24 @@ class Recorder:
         return lost
 
 
+    def close(self, status: str, note: str | None = None) -> None:
+        """End the session as `status`: commit, fit the clocks, count what the sequence numbers
+        say was lost, store the collection's figures as provenance."""
+        self.commit()
+        try:
+            self.fit_clocks()
+        except WearsError:
+            pass  # no pings: the session keeps its raw data without a fit
+        self.count_lost_samples()
+        study, sid, stats = self.study, self.session_id, self.stats
+        study.count_packets(sid, lost=stats.lost_records)
+        study.set_provenance(sid, "collection", {"backfilled": stats.backfilled, "duplicates": stats.duplicates,
+                                                 "reconnects": stats.reconnects, "lost_records": stats.lost_records,
+                                                 "lost_samples": stats.lost_samples, "clock": stats.clock})
+        self._set_state(status)
+        study.end_session(sid, status, note)
+
+
 async def _again(command: Callable[[], Awaitable[Any]]) -> Any:
     """An idempotent command, sent again when its reply is lost."""
     for _ in range(_TRIES - 1):
@@ -474,6 +524,16 @@ async def _again(command: Callable[[], Awaitable[Any]]) -> Any:
 
 def _name(address: Any) -> str:
     return getattr(address, "address", None) or str(address)
+
+
+def new_recording(study: Study, address: Any, participant: str, *, backend: type | None = None, board: str = "",
+                  name: str = "") -> int:
+    """A new session for recording the watch at `address` (an address, a name or a bleak
+    device), its device row and source taken from the address and the backend."""
+    name = name or getattr(address, "name", None) or ""
+    addr = getattr(address, "address", address)
+    source = getattr(backend, "session_source", "virtual") if backend is not None else "ble"
+    return study.new_session(participant, device=(addr, name, board), source=source)
 
 
 async def record(study: Study, address: Any, *, participant: str = "", duration_s: float | None = None,
@@ -508,8 +568,6 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
     """
     if duration_s is None and until_s is None:
         raise WearsError("record needs duration_s or until_s")
-    name = getattr(address, "name", None) or ""
-    addr = getattr(address, "address", address)
     if resume is not None:
         session = study.session(resume)
         if session["status"] == "complete":
@@ -519,8 +577,7 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
         study.add_event(sid, 0, 0, source="host", text="recording resumed")
         study.commit()
     else:
-        sid = study.new_session(participant, device=(addr, name, board),
-                                source=getattr(backend, "session_source", "virtual") if backend is not None else "ble")
+        sid = new_recording(study, address, participant, backend=backend, board=board)
         study.set_provenance(sid, "host_clock", {"monotonic_s": time.monotonic(), "unix_s": time.time()})
         study.set_provenance(sid, "record_target", {"duration_s": duration_s, "until_s": until_s, "mask": mask})
         if annotations:
@@ -536,37 +593,11 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
     try:
         await recorder.run(done, progress)
     except WatchDisconnected as e:
-        _close(recorder, "interrupted", f"watch disconnected after {recorder.stats.seconds():.1f} s of samples")
+        recorder.close("interrupted", f"watch disconnected after {recorder.stats.seconds():.1f} s of samples")
         raise WatchDisconnected(f"{e}; everything received is kept in {study.path}, session {sid} "
                                 "(marked interrupted; wears record --resume carries it on)") from e
     except BaseException:
-        _close(recorder, "interrupted", "recording stopped by the host")
+        recorder.close("interrupted", "recording stopped by the host")
         raise
-    _close(recorder, "complete")
+    recorder.close("complete")
     return sid, recorder.stats
-
-
-def _close(recorder: Recorder, status: str, note: str | None = None) -> None:
-    """Commit, fit the clocks, count what the sequence numbers say was lost, close the session."""
-    recorder.commit()
-    try:
-        recorder.fit_clocks()
-    except WearsError:
-        pass  # no pings: the session keeps its raw data without a fit
-    recorder.count_lost_samples()
-    study, sid = recorder.study, recorder.session_id
-    study.count_packets(sid, lost=recorder.stats.lost_records)
-    stats = recorder.stats
-    study.set_provenance(sid, "collection", {"backfilled": stats.backfilled, "duplicates": stats.duplicates,
-                                             "reconnects": stats.reconnects, "lost_records": stats.lost_records,
-                                             "lost_samples": stats.lost_samples, "clock": stats.clock})
-    stats.state = status
-    study.end_session(sid, status, note)
-
-
-def finish_recording(writer: SessionWriter, client: WatchClient, status: str, note: str | None = None) -> None:
-    """Close a session recorded by a plain `SessionWriter` over one connection (how a labelling
-    session records): commit, count the packets the sequence numbers say were lost, close."""
-    writer.commit()
-    writer.study.count_packets(writer.session_id, lost=sum(t.lost for t in client.sequences.values()))
-    writer.study.end_session(writer.session_id, status, note)

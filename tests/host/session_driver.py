@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from wears.ble.virtual import VirtualBleakClient, VirtualBleakScanner
@@ -16,17 +16,12 @@ from wears.db import Study
 from wears.session.app import open_run, serve
 from wears.session.server import SessionServer
 
+from .waiting import until
+
+__all__ = ["answer_rating", "browser", "pass_preflight", "session_server", "take_form", "until"]
+
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = ["--autoplay-policy=no-user-gesture-required", "--mute-audio"]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Wait for `condition()` (polled); fails with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -45,11 +40,11 @@ async def browser() -> AsyncIterator:
 
 @contextlib.asynccontextmanager
 async def session_server(study: Study, protocol: Path, participant: str, language: str, address: str | None,
-                         *, port: int = 0) -> AsyncIterator[SessionServer]:
+                         *, port: int = 0, backend: type = VirtualBleakClient) -> AsyncIterator[SessionServer]:
     """`serve` in a task, connected to the virtual watch at `address` (None: paired later); yields the server."""
     store, _ = open_run(study, protocol, participant, language)
     ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.ensure_future(serve(study, protocol, store, address=address, backend=VirtualBleakClient,
+    task = asyncio.ensure_future(serve(study, protocol, store, address=address, backend=backend,
                                        scanner_backend=VirtualBleakScanner, port=port,
                                        ready=lambda server: ready.set_result(server)))
     done, _ = await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
@@ -93,3 +88,10 @@ async def answer_rating(participant, step: int, values: tuple[int, ...], how: st
         button = participant.locator(f'.scale button[data-scale="{scale}"][data-value="{v}"]')
         await (button.tap() if how == "touch" else button.click())
     await (participant.locator("#next").tap() if how == "touch" else participant.click("#next"))
+
+
+async def take_form(participant, engine, values: tuple[int, ...], how: str = "mouse") -> None:
+    """Answer the rating or attention form the run shows now, and wait for the engine to take it."""
+    step = engine.current
+    await answer_rating(participant, step.index, values, how)
+    await until(lambda: engine.step != step.index, 20, f"the {step.kind} form to be taken")

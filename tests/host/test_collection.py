@@ -20,6 +20,9 @@ from wears.sim.fault_scenario import check_samples, run_fault_scenario
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
+from .waiting import samples_stored
+
 pytestmark = pytest.mark.slow
 
 
@@ -53,7 +56,7 @@ def test_a_recording_through_lossy_links_backfills_what_the_radio_lost(scenario_
             await vw.shut_down()
             return sid, stats
 
-    sid, stats = asyncio.run(asyncio.wait_for(run(), 180))
+    sid, stats = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert stats.backfilled > 0 and stats.duplicates > 0 and stats.reconnects >= 2
     check = check_samples(study, sid, tmp_path / "flash" / "log", tmp_path / "copy")
     assert check["missing"] == check["duplicates"] == check["unexpected"] == 0
@@ -77,7 +80,7 @@ def test_watches_are_found_by_name_and_recorded_side_by_side(scenario_path, tmp_
             watches = [LabWatch("WEARS-LAB-A", "P01"), LabWatch(b.address, "P02")]
             return await record_lab(study, watches, duration_s=8, backend=VirtualBleakClient)
 
-    watches = asyncio.run(asyncio.wait_for(run(), 180))
+    watches = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert [w.error for w in watches] == [None, None]
     assert watches[0].session_id != watches[1].session_id
     for w in watches:
@@ -127,8 +130,7 @@ def test_a_power_cut_mid_recording_loses_nothing_the_flash_log_kept(scenario_pat
     async def run():
         async with VirtualWatch(scenario_path, flash_dir=tmp_path / "flash", speed=4) as vw:
             async def cut():
-                while study.sample_count(1, P.PPG) < 800:
-                    await asyncio.sleep(0.05)
+                await samples_stored(study, 800)
                 await vw.reboot(power_cut=True)  # no clean shutdown: the open segment is gone
 
             cutter = asyncio.ensure_future(cut())
@@ -137,7 +139,7 @@ def test_a_power_cut_mid_recording_loses_nothing_the_flash_log_kept(scenario_pat
             await vw.shut_down()
             return sid, stats
 
-    sid, stats = asyncio.run(asyncio.wait_for(run(), 180))
+    sid, stats = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     check = check_samples(study, sid, tmp_path / "flash" / "log", tmp_path / "copy")
     assert check["missing"] == check["duplicates"] == 0  # all the log kept is stored, once
     assert study.log_state(sid)["boot"] == 2 and len(study.boots(sid)) == 2

@@ -116,3 +116,15 @@ def test_annotations_and_predictions_round_trip(study):
     assert study.annotations(sid) == [(0.0, 60.0, "rest"), (60.0, 150.0, "pleasant")]
     assert study.predictions(sid)[0]["proba"] == [40, 215]
     np.testing.assert_equal(study.sample_count(sid, P.PPG), 0)
+
+
+def test_a_streams_samples_for_training_come_from_the_first_boot_its_labels_are_timed_in(tmp_path):
+    study = Study.open(tmp_path / "s.db")
+    sid = study.new_session("P01")
+    for boot, n in ((1, 50), (2, 200)):  # the watch rebooted; its second boot recorded longer
+        for stream, channels in ((P.PPG, 2), (P.ACC, 3)):
+            study.add_stream_info(sid, stream, channels, 100000, 1.0, 0, boot=boot)
+            study.add_chunk(sid, stream, 0, n, 0, bytes(n * P.SAMPLE_SIZES[stream]), boot=boot)
+    assert study.first_boot(sid) == 1
+    ppg, acc = study.stream(sid, P.PPG), study.stream(sid, P.ACC)
+    assert (ppg.boot, len(ppg.samples)) == (acc.boot, len(acc.samples)) == (1, 50)

@@ -17,6 +17,9 @@ from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 from wears.train import TrainedModel, build_dataset, default_model
 
+from . import RUN_TIMEOUT_S
+from .waiting import samples_stored
+
 pytestmark = pytest.mark.slow
 
 
@@ -99,7 +102,7 @@ def test_uploaded_model_runs_on_the_watch_and_a_bad_blob_is_refused(recorded, sc
                 while sum(1 for p in predictions if p.type == P.PREDICTION) < 3:
                     await asyncio.sleep(0.05)
 
-    asyncio.run(asyncio.wait_for(run(), 120))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     got = [p for p in predictions if p.type == P.PREDICTION]
     assert {p.model_id for p in got} == {info["model_id"]}
     assert all(sum(p.proba) in range(250, 261) for p in got)
@@ -129,7 +132,7 @@ def test_model_on_baseline_subtracted_features_predicts_after_the_calibration_ph
                 while sum(1 for p in packets if p.type == P.PREDICTION) < 2:
                     await asyncio.sleep(0.05)
 
-    asyncio.run(asyncio.wait_for(run(), 120))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     loaded = next(p.tick for p in packets if p.type == P.EVENT and p.code == P.EV_MODEL_LOADED)
     first = min(p.tick for p in packets if p.type == P.PREDICTION)
     calibration = [p for p in packets if p.type == P.HEART_RATE and loaded <= p.tick < first]
@@ -144,8 +147,7 @@ def test_watch_that_vanishes_mid_recording_keeps_what_arrived(scenario_file, tmp
     async def run():
         async with VirtualWatch(path, flash_dir=tmp_path / "flash", speed=20) as vw:
             async def kill_later():
-                while study.sample_count(1, P.PPG) < 1000:
-                    await asyncio.sleep(0.05)
+                await samples_stored(study, 1000)
                 vw.kill()
             killer = asyncio.ensure_future(kill_later())
             with pytest.raises(WatchDisconnected, match="kept in"):
@@ -153,7 +155,7 @@ def test_watch_that_vanishes_mid_recording_keeps_what_arrived(scenario_file, tmp
                              reconnect_s=2)
             await killer
 
-    asyncio.run(asyncio.wait_for(run(), 120))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     session = study.sessions()[0]
     assert session["status"] == "interrupted"
     assert study.sample_count(session["id"], P.PPG) >= 1000

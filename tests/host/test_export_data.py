@@ -75,11 +75,57 @@ def test_read_stream_keeps_each_sample_once_with_its_index_and_counts_the_gap(st
     np.testing.assert_allclose(t.device_ms()[:2], [500, 510])
 
 
-def test_a_session_across_a_reboot_is_refused_rather_than_mixing_two_timelines(study):
-    study.add_chunk(2, P.PPG, 0, 40, 0, _ppg(0, 40).tobytes(), boot=2)  # indices start again after a reboot
+def _rebooted_session(study: Study) -> int:
+    """A session: boot 1 from host second 1000 (PPG 0..99), the watch reboots, boot 2 from host
+    second 1003.004 (PPG indices start again at 0, its clock at tick 40), with pings for both."""
+    sid = study.new_session("P03", device=("AA:BB:CC:DD:EE:03", "WEARS-3", "esp32s3-wrist"))
+    study.add_stream_info(sid, P.PPG, 2, 100000, 1.0, 0, boot=1)
+    study.add_stream_info(sid, P.PPG, 2, 100000, 1.0, 40, boot=2)
+    study.add_chunk(sid, P.PPG, 0, 100, 0, _ppg(0, 100).tobytes(), boot=1)
+    study.add_chunk(sid, P.PPG, 0, 60, 40, _ppg(0, 60).tobytes(), boot=2)
+    study.add_chunk(sid, P.PPG, 30, 30, 340, _ppg(30, 30).tobytes(), boot=2)  # a duplicate re-split
+    study.add_event(sid, P.EV_BOOT, 0, tick=10, boot=2)
+    for boot, host0 in ((1, 1000.0), (2, 1003.004)):
+        for tick in range(0, 2000, 100):
+            study.add_clock_sync(sid, host0 + tick / 1000 - 0.002, host0 + tick / 1000 + 0.002, tick, boot=boot)
+    study.commit()
+    return sid
+
+
+def test_a_session_across_a_reboot_exports_each_boot_on_its_own_clock_in_time_order(study, tmp_path):
+    sid = _rebooted_session(study)
+    table = read_stream(study, sid, P.PPG)
+    assert table.boots == [1, 2] and len(table.index) == 160 and table.missing == 0
+    files = export_tables(study, tmp_path / "csv", sessions=[sid])
+    ppg = pd.read_csv(next(p for p in files if p.name.endswith("_ppg.csv")))
+    assert list(ppg.columns) == ["boot", "index", "device_time_s", "host_time_s", "ir_counts", "red_counts"]
+    assert ppg["boot"].tolist() == [1] * 100 + [2] * 60
+    assert ppg["index"].tolist() == list(range(100)) + list(range(60))
+    true_host = np.r_[1000 + np.arange(100) / 100, 1003.004 + (40 + 10 * np.arange(60)) / 1000]
+    np.testing.assert_allclose(ppg["host_time_s"], true_host, atol=5e-4)
+    assert np.all(np.diff(ppg["host_time_s"]) > 0)
+    events = pd.read_csv(next(p for p in files if p.name.endswith("_events.csv")))
+    assert events.loc[0, "boot"] == 2 and events.loc[0, "host_time_s"] == pytest.approx(1003.014, abs=5e-4)
+    # BIDS: one file on the first boot's clock; boot 2 starts at the row nearest 3.044 s.
+    export_bids(study, tmp_path / "bids", sessions=[sid])
+    base = tmp_path / "bids" / "sub-P03" / f"ses-{sid}" / "beh" / f"sub-P03_ses-{sid}_task-wears_recording-ppg_physio"
+    side = json.loads(base.with_suffix(".json").read_text())
+    assert side["WatchBoots"] == [{"Boot": 1, "FirstRow": 0, "FirstSampleIndex": 0, "Samples": 100},
+                                  {"Boot": 2, "FirstRow": 304, "FirstSampleIndex": 0, "Samples": 60}]
+    rows = gzip.decompress(base.with_name(base.name + ".tsv.gz").read_bytes()).decode().splitlines()
+    assert len(rows) == 364 and side["MissingSamples"] == 364 - 160
+    assert rows[99] == "\t".join(map(str, _ppg(99, 1)[0])) and rows[100] == "n/a\tn/a"
+    assert rows[304] == "\t".join(map(str, _ppg(0, 1)[0]))
+    events_tsv = (base.parent / f"sub-P03_ses-{sid}_task-wears_events.tsv").read_text().splitlines()
+    assert events_tsv[1].split("\t")[:3] == ["3.014", "0.000", "boot"]
+
+
+def test_a_reboot_without_pings_cannot_be_placed_and_says_so(study, tmp_path):
+    sid = _rebooted_session(study)
+    study.conn.execute("DELETE FROM clock_sync WHERE session_id=? AND boot=2", (sid,))
     with pytest.raises(WearsError, match="rebooted"):
-        read_stream(study, 2, P.PPG)
-    assert len(read_stream(study, 1, P.PPG).index) == 150  # a single-boot session still exports
+        export_bids(study, tmp_path / "bids", sessions=[sid])
+    assert len(read_stream(study, sid, P.PPG).index) == 160  # the tables still hold every sample
 
 
 def test_host_clock_follows_offset_and_drift_and_ignores_a_late_answer(study):
@@ -94,7 +140,7 @@ def test_csv_tables_per_stream_carry_device_and_host_times_and_physical_units(st
     names = sorted(p.name for p in files)
     assert names == sorted(f"session-1_P-01_{t}.csv" for t in ("ppg", "acc", "heart_rate", "predictions", "events"))
     ppg = pd.read_csv(tmp_path / "csv" / "session-1_P-01_ppg.csv")
-    assert list(ppg.columns) == ["index", "device_time_s", "host_time_s", "ir_counts", "red_counts"]
+    assert list(ppg.columns) == ["boot", "index", "device_time_s", "host_time_s", "ir_counts", "red_counts"]
     assert len(ppg) == 150 and ppg["ir_counts"].iloc[-1] == 100199
     np.testing.assert_allclose(ppg["device_time_s"], (PPG_TICK0 + 10 * ppg["index"]) / 1000)
     np.testing.assert_allclose(ppg["host_time_s"], _host(ppg["device_time_s"] * 1000), atol=1e-3)

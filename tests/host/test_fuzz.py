@@ -19,13 +19,13 @@ def _client():
     return client, bad
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_packets())
 def test_every_generated_valid_packet_decodes(data):
     decode(data)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(packets())
 def test_every_fuzzed_packet_is_decoded_or_counted_and_rejected(data):
     client, bad = _client()
@@ -45,7 +45,7 @@ def test_every_fuzzed_packet_is_decoded_or_counted_and_rejected(data):
 def test_mutation_rejects_most_packets_so_the_fuzzer_reaches_the_error_paths():
     rejected = []
 
-    @settings(max_examples=400, database=None)
+    @settings(max_examples=400, database=None, deadline=None)
     @given(mutated_packets())
     def feed(data):
         try:

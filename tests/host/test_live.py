@@ -18,6 +18,8 @@ from wears.serial_link import SerialBleakClient
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
+
 
 def _samples(first, count, stream=1):
     return Samples(type=1, seq=0, tick=first * 10, stream=stream, first_index=first,
@@ -80,9 +82,9 @@ def test_dashboard_renders_a_row_per_watch_over_ble_and_serial(tmp_path):
                                 flash_dir=tmp_path / "a") as ble, \
                 VirtualWatch(path, name="WEARS-SER1", link="serial", flash_dir=tmp_path / "b") as ser:
             return await live([(ble.address, VirtualBleakClient), (ser.serial_port, SerialBleakClient)],
-                              duration_s=40, console=console, wall_timeout_s=90)
+                              duration_s=40, console=console, wall_timeout_s=300)
 
-    board = asyncio.run(asyncio.wait_for(run(), 120))
+    board = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     ble, ser = board.watches
     assert ble.seconds >= 40 and ser.seconds >= 40
     assert ble.prediction is not None and ser.prediction is None
@@ -114,6 +116,7 @@ class _CableBreaksOnce(SerialBleakClient):
 
 @pytest.mark.slow
 def test_a_watch_whose_link_breaks_is_reconnected_and_its_missing_samples_shown(tmp_path):
+    _CableBreaksOnce.broken = _CableBreaksOnce.seen = 0  # the same in a second run of the test
     path = tmp_path / "p05.wscn"
     synthetic(15, participant="P05", rest_s=30, episode_s=30, n_episodes=1).write(path)
     console = Console(record=True, width=220, file=io.StringIO())
@@ -121,9 +124,9 @@ def test_a_watch_whose_link_breaks_is_reconnected_and_its_missing_samples_shown(
     async def run():
         async with VirtualWatch(path, link="serial", speed=10, flash_dir=tmp_path / "f") as vw:
             return await live([(vw.serial_port, _CableBreaksOnce)], duration_s=20, console=console,
-                              wall_timeout_s=60)
+                              wall_timeout_s=300)
 
-    (state,) = asyncio.run(asyncio.wait_for(run(), 120)).watches
+    (state,) = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S)).watches
     assert _CableBreaksOnce.broken == 1 and state.reconnects == 1 and state.seconds >= 20
     assert state.lost_samples > 0 and state.backfill_pending == state.lost_samples  # nothing re-sent them yet
     row = next(line for line in console.export_text().splitlines()[::-1] if "/dev/" in line)

@@ -10,6 +10,8 @@ from watch import protocol as P
 from wears.lsl import ArrivalClock, LslOutlet
 from wears.protocol import Event, Prediction, Samples, StreamInfo
 
+from . import RUN_TIMEOUT_S
+
 pylsl = pytest.importorskip("pylsl")
 
 
@@ -32,9 +34,9 @@ def _inlet(source_id):
     return inlet
 
 
-def _pull(inlet, n):
+def _pull(inlet, n, timeout=10.0):
     values, stamps = [], []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while len(values) < n and time.monotonic() < deadline:
         chunk, ts = inlet.pull_chunk(timeout=0.5)
         values += chunk
@@ -80,6 +82,7 @@ def test_samples_and_markers_reach_an_inlet_with_the_watch_timeline():
 @pytest.mark.slow
 def test_live_publishes_a_virtual_watch_on_lsl(tmp_path):
     import asyncio
+    import contextlib
     import io
 
     from rich.console import Console
@@ -94,19 +97,24 @@ def test_live_publishes_a_virtual_watch_on_lsl(tmp_path):
 
     async def run():
         async with VirtualWatch(tmp_path / "p04.wscn", link="serial", speed=1, flash_dir=tmp_path / "f") as vw:
-            shown = asyncio.ensure_future(live([(vw.serial_port, SerialBleakClient)], duration_s=5, lsl=True,
-                                               console=Console(file=io.StringIO()), wall_timeout_s=60))
+            # An inlet gets what is pushed after it connects, and finding the outlet takes a while on a
+            # loaded machine: the watch streams until the inlet has its 3 s.
+            shown = asyncio.ensure_future(live([(vw.serial_port, SerialBleakClient)], duration_s=50, lsl=True,
+                                               console=Console(file=io.StringIO()), wall_timeout_s=120))
             inlet = await asyncio.to_thread(_inlet, f"wears-{vw.serial_port}-ppg")
-            values, stamps = await asyncio.to_thread(_pull, inlet, 300)
-            await shown
+            values, stamps = await asyncio.to_thread(_pull, inlet, 300, 45.0)
+            shown.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await shown
             return values, stamps
 
-    values, stamps = asyncio.run(asyncio.wait_for(run(), 120))
+    values, stamps = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert len(values) >= 300
     ir = np.array(values)[:, 0]
     start = int(np.flatnonzero(scenario.ppg[:, 0] == ir[0])[0])
     np.testing.assert_array_equal(ir, scenario.ppg[start:start + len(ir), 0])  # the watch's samples, in order
     # Stamped from the watch's clock: the sample period, with a step only where a faster packet
-    # improved the clock offset (the watch runs at real time here, so those steps are small).
+    # improved the clock offset (by how late the earlier packets came: small, unless the machine
+    # is loaded; the bound only says the stamps are not arrival times).
     steps = np.diff(stamps)
-    assert np.median(steps) == pytest.approx(0.01, abs=1e-6) and np.all(np.abs(steps - 0.01) < 0.1)
+    assert np.median(steps) == pytest.approx(0.01, abs=1e-6) and np.all(np.abs(steps - 0.01) < 0.5)

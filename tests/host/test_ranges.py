@@ -1,10 +1,11 @@
 """RangeSet: the host's record of which flash log records it holds equals a plain set."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from wears.ranges import RangeSet
 
 
+@settings(deadline=None)  # no per-example time limit: a loaded CI machine is slow, not wrong
 @given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 8)), max_size=80),
        st.integers(0, 320), st.integers(0, 60))
 def test_ranges_agree_with_a_set(adds, start, length):

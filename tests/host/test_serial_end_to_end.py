@@ -16,6 +16,9 @@ from wears.serial_link import SerialBleakClient
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
+from .waiting import samples_stored
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,7 +49,7 @@ def test_a_session_recorded_over_serial_has_every_sample_once_despite_line_noise
             stderr.append(vw.stderr)
             return got
 
-    sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
+    sid, stats = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     session = study.session(sid)
     assert session["status"] == "complete" and session["address"].startswith("/dev/")
     assert study.conn.execute("SELECT source FROM sessions WHERE id=?", (sid,)).fetchone()[0] == "serial"
@@ -74,7 +77,7 @@ def test_model_upload_over_serial_is_checked_like_over_ble(scenario_file, tmp_pa
                 assert (await watch.status()).model_id == 0
                 return refused.value.reason
 
-    reason = asyncio.run(asyncio.wait_for(run(), 120))
+    reason = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert reason in (P.E_BAD_MAGIC, P.E_BAD_VERSION, P.E_TRUNCATED, P.E_BAD_CRC, P.E_BAD_SIGNATURE)
 
 
@@ -119,7 +122,7 @@ def test_a_host_that_vanishes_without_goodbye_is_replaced_by_the_next(scenario_f
             await asyncio.sleep(0.5)  # what it sends meanwhile waits in the port for the next host
             return await record(study, vw.serial_port, participant="P02", duration_s=10, backend=SerialBleakClient)
 
-    sid, stats = asyncio.run(asyncio.wait_for(run(), 120))
+    sid, stats = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert study.session(sid)["status"] == "complete"
     assert stats.lost_samples == 0 and stats.bad_packets == 0 and stats.samples[P.PPG] >= 1000
 
@@ -133,14 +136,14 @@ def test_a_watch_that_dies_on_the_serial_link_ends_the_recording_with_what_arriv
     async def run():
         async with VirtualWatch(path, flash_dir=tmp_path / "flash", link="serial", speed=20) as vw:
             async def kill_later():
-                while study.sample_count(1, P.PPG) < 500:
-                    await asyncio.sleep(0.05)
+                await samples_stored(study, 500)
                 vw.kill()  # the port breaks: no goodbye
             killer = asyncio.ensure_future(kill_later())
             with pytest.raises(WatchDisconnected, match="kept in"):
-                await record(study, vw.serial_port, participant="P02", duration_s=1000, backend=SerialBleakClient)
+                await record(study, vw.serial_port, participant="P02", duration_s=1000, backend=SerialBleakClient,
+                             reconnect_s=3)
             await killer
 
-    asyncio.run(asyncio.wait_for(run(), 120))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     session = study.sessions()[0]
     assert session["status"] == "interrupted" and study.sample_count(session["id"], P.PPG) >= 500

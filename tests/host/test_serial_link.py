@@ -184,7 +184,7 @@ def test_a_silent_port_or_a_missing_one_fails_with_a_clear_error():
         watch = FakeWatch()
         watch.answer_connect = False
         try:
-            async with WatchClient(watch.port, backend=SerialBleakClient, timeout=1.2):
+            async with WatchClient(watch.port, backend=SerialBleakClient, timeout=3):  # CONNECT every 0.5 s
                 pass
         finally:
             watch.close()

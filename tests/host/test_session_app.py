@@ -20,7 +20,8 @@ from wears.session.clips import write_trial_study
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
-from .session_driver import answer_rating, browser, pass_preflight, session_server, until
+from . import RUN_TIMEOUT_S
+from .session_driver import browser, pass_preflight, session_server, take_form, until
 
 pytestmark = pytest.mark.slow
 
@@ -74,12 +75,9 @@ async def _complete_run(b, study, protocol, address, seen: dict) -> None:
                     seen["form"] = await participant.eval_on_selector_all(".scale", """rows => rows.map(r =>
                         [r.dataset.scale, r.querySelectorAll('button.figure svg.sam-figure').length,
                          r.querySelector('button').getAttribute('aria-label')])""")
-                values, how = next(ratings)
-                await answer_rating(participant, step.index, values, how)
-                await until(lambda: engine.step != step.index, 20, "the rating to be taken")
+                await take_form(participant, engine, *next(ratings))
             elif step.kind == "attention":
-                await answer_rating(participant, step.index, (3,), "mouse")
-                await until(lambda: engine.step != step.index, 20, "the attention check to be taken")
+                await take_form(participant, engine, (3,))
             else:
                 await asyncio.sleep(0.05)
         await participant.wait_for_function("document.querySelector('main').innerText.includes('सत्र पूरा')")
@@ -121,7 +119,7 @@ def sessions(tmp_path_factory):
             await _complete_run(b, study, protocol, vw.address, seen)
             await _aborted_run(b, study, protocol, vw.address, seen)
 
-    asyncio.run(asyncio.wait_for(run(), 150))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     return study, seen
 
 
@@ -167,10 +165,11 @@ def test_complete_run_stores_every_trial_on_the_samples_timeline(sessions):
     assert {c[:2] for c in json.loads(order)} == {"hi", "en"}
     assert (json.loads(order)[1], 2) in [(t[1], t[2]) for t in done]
     # On the watch's sample timeline: the virtual watch runs at SPEED x, so a clip of 1.5 s
-    # spans about SPEED x 1.5 s of samples (host seconds would not fit).
+    # spans about SPEED x 1.5 s of samples (host seconds would be SPEED times fewer). A loaded
+    # machine may stall the playback a little: the upper bound leaves it room.
     for kind, _, _, _, onset, offset in done:
         expected = SPEED * (1.5 if kind in ("clip", "baseline") else 0.5)
-        assert onset is not None and 0.7 * expected < offset - onset < 1.4 * expected + 0.5
+        assert onset is not None and 0.7 * expected < offset - onset < 2.5 * expected
     onsets = [t[4] for t in done]
     assert onsets == sorted(onsets)
 

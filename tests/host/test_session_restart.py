@@ -25,6 +25,7 @@ from wears.session.clips import write_trial_study
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
 from .session_driver import answer_rating, browser, until
 
 pytestmark = pytest.mark.slow
@@ -168,7 +169,7 @@ def restarted(tmp_path_factory):
                     await asyncio.sleep(0.05)
             seen["exit_code"] = await second.finished(30)
 
-    asyncio.run(asyncio.wait_for(run(), 150))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     return Study.open(db), seen
 
 

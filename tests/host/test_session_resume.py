@@ -17,6 +17,8 @@ from wears.session.protocol import load_protocol
 from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 
+from . import RUN_TIMEOUT_S
+
 pytestmark = pytest.mark.slow
 
 
@@ -64,7 +66,7 @@ def test_host_restart_resumes_the_run_at_the_step_it_was_on_and_bad_answers_are_
             seen["after_rating"] = engine.current.kind
             await engine.abort("test over")
 
-    asyncio.run(asyncio.wait_for(run(), 90))
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert seen["resumed"] and seen["paused"] and seen["step"] == "baseline"
     assert seen["view"]["kind"] == "baseline" and not seen["view"]["paused"]
     first, second = study.conn.execute("SELECT session_id FROM run_sessions ORDER BY session_id").fetchall()

@@ -14,6 +14,7 @@ import pytest
 
 from wears.session.server import STATIC
 
+from . import RUN_TIMEOUT_S
 from .session_driver import browser
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ def drawn():
             return {(lang, points): await page.evaluate(_MEASURE, [lang, points])
                     for lang in ("en", "hi") for points in (9, 7)}
 
-    return asyncio.run(asyncio.wait_for(run(), 60))
+    return asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
 
 
 def _figures(buttons):

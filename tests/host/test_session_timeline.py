@@ -101,3 +101,17 @@ def test_participant_ids_are_pseudonymous_codes(bad):
     with pytest.raises(WearsError, match="pseudonymous"):
         check_participant_id(bad)
 
+
+
+def test_after_a_reboot_instants_stay_on_the_first_boots_timeline(tmp_path):
+    study, _, _, sid = _study_with_recording(tmp_path)  # boot 0: watch clock = host clock + 1 s
+    # The watch reboots at host second 100: boot 1's clock starts at 0 then, its samples at tick 40.
+    study.add_stream_info(sid, P.PPG, 2, 100000, 1.0, tick0=40, boot=1)
+    for k in range(100):
+        t = 100.0 + k * 0.5
+        study.add_clock_sync(sid, t, t + 0.002, int(1000 * (t - 100.0) + 1), boot=1)
+    study.commit()
+    timeline = SessionTimeline(study, sid)
+    assert timeline.tick0() == 2000 and len(timeline.pings()) == 200  # the first boot's
+    # Host second 120 is at boot 0's tick 121000, 119 s after its tick0 (and not boot 1's 20 s).
+    assert timeline.seconds(120.0) == pytest.approx(119.0, abs=0.005)

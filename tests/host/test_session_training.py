@@ -18,6 +18,8 @@ from wears.sim.runner import VirtualWatch
 from wears.sim.scenario import synthetic
 from wears.train import VALENCE, build_dataset
 
+from . import RUN_TIMEOUT_S
+
 pytestmark = pytest.mark.slow
 
 SPEED = 30  # 3 s of clip on the host are 90 s of samples: room for 30 s windows
@@ -46,7 +48,7 @@ def test_rated_clips_become_training_windows_of_both_classes(tmp_path):
             assert engine.status == "complete"
             return store.sessions()[0]
 
-    session = asyncio.run(asyncio.wait_for(run(), 90))
+    session = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
     assert study.session(session)["status"] == "complete"
     data = build_dataset(study, window_s=30, step_s=5)  # every complete session with annotations
     counts = {name: int(np.sum(data.y == code)) for name, code in VALENCE.items()}

@@ -10,7 +10,7 @@ Example:
 
 from .bids import export_bids
 from .tables import StreamTable, event_rows, export_tables, read_stream, session_tables
-from .timing import host_clock
+from .timing import SessionClock, host_clock
 
-__all__ = ["StreamTable", "event_rows", "export_bids", "export_tables", "host_clock", "read_stream",
+__all__ = ["SessionClock", "StreamTable", "event_rows", "export_bids", "export_tables", "host_clock", "read_stream",
            "session_tables"]

@@ -11,7 +11,14 @@ no PPG) on the watch's clock. Each physio file starts at its stream's first stor
 (`StartTime` in seconds from time zero) and has one row per sample period up to its last,
 with `n/a` where a sample is missing, so that row k is at `StartTime + k / SamplingFrequency`.
 Event onsets are seconds from time zero; events with no place on the watch's timeline (host
-notes) are left out. BIDS labels are alphanumeric: a participant id loses its other
+notes) are left out.
+
+A watch that reboots during a session starts its clock and sample indices again. The
+session's timeline is then its first boot's clock, continued (`timing.SessionClock`: a later
+boot through its own clock fit to host time, and back through the first boot's): each boot's
+samples start at the row nearest to where its first sample falls (within half a sample
+period), the rows between boots are `n/a`, and the sidecar's `WatchBoots` lists each boot's
+first row, first sample index and sample count. BIDS labels are alphanumeric: a participant id loses its other
 characters (`P-01` becomes `sub-P01`); two ids that become the same label are refused.
 """
 
@@ -30,6 +37,7 @@ from .. import __version__
 from ..db import Study
 from ..errors import WearsError
 from .tables import StreamTable, event_rows, read_stream, select_sessions, streams_of
+from .timing import SessionClock
 
 BIDS_VERSION = "1.9.0"
 _DESCRIPTIONS = {
@@ -139,32 +147,50 @@ def _session(study: Study, out: Path, sub: str, session: dict, task: str) -> lis
     folder = out / f"sub-{sub}" / f"ses-{sid}" / "beh"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"sub-{sub}_ses-{sid}_task-{task}"
+    clock = SessionClock(study, sid)
     tables = [t for t in (read_stream(study, sid, s) for s in streams_of(study, sid)) if len(t.index)]
     ppg = [t for t in tables if t.stream == P.PPG]
-    zero_ms = float((ppg or tables)[0].device_ms()[0]) if tables else 0.0
+    first = (ppg or tables)[0] if tables else None
+    zero_ms = float(clock.session_ms(first.boot[:1], first.device_ms()[:1])[0]) if first else 0.0
     device = study.conn.execute("SELECT d.name, d.board, d.address FROM sessions s JOIN devices d "
                                 "ON d.id = s.device_id WHERE s.id=?", (sid,)).fetchone()
     written = []
     for table in tables:
-        written += _physio(folder / f"{stem}_recording-{table.name}_physio", table, zero_ms, device)
-    written += _events(folder / f"{stem}_events", study, sid, zero_ms)
+        written += _physio(folder / f"{stem}_recording-{table.name}_physio", table, clock, zero_ms, device)
+    written += _events(folder / f"{stem}_events", study, sid, clock, zero_ms)
     return written
 
 
-def _physio(base: Path, table: StreamTable, zero_ms: float, device: tuple | None) -> list[Path]:
-    span = int(table.index[-1] - table.index[0] + 1)
+def physio_rows(table: StreamTable, clock: SessionClock) -> np.ndarray:
+    """The row of each sample on the file's grid of sample periods: by index within a boot, a
+    later boot from the first row at or after where its first sample falls on the session's timeline."""
+    t_ms = clock.session_ms(table.boot, table.device_ms())
+    period_ms = 1000.0 / table.rate_hz
+    rows = np.empty(len(table.index), dtype=np.int64)
+    next_free = 0
+    for boot in table.boots:
+        at = np.flatnonzero(table.boot == boot)
+        start = max(next_free, int(round((t_ms[at[0]] - t_ms[0]) / period_ms)))
+        rows[at] = start + table.index[at] - table.index[at[0]]
+        next_free = int(rows[at[-1]]) + 1
+    return rows
+
+
+def _physio(base: Path, table: StreamTable, clock: SessionClock, zero_ms: float, device: tuple | None) -> list[Path]:
+    rows = physio_rows(table, clock)
+    span = int(rows[-1] + 1)
     values = table.values()
     columns = [f"{table.name}_{c}" for c in table.channels]
     integer = np.issubdtype(values.dtype, np.integer)
     full = pd.DataFrame({c: pd.array([pd.NA] * span, dtype="Int64" if integer else "Float64") for c in columns})
-    rows = table.index - table.index[0]
     for i, c in enumerate(columns):
         full.loc[rows, c] = values[:, i]
     tsv = base.with_name(base.name + ".tsv.gz")
     full.to_csv(tsv, sep="\t", header=False, index=False, na_rep="n/a", float_format="%.7g", compression="gzip")
+    start_ms = float(clock.session_ms(table.boot[:1], table.device_ms()[:1])[0])
     side: dict = {
         "SamplingFrequency": table.rate_hz,
-        "StartTime": round((float(table.device_ms()[0]) - zero_ms) / 1000, 6),
+        "StartTime": round((start_ms - zero_ms) / 1000, 6),
         "Columns": columns,
     }
     for c, channel in zip(columns, table.channels):
@@ -174,18 +200,21 @@ def _physio(base: Path, table: StreamTable, zero_ms: float, device: tuple | None
         side["ManufacturersModelName"] = device[1] or "n/a"
         side["DeviceSerialNumber"] = device[2]
     side["RecordingDuration"] = span / table.rate_hz
-    side["MissingSamples"] = table.missing
+    side["MissingSamples"] = span - len(rows)
     side["FirstSampleIndex"] = int(table.index[0])
+    side["WatchBoots"] = [{"Boot": b, "FirstRow": int(rows[at[0]]), "FirstSampleIndex": int(table.index[at[0]]),
+                           "Samples": len(at)} for b, at in ((b, np.flatnonzero(table.boot == b)) for b in table.boots)]
     return [tsv, _json(base.with_name(base.name + ".json"), side)]
 
 
-def _events(base: Path, study: Study, sid: int, zero_ms: float) -> list[Path]:
+def _events(base: Path, study: Study, sid: int, clock: SessionClock, zero_ms: float) -> list[Path]:
     rows = [r for r in event_rows(study, sid) if r["device_ms"] is not None]
+    onsets = (clock.session_ms(np.array([r["boot"] for r in rows]), np.array([r["device_ms"] for r in rows],
+                                                                            dtype=float)) - zero_ms) / 1000
     lines = ["onset\tduration\ttrial_type\tvalue\tsource"]
-    for r in rows:
+    for r, onset in zip(rows, onsets):
         value = str(r["value"]).replace("\t", " ").replace("\n", " ") or "n/a"
-        lines.append(f"{(r['device_ms'] - zero_ms) / 1000:.3f}\t{r['duration_s']:.3f}\t{r['trial_type']}\t"
-                     f"{value}\t{r['source']}")
+        lines.append(f"{onset:.3f}\t{r['duration_s']:.3f}\t{r['trial_type']}\t{value}\t{r['source']}")
     tsv = base.with_name(base.name + ".tsv")
     tsv.write_text("\n".join(lines) + "\n")
     return [tsv, _json(base.with_name(base.name + ".json"), _EVENT_COLUMNS)]

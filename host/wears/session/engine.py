@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import statistics
 import time
 from collections.abc import Callable
@@ -20,15 +19,18 @@ from watch import protocol as P
 
 from ..client import WatchClient
 from ..db import Study
-from ..errors import WatchDisconnected, WearsError
+from ..errors import CommandTimeout, WearsError
 from ..protocol import Event, HeartRate, Packet, Status
-from ..record import SessionWriter, finish_recording
+from ..record import Recorder, new_recording
 from .protocol import StudyProtocol
 from .steps import TIMED, Step, build_steps
 from .store import RunStore, file_sha256
 
 PING_EVERY_S = 0.25  # on average; jittered so that some pings meet the watch just before its loop step
 STATUS_EVERY_S = 10.0
+CONNECT_S = 20.0  # a watch that cannot be reached at first is reported (then paired from the screen)
+STOP_WAIT_S = 20.0  # how long the end of a recording waits for a watch that is away, to backfill it
+_COMMAND_TIMEOUT_S = 5.0
 # The code field of the MARK sent for each event kind (the watch echoes the argument, the id).
 EVENT_CODES = {"start": 1, "baseline_onset": 2, "baseline_offset": 3, "clip_onset": 4, "clip_offset": 5,
                "rating": 6, "attention": 7, "washout_onset": 8, "washout_offset": 9, "marker": 10, "note": 11,
@@ -46,10 +48,11 @@ class SessionEngine:
         store: the run (new or resumed).
         backend, scanner_backend: bleak backends (virtual watch) or None for real BLE.
         board: the watch's board name, stored with the device.
+        reconnect_s: how long a watch that went away is tried again before the run pauses.
     """
 
     def __init__(self, study: Study, protocol: StudyProtocol, store: RunStore, *, backend: type | None = None,
-                 scanner_backend: type | None = None, board: str = "") -> None:
+                 scanner_backend: type | None = None, board: str = "", reconnect_s: float = 60.0) -> None:
         self.study, self.protocol, self.store = study, protocol, store
         self.backend, self.scanner_backend, self.board = backend, scanner_backend, board
         run = store.run()
@@ -68,9 +71,11 @@ class SessionEngine:
         self.participants: dict[Any, Send] = {}
         self.experimenters: dict[Any, Send] = {}
         self.trial: int | None = None
-        self.watch: WatchClient | None = None
-        self.writer: SessionWriter | None = None
-        self.watch_info: dict = {"address": None, "connected": False}
+        self.reconnect_s = reconnect_s
+        self.recorder: Recorder | None = None
+        self._recording: asyncio.Task | None = None
+        self._stopping = False
+        self.watch_info: dict = {"address": None, "connected": False, "state": None}
         self.heart_rates: list[HeartRate] = []
         self.watch_status: Status | None = None
         self.preflight_report: dict | None = None
@@ -79,7 +84,7 @@ class SessionEngine:
         self.done = asyncio.Event()
         self._timer: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._marks: set[asyncio.Task] = set()
+        self._marking: dict[int, asyncio.Task] = {}  # MARKs on their way, by event id
         self._clip_check: asyncio.Future | None = None
         self._view_shown_at = time.monotonic()
 
@@ -107,19 +112,32 @@ class SessionEngine:
             return None
         event_id = self.store.add_event(kind, time.monotonic() if host_time is None else host_time,
                                         trial_id=trial_id, text=text)
-        if self.watch is not None and self.watch.is_connected:
-            self._marks.add(self._spawn(self._mark(EVENT_CODES.get(kind, 0), event_id)))
+        if self.watch is not None:
+            self._send_mark(kind, event_id)
         return event_id
+
+    def _send_mark(self, kind: str, event_id: int) -> None:
+        """The event's MARK, in its own task; one the watch misses is sent again when it reconnects."""
+        self._marking[event_id] = self._spawn(self._mark(EVENT_CODES.get(kind, 0), event_id))
 
     async def _mark(self, code: int, event_id: int) -> None:
         try:
-            await self.watch.mark(code, event_id)
+            watch = self.watch
+            if watch is not None:
+                await watch.mark(code, event_id)
         except WearsError as e:
-            self.say(f"MARK {event_id} not delivered: {e}")
+            self.say(f"MARK {event_id} not delivered yet: {e}")
         finally:
-            self._marks.discard(asyncio.current_task())
+            self._marking.pop(event_id, None)
 
     # The watch ------------------------------------------------------------------------------
+
+    @property
+    def watch(self) -> WatchClient | None:
+        """The watch's client while it is connected (None while it is away or being reconnected)."""
+        recorder = self.recorder
+        client = recorder.client if recorder is not None else None
+        return client if client is not None and client.is_connected else None
 
     async def scan(self, timeout: float = 3.0) -> list[dict]:
         from bleak import BleakScanner
@@ -132,43 +150,87 @@ class SessionEngine:
         return self.found
 
     async def connect_watch(self, address: Any) -> None:
-        """Connect, start the streams and record into a new recording of this run."""
-        if self.watch is not None and self.watch.is_connected:
-            raise WearsError(f"already connected to {self.watch.address}")
+        """Record the watch into a new recording of this run, the way `wears record` does
+        (`record.Recorder`): a watch lost later is reconnected with backoff and what it
+        logged meanwhile is backfilled, while the run goes on. Returns once it streams."""
+        if self.recorder is not None:
+            raise WearsError(f"already recording {self.watch_info.get('address')}")
         name = getattr(address, "name", None) or next((f["name"] for f in self.found
                                                        if f["address"] == address), "")
-        self.writer = None  # what arrives before the new recording exists belongs to no session
-        client = WatchClient(address, backend=self.backend, on_packet=self._packet, on_bad_packet=self._bad_packet)
-        await client.connect()
-        addr = client.address
-        session_id = self.study.new_session(self.run.participant, device=(addr, name, self.board),
-                                            source="virtual" if self.backend is not None else "ble")
+        session_id = new_recording(self.study, address, self.run.participant, backend=self.backend,
+                                   board=self.board, name=name)
+        self.watch_info = {"address": getattr(address, "address", address), "name": name, "connected": False,
+                           "state": "connecting", "session": session_id}
         self.study.set_provenance(session_id, "study_run", self.run.id)
-        self.store.attach_session(session_id)
-        self.writer = SessionWriter(self.study, session_id, self._packet_stored)
-        self.watch = client
         self.heart_rates.clear()
-        self.watch_info = {"address": addr, "name": name, "connected": True, "session": session_id}
-        try:
-            self.study.add_clock_sync(session_id, *(await client.ping()))
-            await client.start()
-        except WearsError:
-            await self.stop_watch("interrupted", "the watch stopped answering as streaming started")
-            raise
-        self.say(f"watch {addr} connected; recording session {session_id}")
-        for trial_id in self._abandoned:
-            await self.event("interrupted", trial_id=trial_id, text="the host stopped in the middle of it")
-        self._abandoned = []
-        self._spawn(self._keep_in_sync(client, session_id))
+        connected: asyncio.Future = asyncio.get_running_loop().create_future()
+        recorder = Recorder(self.study, session_id, address, backend=self.backend, reconnect_s=self.reconnect_s,
+                            connect_s=CONNECT_S, ping_every_s=PING_EVERY_S, on_packet=self._packet_stored,
+                            on_state=self._watch_state,
+                            prepare=lambda client: self._on_connection(client, recorder, connected))
+        self.recorder = recorder
+        self._recording = recording = self._spawn(self._record(recorder, connected))
+        await asyncio.wait([connected, recording], return_when=asyncio.FIRST_COMPLETED)
+        if not connected.done():  # the first connection failed: nothing was recorded
+            self.recorder = None
+            self.study.discard_session(session_id)
+            recording.result()  # raises why
+        while recorder.stats.state in ("connecting", "reconnecting") and not recording.done():
+            await asyncio.sleep(0.02)  # streams are being started
+        if recording.done():
+            recording.result()
+        self.say(f"watch {self.watch_info['address']} connected; recording session {session_id}")
         await self.refresh()
 
-    def _packet(self, channel: str, packet: Packet) -> None:
-        if self.writer is not None:
-            self.writer.handle(channel, packet)
+    async def _on_connection(self, client: WatchClient, recorder: Recorder, connected: asyncio.Future) -> None:
+        """Each connection, before the streams start: the first attaches the recording to the run;
+        every one sends the MARKs the watch has not echoed yet (they were made while it was away)."""
+        if not connected.done():
+            self.store.attach_session(recorder.session_id)
+            self.watch_info["address"] = client.address
+            for trial_id in self._abandoned:
+                await self.event("interrupted", trial_id=trial_id, text="the host stopped in the middle of it")
+            self._abandoned = []
+            connected.set_result(True)
+        else:
+            for event_id, kind in self.store.unechoed():
+                if event_id not in self._marking:
+                    self._send_mark(kind, event_id)
+        try:
+            self.watch_status = await client.status()
+        except CommandTimeout:
+            pass  # the next STATUS will tell
 
-    def _bad_packet(self, channel: str, data: bytes, error) -> None:
-        if self.writer is not None:
-            self.writer.bad_packet(channel, data, error)
+    async def _record(self, recorder: Recorder, connected: asyncio.Future) -> None:
+        """The recording's task: runs until the engine stops it, or the watch stays away."""
+        status_task = self._spawn(self._statuses(recorder))
+        try:
+            await recorder.run(lambda _stats: self._stopping)
+        except WearsError as e:
+            if self._stopping or not connected.done():
+                raise  # stop_watch / connect_watch report it
+            await self._watch_lost(recorder, e)
+        finally:
+            status_task.cancel()
+
+    async def _statuses(self, recorder: Recorder) -> None:
+        """The watch's battery and flash every STATUS_EVERY_S while it is connected."""
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            watch = self.watch
+            if watch is not None:
+                try:
+                    self.watch_status = await watch.status()
+                except WearsError:
+                    pass  # away: the recorder reconnects it
+
+    def _watch_state(self, state: str) -> None:
+        """The recorder's state changed (recording, reconnecting, backfilling...): show it."""
+        self.watch_info["state"] = state
+        self.watch_info["connected"] = self.watch is not None
+        if state in ("reconnecting", "backfilling") and self.status == "running":
+            self.say(f"watch {state}; the run goes on")
+        self._spawn(self.refresh(participants=False))
 
     def _packet_stored(self, _channel: str, packet: Packet) -> None:
         if isinstance(packet, HeartRate):
@@ -180,55 +242,48 @@ class SessionEngine:
         elif isinstance(packet, Event) and packet.code == P.EV_MARK:
             self.store.echo(packet.arg, packet.tick)
 
-    async def _keep_in_sync(self, client: WatchClient, session_id: int) -> None:
-        """Clock-sync pings and the watch's status until it goes away."""
-        next_status = 0.0
-        try:
-            while client.is_connected:
-                self.study.add_clock_sync(session_id, *(await client.ping()))
-                if time.monotonic() >= next_status:
-                    self.watch_status = await client.status()
-                    next_status = time.monotonic() + STATUS_EVERY_S
-                self.writer.commit()
-                await asyncio.sleep(PING_EVERY_S * random.uniform(0.5, 1.5))
-        except WearsError as e:
-            self.say(f"watch: {e}")
-        if client is self.watch and not self.done.is_set():
-            await self._watch_lost()
-
-    async def _watch_lost(self) -> None:
+    async def _watch_lost(self, recorder: Recorder, error: WearsError) -> None:
+        """The watch stayed away longer than `reconnect_s`: close the recording and pause the run."""
+        self.say(f"watch: {error}")
+        recorder.close("interrupted", "the watch stayed away during the run")
+        self.store.place_on_timeline()
+        self.recorder = None
         self.watch_info["connected"] = False
-        self._close_recording("interrupted", "the watch disconnected during the run")
-        self.watch = None
         if self.status == "running" and not self.paused:
             await self.pause(reason="the watch disconnected")
-        self.say("the watch disconnected: connect it again, then resume")
+        self.say("the watch stayed away: connect it again, then resume")
         await self.refresh()
 
-    def _close_recording(self, status: str, note: str | None = None) -> None:
-        writer, watch = self.writer, self.watch
-        if writer is None or watch is None:
-            return
-        finish_recording(writer, watch, status, note)
-        self.store.place_on_timeline()
-
     async def stop_watch(self, status: str, note: str | None = None) -> None:
-        watch = self.watch
-        if watch is None:
+        """End the recording as `status`: the MARKs in flight are echoed, the streams stopped and
+        every gap backfilled (waiting up to STOP_WAIT_S for a watch that is away)."""
+        recorder, recording = self.recorder, self._recording
+        if recorder is None or recording is None:
             return
-        if watch.is_connected:
-            try:
-                if self._marks:
-                    await asyncio.wait(list(self._marks), timeout=watch.timeout)
-                self.study.add_clock_sync(self.writer.session_id, *(await watch.ping()))
-                await asyncio.sleep(0.3)  # MARK echoes and samples in flight
-                await watch.stop()
-            except WearsError:
-                pass
-        self._close_recording(status, note)
-        self.watch = None
-        await watch.disconnect()
+        if self._marking:
+            await asyncio.wait(list(self._marking.values()), timeout=_COMMAND_TIMEOUT_S)
+        await self._echoes(recorder.session_id)
+        self._stopping = True
+        try:
+            await asyncio.wait_for(asyncio.shield(recording), STOP_WAIT_S)
+        except asyncio.TimeoutError:
+            recording.cancel()
+            note = (note + "; " if note else "") + "the watch was away when the recording ended"
+        except (WearsError, asyncio.CancelledError):
+            pass
+        recorder.close(status, note)
+        self.store.place_on_timeline()
+        self.recorder = None
+        self._stopping = False
         self.watch_info["connected"] = False
+
+    async def _echoes(self, session_id: int, timeout: float = 5.0) -> None:
+        """Wait (a little) for the watch to echo every MARK sent to it."""
+        deadline = time.monotonic() + timeout
+        while self.watch is not None and time.monotonic() < deadline:
+            if not self.store.unechoed(session_id):
+                return
+            await asyncio.sleep(0.05)
 
     # Pre-flight -------------------------------------------------------------------------------
 
@@ -271,11 +326,11 @@ class SessionEngine:
                     ok, detail = False, f"lasts {duration:.1f} s, the protocol says {clip.duration_s:.1f} s"
                 check(f"plays {clip.id}", ok, detail)
         pre = self.protocol.preflight
-        connected = self.watch is not None and self.watch.is_connected
-        check("watch connected", connected, self.watch_info.get("address") or "no watch connected")
-        if connected:
+        watch = self.watch
+        check("watch connected", watch is not None, self.watch_info.get("address") or "no watch connected")
+        if watch is not None:
             try:
-                self.watch_status = await self.watch.status()
+                self.watch_status = await watch.status()
             except WearsError as e:
                 check("watch status", False, str(e))
             st = self.watch_status
@@ -305,7 +360,7 @@ class SessionEngine:
             raise WearsError(f"the run is {self.status}; it can be started only once")
         if not force and not (self.preflight_report and self.preflight_report["ok"]):
             raise WearsError("run the pre-flight check first (it must pass)")
-        if self.watch is None or not self.watch.is_connected:
+        if self.recorder is None:
             raise WearsError("connect the watch first")
         self.status = "running"
         self.store.set_status("running")
@@ -323,7 +378,7 @@ class SessionEngine:
     async def resume(self) -> None:
         if self.status != "running" or not self.paused:
             return
-        if self.watch is None or not self.watch.is_connected:
+        if self.recorder is None:
             raise WearsError("connect the watch before resuming")
         self.paused = False
         await self.event("resume")
@@ -478,7 +533,7 @@ class SessionEngine:
     def experimenter_view(self) -> dict:
         last = self.heart_rates[-1] if self.heart_rates else None
         st = self.watch_status
-        stats = self.writer.stats if self.writer is not None else None
+        stats = self.recorder.stats if self.recorder is not None else None
         step = self.current
         return {
             "type": "state", "run": self.run.id, "participant": self.run.participant, "language": self.run.language,
@@ -486,11 +541,13 @@ class SessionEngine:
             "step_kind": step.kind, "clip": step.clip_id, "clip_order": self.run.clip_order,
             "participant_screens": len(self.participants), "trial": self.trial,
             "participant_path": f"/p/{self.run.participant_token}/",
-            "watch": {**self.watch_info,
+            "watch": {**self.watch_info, "connected": self.watch is not None,
                       "heart_rate": last.bpm if last else None, "quality": last.quality if last else None,
                       "battery": st.battery if st else None, "flash_free_kb": st.flash_free // 1024 if st else None,
                       "samples": stats.samples.get(P.PPG, 0) if stats else 0,
-                      "lost_samples": stats.lost_samples if stats else 0},
+                      "lost_records": stats.lost_records if stats else 0,
+                      "pending_records": self.recorder.pending() if self.recorder else 0,
+                      "backfilled": stats.backfilled if stats else 0, "reconnects": stats.reconnects if stats else 0},
             "found": self.found, "preflight": self.preflight_report, "log": self.log[-12:],
         }
 

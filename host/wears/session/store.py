@@ -189,6 +189,11 @@ class RunStore:
         self.study.conn.execute("UPDATE session_events SET echo_tick=? WHERE id=? AND run_id=?",
                                 (tick, event_id, self.run_id))
 
+    def unechoed(self, session_id: int | None = None) -> list[tuple[int, str]]:
+        """(id, kind) of the events of a recording (default: the current one) the watch has not echoed."""
+        return self.study.conn.execute("SELECT id, kind FROM session_events WHERE session_id=? AND echo_tick IS NULL "
+                                       "ORDER BY id", (session_id or self._session(),)).fetchall()
+
     # The samples' timeline and the labels -----------------------------------------------
 
     def place_on_timeline(self) -> None:

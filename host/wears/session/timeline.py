@@ -47,20 +47,27 @@ def host_to_tick(pings: np.ndarray, host_time: float) -> float:
 
 
 class SessionTimeline:
-    """Maps host instants onto one recording's PPG sample timeline (seconds, index / rate)."""
+    """Maps host instants onto one recording's PPG sample timeline (seconds, index / rate).
+
+    A watch that rebooted during the recording started its clock and sample indices again:
+    the timeline is then its first boot's, continued (what `wears export-data` puts the later
+    boots on), so only the first boot's pings and STREAM_INFO count here.
+    """
 
     def __init__(self, study: Study, session_id: int) -> None:
         self.study = study
         self.session_id = session_id
 
     def pings(self) -> np.ndarray:
+        boot = self.study.first_boot(self.session_id)
         rows = self.study.conn.execute("SELECT host_sent, host_received, tick FROM clock_sync WHERE session_id=? "
-                                       "ORDER BY host_sent", (self.session_id,)).fetchall()
+                                       "AND boot=? ORDER BY host_sent", (self.session_id, boot)).fetchall()
         return np.array(rows, dtype=float).reshape(-1, 3)
 
     def tick0(self) -> int | None:
-        row = self.study.conn.execute("SELECT tick0 FROM stream_info WHERE session_id=? AND stream=?",
-                                      (self.session_id, P.PPG)).fetchone()
+        boot = self.study.first_boot(self.session_id)
+        row = self.study.conn.execute("SELECT tick0 FROM stream_info WHERE session_id=? AND stream=? AND boot=?",
+                                      (self.session_id, P.PPG, boot)).fetchone()
         return None if row is None else row[0]
 
     def seconds(self, host_time: float, pings: np.ndarray | None = None) -> float | None:

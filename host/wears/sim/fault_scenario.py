@@ -179,6 +179,15 @@ def true_clock(clock_log: Path) -> dict[int, tuple[int, int, float]]:
     return anchors
 
 
+def true_seconds(anchor: tuple[int, int, float], ticks_ms: np.ndarray, near_s: float) -> np.ndarray:
+    """The true host time (s, CLOCK_MONOTONIC) of a boot's ticks, from its clock anchor
+    (`true_clock`); `near_s` is any host time within minutes of the boot (its real anchor wraps)."""
+    virtual_us, real_mod, speed = anchor
+    near = int(near_s * 1e6)
+    real_us = near + ((real_mod - near + _WRAP_US // 2) % _WRAP_US) - _WRAP_US // 2
+    return (real_us + (np.asarray(ticks_ms, dtype=np.float64) * 1000 - virtual_us) / speed) / 1e6
+
+
 def check_timeline(study: Study, session_id: int, clock_log: Path) -> dict:
     """Host times the study derives for every stored sample against the virtual watch's true clock."""
     fits = study.clock_fits(session_id)
@@ -189,17 +198,14 @@ def check_timeline(study: Study, session_id: int, clock_log: Path) -> dict:
     for boot, fit in fits.items():
         if boot not in anchors:
             continue
-        virtual_us, real_mod, speed = anchors[boot]
-        pings = study.clock_sync(session_id, boot)
-        near = int(pings[0, 0] * 1e6)
-        real_us = near + ((real_mod - near + _WRAP_US // 2) % _WRAP_US) - _WRAP_US // 2
+        near_s = float(study.clock_sync(session_id, boot)[0, 0])
         info = dict(((s, (t0, r)) for s, t0, r in study.conn.execute(
             "SELECT stream, tick0, rate_mhz FROM stream_info WHERE session_id=? AND boot=?", (session_id, boot))))
         for stream, first, count in study.conn.execute(
                 "SELECT stream, first_index, count FROM chunks WHERE session_id=? AND boot=?", (session_id, boot)):
             tick0, rate_mhz = info[stream]
             ticks = tick0 + (first + np.arange(count)) * 1e6 / rate_mhz
-            true_s = (real_us + (ticks * 1000 - virtual_us) / speed) / 1e6
+            true_s = true_seconds(anchors[boot], ticks, near_s)
             worst = max(worst, float(np.max(np.abs(fit.host_time(ticks) - true_s))))
             checked += count
         jitter[str(boot)] = round(fit.jitter_ms, 3)

@@ -31,12 +31,15 @@ function render(s) {
   const w = s.watch;
   text("w-address", w.address ? `${w.address} ${w.name || ""}` : null);
   text("w-connected", w.connected ? "yes" : "no");
+  text("w-state", w.state);
+  text("w-backfill", w.pending_records ? `${w.pending_records} records pending` : (w.state ? "up to date" : null));
+  text("w-reconnects", w.reconnects);
   text("w-hr", w.heart_rate === null ? null : `${w.heart_rate.toFixed(1)} bpm`);
   text("w-quality", w.quality === null ? null : `${w.quality}%`);
   text("w-battery", w.battery === null ? null : `${w.battery}%`);
   text("w-flash", w.flash_free_kb === null ? null : `${w.flash_free_kb} kB`);
   text("w-samples", w.samples);
-  text("w-lost", w.lost_samples);
+  text("w-lost", w.lost_records);
   $("start").disabled = s.status !== "ready";
   $("pauseresume").textContent = s.paused ? "Resume" : "Pause";
   $("pauseresume").disabled = s.status !== "running";
