@@ -292,13 +292,17 @@ class WatchClient:
         seq = self._seq
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[(ptype, seq)] = fut
-        await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields, data=data))
         try:
+            await self._write(P.CONTROL_UUID, encode_command(ptype, seq, *fields, data=data))
             reply = await asyncio.wait_for(fut, self.timeout)
         except asyncio.TimeoutError as e:
             raise CommandTimeout(f"{self.address} did not answer command 0x{ptype:02x} in {self.timeout} s") from e
         finally:
             self._pending.pop((ptype, seq), None)
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()  # a link lost during the write failed the reply too: retrieved here
         if isinstance(reply, Result) and reply.status != P.OK:
             raise CommandRefused(f"{self.address} refused command 0x{ptype:02x}: {reply.reason}", reply.status)
         return reply
