@@ -245,13 +245,16 @@ class MLPModel:
         return [v - 128 for v in last[:self.n_classes]]
 
 
-def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, viper, fail):
-    """The MLPModel whose payload `f` is positioned at (after the quantization table).
-    `fail(reason)` raises the loader's error; every bound the hot loop relies on is checked."""
+def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fail, window=(0, 0, 0)):
+    """The MLPModel whose payload `f` is positioned at (after the quantization table `quant`,
+    its raw bytes). `fail(reason)` raises the loader's error; every bound the hot loop relies
+    on is checked. `window`: the blob's (window_s, step_s, baseline_windows)."""
     import struct
-    from watch.protocol import E_TRUNCATED, E_UNSUPPORTED_KIND
+    from watch.blob import E_TRUNCATED, E_UNSUPPORTED_KIND
 
-    nf = len(shifts)
+    nf = len(quant) // blob.QUANT_ENTRY_SIZE
+    offsets = array("i", quant[:4 * nf])
+    shifts = bytearray(quant[4 * nf:])
     head = bytearray(blob.MLP_HEADER_SIZE)
     if payload_length < blob.MLP_HEADER_SIZE or f.readinto(head) != blob.MLP_HEADER_SIZE:
         fail(E_TRUNCATED)
@@ -304,5 +307,7 @@ def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, 
             biases[b_at + o] += 128 * c * n_in - c * sw
     if table[0] == 0:
         fail(E_UNSUPPORTED_KIND)  # the top class's weight: a zero would divide by zero
-    return MLPModel(model_id, feature_spec, n_classes, offsets, shifts, layers, n_layers, weights, biases, table,
-                    width, viper)
+    model = MLPModel(model_id, feature_spec, n_classes, offsets, shifts, layers, n_layers, weights, biases, table,
+                     width, viper)
+    model.window_s, model.step_s, model.baseline_windows = window
+    return model

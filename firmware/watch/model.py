@@ -21,12 +21,12 @@ from binascii import crc32
 
 from watch import blob
 from watch.hmac_sha256 import HmacSha256, equal
-from watch.protocol import (E_BAD_CRC, E_BAD_SIGNATURE, E_FEATURE_MISMATCH, E_TOO_LARGE, E_TRUNCATED,
-                            E_UNSUPPORTED_KIND, REASONS)
+from watch.blob import (E_BAD_CRC, E_BAD_SIGNATURE, E_FEATURE_MISMATCH, E_TOO_LARGE, E_TRUNCATED,
+                        E_UNSUPPORTED_KIND)
 
 # The blob constants the hot loops use, private so MicroPython inlines them into viper code
 # (a module global would reach viper as an object); equal to watch.blob's, a test checks.
-_LEAF = const(255)  # blob.LEAF
+_LEAF_REF = const(0x8000)  # blob.LEAF_REF
 _BIAS = const(32768)  # blob.BIAS
 _X_MIN = const(-0x20000000)  # blob.X_MIN
 _X_MAX = const(0x1FFFFFFF)  # blob.X_MAX
@@ -37,61 +37,95 @@ class ModelError(Exception):
     """A blob the watch will not run; `reason` is a reason code of watch.protocol."""
 
     def __init__(self, reason):
+        from watch.protocol import REASONS  # only on refusal: loading needs no protocol tables
+
         super().__init__(REASONS.get(reason, "reason %d" % reason))
         self.reason = reason
 
 
-def _predict_py(x, off, shift, q, n_features, feat, thr, right, roots, n_trees, leaves, acc, proba,
-                n_classes):
-    # The reference: quantize x into q (biased by _BIAS so it compares unsigned), walk every
-    # tree (left child = next node), sum leaf rows into acc, round the mean into proba.
-    # Allocation-free in MicroPython while values stay small ints (x is clamped to 30 bits).
-    for i in range(n_features):
+# The tree runtime's array (array("H"), little-endian halves): the version-2 tree payload as
+# read from the blob (counts, leaf rows, roots, nodes; references are byte offsets into it),
+# then, from word W (4-byte aligned, kept in RAM in the payload's reserved count word 3):
+# n_features, n_classes, the word of the first root, 0, the vote sums (one u32 per two
+# classes), the offsets (int32 as two u16), the shifts, the quantized features q (u16,
+# biased). One block, no pointers to chase.
+
+
+def _forest_py(m, x, proba):
+    # The reference. Quantize x into q (biased by _BIAS so it compares unsigned), walk every
+    # tree, add each leaf row into the vote sums, round the mean into proba. Allocation-free
+    # in MicroPython while values stay small ints (x is clamped to 30 bits).
+    w = m[3]
+    nf = m[w]
+    nc = m[w + 1]
+    roots = m[w + 2]
+    half = (nc + 1) >> 1
+    acc = w + 4
+    off = acc + 2 * half
+    sh = off + 2 * nf
+    q = sh + nf
+    for i in range(nf):
         v = x[i]
         if v < _X_MIN:
             v = _X_MIN
         elif v > _X_MAX:
             v = _X_MAX
-        d = ((v - off[i]) >> shift[i]) + _BIAS
+        o = m[off + 2 * i + 1]
+        o = ((o - 65536 if o >= 32768 else o) << 16) | m[off + 2 * i]
+        d = ((v - o) >> m[sh + i]) + _BIAS
         if d < 0:
             d = 0
         elif d > 0xFFFF:
             d = 0xFFFF
-        q[i] = d
-    for c in range(n_classes):
-        acc[c] = 0
-    for t in range(n_trees):
-        node = roots[t]
-        f = feat[node]
-        while f != _LEAF:
-            if q[f] <= thr[node]:
-                node += 1
+        m[q + i] = d
+    for k in range(2 * half):
+        m[acc + k] = 0
+    for t in range(m[0]):
+        i = m[roots + t]
+        while i < _LEAF_REF:
+            k = i >> 1
+            if m[q + m[k]] <= m[k + 1]:
+                i = m[k + 2]
             else:
-                node = right[node]
-            f = feat[node]
-        row = right[node] * n_classes
-        for c in range(n_classes):
-            acc[c] += leaves[row + c]
+                i = m[k + 3]
+        row = (i - _LEAF_REF) >> 1
+        for c in range(nc):
+            m[acc + c] += m[row + c]
+    n_trees = m[0]
     best = 0
-    half = n_trees >> 1
-    for c in range(n_classes):
-        if acc[c] > acc[best]:
+    for c in range(nc):
+        if m[acc + c] > m[acc + best]:
             best = c
-        proba[c] = (acc[c] + half) // n_trees
+        proba[c] = (m[acc + c] + (n_trees >> 1)) // n_trees
     return best
 
 
-_predict_viper = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
+_forest_viper = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
     import micropython
 
     @micropython.viper
-    def _predict_viper(x: ptr16, off: ptr16, shift: ptr8, q: ptr16, n_features: int, feat: ptr8,  # noqa: F821
-                       thr: ptr16, right: ptr16, roots: ptr16, n_trees: int, leaves: ptr8,  # noqa: F821
-                       acc: ptr32, proba: ptr8, n_classes: int) -> int:  # noqa: F821
-        # Same steps as _predict_py. int32 values are read as two 16-bit halves because ptr32
-        # loads zero-extend on 64-bit ports; the high half carries the sign.
-        for i in range(n_features):
+    def _forest_viper(self, xs, ps) -> int:
+        # Same steps as _forest_py on the same array. int32 values are read as two 16-bit
+        # halves because ptr32 loads zero-extend on 64-bit ports; the high half carries the
+        # sign. Two classes' sums share a u32 (each stays below 2**16), so one add per leaf
+        # row covers both of a binary model.
+        m = ptr16(self._m)  # noqa: F821
+        base = int(m)
+        w = int(m[3])
+        nf = int(m[w])
+        nc = int(m[w + 1])
+        if int(len(xs)) < nf or int(len(ps)) < nc:
+            raise ValueError("x needs n_features items, proba n_classes")
+        x = ptr16(xs)  # noqa: F821
+        proba = ptr8(ps)  # noqa: F821
+        roots = int(m[w + 2])
+        half = (nc + 1) >> 1
+        acc = ptr32(base + 2 * w + 8)  # noqa: F821
+        off = w + 4 + 2 * half
+        sh = off + 2 * nf
+        q = ptr16(base + 2 * (sh + nf))  # noqa: F821
+        for i in range(nf):
             hi = int(x[2 * i + 1])
             if hi >= 32768:
                 hi -= 65536
@@ -100,36 +134,44 @@ try:
                 v = _X_MIN
             elif v > _X_MAX:
                 v = _X_MAX
-            hi = int(off[2 * i + 1])
+            hi = int(m[off + 2 * i + 1])
             if hi >= 32768:
                 hi -= 65536
-            o = (hi << 16) | int(off[2 * i])
-            d = ((v - o) >> int(shift[i])) + _BIAS
+            d = ((v - ((hi << 16) | int(m[off + 2 * i]))) >> int(m[sh + i])) + _BIAS
             if d < 0:
                 d = 0
             elif d > 0xFFFF:
                 d = 0xFFFF
             q[i] = d
-        for c in range(n_classes):
-            acc[c] = 0
+        n_trees = int(m[0])
+        s = 0
+        for k in range(half):
+            acc[k] = 0
         for t in range(n_trees):
-            node = int(roots[t])
-            f = int(feat[node])
-            while f != _LEAF:
-                if int(q[f]) <= int(thr[node]):
-                    node += 1
+            i = int(m[roots + t])
+            while i < _LEAF_REF:
+                p = ptr16(base + i)  # noqa: F821
+                if int(q[int(p[0])]) <= int(p[1]):
+                    i = int(p[2])
                 else:
-                    node = int(right[node])
-                f = int(feat[node])
-            row = int(right[node]) * n_classes
-            for c in range(n_classes):
-                acc[c] = int(acc[c]) + int(leaves[row + c])
+                    i = int(p[3])
+            if half == 1:
+                s += int(ptr32(base + i - _LEAF_REF)[0])  # noqa: F821
+            else:
+                row = ptr32(base + i - _LEAF_REF)  # noqa: F821
+                for k in range(half):
+                    acc[k] = int(acc[k]) + int(row[k])
+        if half == 1:
+            acc[0] = s
         best = 0
-        half = n_trees >> 1
-        for c in range(n_classes):
-            if int(acc[c]) > int(acc[best]):
+        top = 0
+        sums = ptr16(acc)  # noqa: F821
+        for c in range(nc):
+            v = int(sums[c])
+            if v > top:
                 best = c
-            proba[c] = (int(acc[c]) + half) // n_trees
+                top = v
+            proba[c] = (v + (n_trees >> 1)) // n_trees
         return best
 except ImportError:  # CPython
     pass
@@ -141,44 +183,50 @@ def _alloc(typecode, n):
 
 
 class TreeModel:
-    """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation."""
+    """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation.
 
-    def __init__(self, model_id, feature_spec, n_classes, offsets, shifts, roots, feature, threshold,
-                 right, leaves, viper=True):
+    `x` is an array('i') of n_features fixed-point values, `proba` a bytearray of at least
+    n_classes; the u8 class probabilities (x/255) are written into it. Both are the caller's
+    preallocated buffers (the viper path does not check their lengths: `check` does, once).
+    """
+
+    def __init__(self, model_id, feature_spec, n_features, n_classes, m, viper=True, window=(0, 0, 0)):
         self.model_id = model_id
         self.kind = blob.KIND_TREES
         self.feature_spec = feature_spec
-        self.n_features = len(shifts)
+        self.n_features = n_features
         self.n_classes = n_classes
-        self.n_trees = len(roots)
-        self.n_nodes = len(feature)
-        self.viper = bool(viper) and _predict_viper is not None
-        self._offsets = offsets
-        self._shifts = shifts
-        self._roots = roots
-        self._feature = feature
-        self._threshold = threshold
-        self._right = right
-        self._leaves = leaves
-        self._q = _alloc("H", self.n_features)
-        self._acc = _alloc("i", n_classes)
-        self._run = _predict_viper if self.viper else _predict_py
+        self.n_trees = m[0]
+        self.n_nodes = m[1]
+        self.window_s = window[0]
+        self.step_s = window[1]
+        self.baseline_windows = window[2]
+        self.viper = bool(viper) and _forest_viper is not None
+        self._m = m
+        if not self.viper:
+            self.predict = self._predict_plain
 
-    def predict(self, x, proba):
-        """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
-        values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
+    def check(self, x, proba):
+        """Raise ValueError unless `x` and `proba` are long enough for `predict`."""
         if len(x) < self.n_features or len(proba) < self.n_classes:
             raise ValueError("x needs n_features items, proba n_classes")
-        return self._run(x, self._offsets, self._shifts, self._q, self.n_features, self._feature,  # pyright: ignore[reportArgumentType] (viper takes buffers)
-                         self._threshold, self._right, self._roots, self.n_trees, self._leaves,
-                         self._acc, proba, self.n_classes)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+
+    def _predict_plain(self, x, proba):
+        self.check(x, proba)
+        return _forest_py(self._m, x, proba)
+
+    if _forest_viper is not None:
+        predict = _forest_viper
+    else:
+        predict = _predict_plain
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
-    """The TreeModel in the blob file `path`, checked against the watch's key and the
-    feature set it computes; raises ModelError(reason) for a blob it must not run (an empty
-    key authenticates nothing: E_BAD_SIGNATURE) and OSError when the file cannot be read.
-    `viper=False` forces the plain-Python path."""
+    """The model (TreeModel or watch.mlp.MLPModel) in the blob file `path`, checked against
+    the watch's key and the feature set it computes; raises ModelError(reason) for a blob it
+    must not run (an empty key authenticates nothing: E_BAD_SIGNATURE) and OSError when the
+    file cannot be read. `viper=False` forces the plain-Python path. The model carries the
+    blob's window settings as `window_s`, `step_s`, `baseline_windows` (0 for a version-1 blob)."""
     size = os.stat(path)[6]
     if not key:
         raise ModelError(E_BAD_SIGNATURE)  # anyone can sign with an empty key
@@ -190,28 +238,35 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
         reason = blob.check_header(head, size if n == blob.HEADER_SIZE else n)
         if reason:
             raise ModelError(reason)
-        _, _, kind, spec, nf, n_classes, _, payload_length, model_id = blob.parse_header(head)
+        _, version, kind, spec, nf, n_classes, _, payload_length, model_id = blob.parse_header(head)
         _verify(f, head, size, key, model_id)
         if kind != blob.KIND_TREES and kind != blob.KIND_MLP_INT8:
             raise ModelError(E_UNSUPPORTED_KIND)
         if spec not in (feature_spec if isinstance(feature_spec, tuple) else (feature_spec,)) or nf != n_features:
             raise ModelError(E_FEATURE_MISMATCH)
-        f.seek(blob.HEADER_SIZE)
-        offsets = _fill(f, _alloc("i", nf), 4 * nf)
-        shifts = _fill(f, bytearray(nf), nf)
+        window = (0, 0, 0)
+        if version >= 2:
+            window = struct.unpack_from(blob.WINDOW, _fill(f, bytearray(blob.WINDOW_SIZE), blob.WINDOW_SIZE))[:3]
+        quant = _fill(f, bytearray(blob.quant_size(nf)), blob.quant_size(nf))
         for i in range(nf):
-            if shifts[i] > blob.MAX_SHIFT or not _X_MIN <= offsets[i] <= _X_MAX:
+            if quant[4 * nf + i] > blob.MAX_SHIFT or not _X_MIN <= struct.unpack_from("<i", quant, 4 * i)[0] <= _X_MAX:
                 raise ModelError(E_UNSUPPORTED_KIND)
         if kind == blob.KIND_MLP_INT8:
             from watch import mlp
-            return mlp.read(f, model_id, spec, offsets, shifts, n_classes, payload_length, viper, _fail)
-        return _read_trees(f, model_id, spec, offsets, shifts, n_classes, payload_length, viper)
+            return mlp.read(f, model_id, spec, quant, n_classes, payload_length, viper, _fail, window)
+        if version < 2:
+            from watch import trees_v1
+            m = trees_v1.read(f, nf, n_classes, payload_length, _fail)
+        else:
+            m = _read_trees(f, nf, n_classes, payload_length)
+        _place(m, quant, nf, n_classes)
+        return TreeModel(model_id, spec, nf, n_classes, m, viper, window)
 
 
 def _verify(f, head, size, key, model_id):
     # One pass over the file: CRC32 of all before the CRC, HMAC of all before the HMAC,
-    # SHA-256 of quantization + payload for the model id. Order of complaints: CRC, signature,
-    # model id (a signed blob whose id is wrong was built wrong: E_BAD_CRC).
+    # SHA-256 of everything after the 20-byte header for the model id. Order of complaints:
+    # CRC, signature, model id (a signed blob whose id is wrong was built wrong: E_BAD_CRC).
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
     crc = crc32(head)
@@ -238,6 +293,7 @@ def _verify(f, head, size, key, model_id):
         raise ModelError(E_BAD_SIGNATURE)
     if struct.unpack_from("<I", ident.digest(), 0)[0] != model_id:
         raise ModelError(E_BAD_CRC)
+    f.seek(blob.HEADER_SIZE)
 
 
 def _fill(f, arr, nbytes):
@@ -250,36 +306,68 @@ def _fail(reason):
     raise ModelError(reason)
 
 
-def _read_trees(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, viper):
+def workspace(payload_length, n_features, n_classes):
+    """(W, total words) of a tree model's array: W the first word after the payload (4-byte
+    aligned), then n_features, n_classes, the first root's word, 0, the sums, offsets, shifts
+    and q."""
+    w = ((payload_length + 3) >> 2) << 1
+    return w, w + 4 + 2 * ((n_classes + 1) >> 1) + 4 * n_features
+
+
+def _read_trees(f, nf, n_classes, payload_length):
+    # The version-2 payload straight into its final array (one copy), checked after.
     counts = _fill(f, bytearray(blob.TREES_HEADER_SIZE), blob.TREES_HEADER_SIZE)
-    n_trees, n_nodes, n_leaves, _ = blob.parse_trees_header(counts)
-    if payload_length != blob.trees_payload_size(n_trees, n_nodes, n_leaves, n_classes):
+    n_trees, n_inner, n_rows, reserved = blob.parse_trees_header(counts)
+    if payload_length != blob.trees_payload_size(n_trees, n_inner, n_rows, n_classes):
         raise ModelError(E_TRUNCATED)
-    if not (n_trees and n_nodes and n_leaves and n_classes):
+    if reserved or not n_trees or n_trees > blob.MAX_TREES or payload_length > blob.MAX_TREES_PAYLOAD:
         raise ModelError(E_UNSUPPORTED_KIND)
-    gc.collect()  # the big arrays go into one defragmented heap
-    roots = _fill(f, _alloc("H", n_trees), 2 * n_trees)
-    feature = _fill(f, bytearray(n_nodes), n_nodes)
-    threshold = _fill(f, _alloc("H", n_nodes), 2 * n_nodes)
-    right = _fill(f, _alloc("H", n_nodes), 2 * n_nodes)
-    leaves = _fill(f, bytearray(n_leaves * n_classes), n_leaves * n_classes)
-    if not _runnable(len(shifts), roots, feature, right, n_leaves):
-        raise ModelError(E_UNSUPPORTED_KIND)
-    return TreeModel(model_id, feature_spec, n_classes, offsets, shifts, roots, feature, threshold,
-                     right, leaves, viper)
+    gc.collect()  # the model goes into one defragmented block
+    m = _alloc("H", workspace(payload_length, nf, n_classes)[1])
+    m[0] = n_trees
+    m[1] = n_inner
+    m[2] = n_rows
+    if f.readinto(memoryview(m)[4:payload_length >> 1]) != payload_length - blob.TREES_HEADER_SIZE:
+        raise ModelError(E_TRUNCATED)
+    return m
 
 
-def _runnable(n_features, roots, feature, right, n_leaves):
-    # The hot loops do not bounds-check, so the structure is checked once here: every index
-    # in range, and every child after its parent, so each walk ends at a leaf.
-    n_nodes = len(feature)
-    for t in range(len(roots)):
-        if roots[t] >= n_nodes:
-            return False
-    for i in range(n_nodes):
-        if feature[i] == _LEAF:
-            if right[i] >= n_leaves:
-                return False
-        elif feature[i] >= n_features or i + 1 >= n_nodes or not i < right[i] < n_nodes:
-            return False
-    return True
+def _ref_ok(ref, after, nodes, end, row, rows_end):
+    # A reference is a leaf row (LEAF_REF + its offset) or an inner node after `after`.
+    if ref >= _LEAF_REF:
+        ref -= _LEAF_REF + blob.TREES_HEADER_SIZE
+        return ref < rows_end and ref % row == 0
+    return after < ref < end and (ref - nodes) % blob.NODE_SIZE == 0
+
+
+def _place(m, quant, nf, n_classes):
+    # Check the tree structure once (the hot loops do not bounds-check: every reference in
+    # range, every child after its parent so each walk ends, every leaf value a u8, each
+    # feature index below n_features), then fill the workspace after the payload.
+    n_trees, n_inner, n_rows = m[0], m[1], m[2]
+    row = blob.leaf_row_size(n_classes)
+    rows_end = n_rows * row
+    nodes = blob.TREES_HEADER_SIZE + rows_end + 2 * n_trees
+    end = nodes + blob.NODE_SIZE * n_inner
+    for k in range(4, 4 + (rows_end >> 1)):
+        if m[k] > 255:
+            raise ModelError(E_UNSUPPORTED_KIND)
+    for t in range(n_trees):
+        if not _ref_ok(m[(nodes >> 1) - n_trees + t], nodes - 1, nodes, end, row, rows_end):
+            raise ModelError(E_UNSUPPORTED_KIND)
+    for at in range(nodes, end, blob.NODE_SIZE):
+        k = at >> 1
+        if (m[k] >= nf or not _ref_ok(m[k + 2], at, nodes, end, row, rows_end)
+                or not _ref_ok(m[k + 3], at, nodes, end, row, rows_end)):
+            raise ModelError(E_UNSUPPORTED_KIND)
+    w = workspace(end, nf, n_classes)[0]
+    m[3] = w
+    m[w] = nf
+    m[w + 1] = n_classes
+    m[w + 2] = (nodes >> 1) - n_trees
+    m[w + 3] = 0
+    off = w + 4 + 2 * ((n_classes + 1) >> 1)
+    for i in range(2 * nf):
+        m[off + i] = quant[2 * i] | (quant[2 * i + 1] << 8)
+    for i in range(nf):
+        m[off + 2 * nf + i] = quant[4 * nf + i]
