@@ -63,13 +63,12 @@ MAX_SHIFT = const(31)
 # Tree payload, version 2 (all u16): n_trees, n_inner, n_leaf_rows, reserved (0); the leaf
 # table (n_leaf_rows rows of n_classes probabilities x/255, padded with a 0 to an even count);
 # roots (a reference per tree); inner nodes (feature, threshold + BIAS, left, right). A
-# reference is a byte offset in the payload: below LEAF_REF a node, else LEAF_REF + the
-# offset of a leaf row. This is the watch's in-RAM layout: the walk reads it unchanged.
+# reference is a byte offset in the payload: a leaf row when it lies before the first node
+# (the leaf table comes first), else an inner node. This is the watch's in-RAM layout.
 TREES_HEADER = "<HHHH"
 TREES_HEADER_SIZE = const(8)
 NODE_SIZE = const(8)
-LEAF_REF = const(0x8000)
-MAX_TREES_PAYLOAD = const(0x7FFF)  # every reference stays below LEAF_REF
+MAX_TREES_PAYLOAD = const(0x7FFF)  # references and the watch's workspace offsets fit a u16
 MAX_TREES = const(257)  # the watch adds two classes' votes in one 32-bit word: 255 * 257 < 2**16
 # Version 1 tree payload: n_trees, n_nodes, n_leaves, reserved (0); then roots (u16 x n_trees),
 # feature (u8 x n_nodes), threshold (u16 x n_nodes, biased), right (u16 x n_nodes),

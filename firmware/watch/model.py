@@ -16,6 +16,7 @@ import gc
 import hashlib
 import os
 import struct
+import sys
 from array import array
 from binascii import crc32
 
@@ -26,11 +27,15 @@ from watch.blob import (E_BAD_CRC, E_BAD_SIGNATURE, E_FEATURE_MISMATCH, E_TOO_LA
 
 # The blob constants the hot loops use, private so MicroPython inlines them into viper code
 # (a module global would reach viper as an object); equal to watch.blob's, a test checks.
-_LEAF_REF = const(0x8000)  # blob.LEAF_REF
 _BIAS = const(32768)  # blob.BIAS
 _X_MIN = const(-0x20000000)  # blob.X_MIN
 _X_MAX = const(0x1FFFFFFF)  # blob.X_MAX
 _CHUNK = const(256)  # verification read size: small next to the heap, a few flash pages
+
+
+# What sign-extends an int32 read through a zero-extending ptr32 (see _forest): the
+# word size minus 32 (big ints count as 64-bit words).
+_SIGN_SHIFT = 32 if sys.maxsize > 0xFFFFFFFF else 0
 
 
 class ModelError(Exception):
@@ -46,9 +51,9 @@ class ModelError(Exception):
 # The tree runtime's array (array("H"), little-endian halves): the version-2 tree payload as
 # read from the blob (counts, leaf rows, roots, nodes; references are byte offsets into it),
 # then, from word W (4-byte aligned, kept in RAM in the payload's reserved count word 3):
-# n_features, n_classes, the word of the first root, 0, the vote sums (one u32 per two
-# classes), the offsets (int32 as two u16), the shifts, the quantized features q (u16,
-# biased). One block, no pointers to chase.
+# n_features, n_classes, the word of the first root, the sign-extension shift of this port
+# (see _forest), the vote sums (one u32 per two classes), the offsets (int32 as two
+# u16), the shifts, the quantized features q (u16, biased). One block, no pointers to chase.
 
 
 def _forest_py(m, x, proba):
@@ -70,9 +75,8 @@ def _forest_py(m, x, proba):
             v = _X_MIN
         elif v > _X_MAX:
             v = _X_MAX
-        o = m[off + 2 * i + 1]
-        o = ((o - 65536 if o >= 32768 else o) << 16) | m[off + 2 * i]
-        d = ((v - o) >> m[sh + i]) + _BIAS
+        o = (m[off + 2 * i + 1] << 16) | m[off + 2 * i]  # offset - X_MIN: never negative
+        d = ((v - _X_MIN - o) >> m[sh + i]) + _BIAS
         if d < 0:
             d = 0
         elif d > 0xFFFF:
@@ -80,15 +84,16 @@ def _forest_py(m, x, proba):
         m[q + i] = d
     for k in range(2 * half):
         m[acc + k] = 0
+    nodes = 2 * (roots + m[0])  # references below it are leaf rows
     for t in range(m[0]):
         i = m[roots + t]
-        while i < _LEAF_REF:
+        while i >= nodes:
             k = i >> 1
-            if m[q + m[k]] <= m[k + 1]:
+            if m[m[k] >> 1] <= m[k + 1]:
                 i = m[k + 2]
             else:
                 i = m[k + 3]
-        row = (i - _LEAF_REF) >> 1
+        row = i >> 1
         for c in range(nc):
             m[acc + c] += m[row + c]
     n_trees = m[0]
@@ -100,79 +105,84 @@ def _forest_py(m, x, proba):
     return best
 
 
-_forest_viper = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
+class _Trees(array):
+    """The tree runtime's array; with viper its `predict` is the fast path."""
+
+
+_forest = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
     import micropython
 
     @micropython.viper
-    def _forest_viper(self, xs, ps) -> int:
-        # Same steps as _forest_py on the same array. int32 values are read as two 16-bit
-        # halves because ptr32 loads zero-extend on 64-bit ports; the high half carries the
-        # sign. Two classes' sums share a u32 (each stays below 2**16), so one add per leaf
-        # row covers both of a binary model.
-        m = ptr16(self._m)  # noqa: F821
-        base = int(m)
+    def _forest(m: ptr16, x: ptr32, ps) -> int:  # noqa: F821
+        # Same steps as _forest_py on the same array: bound to it as its `predict`, so the
+        # array arrives as `m` without an attribute lookup or a second call. Viper keeps a
+        # function's first two locals in registers on x64 (three on Thumb): `m`, and `x`,
+        # which after quantizing walks the trees (its length is the caller's promise, see
+        # TreeModel; proba, which is written, is checked). ptr32 loads zero-extend on 64-bit
+        # ports: shifting up and back by the loader's sign shift (32 there, 0 on 32-bit
+        # ports) sign-extends x. Two classes' sums share a u32 (each stays below 2**16),
+        # so one add per leaf row covers both of a binary model.
         w = int(m[3])
         nf = int(m[w])
         nc = int(m[w + 1])
-        if int(len(xs)) < nf or int(len(ps)) < nc:
-            raise ValueError("x needs n_features items, proba n_classes")
-        x = ptr16(xs)  # noqa: F821
-        proba = ptr8(ps)  # noqa: F821
-        roots = int(m[w + 2])
+        ps[nc - 1]
+        e = int(m[w + 3])
         half = (nc + 1) >> 1
-        acc = ptr32(base + 2 * w + 8)  # noqa: F821
-        off = w + 4 + 2 * half
-        sh = off + 2 * nf
-        q = ptr16(base + 2 * (sh + nf))  # noqa: F821
-        for i in range(nf):
-            hi = int(x[2 * i + 1])
-            if hi >= 32768:
-                hi -= 65536
-            v = (hi << 16) | int(x[2 * i])
-            if v < _X_MIN:
-                v = _X_MIN
-            elif v > _X_MAX:
-                v = _X_MAX
-            hi = int(m[off + 2 * i + 1])
-            if hi >= 32768:
-                hi -= 65536
-            d = ((v - ((hi << 16) | int(m[off + 2 * i]))) >> int(m[sh + i])) + _BIAS
-            if d < 0:
-                d = 0
-            elif d > 0xFFFF:
-                d = 0xFFFF
-            q[i] = d
+        acc = ptr32(int(m) + 2 * w + 8)  # noqa: F821
+        off = ptr32(int(acc) + 4 * half)  # noqa: F821
+        sh = ptr16(int(off) + 4 * nf)  # noqa: F821
+        q = ptr16(int(sh) + 2 * nf)  # noqa: F821
+        span = uint(_X_MAX - _X_MIN)  # noqa: F821
+        top = uint(0xFFFF)  # noqa: F821
+        for k in range(nf):
+            v = (int(x[k]) << e) >> e
+            if uint(v - _X_MIN) > span:  # one unsigned test for both bounds  # noqa: F821
+                v = _X_MIN if v < 0 else _X_MAX
+            v = ((v - _X_MIN - int(off[k])) >> int(sh[k])) + _BIAS
+            if uint(v) > top:  # noqa: F821
+                v = 0 if v < 0 else 0xFFFF
+            q[k] = v
         n_trees = int(m[0])
-        s = 0
+        root = int(m) + 2 * int(m[w + 2])
+        end = root + 2 * n_trees  # the first node: below it, leaf rows
         for k in range(half):
             acc[k] = 0
-        for t in range(n_trees):
-            i = int(m[roots + t])
-            while i < _LEAF_REF:
-                p = ptr16(base + i)  # noqa: F821
-                if int(q[int(p[0])]) <= int(p[1]):
-                    i = int(p[2])
-                else:
-                    i = int(p[3])
-            if half == 1:
-                s += int(ptr32(base + i - _LEAF_REF)[0])  # noqa: F821
-            else:
-                row = ptr32(base + i - _LEAF_REF)  # noqa: F821
-                for k in range(half):
-                    acc[k] = int(acc[k]) + int(row[k])
-        if half == 1:
+        if half == 1:  # one or two classes: both sums in one 32-bit word, one add per tree
+            s = 0
+            while root < end:
+                x = ptr32(int(m) + int(ptr16(root)[0]))  # noqa: F821
+                while int(x) >= end:
+                    if int(ptr16(int(m) + int(ptr16(x)[0]))[0]) <= int(ptr16(x)[1]):  # noqa: F821
+                        x = ptr32(int(m) + int(ptr16(x)[2]))  # noqa: F821
+                    else:
+                        x = ptr32(int(m) + int(ptr16(x)[3]))  # noqa: F821
+                s += int(x[0])
+                root += 2
             acc[0] = s
-        best = 0
-        top = 0
+        while root < end:
+            x = ptr32(int(m) + int(ptr16(root)[0]))  # noqa: F821
+            while int(x) >= end:
+                if int(ptr16(int(m) + int(ptr16(x)[0]))[0]) <= int(ptr16(x)[1]):  # noqa: F821
+                    x = ptr32(int(m) + int(ptr16(x)[2]))  # noqa: F821
+                else:
+                    x = ptr32(int(m) + int(ptr16(x)[3]))  # noqa: F821
+            for k in range(half):
+                acc[k] = int(acc[k]) + int(x[k])
+            root += 2
+        proba = ptr8(ps)  # noqa: F821
         sums = ptr16(acc)  # noqa: F821
+        best = 0
+        most = 0
         for c in range(nc):
             v = int(sums[c])
-            if v > top:
+            if v > most:
                 best = c
-                top = v
+                most = v
             proba[c] = (v + (n_trees >> 1)) // n_trees
         return best
+
+    _Trees.predict = _forest
 except ImportError:  # CPython
     pass
 
@@ -182,12 +192,21 @@ def _alloc(typecode, n):
     return array(typecode, range(n))
 
 
+def alloc_trees(n):
+    """A zero-filled tree-runtime array of n u16 words."""
+    m = _Trees("H", range(n))
+    for i in range(n):
+        m[i] = 0
+    return m
+
+
 class TreeModel:
     """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation.
 
-    `x` is an array('i') of n_features fixed-point values, `proba` a bytearray of at least
-    n_classes; the u8 class probabilities (x/255) are written into it. Both are the caller's
-    preallocated buffers (the viper path does not check their lengths: `check` does, once).
+    `x` is an array('i') holding the `n_features` values the caller promised `load` (which
+    refuses a blob for another count); the fast path does not re-check its length. `proba`
+    is a bytearray of at least n_classes, checked (IndexError before anything is written):
+    the u8 class probabilities (x/255) are written into it.
     """
 
     def __init__(self, model_id, feature_spec, n_features, n_classes, m, viper=True, window=(0, 0, 0)):
@@ -201,24 +220,15 @@ class TreeModel:
         self.window_s = window[0]
         self.step_s = window[1]
         self.baseline_windows = window[2]
-        self.viper = bool(viper) and _forest_viper is not None
+        self.viper = bool(viper) and _forest is not None
         self._m = m
-        if not self.viper:
-            self.predict = self._predict_plain
+        if self.viper:
+            self.predict = m.predict  # the array's viper method: one call, no lookup inside
 
-    def check(self, x, proba):
-        """Raise ValueError unless `x` and `proba` are long enough for `predict`."""
-        if len(x) < self.n_features or len(proba) < self.n_classes:
-            raise ValueError("x needs n_features items, proba n_classes")
-
-    def _predict_plain(self, x, proba):
-        self.check(x, proba)
+    def predict(self, x, proba):
+        """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`."""
+        proba[self.n_classes - 1]  # too short: IndexError before anything is written
         return _forest_py(self._m, x, proba)
-
-    if _forest_viper is not None:
-        predict = _forest_viper
-    else:
-        predict = _predict_plain
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
@@ -323,7 +333,7 @@ def _read_trees(f, nf, n_classes, payload_length):
     if reserved or not n_trees or n_trees > blob.MAX_TREES or payload_length > blob.MAX_TREES_PAYLOAD:
         raise ModelError(E_UNSUPPORTED_KIND)
     gc.collect()  # the model goes into one defragmented block
-    m = _alloc("H", workspace(payload_length, nf, n_classes)[1])
+    m = alloc_trees(workspace(payload_length, nf, n_classes)[1])
     m[0] = n_trees
     m[1] = n_inner
     m[2] = n_rows
@@ -333,10 +343,10 @@ def _read_trees(f, nf, n_classes, payload_length):
 
 
 def _ref_ok(ref, after, nodes, end, row, rows_end):
-    # A reference is a leaf row (LEAF_REF + its offset) or an inner node after `after`.
-    if ref >= _LEAF_REF:
-        ref -= _LEAF_REF + blob.TREES_HEADER_SIZE
-        return ref < rows_end and ref % row == 0
+    # A reference is a leaf row (before the first node) or an inner node after `after`.
+    if ref < nodes:
+        ref -= blob.TREES_HEADER_SIZE
+        return 0 <= ref < rows_end and ref % row == 0
     return after < ref < end and (ref - nodes) % blob.NODE_SIZE == 0
 
 
@@ -355,19 +365,23 @@ def _place(m, quant, nf, n_classes):
     for t in range(n_trees):
         if not _ref_ok(m[(nodes >> 1) - n_trees + t], nodes - 1, nodes, end, row, rows_end):
             raise ModelError(E_UNSUPPORTED_KIND)
+    w = workspace(end, nf, n_classes)[0]
+    q = w + 4 + 2 * ((n_classes + 1) >> 1) + 3 * nf
     for at in range(nodes, end, blob.NODE_SIZE):
         k = at >> 1
         if (m[k] >= nf or not _ref_ok(m[k + 2], at, nodes, end, row, rows_end)
                 or not _ref_ok(m[k + 3], at, nodes, end, row, rows_end)):
             raise ModelError(E_UNSUPPORTED_KIND)
-    w = workspace(end, nf, n_classes)[0]
+        m[k] = 2 * (q + m[k])  # in RAM a node holds the byte offset of its feature's q
     m[3] = w
     m[w] = nf
     m[w + 1] = n_classes
     m[w + 2] = (nodes >> 1) - n_trees
-    m[w + 3] = 0
+    m[w + 3] = _SIGN_SHIFT
     off = w + 4 + 2 * ((n_classes + 1) >> 1)
-    for i in range(2 * nf):
-        m[off + i] = quant[2 * i] | (quant[2 * i + 1] << 8)
+    for i in range(nf):  # the offsets less X_MIN: in [0, 2**30), no sign to extend
+        o = struct.unpack_from("<i", quant, 4 * i)[0] - _X_MIN
+        m[off + 2 * i] = o & 0xFFFF
+        m[off + 2 * i + 1] = o >> 16
     for i in range(nf):
         m[off + 2 * nf + i] = quant[4 * nf + i]

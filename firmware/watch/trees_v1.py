@@ -16,7 +16,7 @@ def _read(f, arr, nbytes, fail):
 
 def read(f, nf, n_classes, payload_length, fail):
     """The version-2 array of the version-1 payload `f` is positioned at; `fail(reason)` raises."""
-    from watch.model import workspace
+    from watch.model import alloc_trees, workspace
 
     counts = _read(f, bytearray(blob.TREES_HEADER_SIZE), blob.TREES_HEADER_SIZE, fail)
     n_trees, n_nodes, n_leaves, _ = blob.parse_trees_header(counts)
@@ -53,12 +53,10 @@ def read(f, nf, n_classes, payload_length, fail):
 
     def ref(i):
         if feature[i] == blob.LEAF:
-            return blob.LEAF_REF + blob.TREES_HEADER_SIZE + right[i] * row
+            return blob.TREES_HEADER_SIZE + right[i] * row
         return nodes + blob.NODE_SIZE * inner[i]
 
-    m = array("H", range(workspace(length, nf, n_classes)[1]))
-    for k in range(len(m)):
-        m[k] = 0
+    m = alloc_trees(workspace(length, nf, n_classes)[1])
     m[0] = n_trees
     m[1] = n_inner
     m[2] = n_leaves

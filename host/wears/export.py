@@ -162,13 +162,13 @@ class QuantizedForest(BlobModel):
     @property
     def payload(self) -> bytes:
         """The version-2 tree payload of the blob (docs/model-blob.md): counts, leaf rows,
-        roots, inner nodes, with byte-offset references."""
+        roots, inner nodes, with byte-offset references (before the first node: a leaf row)."""
         nc, nl, nt = self.n_classes, self.n_leaves, self.n_trees
         row = B.leaf_row_size(nc)
         inner = self.feature_ != B.LEAF
         index = np.cumsum(inner) - 1
         nodes = B.TREES_HEADER_SIZE + nl * row + 2 * nt
-        ref = np.where(inner, nodes + B.NODE_SIZE * index, B.LEAF_REF + B.TREES_HEADER_SIZE + self.right_ * row)
+        ref = np.where(inner, nodes + B.NODE_SIZE * index, B.TREES_HEADER_SIZE + self.right_ * row)
         at = np.flatnonzero(inner)
         table = np.stack([self.feature_[at], self.threshold_[at] + B.BIAS, ref[np.minimum(at + 1, self.n_nodes - 1)],
                           ref[self.right_[at]]], axis=1)
@@ -230,8 +230,8 @@ def _payload_v2(data: bytes, at: int, info) -> tuple:
     def emit(ref: int, parent: int) -> int:
         # Appends the subtree at `ref`, returns its index; refs must point forward.
         index = len(feature)
-        if ref >= B.LEAF_REF:
-            offset = ref - B.LEAF_REF - B.TREES_HEADER_SIZE
+        if ref < 2 * (roots_at + nt):
+            offset = ref - B.TREES_HEADER_SIZE
             if offset % row or not 0 <= offset < nl * row:
                 raise ValueError(f"leaf reference {ref:#x} is not a leaf row")
             feature.append(B.LEAF), threshold.append(0), right.append(offset // row)

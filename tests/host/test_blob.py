@@ -60,7 +60,7 @@ def _reason(data: bytes, **kwargs) -> int:
 
 def test_exporter_builds_the_documented_example_byte_for_byte():
     assert EXAMPLE.to_blob(KEY) == BLOB
-    assert EXAMPLE.model_id == 0x0ACF02CB
+    assert EXAMPLE.model_id == 0xA82B1E44
 
 
 def test_a_version_1_blob_still_reads_as_the_same_forest():
@@ -93,7 +93,7 @@ def test_documented_predictions_match_the_host_emulation():
 def test_read_blob_reports_the_header_of_a_valid_blob():
     info = WB.read_blob(BLOB, KEY, feature_spec=1, n_features=2, max_bytes=B.MAX_BYTES)
     assert (info.version, info.kind, info.feature_spec, info.n_features, info.n_classes) == (2, 1, 1, 2, 2)
-    assert (info.payload_length, info.model_id, info.size, info.crc) == (40, 0x0ACF02CB, 114, 0xA6765A0C)
+    assert (info.payload_length, info.model_id, info.size, info.crc) == (40, 0xA82B1E44, 114, 0xE9372A38)
     assert (info.offsets, info.shifts, info.n_trees, info.n_nodes, info.n_leaves) == ((1000, -50), (0, 2), 2, 2, 3)
     assert info.signature_checked and not WB.read_blob(BLOB).signature_checked
 
@@ -135,7 +135,7 @@ def test_from_blob_refuses_a_signed_blob_with_a_broken_tree():
 
 def test_describe_names_kind_id_and_signature():
     text = WB.describe(BLOB, KEY)
-    assert "tree ensemble, model id 0acf02cb" in text and "signature verified" in text
+    assert "tree ensemble, model id a82b1e44" in text and "signature verified" in text
     assert "2 trees, 2 inner nodes" in text and "1000>>0, -50>>2" in text
     assert "2 trees, 6 nodes" in WB.describe(BLOB_V1)
     assert "not checked" in WB.describe(BLOB)
