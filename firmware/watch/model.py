@@ -56,55 +56,6 @@ class ModelError(Exception):
 # u16), the shifts, the quantized features q (u16, biased). One block, no pointers to chase.
 
 
-def _forest_py(m, x, proba):
-    # The reference. Quantize x into q (biased by _BIAS so it compares unsigned), walk every
-    # tree, add each leaf row into the vote sums, round the mean into proba. Allocation-free
-    # in MicroPython while values stay small ints (x is clamped to 30 bits).
-    w = m[3]
-    nf = m[w]
-    nc = m[w + 1]
-    roots = m[w + 2]
-    half = (nc + 1) >> 1
-    acc = w + 4
-    off = acc + 2 * half
-    sh = off + 2 * nf
-    q = sh + nf
-    for i in range(nf):
-        v = x[i]
-        if v < _X_MIN:
-            v = _X_MIN
-        elif v > _X_MAX:
-            v = _X_MAX
-        o = (m[off + 2 * i + 1] << 16) | m[off + 2 * i]  # offset - X_MIN: never negative
-        d = ((v - _X_MIN - o) >> m[sh + i]) + _BIAS
-        if d < 0:
-            d = 0
-        elif d > 0xFFFF:
-            d = 0xFFFF
-        m[q + i] = d
-    for k in range(2 * half):
-        m[acc + k] = 0
-    nodes = 2 * (roots + m[0])  # references below it are leaf rows
-    for t in range(m[0]):
-        i = m[roots + t]
-        while i >= nodes:
-            k = i >> 1
-            if m[m[k] >> 1] <= m[k + 1]:
-                i = m[k + 2]
-            else:
-                i = m[k + 3]
-        row = i >> 1
-        for c in range(nc):
-            m[acc + c] += m[row + c]
-    n_trees = m[0]
-    best = 0
-    for c in range(nc):
-        if m[acc + c] > m[acc + best]:
-            best = c
-        proba[c] = (m[acc + c] + (n_trees >> 1)) // n_trees
-    return best
-
-
 class _Trees(array):
     """The tree runtime's array; with viper its `predict` is the fast path."""
 
@@ -115,7 +66,7 @@ try:
 
     @micropython.viper
     def _forest(m: ptr16, x: ptr32, ps) -> int:  # noqa: F821
-        # Same steps as _forest_py on the same array: bound to it as its `predict`, so the
+        # Same steps as watch.trees_plain.forest on the same array: bound to it as its `predict`, so the
         # array arrives as `m` without an attribute lookup or a second call. Viper keeps a
         # function's first two locals in registers on x64 (three on Thumb): `m`, and `x`,
         # which after quantizing walks the trees (its length is the caller's promise, see
@@ -187,11 +138,6 @@ except ImportError:  # CPython
     pass
 
 
-def _alloc(typecode, n):
-    # An n-item array without a temporary list or bytes the size of the array.
-    return array(typecode, range(n))
-
-
 def alloc_trees(n):
     """A zero-filled tree-runtime array of n u16 words."""
     m = _Trees("H", range(n))
@@ -224,11 +170,15 @@ class TreeModel:
         self._m = m
         if self.viper:
             self.predict = m.predict  # the array's viper method: one call, no lookup inside
+        else:  # the plain twin lives in its own module: a viper port never loads it
+            from watch.trees_plain import forest
+
+            self._plain = forest
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`."""
         proba[self.n_classes - 1]  # too short: IndexError before anything is written
-        return _forest_py(self._m, x, proba)
+        return self._plain(self._m, x, proba)
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
