@@ -97,24 +97,32 @@ try:
         n_trees = int(m[0])
         root = int(m) + 2 * int(m[w + 2])
         end = root + 2 * n_trees  # the first node: below it, leaf rows
-        for k in range(half):
-            acc[k] = 0
         if half == 1:  # one or two classes: both sums in one 32-bit word, one add per tree
             s = 0
             while root < end:
                 x = ptr32(int(m) + int(ptr16(root)[0]))  # noqa: F821
                 while int(x) >= end:
-                    if int(ptr16(int(m) + int(ptr16(x)[0]))[0]) <= int(ptr16(x)[1]):  # noqa: F821
+                    if int(m[int(ptr16(x)[0])]) <= int(ptr16(x)[1]):  # noqa: F821
                         x = ptr32(int(m) + int(ptr16(x)[2]))  # noqa: F821
                     else:
                         x = ptr32(int(m) + int(ptr16(x)[3]))  # noqa: F821
                 s += int(x[0])
                 root += 2
-            acc[0] = s
+            proba = ptr8(ps)  # noqa: F821
+            h = n_trees >> 1
+            v = s & 0xFFFF
+            proba[0] = (v + h) // n_trees
+            if nc == 1:
+                return 0
+            s >>= 16
+            proba[1] = (s + h) // n_trees
+            return 1 if s > v else 0
+        for k in range(half):
+            acc[k] = 0
         while root < end:
             x = ptr32(int(m) + int(ptr16(root)[0]))  # noqa: F821
             while int(x) >= end:
-                if int(ptr16(int(m) + int(ptr16(x)[0]))[0]) <= int(ptr16(x)[1]):  # noqa: F821
+                if int(m[int(ptr16(x)[0])]) <= int(ptr16(x)[1]):  # noqa: F821
                     x = ptr32(int(m) + int(ptr16(x)[2]))  # noqa: F821
                 else:
                     x = ptr32(int(m) + int(ptr16(x)[3]))  # noqa: F821
@@ -322,7 +330,7 @@ def _place(m, quant, nf, n_classes):
         if (m[k] >= nf or not _ref_ok(m[k + 2], at, nodes, end, row, rows_end)
                 or not _ref_ok(m[k + 3], at, nodes, end, row, rows_end)):
             raise ModelError(E_UNSUPPORTED_KIND)
-        m[k] = 2 * (q + m[k])  # in RAM a node holds the byte offset of its feature's q
+        m[k] += q  # in RAM a node holds the word of its feature's q
     m[3] = w
     m[w] = nf
     m[w + 1] = n_classes

@@ -46,7 +46,7 @@ def forest(m, x, proba):
         i = m[roots + t]
         while i >= nodes:
             k = i >> 1
-            if m[m[k] >> 1] <= m[k + 1]:
+            if m[m[k]] <= m[k + 1]:
                 i = m[k + 2]
             else:
                 i = m[k + 3]

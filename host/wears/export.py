@@ -199,6 +199,34 @@ class QuantizedForest(BlobModel):
         except (ValueError, IndexError) as e:
             raise ModelBlobError(str(e), P.E_UNSUPPORTED_KIND) from e
 
+    def for_features(self, names, board_names, feature_spec: int) -> QuantizedForest:
+        """The same forest for a watch computing `board_names` (feature set `feature_spec`)
+        instead of `names`: every feature the forest has moves to its place there, the others
+        get offset 0 and shift 0 and are never split on. For a model trained without a
+        gyroscope (the E4) running on a board that has one.
+
+        Example:
+            >>> qf = QuantizedForest(feature_spec=4, classes=[0, 1], offsets=[7], shifts=[1], roots=[0],
+            ...                      feature=[0, 255, 255], threshold=[3, 0, 0], right=[2, 0, 1],
+            ...                      leaf_proba=[[255, 0], [0, 255]])
+            >>> wide = qf.for_features(["a"], ["a", "g"], 3)
+            >>> wide.offsets_.tolist(), wide.predict([[14, 99], [15, -5]]).tolist()
+            ([7, 0], [0, 1])
+        """
+        names, board_names = list(names), list(board_names)
+        missing = [n for n in names if n not in board_names]
+        if missing or len(names) != self.n_features:
+            raise ValueError(f"the board does not compute {missing or names}")
+        where = np.array([board_names.index(n) for n in names])
+        offsets = np.zeros(len(board_names), dtype=np.int64)
+        shifts = np.zeros(len(board_names), dtype=np.int64)
+        offsets[where], shifts[where] = self.offsets_, self.shifts_
+        inner = self.feature_ != B.LEAF
+        feature = np.where(inner, where[np.where(inner, self.feature_, 0)], B.LEAF)
+        return QuantizedForest(feature_spec=feature_spec, classes=self.classes_, offsets=offsets, shifts=shifts,
+                               roots=self.roots_, feature=feature, threshold=self.threshold_, right=self.right_,
+                               leaf_proba=self.leaf_proba_, window=self.window)
+
     def __repr__(self) -> str:
         return (f"QuantizedForest(feature_spec={self.feature_spec}, n_features={self.n_features}, "
                 f"n_classes={self.n_classes}, n_trees={self.n_trees}, n_nodes={self.n_nodes}, "
