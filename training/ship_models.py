@@ -17,6 +17,8 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from watch import features as F
@@ -33,8 +35,10 @@ RECIPE = Path(__file__).resolve().parent / "recipes" / "ship-valence.toml"
 MAX_SHIPPED_BYTES = 16384  # the issue's bound on a default model
 
 
-def train(data: Path, recipe_path: Path = RECIPE) -> TrainedModel:
-    """The recipe trained on every WESAD subject folder of `data` (SX/E4, SX/annotations.csv)."""
+@contextmanager
+def wesad_study(data: Path) -> Iterator[Path]:
+    """A temporary study database holding every WESAD subject folder of `data` (SX/E4,
+    SX/annotations.csv), imported with `wears import e4`; removed afterwards."""
     subjects = sorted(p for p in data.iterdir() if (p / "E4").is_dir())
     if not subjects:
         raise SystemExit(f"{data}: no WESAD subject folders (SX/E4)")
@@ -44,6 +48,12 @@ def train(data: Path, recipe_path: Path = RECIPE) -> TrainedModel:
         for subject in subjects:
             import_e4(study, subject)
         study.conn.close()
+        yield path
+
+
+def train(data: Path, recipe_path: Path = RECIPE) -> TrainedModel:
+    """The recipe trained on the WESAD recordings in `data`."""
+    with wesad_study(data) as path:
         return train_recipe(load_recipe(recipe_path), study=path)
 
 

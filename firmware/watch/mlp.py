@@ -31,6 +31,7 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from watch import blob
+from watch.model import _SIGN_SHIFT, LoadedModel
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
@@ -128,6 +129,8 @@ def _vote_py(m, logits, n, table, proba):
 
 class _Net(bytearray):
     """The MLP runtime's array; with viper its `predict` is the fast path."""
+
+    predict = None  # the viper function below, where there is viper
 
 
 _mlp = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
@@ -241,29 +244,18 @@ try:
             proba[c] = (int(table[peak - int(out[c])]) * 255 + (total >> 1)) // total
         return best
 
-    _Net.predict = _mlp
+    _Net.predict = _mlp  # pyright: ignore[reportAttributeAccessIssue] (a viper function, not None)
 except ImportError:  # CPython
     pass
 
 
-class MLPModel:
+class MLPModel(LoadedModel):
     """A loaded int8 MLP. `predict(x, proba)` -> label, filling `proba`; no allocation.
     `x` holds the n_features values promised to `load`; `proba` (written) is checked."""
 
     def __init__(self, model_id, feature_spec, n_classes, m, viper=True, window=(0, 0, 0)):
-        self.model_id = model_id
-        self.kind = blob.KIND_MLP_INT8
-        self.feature_spec = feature_spec
-        self.n_features = _u16(m, 0)
-        self.n_classes = n_classes
+        super().__init__(blob.KIND_MLP_INT8, model_id, feature_spec, _u16(m, 0), n_classes, m, viper, window)
         self.n_layers = _u16(m, 2)
-        self.window_s = window[0]
-        self.step_s = window[1]
-        self.baseline_windows = window[2]
-        self.viper = bool(viper) and _mlp is not None
-        self._m = m
-        if self.viper:
-            self.predict = m.predict  # the array's viper method: one call, no lookup inside
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
@@ -331,7 +323,7 @@ def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fai
     for at, n in ((w_at, n_w), (bias_at, 4 * n_b), (table_at, 2 * blob.MLP_TABLE_SIZE)):
         if f.readinto(view[at:at + n]) != n:
             fail(E_TRUNCATED)
-    for k, v in enumerate((nf, n_layers, n_classes, _sign_shift(), off_at, sh_at, table_at, a_at, b_at)):
+    for k, v in enumerate((nf, n_layers, n_classes, _SIGN_SHIFT, off_at, sh_at, table_at, a_at, b_at)):
         struct.pack_into("<H", m, 2 * k, v)
     for i in range(nf):
         struct.pack_into("<I", m, off_at + 4 * i, struct.unpack_from("<i", quant, 4 * i)[0] - _X_MIN)
@@ -362,8 +354,3 @@ def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fai
         fail(E_UNSUPPORTED_KIND)  # the top class's weight: a zero would divide by zero
     return MLPModel(model_id, feature_spec, n_classes, m, viper, window)
 
-
-def _sign_shift():
-    from watch.model import _SIGN_SHIFT
-
-    return _SIGN_SHIFT

@@ -59,6 +59,8 @@ class ModelError(Exception):
 class _Trees(array):
     """The tree runtime's array; with viper its `predict` is the fast path."""
 
+    predict = None  # the viper function below, where there is viper
+
 
 _forest = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
@@ -141,7 +143,7 @@ try:
             proba[c] = (v + (n_trees >> 1)) // n_trees
         return best
 
-    _Trees.predict = _forest
+    _Trees.predict = _forest  # pyright: ignore[reportAttributeAccessIssue] (a viper function, not None)
 except ImportError:  # CPython
     pass
 
@@ -154,7 +156,29 @@ def alloc_trees(n):
     return m
 
 
-class TreeModel:
+class LoadedModel:
+    """What every loaded model says about itself, and its fast path: the model's array `m`
+    carries a viper `predict` (watch.model._Trees, watch.mlp._Net), which becomes this object's
+    `predict`, so a call reaches the array with no attribute lookup and no second call; without
+    viper, `predict` is the subclass's plain-Python twin."""
+
+    def __init__(self, kind, model_id, feature_spec, n_features, n_classes, m, viper, window):
+        self.kind = kind
+        self.model_id = model_id
+        self.feature_spec = feature_spec
+        self.n_features = n_features
+        self.n_classes = n_classes
+        self.window_s, self.step_s, self.baseline_windows = window  # the blob's window settings
+        self.viper = bool(viper) and m.predict is not None
+        self._m = m
+        if self.viper:
+            self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's bound fast path)
+
+    def predict(self, x, proba):
+        raise NotImplementedError
+
+
+class TreeModel(LoadedModel):
     """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation.
 
     `x` is an array('i') holding the `n_features` values the caller promised `load` (which
@@ -164,21 +188,10 @@ class TreeModel:
     """
 
     def __init__(self, model_id, feature_spec, n_features, n_classes, m, viper=True, window=(0, 0, 0)):
-        self.model_id = model_id
-        self.kind = blob.KIND_TREES
-        self.feature_spec = feature_spec
-        self.n_features = n_features
-        self.n_classes = n_classes
+        super().__init__(blob.KIND_TREES, model_id, feature_spec, n_features, n_classes, m, viper, window)
         self.n_trees = m[0]
         self.n_nodes = m[1]
-        self.window_s = window[0]
-        self.step_s = window[1]
-        self.baseline_windows = window[2]
-        self.viper = bool(viper) and _forest is not None
-        self._m = m
-        if self.viper:
-            self.predict = m.predict  # the array's viper method: one call, no lookup inside
-        else:  # the plain twin lives in its own module: a viper port never loads it
+        if not self.viper:  # the plain twin lives in its own module: a viper port never loads it
             from watch.trees_plain import forest
 
             self._plain = forest
