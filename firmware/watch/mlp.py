@@ -256,12 +256,13 @@ class MLPModel(LoadedModel):
     def __init__(self, model_id, feature_spec, n_classes, m, viper=True, window=(0, 0, 0)):
         super().__init__(blob.KIND_MLP_INT8, model_id, feature_spec, _u16(m, 0), n_classes, m, viper, window)
         self.n_layers = _u16(m, 2)
+        self._view = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
         values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
         proba[self.n_classes - 1]
-        return _mlp_py(self._m, x, proba)
+        return _mlp_py(self._view, x, proba)
 
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""

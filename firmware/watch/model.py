@@ -195,11 +195,12 @@ class TreeModel(LoadedModel):
             from watch.trees_plain import forest
 
             self._plain = forest
+            self._view = memoryview(m)  # indexes like a plain array (a subclass's items are slower)
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`."""
         proba[self.n_classes - 1]  # too short: IndexError before anything is written
-        return self._plain(self._m, x, proba)
+        return self._plain(self._view, x, proba)
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
