@@ -116,7 +116,7 @@ try:
             proba[0] = (v + h) // n_trees
             if nc == 1:
                 return 0
-            s >>= 16
+            s = (s >> 16) & 0xFFFF  # the mask: on a 32-bit port s may read as negative
             proba[1] = (s + h) // n_trees
             return 1 if s > v else 0
         for k in range(half):
