@@ -31,7 +31,7 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from watch import blob
-from watch.model import _SIGN_SHIFT, LoadedModel
+from watch.model import _SIGN_SHIFT
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
@@ -52,85 +52,9 @@ def _u16(m, at):
     return m[at] | (m[at + 1] << 8)
 
 
-def _i32(m, at):
-    v = m[at] | (m[at + 1] << 8) | (m[at + 2] << 16) | (m[at + 3] << 24)
-    return v - 0x100000000 if v & 0x80000000 else v
-
-
-def _mlp_py(m, x, proba):
-    # The reference. Activations and weights are stored offset by 128 as u8 (v + 128), the
-    # biases with the zero-point terms folded in at load (see `read`), so the inner loop is a
-    # plain sum of u8 products: sum (w+128)(a+128) - 128 * sum (a+128) + bias' equals
-    # sum w * (a - in_zp) + bias exactly.
-    nf = _u16(m, 0)
-    n_layers = _u16(m, 2)
-    off = _u16(m, 8)
-    sh = _u16(m, 10)
-    src = _u16(m, 14)
-    dst = _u16(m, 16)
-    for i in range(nf):
-        v = x[i]
-        if v < _X_MIN:
-            v = _X_MIN
-        elif v > _X_MAX:
-            v = _X_MAX
-        q = (v - _X_MIN - _i32(m, off + 4 * i)) >> m[sh + i]
-        if q < -128:
-            q = -128
-        elif q > 127:
-            q = 127
-        m[src + i] = q + 128
-    n_out = 0
-    for layer in range(n_layers):
-        r = _HEAD + _ROW * layer
-        n_in = _u16(m, r)
-        n_out = _u16(m, r + 2)
-        w_at = _u16(m, r + 4)
-        b_at = _u16(m, r + 6)
-        out_zp = m[r + 10] - 128
-        lo = m[r + 12] - 128
-        hi = m[r + 14] - 128
-        right = m[r + 16]
-        mult = (_u16(m, r + 20) << 15) | _u16(m, r + 18)
-        sa = 0
-        for i in range(n_in):
-            sa += m[src + i]
-        for o in range(n_out):
-            acc = _i32(m, b_at + 4 * o) - (sa << 7)
-            row = w_at + o * n_in
-            for i in range(n_in):
-                acc += m[row + i] * m[src + i]
-            acc = requantize(acc, mult, right) + out_zp
-            if acc < lo:
-                acc = lo
-            elif acc > hi:
-                acc = hi
-            m[dst + o] = acc + 128
-        src, dst = dst, src
-    return _vote_py(m, src, n_out, _u16(m, 12), proba)
-
-
-def _vote_py(m, logits, n, table, proba):
-    # Label = the largest logit (lowest class on ties); probabilities from the exp table:
-    # e_c = table[max - logit_c], p_c = e_c * 255 / sum(e) rounded half up.
-    # (Logits are stored + 128, so their differences are those of the int8 values.)
-    best = 0
-    for c in range(n):
-        if m[logits + c] > m[logits + best]:
-            best = c
-    top = m[logits + best]
-    total = 0
-    for c in range(n):
-        total += _u16(m, table + 2 * (top - m[logits + c]))
-    for c in range(n):
-        proba[c] = (_u16(m, table + 2 * (top - m[logits + c])) * 255 + (total >> 1)) // total
-    return best
-
-
 class _Net(bytearray):
     """The MLP runtime's array; with viper its `predict` is the fast path."""
 
-    predict = None  # the viper function below, where there is viper
 
 
 _mlp = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
@@ -139,7 +63,7 @@ try:
 
     @micropython.viper
     def _mlp(m: ptr8, x: ptr32, ps) -> int:  # noqa: F821
-        # Same steps as _mlp_py on the same array. Viper keeps the first two locals in
+        # Same steps as watch.mlp_plain.forward on the same array. Viper keeps the first two locals in
         # registers on x64 (three on Thumb): the multiply-accumulate loop walks `m` over the
         # activations and `x` over the weights (x is read first, for the inputs; the array's
         # base is kept in `base`). int32 values are sign-extended with the loader's sign
@@ -249,20 +173,34 @@ except ImportError:  # CPython
     pass
 
 
-class MLPModel(LoadedModel):
+class MLPModel:
     """A loaded int8 MLP. `predict(x, proba)` -> label, filling `proba`; no allocation.
-    `x` holds the n_features values promised to `load`; `proba` (written) is checked."""
+    `x` holds the n_features values promised to `load`; `proba` (written) is checked.
+    Its attributes are those of watch.model.TreeModel, and `n_layers`."""
 
     def __init__(self, model_id, feature_spec, n_classes, m, viper=True, window=(0, 0, 0)):
-        super().__init__(blob.KIND_MLP_INT8, model_id, feature_spec, _u16(m, 0), n_classes, m, viper, window)
+        self.model_id = model_id
+        self.kind = blob.KIND_MLP_INT8
+        self.feature_spec = feature_spec
+        self.n_features = _u16(m, 0)
+        self.n_classes = n_classes
         self.n_layers = _u16(m, 2)
-        self._view = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
+        self.window_s, self.step_s, self.baseline_windows = window  # the blob's window settings
+        self.viper = bool(viper) and _mlp is not None
+        self._m = m
+        if self.viper:
+            self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
+        if not self.viper:  # the plain twin lives in its own module: a viper port never loads it
+            from watch.mlp_plain import forward
+
+            self._plain = forward
+            self._view = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
         values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
         proba[self.n_classes - 1]
-        return _mlp_py(self._view, x, proba)
+        return self._plain(self._view, x, proba)
 
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""

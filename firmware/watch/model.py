@@ -59,8 +59,6 @@ class ModelError(Exception):
 class _Trees(array):
     """The tree runtime's array; with viper its `predict` is the fast path."""
 
-    predict = None  # the viper function below, where there is viper
-
 
 _forest = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
@@ -143,7 +141,7 @@ try:
             proba[c] = (v + (n_trees >> 1)) // n_trees
         return best
 
-    _Trees.predict = _forest  # pyright: ignore[reportAttributeAccessIssue] (a viper function, not None)
+    _Trees.predict = _forest  # pyright: ignore[reportAttributeAccessIssue] (the fast path)
 except ImportError:  # CPython
     pass
 
@@ -156,29 +154,7 @@ def alloc_trees(n):
     return m
 
 
-class LoadedModel:
-    """What every loaded model says about itself, and its fast path: the model's array `m`
-    carries a viper `predict` (watch.model._Trees, watch.mlp._Net), which becomes this object's
-    `predict`, so a call reaches the array with no attribute lookup and no second call; without
-    viper, `predict` is the subclass's plain-Python twin."""
-
-    def __init__(self, kind, model_id, feature_spec, n_features, n_classes, m, viper, window):
-        self.kind = kind
-        self.model_id = model_id
-        self.feature_spec = feature_spec
-        self.n_features = n_features
-        self.n_classes = n_classes
-        self.window_s, self.step_s, self.baseline_windows = window  # the blob's window settings
-        self.viper = bool(viper) and m.predict is not None
-        self._m = m
-        if self.viper:
-            self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's bound fast path)
-
-    def predict(self, x, proba):
-        raise NotImplementedError
-
-
-class TreeModel(LoadedModel):
+class TreeModel:
     """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation.
 
     `x` is an array('i') holding the `n_features` values the caller promised `load` (which
@@ -188,19 +164,29 @@ class TreeModel(LoadedModel):
     """
 
     def __init__(self, model_id, feature_spec, n_features, n_classes, m, viper=True, window=(0, 0, 0)):
-        super().__init__(blob.KIND_TREES, model_id, feature_spec, n_features, n_classes, m, viper, window)
+        self.model_id = model_id
+        self.kind = blob.KIND_TREES
+        self.feature_spec = feature_spec
+        self.n_features = n_features
+        self.n_classes = n_classes
         self.n_trees = m[0]
         self.n_nodes = m[1]
-        if not self.viper:  # the plain twin lives in its own module: a viper port never loads it
+        self.window_s = window[0]
+        self.step_s = window[1]
+        self.baseline_windows = window[2]
+        self.viper = bool(viper) and _forest is not None
+        self._m = m
+        if self.viper:
+            self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
+        else:  # the plain twin lives in its own module: a viper port never loads it
             from watch.trees_plain import forest
 
             self._plain = forest
-            self._view = memoryview(m)  # indexes like a plain array (a subclass's items are slower)
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`."""
         proba[self.n_classes - 1]  # too short: IndexError before anything is written
-        return self._plain(self._view, x, proba)
+        return self._plain(self._m, x, proba)
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):

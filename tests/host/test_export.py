@@ -168,8 +168,9 @@ def test_non_integer_or_out_of_range_training_data_is_refused(trained):
 
 
 def test_runtime_constants_equal_the_blob_contract():
-    from watch import mlp as MLP, trees_plain as TP
+    from watch import mlp as MLP, mlp_plain as MP, trees_plain as TP
     assert (M._BIAS, M._X_MIN, M._X_MAX) == (TP._BIAS, TP._X_MIN, TP._X_MAX) == (B.BIAS, B.X_MIN, B.X_MAX)
+    assert (MLP._X_MIN, MLP._X_MAX, MLP._HEAD, MLP._ROW) == (MP._X_MIN, MP._X_MAX, MP._HEAD, MP._ROW)
     assert (MLP._X_MIN, MLP._X_MAX) == (B.X_MIN, B.X_MAX)
     assert B.trees_payload_size(2, 6, 3, 2, B.OLD_VERSION) == 48 and B.blob_size(2, 48, B.OLD_VERSION) == 114
     assert B.trees_payload_size(2, 2, 3, 2) == 40 and B.blob_size(2, 40) == 114

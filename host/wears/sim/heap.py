@@ -47,7 +47,7 @@ print("SHIMS", gc.mem_alloc() - a)
 # not use, the drivers of parts it does not have, and what the firmware imports on demand.
 _RADIOS = {"serial": ("watch/radio_serial",), "ubluepy": ("watch/radio_ubluepy", "watch/segments"),
            "bluetooth": ("watch/radio",)}
-_ON_DEMAND = ("watch/mlp", "watch/trees_v1", "watch/trees_plain")  # imported by watch.model when needed
+_ON_DEMAND = ("watch/mlp", "watch/mlp_plain", "watch/trees_v1", "watch/trees_plain")  # imported when needed
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
                  "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}
