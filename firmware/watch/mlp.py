@@ -190,7 +190,7 @@ class MLPModel:
         self._m = m
         if self.viper:
             self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
-        if not self.viper:  # the plain twin lives in its own module: a viper port never loads it
+        else:  # the plain twin lives in its own module: a viper port never loads it
             from watch.mlp_plain import forward
 
             self._plain = forward
