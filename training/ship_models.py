@@ -1,16 +1,14 @@
-"""Recipe for the shipped default models (models/<board>.wbl + model cards) from WESAD.
+"""The shipped default models (models/<board>.wbl + model cards), made by the recipe pipeline.
 
-Data: the WESAD wrist (Empatica E4) recordings, BVP and ACC resampled to each board's PPG and
-IMU rates and units, windows and features as the watch computes them (wears.features), labels
-amusement = pleasant, stress = unpleasant (the valence proxy of ../shared/data/README.md), with
-10 s margins at segment edges. E4 has no gyroscope: gyro features are zero in training, so a
-gyro board's model never splits on them. Evaluation: leave one subject out; the quantized
-model's agreement with the float model is measured on the held-out windows.
+The WESAD subjects are imported into a temporary study (`wears import e4`), the recipe
+(training/recipes/ship-valence.toml by default) is trained with `wears.train.train_recipe`
+like every other model (leave one participant out, the quantized model's agreement with the
+float one measured on the held-out windows), and the deployed forest is exported for each
+board: the recipe's window settings go into the blob, the features are put in the order the
+board computes them (the E4 has no gyroscope: on a board with one, the gyroscope features are
+present and never split on), and the blob must fit the board's model budget and 16 KB.
 
-Kept small on purpose: `load_windows` is the only WESAD-specific part; point it at the
-recipes of training/recipes/*.toml once they exist.
-
-    python training/ship_models.py /work/shared/data/wesad-e4-dev models/
+    python training/ship_models.py /work/shared/data/wesad-e4-dev [models/] [--board ID]
 """
 
 from __future__ import annotations
@@ -18,81 +16,86 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
-from scipy.signal import resample_poly
 
 from watch import features as F
 from wears.blob import DISTRIBUTION_KEY
-from wears.export import quantize_forest
-from wears.features import extract_features
-from wears.model_card import evaluate_quantized, write_card
+from wears.db import Study
+from wears.export import quantize_forest, window_of
+from wears.importers.e4 import import_e4
+from wears.model_card import write_card
 from wears.paths import HARDWARE, board_profile
-from wears.train import VALENCE, default_model, window_labels
+from wears.recipe import load_recipe
+from wears.train import TrainedModel, train_recipe
 
-ACC_UNIT_G = {4: 0.122e-3, 8: 0.244e-3, 2: 0.061e-3}  # LSM6DS3TR-C / similar IMUs, g per LSB by range
-MARGIN_S = 10
-LABELS = {"amusement": "pleasant", "stress": "unpleasant"}
-# Windows left out: those without trustworthy beats. Low PPG quality stays in: the watch flags
-# those predictions, and the Trier Social Stress Test (speaking, moving) is low quality on the
-# E4 almost throughout, so leaving them out would leave almost no unpleasant windows.
-UNUSABLE = F.FLAG_FEW_BEATS | F.FLAG_WARMUP | F.FLAG_GAP
+RECIPE = Path(__file__).resolve().parent / "recipes" / "ship-valence.toml"
+MAX_SHIPPED_BYTES = 16384  # the issue's bound on a default model
 
 
-def _csv(path: Path) -> tuple[float, np.ndarray]:
-    rate = float(path.read_text().split("\n", 2)[1].split(",")[0])
-    return rate, np.loadtxt(path, skiprows=2, delimiter=",")
+@contextmanager
+def wesad_study(data: Path) -> Iterator[Path]:
+    """A temporary study database holding every WESAD subject folder of `data` (SX/E4,
+    SX/annotations.csv), imported with `wears import e4`; removed afterwards."""
+    subjects = sorted(p for p in data.iterdir() if (p / "E4").is_dir())
+    if not subjects:
+        raise SystemExit(f"{data}: no WESAD subject folders (SX/E4)")
+    with tempfile.TemporaryDirectory(prefix="wears-ship-") as tmp:
+        path = Path(tmp) / "wesad.db"
+        study = Study.open(path)
+        for subject in subjects:
+            import_e4(study, subject)
+        study.conn.close()
+        yield path
 
 
-def load_windows(subject: Path, profile: dict, window_s: int = 30, step_s: int = 5):
-    """(X, y) of one WESAD subject at a board's rates: trusted, labelled windows only."""
-    ppg_rate = profile["sensors"]["ppg"]["rate_hz"]
-    imu = profile["sensors"]["imu"]
-    imu_rate = imu["rate_hz"]
-    has_gyro = "gyro_range_dps" in imu
-    unit = ACC_UNIT_G.get(imu.get("accel_range_g", 4), 0.122e-3)
-    _, bvp = _csv(subject / "E4" / "BVP.csv")
-    _, acc = _csv(subject / "E4" / "ACC.csv")
-    ir = np.clip(np.round(110000 - 20 * resample_poly(bvp, ppg_rate, 64)), 0, 2 ** 18 - 1).astype(np.int64)
-    acc_lsb = np.clip(np.round(resample_poly(acc / 64, imu_rate, 32, axis=0) / unit), -32768, 32767).astype(np.int16)
-    gyro = np.zeros_like(acc_lsb) if has_gyro else None
-    table = extract_features(ir, acc_lsb, gyro, ppg_rate=ppg_rate, imu_rate=imu_rate, window_s=window_s,
-                             step_s=step_s, acc_unit_g=unit, gyro_unit_dps=0.0175 if has_gyro else 0.0)
-    rows = [line.split(",") for line in (subject / "annotations.csv").read_text().splitlines()[1:] if line]
-    annotations = [(float(a) + MARGIN_S, float(b) - MARGIN_S, LABELS[label]) for a, b, label, *_ in rows
-                   if label in LABELS]
-    y = window_labels(table.window_end / ppg_rate, window_s, annotations, VALENCE)
-    keep = (y >= 0) & ((table.quality & UNUSABLE) == 0)
-    return table.X[keep], y[keep], table.spec_id, list(table.names)
+def train(data: Path, recipe_path: Path = RECIPE) -> TrainedModel:
+    """The recipe trained on the WESAD recordings in `data`."""
+    with wesad_study(data) as path:
+        return train_recipe(load_recipe(recipe_path), study=path)
 
 
-def ship(data: Path, out: Path, boards: list[str]) -> list[dict]:
+def card_evaluation(report: dict) -> dict:
+    """The model card's evaluation from a training report: the float forest's out-of-fold
+    figures and the quantized (watch) forest's on the same held-out windows."""
+    float_scores, quantized = report["evaluation"]["extratrees"], report["quantized"]
+    return {"protocol": report["protocol"], "n_windows": report["n_windows"],
+            "class_counts": report["class_counts"], "accuracy_float": float_scores["accuracy"],
+            "accuracy_quantized": quantized["accuracy"], "macro_f1_float": float_scores["macro_f1"],
+            "macro_f1_quantized": quantized["macro_f1"], "agreement": quantized["agreement_with_float"],
+            "agreement_on": "held-out windows", "per_participant": float_scores["per_participant"]}
+
+
+def ship(trained: TrainedModel, out: Path, boards: list[str], subjects: list[str]) -> list[dict]:
+    """Write each board's blob and card into `out`; returns what was written."""
     out.mkdir(parents=True, exist_ok=True)
+    base = quantize_forest(trained.model, trained.X_train, trained.feature_spec, window_of(trained))
+    evaluation = card_evaluation(trained.report)
+    data = ("WESAD wrist recordings (Empatica E4), subjects " + ", ".join(subjects)
+            + "; licence: non-commercial academic use only (Schmidt et al., ICMI 2018). Imported with "
+            f"`wears import e4`; labels, windows and margins from the recipe ({trained.report['recipe']['name']}: "
+            f"amusement = pleasant, stress = unpleasant, {trained.window_s} s windows every {trained.step_s} s).")
     results = []
     for board in boards:
         profile = board_profile(board)
-        subjects = sorted(p for p in data.iterdir() if (p / "E4").is_dir())
-        per = {s.name: load_windows(s, profile) for s in subjects}
-        spec, names = next(iter(per.values()))[2:]
-        X = np.concatenate([v[0] for v in per.values()])
-        y = np.concatenate([v[1] for v in per.values()])
-        groups = np.concatenate([[k] * len(v[1]) for k, v in per.items()])
-        evaluation = evaluate_quantized(X, y, groups, lambda: default_model(0), spec)
-        forest = default_model(0).fit(X, y)
-        qf = quantize_forest(forest, X, spec)
-        budget = profile.get("model_budget_bytes", 16384)
-        blob = qf.to_blob(DISTRIBUTION_KEY, max_bytes=min(budget, 16384))
+        has_gyro = "gyro_range_dps" in profile["sensors"].get("imu", {})
+        spec = F.spec_for(has_gyro, baseline=trained.normalise is not None)[0]
+        names = list(F.feature_names(has_gyro))
+        qf = base.for_features(trained.feature_names, names, spec)
+        budget = profile.get("model_budget_bytes", MAX_SHIPPED_BYTES)
+        blob = qf.to_blob(DISTRIBUTION_KEY, max_bytes=min(budget, MAX_SHIPPED_BYTES))
         path = out / f"{profile['id']}.wbl"
         path.write_bytes(blob)
-        card = write_card(path, blob, qf, evaluation=evaluation, feature_names=names, board=profile,
-                          data=("WESAD wrist recordings (Empatica E4), subjects " + ", ".join(per)
-                                + "; licence: non-commercial academic use only (Schmidt et al., ICMI 2018). "
-                                "Valence proxy: amusement = pleasant, stress = unpleasant; 30 s windows every "
-                                "5 s, 10 s margins at segment edges, windows with too few beats left out (low PPG quality kept); BVP/ACC resampled to the board's rates; "
-                                "E4 has no gyroscope (gyro features are zero in training)."),
-                          recipe="training/ship_models.py", class_names=list(VALENCE))
+        card = write_card(
+            path, blob, qf, evaluation=evaluation, feature_names=names, board=profile,
+            data=data + (" E4 has no gyroscope: on this board the gyroscope features are computed and never "
+                          "split on." if has_gyro else ""),
+            recipe=f"training/ship_models.py with training/recipes/{Path(trained.report['recipe']['path']).name}",
+            class_names=list(trained.classes))
         results.append({"board": profile["id"], "size_bytes": len(blob), "model_id": f"{qf.model_id:08x}",
+                        "feature_spec": spec, "window_s": qf.window[0], "step_s": qf.window[1],
                         **{k: evaluation[k] for k in ("n_windows", "agreement", "macro_f1_float",
                                                       "macro_f1_quantized")}, "card": str(card)})
     return results
@@ -103,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", type=Path, help="wesad-e4-dev folder (SX/E4, SX/annotations.csv)")
     parser.add_argument("out", type=Path, nargs="?", default=Path("models"))
     parser.add_argument("--board", action="append", help="board ids (default: every hardware/*.json)")
+    parser.add_argument("--recipe", type=Path, default=RECIPE)
     args = parser.parse_args(argv)
     boards = args.board or sorted(p.stem for p in HARDWARE.glob("*.json"))
-    for r in ship(args.data, args.out, boards):
+    trained = train(args.data, args.recipe)
+    subjects = trained.report["participants"]
+    for r in ship(trained, args.out, boards, subjects):
         print(json.dumps(r))
     return 0
 

@@ -209,9 +209,8 @@ class Watch:
         self.baseline = None
         if m is None:
             return
-        windows = getattr(m, "baseline_windows", None)  # 0: the model subtracts no baseline
-        if windows is None:
-            windows = self.board.get("features", {}).get("baseline_windows", 12)
+        # a version-1 blob says nothing (0): the board profile's calibration length then
+        windows = getattr(m, "baseline_windows", 0) or self.board.get("features", {}).get("baseline_windows", 12)
         if self.engine is not None and m.feature_spec != self.spec_id and windows:
             from watch.baseline import Baseline
 

@@ -1,8 +1,10 @@
-"""WEARS model blob, format version 1: the one definition both the watch and the host use.
+"""WEARS model blob, format version 2 (version 1 still read): the one definition both the
+watch and the host use.
 
 Specified in docs/model-blob.md. Little-endian:
 
-    header (20 bytes) | quantization (5 x n_features) | payload | CRC32 (4) | HMAC-SHA256 (32)
+    header (20 bytes) | window (8 bytes, version 2) | quantization (5 x n_features) | payload |
+    CRC32 (4) | HMAC-SHA256 (32)
 
 The parsers read from caller-owned buffers and return plain tuples, so they run unchanged
 in MicroPython on the watch and in CPython on the host.
@@ -15,10 +17,22 @@ except ImportError:  # CPython: the host imports this module too
 
 import struct
 
-from watch.protocol import OK, E_TRUNCATED, E_BAD_MAGIC, E_BAD_VERSION
+# The reason codes a blob can be refused with (watch.protocol's, docs/protocol.md; a test
+# checks they agree). Mirrored so that loading a model does not need the protocol module's
+# tables in RAM.
+OK = const(0)
+E_TRUNCATED = const(1)
+E_BAD_MAGIC = const(2)
+E_BAD_VERSION = const(3)
+E_BAD_CRC = const(4)
+E_BAD_SIGNATURE = const(5)
+E_UNSUPPORTED_KIND = const(6)
+E_FEATURE_MISMATCH = const(7)
+E_TOO_LARGE = const(8)
 
 MAGIC = b"WMDL"
-FORMAT_VERSION = const(1)
+FORMAT_VERSION = const(2)  # what the host writes
+OLD_VERSION = const(1)  # still read: no window settings, the version-1 tree payload
 
 # Model kinds.
 KIND_TREES = const(1)  # quantized tree ensemble, soft vote
@@ -31,6 +45,12 @@ HEADER = "<4sBBHBBHII"
 HEADER_SIZE = const(20)
 VERSION_OFFSET = const(4)  # the version byte, read before trusting the rest of the header
 
+# Version 2: the model's window settings right after the header (inside what the model id
+# covers): window length and step in seconds, the number of calm windows its baseline
+# averages (0: the model takes raw features), reserved (0).
+WINDOW = "<HHHH"
+WINDOW_SIZE = const(8)
+
 # Quantization table right after the header: n_features x int32 offset, then n_features x u8
 # right shift.  q = clamp((clamp(x, X_MIN, X_MAX) - offset) >> shift, Q_MIN, Q_MAX).
 QUANT_ENTRY_SIZE = const(5)
@@ -40,14 +60,22 @@ Q_MIN = const(-32768)
 Q_MAX = const(32767)
 MAX_SHIFT = const(31)
 
-# Tree payload: n_trees, n_nodes, n_leaves, reserved (0); then roots (u16 x n_trees),
-# feature (u8 x n_nodes), threshold (u16 x n_nodes, biased), right (u16 x n_nodes),
-# leaf table (u8 x n_leaves x n_classes).
+# Tree payload, version 2 (all u16): n_trees, n_inner, n_leaf_rows, reserved (0); the leaf
+# table (n_leaf_rows rows of n_classes probabilities x/255, padded with a 0 to an even count);
+# roots (a reference per tree); inner nodes (feature, threshold + BIAS, left, right). A
+# reference is a byte offset in the payload: a leaf row when it lies before the first node
+# (the leaf table comes first), else an inner node. This is the watch's in-RAM layout.
 TREES_HEADER = "<HHHH"
 TREES_HEADER_SIZE = const(8)
-LEAF = const(255)  # feature byte of a leaf; its right field is the leaf-table row
+NODE_SIZE = const(8)
+MAX_TREES_PAYLOAD = const(0x7FFF)  # references and the watch's workspace offsets fit a u16
+MAX_TREES = const(257)  # the watch adds two classes' votes in one 32-bit word: 255 * 257 < 2**16
+# Version 1 tree payload: n_trees, n_nodes, n_leaves, reserved (0); then roots (u16 x n_trees),
+# feature (u8 x n_nodes), threshold (u16 x n_nodes, biased), right (u16 x n_nodes),
+# leaf table (u8 x n_leaves x n_classes).
+LEAF = const(255)  # version 1: feature byte of a leaf; its right field is the leaf-table row
 BIAS = const(32768)  # stored threshold = t + BIAS, quantized feature = q + BIAS: unsigned compare
-MAX_FEATURES = const(254)  # feature indices 0..253 fit a byte next to LEAF
+MAX_FEATURES = const(254)  # feature indices 0..253 (a byte next to version 1's LEAF)
 MAX_NODES = const(65535)
 
 # MLP payload: n_layers (u8), reserved (u8, u16); per layer n_in, n_out (u16), input zero point,
@@ -74,13 +102,26 @@ def quant_size(n_features):
     return QUANT_ENTRY_SIZE * n_features
 
 
-def blob_size(n_features, payload_length):
+def head_size(version):
+    """Bytes before the quantization table: the header, and in version 2 the window settings."""
+    return HEADER_SIZE + (WINDOW_SIZE if version >= 2 else 0)
+
+
+def blob_size(n_features, payload_length, version=FORMAT_VERSION):
     """Total bytes of a blob whose header declares these."""
-    return HEADER_SIZE + QUANT_ENTRY_SIZE * n_features + payload_length + TRAILER_SIZE
+    return head_size(version) + QUANT_ENTRY_SIZE * n_features + payload_length + TRAILER_SIZE
 
 
-def trees_payload_size(n_trees, n_nodes, n_leaves, n_classes):
-    """Bytes of a tree payload: what the payload length must be for these counts."""
+def leaf_row_size(n_classes):
+    """Bytes of one version-2 leaf row: n_classes u16, padded to whole 32-bit words."""
+    return 2 * (n_classes + (n_classes & 1))
+
+
+def trees_payload_size(n_trees, n_nodes, n_leaves, n_classes, version=FORMAT_VERSION):
+    """Bytes of a tree payload: what the payload length must be for these counts (version 2:
+    n_nodes counts the inner nodes, n_leaves the leaf rows)."""
+    if version >= 2:
+        return TREES_HEADER_SIZE + n_leaves * leaf_row_size(n_classes) + 2 * n_trees + NODE_SIZE * n_nodes
     return TREES_HEADER_SIZE + 2 * n_trees + 5 * n_nodes + n_leaves * n_classes
 
 
@@ -104,9 +145,9 @@ def check_header(buf, size):
     fields = parse_header(buf)
     if fields[0] != MAGIC:
         return E_BAD_MAGIC
-    if fields[1] != FORMAT_VERSION:
+    if fields[1] != FORMAT_VERSION and fields[1] != OLD_VERSION:
         return E_BAD_VERSION
-    if size != blob_size(fields[4], fields[7]):
+    if size != blob_size(fields[4], fields[7], fields[1]):
         return E_TRUNCATED
     return OK
 

@@ -10,6 +10,19 @@ outputs. Payload layout: docs/model-blob.md, kind 2.
 The 64-bit product of the Q31 multiplication is built from 15-bit limbs, so every intermediate
 fits a 32-bit machine word: the viper path is exact on a 32-bit watch, and the loader bounds
 the accumulator (|acc| < 2**30) so the limbs suffice. `predict` allocates nothing.
+
+The loaded model is one bytearray (`_Net`), laid out for the loop (all offsets in bytes,
+little-endian, each part aligned to its item size):
+
+    u16 x 10 header: n_features, n_layers, n_classes, sign shift (see watch.model), offsets at,
+        shifts at, exp table at, activations a at, activations b at, 0
+    u16 x 12 per layer: n_in, n_out, weights at, biases at, input zero point + 128, output
+        zero point + 128, activation min + 128, max + 128, right shift, multiplier low 15
+        bits, high 16 bits, 0
+    biases (i32, the zero-point terms folded in), offsets - X_MIN (u32), exp table (u16),
+    shifts (u8), activations a and b (u8, value + 128), weights (u8, value + 128)
+
+With viper, the array's own `predict` is the fast path, as for the trees.
 """
 
 try:
@@ -17,14 +30,14 @@ try:
 except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
-from array import array
-
 from watch import blob
+from watch.model import _SIGN_SHIFT
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
 _X_MAX = const(0x1FFFFFFF)
-_ROW = const(11)  # u16 entries per layer in the layer table, see _table_row
+_HEAD = const(20)  # bytes of the array's header
+_ROW = const(24)  # bytes per layer in the layer table
 _ACC_LIMIT = const(0x3FFFFFFF)  # |accumulator| bound that keeps the limb arithmetic exact
 
 
@@ -35,134 +48,90 @@ def requantize(acc, m, right):
     return (acc * m + (1 << (total - 1))) >> total
 
 
-def _predict_py(x, off, shift, nf, layers, n_layers, w, bias, a, b, table, proba):
-    # The reference. Activations and weights are stored offset by 128 as u8 (v + 128), the
-    # biases with the zero-point terms folded in at load (see `read`), so the inner loop is a
-    # plain sum of u8 products: sum (w+128)(a+128) - 128 * sum (a+128) + bias' equals
-    # sum w * (a - in_zp) + bias exactly.
-    for i in range(nf):
-        v = x[i]
-        if v < _X_MIN:
-            v = _X_MIN
-        elif v > _X_MAX:
-            v = _X_MAX
-        q = (v - off[i]) >> shift[i]
-        if q < -128:
-            q = -128
-        elif q > 127:
-            q = 127
-        a[i] = q + 128
-    src, dst = a, b
-    n_out = 0
-    for layer in range(n_layers):
-        r = layer * _ROW
-        n_in = layers[r]  # one name per line: unpacking more than 3 items builds a tuple
-        n_out = layers[r + 1]
-        w_at = layers[r + 2]
-        b_at = layers[r + 3]
-        out_zp = layers[r + 5] - 128
-        lo = layers[r + 6] - 128
-        hi = layers[r + 7] - 128
-        right = layers[r + 8]
-        m = (layers[r + 10] << 15) | layers[r + 9]
-        sa = 0
-        for i in range(n_in):
-            sa += src[i]
-        for o in range(n_out):
-            acc = bias[b_at + o] - (sa << 7)
-            row = w_at + o * n_in
-            for i in range(n_in):
-                acc += w[row + i] * src[i]
-            acc = requantize(acc, m, right) + out_zp
-            if acc < lo:
-                acc = lo
-            elif acc > hi:
-                acc = hi
-            dst[o] = acc + 128
-        src, dst = dst, src
-    return _vote_py(src, n_out, table, proba)
+def _u16(m, at):
+    return m[at] | (m[at + 1] << 8)
 
 
-def _vote_py(logits, n, table, proba):
-    # Label = the largest logit (lowest class on ties); probabilities from the exp table:
-    # e_c = table[max - logit_c], p_c = e_c * 255 / sum(e) rounded half up.
-    # (Logits are stored + 128, so their differences are those of the int8 values.)
-    best = 0
-    for c in range(n):
-        if logits[c] > logits[best]:
-            best = c
-    top = logits[best]
-    total = 0
-    for c in range(n):
-        total += table[top - logits[c]]
-    for c in range(n):
-        proba[c] = (table[top - logits[c]] * 255 + (total >> 1)) // total
-    return best
+class _Net(bytearray):
+    """The MLP runtime's array; with viper its `predict` is the fast path."""
 
 
-_predict_viper = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
+
+_mlp = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
 try:
     import micropython
 
     @micropython.viper
-    def _predict_viper(x: ptr16, off: ptr16, shift: ptr8, nf: int, layers: ptr16, n_layers: int,  # noqa: F821
-                       w: ptr8, bias: ptr16, a: ptr8, b: ptr8, table: ptr16, proba: ptr8) -> int:  # noqa: F821
-        # Same steps as _predict_py. int32 values are read as two 16-bit halves (ptr32 loads
-        # zero-extend on 64-bit ports); the 64-bit product is built from 15-bit limbs.
-        for i in range(nf):
-            hi = int(x[2 * i + 1])
-            if hi >= 32768:
-                hi -= 65536
-            v = (hi << 16) | int(x[2 * i])
-            if v < _X_MIN:
-                v = _X_MIN
-            elif v > _X_MAX:
-                v = _X_MAX
-            hi = int(off[2 * i + 1])
-            if hi >= 32768:
-                hi -= 65536
-            q = (v - ((hi << 16) | int(off[2 * i]))) >> int(shift[i])
-            if q < -128:
-                q = -128
-            elif q > 127:
-                q = 127
-            a[i] = q + 128
-        src = a
-        dst = b
+    def _mlp(m: ptr8, x: ptr32, ps) -> int:  # noqa: F821
+        # Same steps as watch.mlp_plain.forward on the same array. Viper keeps the first two locals in
+        # registers on x64 (three on Thumb): the multiply-accumulate loop walks `m` over the
+        # activations and `x` over the weights (x is read first, for the inputs; the array's
+        # base is kept in `base`). int32 values are sign-extended with the loader's sign
+        # shift; the 64-bit product is built from 15-bit limbs.
+        h = ptr16(m)  # noqa: F821
+        base = int(m)
+        nf = int(h[0])
+        n_layers = int(h[1])
+        nc = int(h[2])
+        ps[nc - 1]  # proba is written: too short raises IndexError before anything is
+        e = int(h[3])
+        off = ptr32(base + int(h[4]))  # noqa: F821
+        sh = ptr8(base + int(h[5]))  # noqa: F821
+        src = base + int(h[7])
+        dst = base + int(h[8])
+        a = ptr8(src)  # noqa: F821
+        span = uint(_X_MAX - _X_MIN)  # noqa: F821
+        for k in range(nf):
+            v = (int(x[k]) << e) >> e
+            if uint(v - _X_MIN) > span:  # noqa: F821
+                v = _X_MIN if v < 0 else _X_MAX
+            v = (v - _X_MIN - int(off[k])) >> int(sh[k])
+            if v < -128:
+                v = -128
+            elif v > 127:
+                v = 127
+            a[k] = v + 128
         n_out = 0
         for layer in range(n_layers):
-            r = layer * _ROW
-            n_in = int(layers[r])
-            n_out = int(layers[r + 1])
-            w_at = int(layers[r + 2])
-            b_at = int(layers[r + 3])
-            out_zp = int(layers[r + 5]) - 128
-            lo = int(layers[r + 6]) - 128
-            top = int(layers[r + 7]) - 128
-            right = int(layers[r + 8])
-            m_lo = int(layers[r + 9])
-            m_hi = int(layers[r + 10])
-            # requantize: floor((acc * m + 2**(30 + right)) / 2**31) >> right, the 2**(30 + right)
-            # split into k (added below 2**31) and c1 (added after the division).
-            # k is kept as 15-bit halves (a literal of 2**30 or more is an object on 32-bit
-            # ports): k_pos = 2**30 when right is 0, else 0; for a negative accumulator the
-            # floor needs -floor((|acc| * m + 2**31 - 1 - k_pos) / 2**31).
+            r = ptr16(base + _HEAD + _ROW * layer)  # noqa: F821
+            n_in = int(r[0])
+            n_out = int(r[1])
+            w = base + int(r[2])
+            bias = ptr32(base + int(r[3]))  # noqa: F821
+            out_zp = int(r[5]) - 128
+            lo = int(r[6]) - 128
+            top = int(r[7]) - 128
+            right = int(r[8])
+            m_lo = int(r[9])
+            m_hi = int(r[10])
+            # requantize: floor((acc * mult + 2**(30 + right)) / 2**31) >> right, the
+            # 2**(30 + right) split into k (added below 2**31) and c1 (added after the
+            # division). k is kept as 15-bit halves (a literal of 2**30 or more is an object
+            # on 32-bit ports): k_pos = 2**30 when right is 0, else 0; for a negative
+            # accumulator the floor needs -floor((|acc| * m + 2**31 - 1 - k_pos) / 2**31).
             kp_hi = 32768 if right == 0 else 0
             kn_hi = 65535 - kp_hi
             c1 = (1 << (right - 1)) if right else 0
+            a = ptr8(src)  # noqa: F821
             sa = 0
-            for i in range(n_in):
-                sa += int(src[i])
+            for k in range(n_in):
+                sa += int(a[k])
             sa <<= 7
+            d = ptr8(dst)  # noqa: F821
+            x = ptr32(w)  # noqa: F821
             for o in range(n_out):
-                k = 2 * (b_at + o)
-                hi = int(bias[k + 1])
-                if hi >= 32768:
-                    hi -= 65536
-                acc = ((hi << 16) | int(bias[k])) - sa
-                row = w_at + o * n_in
-                for i in range(n_in):
-                    acc += int(w[row + i]) * int(src[i])
+                acc = ((int(bias[o]) << e) >> e) - sa
+                m = ptr8(src)  # noqa: F821
+                end = src + n_in
+                while int(m) + 4 <= end:  # four products per turn
+                    acc += (int(ptr8(x)[0]) * int(m[0]) + int(ptr8(x)[1]) * int(m[1])  # noqa: F821
+                            + int(ptr8(x)[2]) * int(m[2]) + int(ptr8(x)[3]) * int(m[3]))  # noqa: F821
+                    x = ptr32(int(x) + 4)  # noqa: F821
+                    m = ptr8(int(m) + 4)  # noqa: F821
+                while int(m) < end:
+                    acc += int(ptr8(x)[0]) * int(m[0])  # noqa: F821
+                    x = ptr32(int(x) + 1)  # noqa: F821
+                    m = ptr8(int(m) + 1)  # noqa: F821
                 neg = acc < 0
                 mag = -acc if neg else acc
                 al = mag & 0x7FFF
@@ -171,8 +140,8 @@ try:
                 m1 = ah * m_lo
                 m2 = al * m_hi
                 s1 = (m1 & 0x7FFF) + (m2 & 0x7FFF) + (s0 >> 15) + (kn_hi if neg else kp_hi)
-                h = ah * m_hi
-                f = (h >> 1) + (((h & 1) + (m1 >> 15) + (m2 >> 15) + (s1 >> 15)) >> 1)
+                hh = ah * m_hi
+                f = (hh >> 1) + (((hh & 1) + (m1 >> 15) + (m2 >> 15) + (s1 >> 15)) >> 1)
                 if neg:
                     f = -f
                 acc = ((f + c1) >> right) + out_zp
@@ -180,78 +149,78 @@ try:
                     acc = lo
                 elif acc > top:
                     acc = top
-                dst[o] = acc + 128
-            t8 = src
+                d[o] = acc + 128
+            t = src
             src = dst
-            dst = t8
+            dst = t
+        table = ptr16(base + int(h[6]))  # noqa: F821
+        out = ptr8(src)  # noqa: F821
         best = 0
         for c in range(n_out):
-            if int(src[c]) > int(src[best]):
+            if int(out[c]) > int(out[best]):
                 best = c
-        peak = int(src[best])
+        peak = int(out[best])
         total = 0
         for c in range(n_out):
-            total += int(table[peak - int(src[c])])
+            total += int(table[peak - int(out[c])])
+        proba = ptr8(ps)  # noqa: F821
         for c in range(n_out):
-            proba[c] = (int(table[peak - int(src[c])]) * 255 + (total >> 1)) // total
+            proba[c] = (int(table[peak - int(out[c])]) * 255 + (total >> 1)) // total
         return best
+
+    _Net.predict = _mlp  # pyright: ignore[reportAttributeAccessIssue] (a viper function, not None)
 except ImportError:  # CPython
     pass
 
 
-def _table_row(layers, i, n_in, n_out, w_at, b_at, in_zp, out_zp, act_min, act_max, shift, multiplier):
-    # One layer's u16 entries: counts, offsets into the weight and bias tables, the int8 zero
-    # points and activation bounds biased by 128, the right shift, the Q31 multiplier as a
-    # 15-bit low limb and a 16-bit high limb (what the limb arithmetic consumes).
-    r = i * _ROW
-    for k, v in enumerate((n_in, n_out, w_at, b_at, in_zp + 128, out_zp + 128, act_min + 128, act_max + 128,
-                           -shift, multiplier & 0x7FFF, multiplier >> 15)):
-        layers[r + k] = v
-
-
 class MLPModel:
-    """A loaded int8 MLP. `predict(x, proba)` -> label, filling `proba`; no allocation."""
+    """A loaded int8 MLP. `predict(x, proba)` -> label, filling `proba`; no allocation.
+    `x` holds the n_features values promised to `load`; `proba` (written) is checked.
+    Its attributes are those of watch.model.TreeModel, and `n_layers`."""
 
-    def __init__(self, model_id, feature_spec, n_classes, offsets, shifts, layers, n_layers, weights, biases,
-                 table, width, viper=True):
+    def __init__(self, model_id, feature_spec, n_classes, m, viper=True, window=(0, 0, 0)):
         self.model_id = model_id
         self.kind = blob.KIND_MLP_INT8
         self.feature_spec = feature_spec
-        self.n_features = len(shifts)
+        self.n_features = _u16(m, 0)
         self.n_classes = n_classes
-        self.n_layers = n_layers
-        self.viper = bool(viper) and _predict_viper is not None
-        self._offsets = offsets
-        self._shifts = shifts
-        self._layers = layers
-        self._weights = weights
-        self._biases = biases
-        self._table = table
-        self._a = bytearray(width)
-        self._b = bytearray(width)
-        self._run = _predict_viper if self.viper else _predict_py
+        self.n_layers = _u16(m, 2)
+        self.window_s, self.step_s, self.baseline_windows = window  # the blob's window settings
+        self.viper = bool(viper) and _mlp is not None
+        self._m = m
+        if self.viper:
+            self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
+        else:  # the plain twin lives in its own module: a viper port never loads it
+            from watch.mlp_plain import forward
+
+            self._plain = forward
+            self._view = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
 
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
         values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
-        if len(x) < self.n_features or len(proba) < self.n_classes:
-            raise ValueError("x needs n_features items, proba n_classes")
-        return self._run(x, self._offsets, self._shifts, self.n_features, self._layers, self.n_layers,
-                         self._weights, self._biases, self._a, self._b, self._table, proba)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+        proba[self.n_classes - 1]
+        return self._plain(self._view, x, proba)
 
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""
-        last = self._b if self.n_layers % 2 else self._a
-        return [v - 128 for v in last[:self.n_classes]]
+        m = self._m
+        last = _u16(m, 16 if self.n_layers % 2 else 14)
+        return [m[last + c] - 128 for c in range(self.n_classes)]
 
 
-def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, viper, fail):
-    """The MLPModel whose payload `f` is positioned at (after the quantization table).
-    `fail(reason)` raises the loader's error; every bound the hot loop relies on is checked."""
+def _align(at, size):
+    return (at + size - 1) // size * size
+
+
+def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fail, window=(0, 0, 0)):
+    """The MLPModel whose payload `f` is positioned at (after the quantization table `quant`,
+    its raw bytes). `fail(reason)` raises the loader's error; every bound the hot loop relies
+    on is checked. The weights, biases and exp table are read straight into the model's array."""
     import struct
-    from watch.protocol import E_TRUNCATED, E_UNSUPPORTED_KIND
+    from watch.blob import E_TRUNCATED, E_UNSUPPORTED_KIND
 
-    nf = len(shifts)
+    nf = len(quant) // blob.QUANT_ENTRY_SIZE
     head = bytearray(blob.MLP_HEADER_SIZE)
     if payload_length < blob.MLP_HEADER_SIZE or f.readinto(head) != blob.MLP_HEADER_SIZE:
         fail(E_TRUNCATED)
@@ -261,17 +230,13 @@ def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, 
     rec = bytearray(blob.MLP_LAYER_SIZE * n_layers)
     if f.readinto(rec) != len(rec):
         fail(E_TRUNCATED)
-    layers = array("H", bytes(2 * _ROW * n_layers))
     n_w = n_b = 0
-    width = nf
-    prev = nf
+    width = prev = nf
     for i in range(n_layers):
-        n_in, n_out, in_zp, out_zp, lo, hi, shift, _, mult = struct.unpack_from(blob.MLP_LAYER, rec,
-                                                                                 i * blob.MLP_LAYER_SIZE)
+        n_in, n_out, _, _, lo, hi, shift, _, mult = struct.unpack_from(blob.MLP_LAYER, rec, i * blob.MLP_LAYER_SIZE)
         if (n_in != prev or not n_out or shift > 0 or shift < -31 or lo > hi or not 0 <= mult < 0x80000000
                 or n_w + n_in * n_out > 0xFFFF):
             fail(E_UNSUPPORTED_KIND)
-        _table_row(layers, i, n_in, n_out, n_w, n_b, in_zp, out_zp, lo, hi, shift, mult)
         n_w += n_in * n_out
         n_b += n_out
         width = max(width, n_out)
@@ -280,29 +245,51 @@ def read(f, model_id, feature_spec, offsets, shifts, n_classes, payload_length, 
         fail(E_UNSUPPORTED_KIND)
     if payload_length != blob.mlp_payload_size(n_layers, n_w, n_b):
         fail(E_TRUNCATED)
-    weights = bytearray(n_w)
-    biases = array("i", bytes(4 * n_b))
-    table = array("H", bytes(2 * blob.MLP_TABLE_SIZE))
-    for buf, n in ((weights, n_w), (biases, 4 * n_b), (table, 2 * blob.MLP_TABLE_SIZE)):
-        if f.readinto(buf) != n:
+    bias_at = _HEAD + _ROW * n_layers
+    off_at = bias_at + 4 * n_b
+    table_at = off_at + 4 * nf
+    sh_at = table_at + 2 * blob.MLP_TABLE_SIZE
+    a_at = sh_at + nf
+    b_at = a_at + width
+    w_at = b_at + width
+    size = _align(w_at + n_w, 4)
+    if size > 0xFFFF:
+        fail(E_UNSUPPORTED_KIND)
+    import gc
+    gc.collect()  # the model goes into one defragmented block
+    m = _Net(size)
+    view = memoryview(m)
+    for at, n in ((w_at, n_w), (bias_at, 4 * n_b), (table_at, 2 * blob.MLP_TABLE_SIZE)):
+        if f.readinto(view[at:at + n]) != n:
             fail(E_TRUNCATED)
+    for k, v in enumerate((nf, n_layers, n_classes, _SIGN_SHIFT, off_at, sh_at, table_at, a_at, b_at)):
+        struct.pack_into("<H", m, 2 * k, v)
+    for i in range(nf):
+        struct.pack_into("<I", m, off_at + 4 * i, struct.unpack_from("<i", quant, 4 * i)[0] - _X_MIN)
+        m[sh_at + i] = quant[4 * nf + i]
+    w = w_at
+    b = bias_at
     for i in range(n_layers):
-        r = i * _ROW
-        n_in, n_out, w_at, b_at = layers[r], layers[r + 1], layers[r + 2], layers[r + 3]
-        c = layers[r + 4]  # input zero point + 128
+        n_in, n_out, in_zp, out_zp, lo, hi, shift, _, mult = struct.unpack_from(blob.MLP_LAYER, rec,
+                                                                                i * blob.MLP_LAYER_SIZE)
+        struct.pack_into("<12H", m, _HEAD + _ROW * i, n_in, n_out, w, b, in_zp + 128, out_zp + 128, lo + 128,
+                         hi + 128, -shift, mult & 0x7FFF, mult >> 15, 0)
+        c = in_zp + 128
         for o in range(n_out):
-            if abs(biases[b_at + o]) + n_in * 128 * 255 > _ACC_LIMIT:
+            bias = struct.unpack_from("<i", m, b + 4 * o)[0]
+            if abs(bias) + n_in * 128 * 255 > _ACC_LIMIT:
                 fail(E_UNSUPPORTED_KIND)  # the accumulator bound of the limb arithmetic
             # Weights to u8 (w + 128), and the zero-point terms of
             # sum (w+128-128)(a+128-c) = sum (w+128)(a+128) - 128 sum (a+128) - c sum (w+128) + 128 c n_in
             # that do not depend on the input into the bias.
-            row = w_at + o * n_in
             sw = 0
-            for k in range(row, row + n_in):
-                weights[k] ^= 0x80
-                sw += weights[k]
-            biases[b_at + o] += 128 * c * n_in - c * sw
-    if table[0] == 0:
+            for k in range(w + o * n_in, w + (o + 1) * n_in):
+                m[k] ^= 0x80
+                sw += m[k]
+            struct.pack_into("<i", m, b + 4 * o, bias + 128 * c * n_in - c * sw)
+        w += n_in * n_out
+        b += 4 * n_out
+    if _u16(m, table_at) == 0:
         fail(E_UNSUPPORTED_KIND)  # the top class's weight: a zero would divide by zero
-    return MLPModel(model_id, feature_spec, n_classes, offsets, shifts, layers, n_layers, weights, biases, table,
-                    width, viper)
+    return MLPModel(model_id, feature_spec, n_classes, m, viper, window)
+

@@ -221,8 +221,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                          "(train with models.deploy = \"extratrees\", or export with --kind mlp)")
     info = export_model(args.model, args.key, args.output, formats=args.format, kind=args.kind,
                         board=args.board)
-    # The blob does not carry the window grid or the calibration length: the board profile's
-    # "features" must match them (docs/training.md, Deploying a model).
+    # The blob carries the window grid and the calibration length (format version 2), and the
+    # watch computes its features with them; repeated here for board profiles that set them.
     info["board_features"] = {"window_s": trained.window_s, "step_s": trained.step_s,
                               **({"baseline_windows": trained.normalise["windows"]} if trained.normalise else {})}
     print(json.dumps(info))

@@ -51,6 +51,7 @@ class QuantizedForest(BlobModel):
         roots: index of each tree's first node.
         feature, threshold, right: per node; threshold is the signed int16 t.
         leaf_proba: u8 class probabilities (x/255), one row per distinct leaf.
+        window: (window_s, step_s, baseline_windows) the watch computes the features with.
 
     Attributes:
         classes_, offsets_, shifts_, roots_, feature_, threshold_, right_, leaf_proba_: numpy
@@ -69,8 +70,9 @@ class QuantizedForest(BlobModel):
     TOO_LARGE_HINT = ": use fewer or shallower trees"
 
     def __init__(self, *, feature_spec: int, classes, offsets, shifts, roots, feature, threshold, right,
-                 leaf_proba) -> None:
+                 leaf_proba, window=(0, 0, 0)) -> None:
         self.feature_spec = int(feature_spec)
+        self.window = tuple(int(v) for v in window)
         self.classes_ = np.asarray(classes)
         self.offsets_ = np.asarray(offsets, dtype=np.int64)
         self.shifts_ = np.asarray(shifts, dtype=np.int64)
@@ -105,14 +107,10 @@ class QuantizedForest(BlobModel):
         leaf_ok = (self.right_ >= 0) & (self.right_ < nl)
         if not np.all(np.where(leaf, leaf_ok, inner_ok)):
             raise ValueError("a node points outside the tables, backwards, or has a threshold outside int16")
-
-    @property
-    def n_features(self) -> int:
-        return len(self.offsets_)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes_)
+        size = B.trees_payload_size(self.n_trees, self.n_inner, nl, self.n_classes)
+        if self.n_trees > B.MAX_TREES or size > B.MAX_TREES_PAYLOAD:
+            raise ValueError(f"{self.n_trees} trees in a {size}-byte payload: the watch runs at most "
+                             f"{B.MAX_TREES} trees in {B.MAX_TREES_PAYLOAD} bytes")
 
     @property
     def n_trees(self) -> int:
@@ -121,6 +119,10 @@ class QuantizedForest(BlobModel):
     @property
     def n_nodes(self) -> int:
         return len(self.feature_)
+
+    @property
+    def n_inner(self) -> int:
+        return int(np.sum(self.feature_ != B.LEAF))
 
     @property
     def n_leaves(self) -> int:
@@ -159,42 +161,71 @@ class QuantizedForest(BlobModel):
 
     @property
     def payload(self) -> bytes:
-        """The tree payload of the blob (docs/model-blob.md)."""
+        """The version-2 tree payload of the blob (docs/model-blob.md): counts, leaf rows,
+        roots, inner nodes, with byte-offset references (before the first node: a leaf row)."""
+        nc, nl, nt = self.n_classes, self.n_leaves, self.n_trees
+        row = B.leaf_row_size(nc)
+        inner = self.feature_ != B.LEAF
+        index = np.cumsum(inner) - 1
+        nodes = B.TREES_HEADER_SIZE + nl * row + 2 * nt
+        ref = np.where(inner, nodes + B.NODE_SIZE * index, B.TREES_HEADER_SIZE + self.right_ * row)
+        at = np.flatnonzero(inner)
+        table = np.stack([self.feature_[at], self.threshold_[at] + B.BIAS, ref[np.minimum(at + 1, self.n_nodes - 1)],
+                          ref[self.right_[at]]], axis=1)
+        leaves = np.zeros((nl, row // 2), dtype=np.int64)
+        leaves[:, :nc] = self.leaf_proba_
         return b"".join([
-            struct.pack(B.TREES_HEADER, self.n_trees, self.n_nodes, self.n_leaves, 0),
-            self.roots_.astype("<u2").tobytes(),
-            self.feature_.astype("u1").tobytes(),
-            (self.threshold_ + B.BIAS).astype("<u2").tobytes(),
-            self.right_.astype("<u2").tobytes(),
-            self.leaf_proba_.astype("u1").tobytes(),
+            struct.pack(B.TREES_HEADER, nt, len(at), nl, 0),
+            leaves.astype("<u2").tobytes(),
+            ref[self.roots_].astype("<u2").tobytes(),
+            table.astype("<u2").tobytes(),
         ])
 
     @classmethod
     def from_blob(cls, data: bytes, key: bytes | None = None, classes=None) -> QuantizedForest:
-        """The forest in a tree-ensemble blob (checked by `read_blob`, with `key` if given)."""
+        """The forest in a tree-ensemble blob of either format version (checked by
+        `read_blob`, with `key` if given)."""
         info = read_blob(data, key)
         if info.kind != B.KIND_TREES:
             raise ModelBlobError(f"{info.kind_name}, not a tree ensemble", P.E_UNSUPPORTED_KIND)
-        at = info.payload_offset + B.TREES_HEADER_SIZE
-
-        def take(dtype: str, count: int) -> np.ndarray:
-            nonlocal at
-            out = np.frombuffer(data, dtype=dtype, count=count, offset=at)
-            at += out.nbytes
-            return out
-
-        roots = take("<u2", info.n_trees)
-        feature = take("u1", info.n_nodes)
-        threshold = take("<u2", info.n_nodes).astype(np.int64) - B.BIAS
-        right = take("<u2", info.n_nodes)
-        leaves = take("u1", info.n_leaves * info.n_classes)
+        start = info.payload_offset + B.TREES_HEADER_SIZE
+        parse = _payload_v2 if info.version >= 2 else _payload_v1
         try:
+            roots, feature, threshold, right, leaves = parse(data, start, info)
             return cls(feature_spec=info.feature_spec,
                        classes=np.arange(info.n_classes) if classes is None else classes,
                        offsets=info.offsets, shifts=info.shifts, roots=roots, feature=feature, threshold=threshold,
-                       right=right, leaf_proba=leaves)
-        except ValueError as e:
+                       right=right, leaf_proba=leaves, window=(info.window_s, info.step_s, info.baseline_windows))
+        except (ValueError, IndexError) as e:
             raise ModelBlobError(str(e), P.E_UNSUPPORTED_KIND) from e
+
+    def for_features(self, names, board_names, feature_spec: int) -> QuantizedForest:
+        """The same forest for a watch computing `board_names` (feature set `feature_spec`)
+        instead of `names`: every feature the forest has moves to its place there, the others
+        get offset 0 and shift 0 and are never split on. For a model trained without a
+        gyroscope (the E4) running on a board that has one.
+
+        Example:
+            >>> qf = QuantizedForest(feature_spec=4, classes=[0, 1], offsets=[7], shifts=[1], roots=[0],
+            ...                      feature=[0, 255, 255], threshold=[3, 0, 0], right=[2, 0, 1],
+            ...                      leaf_proba=[[255, 0], [0, 255]])
+            >>> wide = qf.for_features(["a"], ["a", "g"], 3)
+            >>> wide.offsets_.tolist(), wide.predict([[14, 99], [15, -5]]).tolist()
+            ([7, 0], [0, 1])
+        """
+        names, board_names = list(names), list(board_names)
+        missing = [n for n in names if n not in board_names]
+        if missing or len(names) != self.n_features:
+            raise ValueError(f"the board does not compute {missing or names}")
+        where = np.array([board_names.index(n) for n in names])
+        offsets = np.zeros(len(board_names), dtype=np.int64)
+        shifts = np.zeros(len(board_names), dtype=np.int64)
+        offsets[where], shifts[where] = self.offsets_, self.shifts_
+        inner = self.feature_ != B.LEAF
+        feature = np.where(inner, where[np.where(inner, self.feature_, 0)], B.LEAF)
+        return QuantizedForest(feature_spec=feature_spec, classes=self.classes_, offsets=offsets, shifts=shifts,
+                               roots=self.roots_, feature=feature, threshold=self.threshold_, right=self.right_,
+                               leaf_proba=self.leaf_proba_, window=self.window)
 
     def __repr__(self) -> str:
         return (f"QuantizedForest(feature_spec={self.feature_spec}, n_features={self.n_features}, "
@@ -202,8 +233,54 @@ class QuantizedForest(BlobModel):
                 f"n_leaves={self.n_leaves}, size_bytes={self.size_bytes})")
 
 
+def _payload_v1(data: bytes, at: int, info) -> tuple:
+    # roots, feature, threshold (signed), right, leaf rows of a version-1 payload.
+    out = []
+    for dtype, count in (("<u2", info.n_trees), ("u1", info.n_nodes), ("<u2", info.n_nodes),
+                         ("<u2", info.n_nodes), ("u1", info.n_leaves * info.n_classes)):
+        out.append(np.frombuffer(data, dtype=dtype, count=count, offset=at).astype(np.int64))
+        at += out[-1].size * np.dtype(dtype).itemsize
+    out[2] = out[2] - B.BIAS
+    return tuple(out)
+
+
+def _payload_v2(data: bytes, at: int, info) -> tuple:
+    # The version-2 payload back in version-1 form: each tree's nodes depth first from its
+    # root reference (left child next), leaves as rows.
+    nc, nl, nt, ni = info.n_classes, info.n_leaves, info.n_trees, info.n_nodes
+    start = at - B.TREES_HEADER_SIZE
+    row = B.leaf_row_size(nc)
+    words = np.frombuffer(data, dtype="<u2", count=info.payload_length // 2, offset=start).astype(np.int64)
+    leaves = words[4:4 + nl * row // 2].reshape(nl, row // 2)[:, :nc]
+    roots_at = (B.TREES_HEADER_SIZE + nl * row) // 2
+    feature, threshold, right, roots = [], [], [], []
+
+    def emit(ref: int, parent: int) -> int:
+        # Appends the subtree at `ref`, returns its index; refs must point forward.
+        index = len(feature)
+        if ref < 2 * (roots_at + nt):
+            offset = ref - B.TREES_HEADER_SIZE
+            if offset % row or not 0 <= offset < nl * row:
+                raise ValueError(f"leaf reference {ref:#x} is not a leaf row")
+            feature.append(B.LEAF), threshold.append(0), right.append(offset // row)
+            return index
+        k = ref // 2
+        if ref <= parent or (ref - 2 * roots_at - 2 * nt) % B.NODE_SIZE or k + 3 >= len(words):
+            raise ValueError(f"node reference {ref} points backwards or between nodes")
+        feature.append(int(words[k])), threshold.append(int(words[k + 1]) - B.BIAS), right.append(0)
+        emit(int(words[k + 2]), ref)
+        right[index] = emit(int(words[k + 3]), ref)
+        return index
+
+    for t in range(nt):
+        roots.append(emit(int(words[roots_at + t]), 2 * (roots_at + nt) - 1))
+    if len(leaves) != nl or ni * B.NODE_SIZE + 2 * (roots_at + nt) != info.payload_length:
+        raise ValueError("tree payload counts do not add up")
+    return roots, feature, threshold, right, leaves
+
+
 def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_train: np.ndarray,
-                    feature_spec: int) -> QuantizedForest:
+                    feature_spec: int, window=(0, 0, 0)) -> QuantizedForest:
     """The watch's integer form of a fitted forest.
 
     Each feature gets the offset at the middle of its training range and the smallest right
@@ -217,6 +294,7 @@ def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_trai
         X_train: the integer (fixed-point) features it was trained on, (n, n_features); they
             set the quantization and must lie in [X_MIN, X_MAX] of watch.blob.
         feature_spec: id of the feature set (u16) the watch must compute to run the model.
+        window: (window_s, step_s, baseline_windows) the watch computes those features with.
 
     Returns:
         QuantizedForest whose class index i stands for `model.classes_[i]`.
@@ -265,7 +343,7 @@ def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_trai
     leaf_proba = np.frombuffer(b"".join(leaf_rows), dtype=np.uint8).reshape(len(leaf_rows), -1)
     return QuantizedForest(feature_spec=feature_spec, classes=model.classes_, offsets=offsets, shifts=shifts,
                            roots=roots, feature=np.concatenate(features), threshold=np.concatenate(thresholds),
-                           right=np.concatenate(rights), leaf_proba=leaf_proba)
+                           right=np.concatenate(rights), leaf_proba=leaf_proba, window=window)
 
 
 def export_blob(trained, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> tuple[bytes, dict]:
@@ -291,14 +369,28 @@ def export_blob(trained, key: bytes, max_bytes: int | None = B.MAX_BYTES) -> tup
         >>> info["size_bytes"] == len(data), info["train_agreement"]
         (True, 1.0)
     """
-    qf = quantize_forest(trained.model, trained.X_train, trained.feature_spec)
+    qf = quantize_forest(trained.model, trained.X_train, trained.feature_spec, window_of(trained))
     data = qf.to_blob(key, max_bytes)
     X = np.asarray(trained.X_train)
     agreement = float(np.mean(qf.classes_[qf.predict(X)] == trained.model.predict(X)))
     info = {"model_id": qf.model_id, "size_bytes": len(data), "feature_spec": qf.feature_spec,
             "n_features": qf.n_features, "n_classes": qf.n_classes, "n_trees": qf.n_trees, "n_nodes": qf.n_nodes,
-            "n_leaves": qf.n_leaves, "train_agreement": round(agreement, 4)}
+            "n_leaves": qf.n_leaves, **window_info(qf.window), "train_agreement": round(agreement, 4)}
     return data, info
+
+
+def window_of(trained) -> tuple[int, int, int]:
+    """(window_s, step_s, baseline_windows) of a trained model (`wears.train.TrainedModel`):
+    its recipe's window grid and, for a model on baseline-subtracted features, how many calm
+    windows the baseline averages (0 otherwise); zeros for what it does not say."""
+    normalise = getattr(trained, "normalise", None)
+    return (int(getattr(trained, "window_s", 0) or 0), int(getattr(trained, "step_s", 0) or 0),
+            int(normalise["windows"]) if normalise else 0)
+
+
+def window_info(window) -> dict:
+    """The window settings as `wears export` reports them."""
+    return dict(zip(("window_s", "step_s", "baseline_windows"), (int(v) for v in window)))
 
 
 def _as_int(X, name: str, n_features: int) -> np.ndarray:
@@ -394,12 +486,12 @@ def export_model(model_path, key_path, output, *, formats=None, kind: str = "tre
         y = getattr(trained, "y_train", None)
         y = trained.model.predict(X) if y is None else y  # older models keep no labels: distil the forest
         float_model = fit_mlp(X, y, hidden=(16,))
-        qm = quantize_mlp(float_model, X, trained.feature_spec)
+        qm = quantize_mlp(float_model, X, trained.feature_spec, window_of(trained))
         data = qm.to_blob(key, max_bytes)
         agreement = float(np.mean(qm.classes_[qm.predict(X)] == float_model.predict(X)))
         info = {"model_id": qm.model_id, "size_bytes": len(data), "feature_spec": qm.feature_spec,
                 "n_features": qm.n_features, "n_classes": qm.n_classes, "shape": list(qm.shape),
-                "train_agreement": round(agreement, 4)}
+                **window_info(qm.window), "train_agreement": round(agreement, 4)}
         model, onnx_model, onnx_X = qm, float_model.model_, float_model.network_input(X)
         if "tflite" in formats:
             from .tflite_export import to_tflite
@@ -408,7 +500,7 @@ def export_model(model_path, key_path, output, *, formats=None, kind: str = "tre
             written["tflite"].write_bytes(to_tflite(qm))
     else:
         data, info = export_blob(trained, key, max_bytes)
-        model = quantize_forest(trained.model, X, trained.feature_spec)
+        model = quantize_forest(trained.model, X, trained.feature_spec, window_of(trained))
         onnx_model, onnx_X = trained.model, X
         if "tflite" in formats:
             raise ModelBlobError("TFLite export is for the int8 MLP (--kind mlp); a forest has no TFLite form here")

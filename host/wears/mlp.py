@@ -168,8 +168,10 @@ class QuantizedMLP(BlobModel):
     KIND = B.KIND_MLP_INT8
     TOO_LARGE_HINT = ": use fewer or narrower layers"
 
-    def __init__(self, *, feature_spec: int, classes, offsets, shifts, layers: list[Layer]) -> None:
+    def __init__(self, *, feature_spec: int, classes, offsets, shifts, layers: list[Layer],
+                 window=(0, 0, 0)) -> None:
         self.feature_spec = int(feature_spec)
+        self.window = tuple(int(v) for v in window)
         self.classes_ = np.asarray(classes)
         self.offsets_ = np.asarray(offsets, dtype=np.int64)
         self.shifts_ = np.asarray(shifts, dtype=np.int64)
@@ -194,14 +196,6 @@ class QuantizedMLP(BlobModel):
             n_in = layer.weights.shape[0]
         if n_in != self.n_classes:
             raise ValueError("the last layer needs one output per class")
-
-    @property
-    def n_features(self) -> int:
-        return len(self.offsets_)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes_)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -263,8 +257,9 @@ def _range_scale(lo: float, hi: float) -> tuple[np.float32, int]:
     return scale, zero
 
 
-def quantize_mlp(float_model: FloatMLP, X_calibration, feature_spec: int) -> QuantizedMLP:
-    """The int8 form of a fitted `FloatMLP`, calibrated on `X_calibration` (integer features).
+def quantize_mlp(float_model: FloatMLP, X_calibration, feature_spec: int, window=(0, 0, 0)) -> QuantizedMLP:
+    """The int8 form of a fitted `FloatMLP`, calibrated on `X_calibration` (integer features);
+    `window` (window_s, step_s, baseline_windows) goes into its blob.
 
     Weights: symmetric per-tensor int8 (scale max|W| / 127). Activations: asymmetric int8 over
     the range the float network reaches on the calibration rows (ReLU outputs from 0).
@@ -287,4 +282,4 @@ def quantize_mlp(float_model: FloatMLP, X_calibration, feature_spec: int) -> Qua
         a_float = out
         in_scale, in_zero = out_scale, out_zero
     return QuantizedMLP(feature_spec=feature_spec, classes=float_model.classes_, offsets=float_model.offsets_,
-                        shifts=float_model.shifts_, layers=layers)
+                        shifts=float_model.shifts_, layers=layers, window=window)

@@ -54,12 +54,14 @@ def write_card(model_path: str | Path, blob: bytes, model, *, evaluation: dict |
     info = read_blob(blob)
     path = Path(model_path)
     budget = board.get("model_budget_bytes", B.MAX_BYTES) if board else B.MAX_BYTES
-    shape = (f"{info.n_trees} trees, {info.n_nodes} nodes, {info.n_leaves} distinct leaves"
+    nodes = "nodes" if info.version < 2 else "inner nodes"
+    shape = (f"{info.n_trees} trees, {info.n_nodes} {nodes}, {info.n_leaves} distinct leaves"
              if info.n_trees is not None else f"int8 MLP {getattr(model, 'shape', '')}")
+    window = {"window_s": info.window_s, "step_s": info.step_s, "baseline_windows": info.baseline_windows}
     card = {"model": path.name, "model_id": f"{info.model_id:08x}", "kind": info.kind_name, "shape": shape,
             "size_bytes": info.size, "budget_bytes": budget, "fits_budget": info.size <= budget,
             "board": board["id"] if board else None, "feature_spec": info.feature_spec,
-            "features": feature_names, "classes": class_names, "data": data, "recipe": recipe,
+            "features": feature_names, "classes": class_names, "windows": window, "data": data, "recipe": recipe,
             "evaluation": evaluation}
     path.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
     lines = [f"# Model card: {path.name}", "",
@@ -68,6 +70,9 @@ def write_card(model_path: str | Path, blob: bytes, model, *, evaluation: dict |
              + (f" ({board['id']}, heap budget {board.get('heap_budget_bytes')} bytes)" if board else "")
              + (": fits." if card["fits_budget"] else ": DOES NOT FIT."),
              f"- Feature set {info.feature_spec}: {', '.join(feature_names)}.",
+             (f"- Windows (in the blob, the watch computes them): {info.window_s} s every {info.step_s} s; baseline "
+              + (f"of {info.baseline_windows} calm windows subtracted." if info.baseline_windows else "none.")
+              if info.window_s else "- Windows: not given in the blob (the board profile's apply)."),
              f"- Classes: {', '.join(class_names)}.", f"- Data: {data}", f"- Recipe: `{recipe}`.", ""]
     if evaluation:
         e = evaluation

@@ -16,6 +16,8 @@ from mp_blobs import FlashDir as _Dir, documented_example, sign
 
 KEY, BLOB, CASES = documented_example()
 CASES = [case[:3] for case in CASES]
+_, BLOB_V1, CASES_V1 = documented_example("blob-example-v1")
+CASES_V1 = [case[:3] for case in CASES_V1]
 SPEC = 1
 N_FEATURES = 2
 
@@ -50,8 +52,9 @@ def _load(data=BLOB, viper=True):
 
 def test_example_blob_loads_with_its_documented_header():
     m = _load()
-    assert m.model_id == 0x5E34E9F1 and m.kind == blob.KIND_TREES and m.feature_spec == 1
-    assert (m.n_features, m.n_classes, m.n_trees, m.n_nodes) == (2, 2, 2, 6)
+    assert m.model_id == 0xA82B1E44 and m.kind == blob.KIND_TREES and m.feature_spec == 1
+    assert (m.n_features, m.n_classes, m.n_trees, m.n_nodes) == (2, 2, 2, 2)
+    assert (m.window_s, m.step_s, m.baseline_windows) == (60, 5, 0)
 
 
 def test_example_predictions_match_the_document_on_both_paths():
@@ -63,6 +66,26 @@ def test_example_predictions_match_the_document_on_both_paths():
         for x, label, expected in CASES:
             got = m.predict(array("i", x), proba)
             assert got == label and list(proba) == expected, (viper, x, got, list(proba))
+
+
+def test_a_version_1_blob_still_loads_and_predicts_the_same():
+    assert CASES_V1 == CASES
+    for viper in (True, False):
+        m = _load(BLOB_V1, viper=viper)
+        assert m.model_id == 0x5E34E9F1 and (m.window_s, m.step_s, m.baseline_windows) == (0, 0, 0)
+        proba = bytearray(2)
+        x = array("i", [0, 0])
+        for xs, label, expected in CASES_V1:
+            x[0], x[1] = xs
+            micropython.heap_lock()
+            try:
+                got = m.predict(x, proba)
+            finally:
+                micropython.heap_unlock()
+            assert got == label and list(proba) == expected, (viper, xs, got, list(proba))
+    body = bytearray(BLOB_V1[:-blob.TRAILER_SIZE])
+    body[60] = 0  # version 1: node 0's right child is itself
+    assert _reason(_sign(body)) == p.E_UNSUPPORTED_KIND
 
 
 def test_viper_and_python_paths_agree_on_extreme_and_random_inputs():
@@ -105,8 +128,8 @@ def test_predict_allocates_nothing_on_either_path():
 def test_features_beyond_30_bits_are_clamped_before_quantizing():
     # Offsets near the clamp bounds and thresholds beyond q(X_MAX) / q(X_MIN) make the clamp
     # visible: without it, x = +-2**31 would quantize to +-32768 and take the other branch.
-    high = _patched(48, struct.pack("<H", blob.BIAS + 5000), _patched(20, struct.pack("<i", blob.X_MAX - 1000)))
-    low = _patched(48, struct.pack("<H", blob.BIAS - 5000), _patched(20, struct.pack("<i", blob.X_MIN + 1000)))
+    high = _patched(64, struct.pack("<H", blob.BIAS + 5000), _patched(28, struct.pack("<i", blob.X_MAX - 1000)))
+    low = _patched(64, struct.pack("<H", blob.BIAS - 5000), _patched(28, struct.pack("<i", blob.X_MIN + 1000)))
     proba = bytearray(2)
     for viper in (True, False):
         m = _load(high, viper=viper)
@@ -117,13 +140,18 @@ def test_features_beyond_30_bits_are_clamped_before_quantizing():
         assert m.predict(array("i", [blob.X_MIN, 0]), proba) == 1, viper
 
 
-def test_short_buffers_are_refused_before_running():
-    m = _load()
-    try:
-        m.predict(array("i", [1]), bytearray(2))
-    except ValueError:
-        return
-    raise AssertionError("a 1-feature x ran a 2-feature model")
+def test_a_short_probability_buffer_is_refused_before_running():
+    # predict writes proba, so it checks its length; x holds what the caller promised load
+    # (n_features, checked against the blob), and the fast path does not check it again.
+    for viper in (True, False):
+        m = _load(viper=viper)
+        proba = bytearray([77])
+        try:
+            m.predict(array("i", [1, 2]), proba)
+        except IndexError:
+            assert proba[0] == 77, viper  # refused before writing anything
+            continue
+        raise AssertionError("ran with 1 probability for 2 classes (viper %s)" % viper)
 
 
 def test_truncated_or_overlong_blob_is_rejected_as_truncated():
@@ -151,7 +179,8 @@ def test_wrong_key_or_flipped_hmac_fails_the_signature():
 def test_wrong_magic_and_version_are_rejected():
     assert _reason(b"WMDX" + BLOB[4:]) == p.E_BAD_MAGIC
     assert _reason(_patched(0, ord("X"))) == p.E_BAD_MAGIC
-    assert _reason(_patched(blob.VERSION_OFFSET, 2)) == p.E_BAD_VERSION
+    assert _reason(_patched(blob.VERSION_OFFSET, 3)) == p.E_BAD_VERSION
+    assert _reason(_patched(blob.VERSION_OFFSET, 1)) == p.E_TRUNCATED  # 8 bytes more than version 1 has
 
 
 def test_unknown_kind_or_a_tree_payload_labelled_mlp_is_unsupported():
@@ -178,13 +207,21 @@ def test_signed_blob_with_a_wrong_model_id_is_rejected():
 
 
 def test_signed_blob_with_a_broken_tree_is_not_run():
-    # Offsets in the example: feature bytes at 42, right at 60 (docs/model-blob.md).
+    # Offsets in the example (docs/model-blob.md): counts at 38, leaf rows at 46, roots at 58,
+    # node 0 at 62 (feature, threshold, left, right), node 1 at 70.
     assert _patched(0, ord("W")) == BLOB  # re-signing an unchanged body gives the same blob
-    assert _reason(_patched(60, 0)) == p.E_UNSUPPORTED_KIND  # node 0's right child is itself
-    assert _reason(_patched(62, 9)) == p.E_UNSUPPORTED_KIND  # leaf row 9 of 3
-    assert _reason(_patched(42, 7)) == p.E_UNSUPPORTED_KIND  # feature 7 of 2
-    assert _reason(_patched(29, 40)) == p.E_UNSUPPORTED_KIND  # shift 40
-    assert _reason(_patched(32, 7)) == p.E_TRUNCATED  # 7 nodes do not fit the payload length
+    assert _reason(_patched(68, b"\x18\x00")) == p.E_UNSUPPORTED_KIND  # node 0's right child is itself
+    assert _reason(_patched(66, b"\x1a\x00")) == p.E_UNSUPPORTED_KIND  # a reference between nodes
+    assert _reason(_patched(66, b"\x2c\x00")) == p.E_UNSUPPORTED_KIND  # past the last node
+    assert _reason(_patched(66, b"\x0a\x00")) == p.E_UNSUPPORTED_KIND  # inside a leaf row
+    assert _reason(_patched(66, b"\x04\x00")) == p.E_UNSUPPORTED_KIND  # inside the counts
+    assert _reason(_patched(66, b"\x14\x00")) == p.E_UNSUPPORTED_KIND  # the roots, not a leaf row
+    assert _reason(_patched(58, b"\x30\x00")) == p.E_UNSUPPORTED_KIND  # a root past the last node
+    assert _reason(_patched(62, 7)) == p.E_UNSUPPORTED_KIND  # feature 7 of 2
+    assert _reason(_patched(47, 1)) == p.E_UNSUPPORTED_KIND  # a leaf value of 511
+    assert _reason(_patched(44, 1)) == p.E_UNSUPPORTED_KIND  # the reserved count
+    assert _reason(_patched(37, 40)) == p.E_UNSUPPORTED_KIND  # shift 40
+    assert _reason(_patched(40, 7)) == p.E_TRUNCATED  # 7 inner nodes do not fit the payload length
 
 
 def test_hmac_matches_rfc4231_vectors_whole_and_chunked():

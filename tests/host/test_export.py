@@ -140,7 +140,7 @@ def test_blob_round_trips_and_reports_the_model_id(trained):
     data = qf.to_blob(KEY)
     assert len(data) == qf.size_bytes
     info = read_blob(data, KEY, feature_spec=SPEC, n_features=9)
-    assert (info.model_id, info.n_trees, info.n_nodes) == (qf.model_id, 10, qf.n_nodes)
+    assert (info.model_id, info.n_trees, info.n_nodes) == (qf.model_id, 10, qf.n_inner)
     back = QuantizedForest.from_blob(data, KEY, classes=forest.classes_)
     assert np.array_equal(back.predict_proba_u8(X_test), qf.predict_proba_u8(X_test))
     assert back.to_blob(KEY) == data
@@ -168,9 +168,13 @@ def test_non_integer_or_out_of_range_training_data_is_refused(trained):
 
 
 def test_runtime_constants_equal_the_blob_contract():
-    assert (M._LEAF, M._BIAS, M._X_MIN, M._X_MAX) == (B.LEAF, B.BIAS, B.X_MIN, B.X_MAX)
-    assert B.trees_payload_size(2, 6, 3, 2) == 48 and B.blob_size(2, 48) == 114
-    assert M._predict_viper is None  # CPython runs the plain-Python path
+    from watch import mlp as MLP, mlp_plain as MP, trees_plain as TP
+    assert (M._BIAS, M._X_MIN, M._X_MAX) == (TP._BIAS, TP._X_MIN, TP._X_MAX) == (B.BIAS, B.X_MIN, B.X_MAX)
+    assert (MLP._X_MIN, MLP._X_MAX, MLP._HEAD, MLP._ROW) == (MP._X_MIN, MP._X_MAX, MP._HEAD, MP._ROW)
+    assert (MLP._X_MIN, MLP._X_MAX) == (B.X_MIN, B.X_MAX)
+    assert B.trees_payload_size(2, 6, 3, 2, B.OLD_VERSION) == 48 and B.blob_size(2, 48, B.OLD_VERSION) == 114
+    assert B.trees_payload_size(2, 2, 3, 2) == 40 and B.blob_size(2, 40) == 114
+    assert M._forest is None  # CPython runs the plain-Python path
 
 
 def test_export_blob_signs_a_trained_model_and_reports_json_ready_info(trained):

@@ -33,7 +33,17 @@ def test_export_trees_writes_blob_onnx_and_card(tmp_path, capsys):
     out = tmp_path / "m.wbl"
     assert main(["export", str(tmp_path / "model.pkl"), "--key", str(tmp_path / "watch.key"), "-o", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert read_blob(out.read_bytes(), bytes(range(32)), feature_spec=7).model_id == info["model_id"]
+    blob = read_blob(out.read_bytes(), bytes(range(32)), feature_spec=7)
+    assert blob.model_id == info["model_id"]
+    # The blob carries the recipe's windows; a baseline-normalised model its baseline length.
+    assert (blob.window_s, blob.step_s, blob.baseline_windows) == (30, 5, 0) == tuple(
+        info[k] for k in ("window_s", "step_s", "baseline_windows"))
+    trained.normalise = {"windows": 12, "baseline_label": "baseline"}
+    trained.save(tmp_path / "model.pkl")
+    assert main(["export", str(tmp_path / "model.pkl"), "--key", str(tmp_path / "watch.key"), "-o", str(out),
+                 "--format", "blob"]) == 0
+    capsys.readouterr()
+    assert read_blob(out.read_bytes()).baseline_windows == 12
     session = ort.InferenceSession(str(out.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
     labels = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})[0]
     assert np.mean(labels == trained.model.predict(X)) == 1.0 and info["onnx_agreement"] == 1.0
@@ -49,7 +59,7 @@ def test_export_mlp_writes_a_tflite_the_watch_arithmetic_matches(tmp_path, capsy
                  "--kind", "mlp"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["shape"] == [9, 16, 2] and read_blob(out.read_bytes()).kind == B.KIND_MLP_INT8
-    qm = quantize_mlp(fit_mlp(X, trained.model.predict(X), hidden=(16,)), X, 7)  # the same recipe
+    qm = quantize_mlp(fit_mlp(X, trained.model.predict(X), hidden=(16,)), X, 7, (30, 5, 0))  # the same recipe
     assert qm.to_blob(bytes(range(32))) == out.read_bytes()
     q = qm.quantize(X[:200])
     assert np.array_equal(run_tflite(out.with_suffix(".tflite").read_bytes(), q), qm.logits_from_int8(q))

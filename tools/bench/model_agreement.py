@@ -1,11 +1,12 @@
 """Quantized watch models against their float models on held-out WESAD windows.
 
-    python tools/bench/model_agreement.py /work/shared/data/wesad-e4-dev [--board esp32s3-wrist]
+    python tools/bench/model_agreement.py /work/shared/data/wesad-e4-dev [--recipe PATH]
 
-For a board's feature set, the shipped-model recipe's windows (training/ship_models.py), leave
-one subject out: each held-out subject is predicted by the float scikit-learn forest trained
-on the others and by its quantized watch form (and likewise by a float MLP 12-16-2 and its
-int8 form). Targets: agreement >= 99%, macro-F1 within 0.01. The last line is one JSON object.
+The shipped models' recipe (training/recipes/ship-valence.toml) through the recipe pipeline,
+leave one subject out: the forest's figures are `wears.train`'s own (each held-out subject
+predicted by the float forest trained on the others and by its quantized watch form); an MLP
+12-16-2 and its int8 form are scored on the same windows and folds. Targets: agreement >= 99%,
+macro-F1 within 0.01. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from sklearn.metrics import f1_score
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "training"))
-from ship_models import load_windows  # noqa: E402
+from ship_models import RECIPE, card_evaluation, wesad_study  # noqa: E402
 
+from wears.db import Study  # noqa: E402
 from wears.mlp import fit_mlp, quantize_mlp  # noqa: E402
-from wears.model_card import evaluate_quantized  # noqa: E402
-from wears.paths import board_profile  # noqa: E402
-from wears.train import default_model  # noqa: E402
+from wears.recipe import load_recipe  # noqa: E402
+from wears.train import build_dataset, train_recipe  # noqa: E402
 
 
 def mlp_loso(X, y, groups, spec) -> dict:
@@ -45,19 +46,20 @@ def mlp_loso(X, y, groups, spec) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--board", default="esp32s3-wrist")
+    parser.add_argument("--recipe", type=Path, default=RECIPE)
     args = parser.parse_args(argv)
-    profile = board_profile(args.board)
-    per = {s.name: load_windows(s, profile) for s in sorted(args.data.iterdir()) if (s / "E4").is_dir()}
-    X = np.concatenate([v[0] for v in per.values()])
-    y = np.concatenate([v[1] for v in per.values()])
-    groups = np.concatenate([[k] * len(v[1]) for k, v in per.items()])
-    spec = next(iter(per.values()))[2]
-    trees = evaluate_quantized(X, y, groups, lambda: default_model(0), spec)
-    mlp = mlp_loso(X, y, groups, spec)
-    result = {"board": profile["id"], "protocol": trees["protocol"], "n_windows": trees["n_windows"],
-              "subjects": sorted(per), "agreement": trees["agreement"],
-              "macro_f1_float": round(trees["macro_f1_float"], 4),
+    recipe = load_recipe(args.recipe)
+    with wesad_study(args.data) as path:
+        trained = train_recipe(recipe, study=path)
+        w, f = recipe["windows"], recipe["features"]
+        data = build_dataset(Study.open(path), window_s=w["length_s"], step_s=w["step_s"], mapping=recipe.mapping,
+                             margin_s=recipe["labels"]["margin_s"], keep=w["keep"], normalise=f["normalise"],
+                             baseline_label=f["baseline_label"], baseline_windows=f["baseline_windows"])
+    trees = card_evaluation(trained.report)
+    mlp = mlp_loso(data.X, data.y, data.groups, data.feature_spec)
+    result = {"recipe": recipe.name, "protocol": trees["protocol"], "n_windows": trees["n_windows"],
+              "subjects": trained.report["participants"], "window_s": trained.window_s, "step_s": trained.step_s,
+              "agreement": trees["agreement"], "macro_f1_float": round(trees["macro_f1_float"], 4),
               "macro_f1_quantized": round(trees["macro_f1_quantized"], 4),
               "macro_f1_delta": round(abs(trees["macro_f1_float"] - trees["macro_f1_quantized"]), 4),
               "mlp_agreement": round(mlp["agreement"], 4), "mlp_macro_f1_float": round(mlp["macro_f1_float"], 4),

@@ -70,9 +70,10 @@ print("SHIMS", shims)
 # not use, the drivers of parts it does not have, and what the firmware imports on demand.
 _RADIOS = {"serial": ("watch/radio_serial",), "ubluepy": ("watch/radio_ubluepy", "watch/segments"),
            "bluetooth": ("watch/radio",)}
-# Imported on demand: an MLP model's runtime (by watch.model when it loads one), the upload
-# (at the first MODEL_BEGIN) and the baseline (for a model on baseline-subtracted features).
-_ON_DEMAND = ("watch/mlp", "watch/upload", "watch/baseline")
+# Imported on demand: an MLP model's runtime and the plain / version-1 tree twins (by watch.model
+# when it needs them), the upload (at the first MODEL_BEGIN) and the baseline (for a model on
+# baseline-subtracted features).
+_ON_DEMAND = ("watch/mlp", "watch/mlp_plain", "watch/trees_v1", "watch/trees_plain", "watch/upload", "watch/baseline")
 _MODEL_MODULES = ("watch/model", "watch/blob")  # imported at boot only when a model is in the flash
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
