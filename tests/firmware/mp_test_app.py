@@ -154,7 +154,8 @@ def test_the_feature_window_follows_the_model_or_the_model_is_refused():
     assert (w.engine.window_s, w.engine.step_s) == (60, 5)
     w.model = _Model(spec_for(False, True)[0], 60, 5, 0)
     w._fit_baseline()
-    assert w.baseline is None  # 0 calibration windows: nothing subtracted
+    # 0 (a version-1 blob says nothing): the board profile's calibration length
+    assert w.baseline.windows == 12  # the profile says none: 12
     w.model = _Model(spec_for(False, True)[0], 60, 5, 7)
     w._fit_baseline()
     assert w.baseline.windows == 7
