@@ -21,6 +21,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def describe(chosen: dict) -> str:
+    """One fold's chosen model in a few characters, e.g. "mlp 16-8 a1.0" or "extratrees 30x6"."""
+    if chosen["kind"] == "mlp":
+        return f"mlp {'-'.join(map(str, chosen['hidden']))} a{chosen['alpha']}"
+    if chosen["kind"] == "extratrees":
+        return f"extratrees {chosen['n_estimators']}x{chosen['max_depth']}"
+    return chosen["kind"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
@@ -48,10 +57,13 @@ def main() -> int:
         trained = train_recipe(recipe, study=db)
         t2 = time.perf_counter()
         seeds = [trained.report["quantized"]["macro_f1"]]
+        kinds = [[c["kind"] for c in trained.report["selected"][trained.report["deploy"]]]]
         recipe.settings["evaluation"]["ablation"] = False
         for seed in range(1, args.seeds):
             recipe.settings["evaluation"]["seed"] = seed
-            seeds.append(train_recipe(recipe, study=db).report["quantized"]["macro_f1"])
+            report = train_recipe(recipe, study=db).report
+            seeds.append(report["quantized"]["macro_f1"])
+            kinds.append([c["kind"] for c in report["selected"][report["deploy"]]])
     r = trained.report
     q = r["quantized"]
     print(json.dumps({
@@ -59,10 +71,13 @@ def main() -> int:
         "accuracy": round(q["accuracy"], 4),
         "per_participant": {p: {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}
                             for p, s in q["per_participant"].items()},
-        "float_macro_f1": round(r["evaluation"]["extratrees"]["macro_f1"], 4), "windows": r["n_windows"],
+        "float_macro_f1": round(r["evaluation"][r["deploy"]]["macro_f1"], 4), "windows": r["n_windows"],
+        "deploy": r["deploy"], "selected_per_fold": [describe(c) for c in r["selected"][r["deploy"]]],
         "models_macro_f1": {k: round(v["macro_f1"], 4) for k, v in r["evaluation"].items()},
+        "models_quantized_macro_f1": {k: round(v["macro_f1"], 4) for k, v in r["evaluation_quantized"].items()},
         "ablation_macro_f1": {k: round(v["macro_f1"], 4) for k, v in r.get("ablation", {}).items()},
         "macro_f1_seeds": [round(v, 4) for v in seeds], "macro_f1_seed_mean": round(sum(seeds) / len(seeds), 4),
+        "macro_f1_seed_range": [round(min(seeds), 4), round(max(seeds), 4)], "kinds_per_fold_seeds": kinds,
         "class_counts": r["class_counts"], "import_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
     }))
     return 0
