@@ -46,7 +46,7 @@ RECIPE_DEFAULTS: dict = {
                "mlp": {"hidden": [[8], [16], [16, 8]], "alpha": [0.1, 1.0, 10.0], "max_iter": 500},
                "logreg": {"C": [0.1, 1.0]}},
     "budget": {"max_blob_bytes": 20000, "max_hidden_units": 32, "max_depth": 8},
-    "evaluation": {"protocol": "auto", "folds": 5, "inner_folds": 3, "inner_repeats": 1, "random_split": False, "ablation": True,
+    "evaluation": {"protocol": "auto", "folds": 5, "inner_folds": 3, "inner_repeats": 1, "inner_score": "fold_mean", "random_split": False, "ablation": True,
                    "seed": 0, "lopo_max_participants": 12},
 }
 

@@ -226,16 +226,24 @@ def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
                     min(ev["inner_folds"], max(2, len(set(groups)))), seed)
     for i in range(len(grid)) if inner else []:
         f1s = []
-        for (tr, te), same in itertools.product(inner, repeats):
-            if len(set(y[tr])) < 2:
+        for same in repeats:
+            pooled = np.full_like(y, -1)
+            for tr, te in inner:
+                if len(set(y[tr])) < 2:
+                    continue
+                m = _fit(same[i], X[tr], y[tr])
+                fits, quantized = on_watch_within_budget(m, X[tr], spec, recipe["budget"])
+                if not fits:
+                    break
+                pooled[te] = m.predict(X[te]) if quantized is None else watch_predict(quantized, X[te])
+                if ev["inner_score"] == "fold_mean":
+                    f1s.append(f1_score(y[te], pooled[te], average="macro"))
+            else:
+                if ev["inner_score"] == "pooled":
+                    f1s.append(f1_score(y[pooled >= 0], pooled[pooled >= 0], average="macro"))
                 continue
-            m = _fit(same[i], X[tr], y[tr])
-            fits, quantized = on_watch_within_budget(m, X[tr], spec, recipe["budget"])
-            if not fits:
-                f1s = []
-                break
-            pred = m.predict(X[te]) if quantized is None else watch_predict(quantized, X[te])
-            f1s.append(f1_score(y[te], pred, average="macro"))
+            f1s = []
+            break
         if f1s:
             scored.append((-float(np.mean(f1s)), i))
     # The best by inner macro-F1 whose refit on all of (X, y) still fits the watch (more rows, more nodes).
