@@ -28,9 +28,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.utils.class_weight import compute_sample_weight
 
-from .blob import BlobModel
-from .export import quantize_forest
-from .mlp import INPUT_DIVISOR, FloatMLP, input_scaling, quantize_inputs, quantize_mlp
+from .export import QuantizedForest, quantize_forest
+from .mlp import INPUT_DIVISOR, FloatMLP, QuantizedMLP, input_scaling, quantize_inputs, quantize_mlp
 
 ON_DEVICE_KINDS = ("extratrees", "mlp")
 
@@ -88,7 +87,7 @@ def kind_of(model) -> str:
     return type(model).__name__
 
 
-def on_watch(model, X_train: np.ndarray, feature_spec: int) -> BlobModel | None:
+def on_watch(model, X_train: np.ndarray, feature_spec: int) -> QuantizedForest | QuantizedMLP | None:
     """The watch's integer form of a fitted candidate (quantized on its training features), or
     None for a kind the watch does not run. Raises ValueError when it cannot be a blob at all."""
     if isinstance(model, ExtraTreesClassifier):
@@ -98,6 +97,8 @@ def on_watch(model, X_train: np.ndarray, feature_spec: int) -> BlobModel | None:
     return None
 
 
-def watch_predict(quantized: BlobModel, X: np.ndarray) -> np.ndarray:
-    """The labels the watch gives for integer features X."""
+def watch_predict(quantized: QuantizedForest | QuantizedMLP | None, X: np.ndarray) -> np.ndarray:
+    """The labels the watch gives for integer features X (`quantized` from `on_watch`)."""
+    if quantized is None:
+        raise ValueError("a model kind the watch does not run has no watch predictions")
     return quantized.classes_[quantized.predict(X)]

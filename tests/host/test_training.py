@@ -229,7 +229,8 @@ def test_trained_int8_mlp_is_scored_and_exported_as_the_watch_runs_it(study, tmp
     assert isinstance(expected, QuantizedMLP) and expected.payload in out.read_bytes()
 
 
-def test_auto_chooses_the_on_device_kind_inside_each_training_fold(study):
+def test_auto_chooses_the_on_device_kind_inside_each_training_fold(study, tmp_path):
+    from wears.report import write_html
     from wears.train import train_recipe
     recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
                                          'candidates = ["auto", "extratrees", "mlp"]\ndeploy = "auto"')
@@ -241,6 +242,8 @@ def test_auto_chooses_the_on_device_kind_inside_each_training_fold(study):
     assert {c["kind"] for c in r["selected"]["auto"]} <= {"extratrees", "mlp"}
     assert set(r["evaluation_quantized"]) == {"auto", "extratrees", "mlp"}
     assert r["quantized"] == r["evaluation_quantized"]["auto"]
+    write_html(r, tmp_path / "auto.html")
+    assert "on-watch macro-F1" in (tmp_path / "auto.html").read_text()
     with pytest.raises(WearsError, match="auto"):
         parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
                                     'candidates = ["extratrees", "mlp"]\ndeploy = "auto"'))
