@@ -120,6 +120,10 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
                          "(\"auto\" too: it chooses between extratrees and mlp inside each training fold)")
     if settings["models"]["class_weight"] not in ("balanced", "none"):
         raise WearsError("recipe: models.class_weight is 'balanced' or 'none'")
+    if settings["evaluation"]["inner_score"] not in ("fold_mean", "pooled"):
+        raise WearsError("recipe: evaluation.inner_score is 'fold_mean' or 'pooled'")
+    if not (isinstance(settings["evaluation"]["inner_repeats"], int) and settings["evaluation"]["inner_repeats"] >= 1):
+        raise WearsError("recipe: evaluation.inner_repeats is a whole number of at least 1")
     if settings["evaluation"]["protocol"] not in ("auto", "lopo", "group-kfold", "random"):
         raise WearsError("recipe: evaluation.protocol is auto, lopo, group-kfold or random")
     if settings["evaluation"]["protocol"] == "random" and not settings["evaluation"]["random_split"]:

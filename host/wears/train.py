@@ -209,6 +209,28 @@ def _fit(model, X, y):
         return clone(model).fit(X, y)
 
 
+def _inner_score(models: list, X, y, inner, spec: int, recipe: Recipe) -> float | None:
+    """Inner macro-F1 of one candidate (`models`: the same hyper-parameters with each repeat's
+    seed), on the watch's predictions for an on-device kind; None when it does not fit the budget."""
+    how = recipe["evaluation"]["inner_score"]
+    f1s = []
+    for model in models:
+        pooled = np.full_like(y, -1)
+        for tr, te in inner:
+            if len(set(y[tr])) < 2:
+                continue
+            m = _fit(model, X[tr], y[tr])
+            fits, quantized = on_watch_within_budget(m, X[tr], spec, recipe["budget"])
+            if not fits:
+                return None
+            pooled[te] = m.predict(X[te]) if quantized is None else watch_predict(quantized, X[te])
+            if how == "fold_mean":
+                f1s.append(f1_score(y[te], pooled[te], average="macro"))
+        if how == "pooled" and (pooled >= 0).any():
+            f1s.append(f1_score(y[pooled >= 0], pooled[pooled >= 0], average="macro"))
+    return float(np.mean(f1s)) if f1s else None
+
+
 def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
     """The best candidate of a kind by inner grouped CV macro-F1 on (X, y, groups) only, refitted on them.
 
@@ -225,27 +247,9 @@ def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
     inner = [] if len(grid) == 1 else _splits(y, groups, "group-kfold" if len(set(groups)) > 1 else "random",
                     min(ev["inner_folds"], max(2, len(set(groups)))), seed)
     for i in range(len(grid)) if inner else []:
-        f1s = []
-        for same in repeats:
-            pooled = np.full_like(y, -1)
-            for tr, te in inner:
-                if len(set(y[tr])) < 2:
-                    continue
-                m = _fit(same[i], X[tr], y[tr])
-                fits, quantized = on_watch_within_budget(m, X[tr], spec, recipe["budget"])
-                if not fits:
-                    break
-                pooled[te] = m.predict(X[te]) if quantized is None else watch_predict(quantized, X[te])
-                if ev["inner_score"] == "fold_mean":
-                    f1s.append(f1_score(y[te], pooled[te], average="macro"))
-            else:
-                if ev["inner_score"] == "pooled":
-                    f1s.append(f1_score(y[pooled >= 0], pooled[pooled >= 0], average="macro"))
-                continue
-            f1s = []
-            break
-        if f1s:
-            scored.append((-float(np.mean(f1s)), i))
+        score = _inner_score([same[i] for same in repeats], X, y, inner, spec, recipe)
+        if score is not None:
+            scored.append((-score, i))
     # The best by inner macro-F1 whose refit on all of (X, y) still fits the watch (more rows, more nodes).
     for _, i in sorted(scored):
         model = _fit(grid[i], X, y)

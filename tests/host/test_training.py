@@ -244,6 +244,9 @@ def test_auto_chooses_the_on_device_kind_inside_each_training_fold(study, tmp_pa
     assert r["quantized"] == r["evaluation_quantized"]["auto"]
     write_html(r, tmp_path / "auto.html")
     assert "on-watch macro-F1" in (tmp_path / "auto.html").read_text()
+    for bad in ("inner_repeats = 0", 'inner_score = "median"'):
+        with pytest.raises(WearsError, match=bad.split()[0]):
+            parse_recipe(RECIPE + f"[evaluation]\n{bad}\n")
     with pytest.raises(WearsError, match="auto"):
         parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
                                     'candidates = ["extratrees", "mlp"]\ndeploy = "auto"'))
