@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", action="append", choices=["blob", "onnx", "tflite"],
                    help="formats to write (repeatable; default: blob and onnx, plus tflite for an MLP)")
     p.add_argument("--kind", choices=["trees", "mlp"], default="trees",
-                   help="trees: the trained forest; mlp: an int8 MLP 12-16-2 fitted on the same windows")
+                   help="trees: the trained forest; mlp: the trained int8 MLP (deploy mlp or auto), "
+                        "or for a forest model an int8 MLP 12-16-2 fitted on the same windows")
     p.add_argument("--board", help="board profile whose model budget the blob must fit")
     p.set_defaults(func=cmd_export)
 

@@ -483,9 +483,12 @@ def export_model(model_path, key_path, output, *, formats=None, kind: str = "tre
     if kind == "mlp":
         from .mlp import fit_mlp, quantize_mlp
 
-        y = getattr(trained, "y_train", None)
-        y = trained.model.predict(X) if y is None else y  # older models keep no labels: distil the forest
-        float_model = fit_mlp(X, y, hidden=(16,))
+        if getattr(trained, "kind", "") == "mlp":  # `wears train` chose and evaluated this int8 MLP
+            float_model = trained.model.float_model_
+        else:
+            y = getattr(trained, "y_train", None)
+            y = trained.model.predict(X) if y is None else y  # older models keep no labels: distil the forest
+            float_model = fit_mlp(X, y, hidden=(16,))
         qm = quantize_mlp(float_model, X, trained.feature_spec, window_of(trained))
         data = qm.to_blob(key, max_bytes)
         agreement = float(np.mean(qm.classes_[qm.predict(X)] == float_model.predict(X)))

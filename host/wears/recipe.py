@@ -46,7 +46,7 @@ RECIPE_DEFAULTS: dict = {
                "mlp": {"hidden": [[8], [16], [16, 8]], "alpha": [0.1, 1.0, 10.0], "max_iter": 500},
                "logreg": {"C": [0.1, 1.0]}},
     "budget": {"max_blob_bytes": 20000, "max_hidden_units": 32, "max_depth": 8},
-    "evaluation": {"protocol": "auto", "folds": 5, "inner_folds": 3, "random_split": False, "ablation": True,
+    "evaluation": {"protocol": "auto", "folds": 5, "inner_folds": 3, "inner_repeats": 1, "inner_score": "fold_mean", "random_split": False, "ablation": True,
                    "seed": 0, "lopo_max_participants": 12},
 }
 
@@ -111,13 +111,19 @@ def parse_recipe(text: str, path: Path | None = None) -> Recipe:
         raise WearsError(f"recipe: features.groups must be among {sorted(FEATURE_GROUPS)}")
     if settings["features"]["normalise"] not in ("none", "baseline"):
         raise WearsError("recipe: features.normalise is 'none' or 'baseline'")
-    known = {"extratrees", "mlp", "logreg", "majority"}
-    if set(settings["models"]["candidates"]) - known or settings["models"]["deploy"] not in ("extratrees", "mlp"):
-        raise WearsError(f"recipe: models.candidates among {sorted(known)}; deploy extratrees or mlp")
-    if settings["models"]["deploy"] not in settings["models"]["candidates"]:
-        raise WearsError("recipe: models.deploy must be one of models.candidates")
+    known = {"extratrees", "mlp", "logreg", "majority", "auto"}
+    models = settings["models"]
+    if set(models["candidates"]) - known or models["deploy"] not in ("extratrees", "mlp", "auto"):
+        raise WearsError(f"recipe: models.candidates among {sorted(known)}; deploy extratrees, mlp or auto")
+    if models["deploy"] not in models["candidates"]:
+        raise WearsError("recipe: models.deploy must be one of models.candidates "
+                         "(\"auto\" too: it chooses between extratrees and mlp inside each training fold)")
     if settings["models"]["class_weight"] not in ("balanced", "none"):
         raise WearsError("recipe: models.class_weight is 'balanced' or 'none'")
+    if settings["evaluation"]["inner_score"] not in ("fold_mean", "pooled"):
+        raise WearsError("recipe: evaluation.inner_score is 'fold_mean' or 'pooled'")
+    if not (isinstance(settings["evaluation"]["inner_repeats"], int) and settings["evaluation"]["inner_repeats"] >= 1):
+        raise WearsError("recipe: evaluation.inner_repeats is a whole number of at least 1")
     if settings["evaluation"]["protocol"] not in ("auto", "lopo", "group-kfold", "random"):
         raise WearsError("recipe: evaluation.protocol is auto, lopo, group-kfold or random")
     if settings["evaluation"]["protocol"] == "random" and not settings["evaluation"]["random_split"]:

@@ -79,12 +79,15 @@ def write_html(report: dict, path: str | Path) -> None:
     if report.get("warning"):
         parts.append(f"<p style='color:#b00'><b>Warning:</b> {html.escape(report['warning'])}</p>")
     parts.append("<h2>Models (same folds)</h2>")
+    on_watch = report.get("evaluation_quantized", {})
     parts.append(_table([[name, m["accuracy"], m["macro_f1"], m["balanced_accuracy"],
-                          m.get("calibration", {}).get("ece", "")] for name, m in report["evaluation"].items()],
-                        ["model", "accuracy", "macro-F1", "balanced accuracy", "ECE"]))
+                          m.get("calibration", {}).get("ece", ""), on_watch.get(name, {}).get("macro_f1", "")]
+                         for name, m in report["evaluation"].items()],
+                        ["model", "accuracy", "macro-F1", "balanced accuracy", "ECE", "on-watch macro-F1"]))
     if "quantized" in report:
         q = report["quantized"]
-        parts.append(f"<p>Quantized on-watch {report['deploy']}: accuracy {q['accuracy']:.3f}, "
+        kinds = ", ".join(c["kind"] for c in report.get("selected", {}).get(report["deploy"], []))
+        parts.append(f"<p>Quantized on-watch {report['deploy']} ({kinds} by fold): accuracy {q['accuracy']:.3f}, "
                      f"macro-F1 {q['macro_f1']:.3f}.</p>")
     if report.get("ablation"):
         parts.append("<h2>Ablation (deployed model kind, same folds)</h2>")
@@ -92,8 +95,10 @@ def write_html(report: dict, path: str | Path) -> None:
                              for k, v in report["ablation"].items()], ["features", "accuracy", "macro-F1",
                                                                       "balanced accuracy"]))
     parts.append("<h2>Per participant</h2>")
-    parts.append(_table([[p, v["n_windows"], v["accuracy"], v["macro_f1"]] for p, v in
-                         best.get("per_participant", {}).items()], ["participant", "windows", "accuracy", "macro-F1"]))
+    watch_rows = report.get("quantized", {}).get("per_participant", {})
+    parts.append(_table([[p, v["n_windows"], v["accuracy"], v["macro_f1"], watch_rows.get(p, {}).get("macro_f1", "")]
+                         for p, v in best.get("per_participant", {}).items()],
+                        ["participant", "windows", "accuracy", "macro-F1", "on-watch macro-F1"]))
 
     def confusion(ax):
         cm = np.array(best["confusion"])

@@ -35,7 +35,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupKFold, StratifiedKFold
-from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -44,10 +43,10 @@ from watch import protocol as P
 
 from .db import Study
 from .errors import WearsError
-from .export import quantize_forest
 from .features import baseline_mean, baseline_normalise, extract_features
 from .recipe import FEATURE_GROUPS, Recipe, parse_recipe
 from .report import scores
+from .watch_models import ON_DEVICE_KINDS, WatchMLP, kind_of, on_watch, watch_predict
 
 VALENCE = {"unpleasant": 0, "pleasant": 1}
 CLASS_NAMES = ("unpleasant", "pleasant")
@@ -166,8 +165,11 @@ def default_model(seed: int = 0) -> ExtraTreesClassifier:
 
 
 def candidates(kind: str, settings: dict, budget: dict, seed: int) -> list:
-    """The hyper-parameter grid of one model kind, inside the on-device budget."""
+    """The hyper-parameter grid of one model kind, inside the on-device budget. Kind "auto" is
+    every on-device kind's grid together (ExtraTrees and the int8 MLP): the search picks the kind."""
     weight = None if settings["class_weight"] == "none" else settings["class_weight"]
+    if kind == "auto":
+        return [c for k in ON_DEVICE_KINDS for c in candidates(k, settings, budget, seed)]
     if kind == "majority":
         return [DummyClassifier(strategy="most_frequent")]
     if kind == "logreg":
@@ -181,22 +183,24 @@ def candidates(kind: str, settings: dict, budget: dict, seed: int) -> list:
                 if d <= budget["max_depth"]]
     if kind == "mlp":
         grid = settings["mlp"]
-        # No early stopping: its validation split would be random windows, neighbours of the
-        # training ones; the weight penalty (alpha) is what keeps a small net general.
-        return [make_pipeline(StandardScaler(), MLPClassifier(tuple(h), alpha=a, max_iter=grid["max_iter"],
-                                                              random_state=seed))
+        return [WatchMLP(tuple(h), alpha=a, max_iter=grid["max_iter"], class_weight=weight, random_state=seed)
                 for h, a in itertools.product(grid["hidden"], grid["alpha"]) if sum(h) <= budget["max_hidden_units"]]
     raise WearsError(f"unknown model kind {kind}")
 
 
+def on_watch_within_budget(model, X: np.ndarray, spec: int, budget: dict):
+    """(fits, the watch's form of a fitted candidate or None): an on-device kind fits when its
+    blob is within max_blob_bytes; a host-only kind (logreg, majority) always does."""
+    try:
+        quantized = on_watch(model, X, spec)
+    except ValueError:  # more nodes than a blob holds, or weights the int8 runtime cannot hold
+        return False, None
+    return quantized is None or quantized.size_bytes <= budget["max_blob_bytes"], quantized
+
+
 def fits_budget(model, X: np.ndarray, spec: int, budget: dict) -> bool:
-    """A fitted candidate the watch can hold: the forest's blob within max_blob_bytes."""
-    if isinstance(model, ExtraTreesClassifier):
-        try:
-            return quantize_forest(model, X, spec).size_bytes <= budget["max_blob_bytes"]
-        except ValueError:  # more nodes than a blob holds
-            return False
-    return True
+    """A fitted candidate the watch can hold: its blob within max_blob_bytes."""
+    return on_watch_within_budget(model, X, spec, budget)[0]
 
 
 def _fit(model, X, y):
@@ -205,25 +209,47 @@ def _fit(model, X, y):
         return clone(model).fit(X, y)
 
 
-def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
-    """The best candidate of a kind by inner grouped CV macro-F1 on (X, y, groups) only, refitted on them."""
-    ev, seed = recipe["evaluation"], recipe["evaluation"]["seed"]
-    grid = candidates(kind, recipe["models"], recipe["budget"], seed)
-    scored = [(0.0, 0)] if len(grid) == 1 else []
-    inner = [] if len(grid) == 1 else _splits(y, groups, "group-kfold" if len(set(groups)) > 1 else "random",
-                    min(ev["inner_folds"], max(2, len(set(groups)))), seed)
-    for i, cand in enumerate(grid if inner else []):
-        f1s = []
+def _inner_score(models: list, X, y, inner, spec: int, recipe: Recipe) -> float | None:
+    """Inner macro-F1 of one candidate (`models`: the same hyper-parameters with each repeat's
+    seed), on the watch's predictions for an on-device kind; None when it does not fit the budget."""
+    how = recipe["evaluation"]["inner_score"]
+    f1s = []
+    for model in models:
+        pooled = np.full_like(y, -1)
         for tr, te in inner:
             if len(set(y[tr])) < 2:
                 continue
-            m = _fit(cand, X[tr], y[tr])
-            if not fits_budget(m, X[tr], spec, recipe["budget"]):
-                f1s = []
-                break
-            f1s.append(f1_score(y[te], m.predict(X[te]), average="macro"))
-        if f1s:
-            scored.append((-float(np.mean(f1s)), i))
+            m = _fit(model, X[tr], y[tr])
+            fits, quantized = on_watch_within_budget(m, X[tr], spec, recipe["budget"])
+            if not fits:
+                return None
+            pooled[te] = m.predict(X[te]) if quantized is None else watch_predict(quantized, X[te])
+            if how == "fold_mean":
+                f1s.append(f1_score(y[te], pooled[te], average="macro"))
+        if how == "pooled" and (pooled >= 0).any():
+            f1s.append(f1_score(y[pooled >= 0], pooled[pooled >= 0], average="macro"))
+    return float(np.mean(f1s)) if f1s else None
+
+
+def select(kind: str, X, y, groups, recipe: Recipe, spec: int):
+    """The best candidate of a kind by inner grouped CV macro-F1 on (X, y, groups) only, refitted on them.
+
+    An on-device candidate is scored on the watch's predictions (its quantized form), so the
+    search (and "auto", which chooses between ExtraTrees and the int8 MLP) optimises what the
+    watch will run. With `inner_repeats` R > 1 every candidate is fitted with R seeds on each inner
+    fold and scored by the mean: a candidate that won by one lucky random draw (a small forest,
+    one initialisation) does not beat a steadier one."""
+    ev, seed = recipe["evaluation"], recipe["evaluation"]["seed"]
+    grid = candidates(kind, recipe["models"], recipe["budget"], seed)
+    repeats = [grid] + [candidates(kind, recipe["models"], recipe["budget"], seed + r)
+                        for r in range(1, ev["inner_repeats"])]
+    scored = [(0.0, 0)] if len(grid) == 1 else []
+    inner = [] if len(grid) == 1 else _splits(y, groups, "group-kfold" if len(set(groups)) > 1 else "random",
+                    min(ev["inner_folds"], max(2, len(set(groups)))), seed)
+    for i in range(len(grid)) if inner else []:
+        score = _inner_score([same[i] for same in repeats], X, y, inner, spec, recipe)
+        if score is not None:
+            scored.append((-score, i))
     # The best by inner macro-F1 whose refit on all of (X, y) still fits the watch (more rows, more nodes).
     for _, i in sorted(scored):
         model = _fit(grid[i], X, y)
@@ -236,12 +262,13 @@ def describe(model) -> dict:
     """The hyper-parameters that matter of a fitted candidate."""
     est = model.steps[-1][1] if hasattr(model, "steps") else model
     if isinstance(est, ExtraTreesClassifier):
-        return {"n_estimators": est.n_estimators, "max_depth": est.max_depth, "min_samples_leaf": est.min_samples_leaf}
-    if isinstance(est, MLPClassifier):
-        return {"hidden": list(est.hidden_layer_sizes), "alpha": est.alpha}
+        return {"kind": "extratrees", "n_estimators": est.n_estimators, "max_depth": est.max_depth,
+                "min_samples_leaf": est.min_samples_leaf}
+    if isinstance(est, WatchMLP):
+        return {"kind": "mlp", "hidden": list(est.hidden), "alpha": est.alpha}
     if isinstance(est, LogisticRegression):
-        return {"C": est.C}
-    return {"strategy": "most_frequent"}
+        return {"kind": "logreg", "C": est.C}
+    return {"kind": "majority", "strategy": "most_frequent"}
 
 
 # Evaluation -------------------------------------------------------------------------------
@@ -280,7 +307,7 @@ def cross_validate(data: Dataset, recipe: Recipe, folds, kinds, columns: np.ndar
     for a, kind in enumerate(kinds):
         pred = np.zeros_like(data.y)
         proba = np.zeros((len(data.y), n_classes))
-        qpred = np.zeros_like(data.y) if kind == "extratrees" else None
+        qpred = np.zeros_like(data.y) if kind in (*ON_DEVICE_KINDS, "auto") else None
         chosen = []
         for b, (tr, te) in enumerate(folds):
             if len(set(data.y[tr])) < 2:
@@ -290,13 +317,15 @@ def cross_validate(data: Dataset, recipe: Recipe, folds, kinds, columns: np.ndar
             p = model.predict_proba(X[te])
             proba[np.ix_(te, model.classes_)] = p
             chosen.append(describe(model))
-            if qpred is not None:
-                qf = quantize_forest(model, X[tr], data.feature_spec)
-                qpred[te] = qf.classes_[qf.predict(X[te])]
+            if qpred is not None:  # what the watch predicts: the quantized form of this fold's model
+                qpred[te] = watch_predict(on_watch(model, X[tr], data.feature_spec), X[te])
             if progress:
                 progress(stage, a * len(folds) + b + 1, total)
         out[kind] = {"scores": scores(data.y, pred, n_classes, proba, data.groups), "pred": pred,
                      "chosen": chosen, "qpred": qpred}
+        if qpred is not None:
+            out[kind]["quantized"] = scores(data.y, qpred, n_classes, None, data.groups)
+            out[kind]["quantized"]["agreement_with_float"] = float(np.mean(qpred == pred))
     return out
 
 
@@ -323,7 +352,8 @@ class TrainedModel:
     """A fitted model with what export and the report need.
 
     model: the deployed estimator fitted on every window: an ExtraTreesClassifier (exported
-    by wears.export.quantize_forest) or a Pipeline(StandardScaler, MLPClassifier); X_train:
+    by wears.export.quantize_forest) or a wears.watch_models.WatchMLP (its float_model_ is
+    exported by wears.mlp.quantize_mlp); X_train:
     the integer features it was fitted on (sets the quantization); feature_names,
     feature_spec: the watch's feature set, 5 / 6 when normalised (columns outside the
     recipe's groups are zero in X_train); window_s, step_s: the window grid; report: the training report. kind:
@@ -399,10 +429,9 @@ def train_recipe(recipe: Recipe, *, study: str | Path | None = None, progress: P
     if protocol == "random":
         report["warning"] = ("random split: windows of the same person are in training and test, and "
                              "neighbouring windows overlap; this figure flatters and says nothing about a new person")
-    if results.get("extratrees", {}).get("qpred") is not None:
-        q = results["extratrees"]["qpred"]
-        report["quantized"] = scores(data.y, q, len(classes), None, data.groups)
-        report["quantized"]["agreement_with_float"] = float(np.mean(q == results["extratrees"]["pred"]))
+    report["evaluation_quantized"] = {k: r["quantized"] for k, r in results.items() if "quantized" in r}
+    if deploy in report["evaluation_quantized"]:  # the on-device model: the watch's own predictions
+        report["quantized"] = report["evaluation_quantized"][deploy]
     if ev["ablation"]:
         report["ablation"] = {}
         avail = groups_present
@@ -419,7 +448,7 @@ def train_recipe(recipe: Recipe, *, study: str | Path | None = None, progress: P
         "feature_groups": groups_present, "window_s": w["length_s"], "step_s": w["step_s"],
         "data_sha256": data.digest, "participants": participants, "excluded_windows": data.excluded,
         "class_counts": {c: int(np.sum(data.y == i)) for i, c in enumerate(classes)},
-        "model": {"kind": deploy, **describe(model), "seed": ev["seed"]},
+        "model": {**describe(model), "seed": ev["seed"]},
         "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256,
                    "settings": recipe.settings},
         "study": {"path": str(path), "sha256": _file_sha256(path)},
@@ -432,7 +461,7 @@ def train_recipe(recipe: Recipe, *, study: str | Path | None = None, progress: P
     spec = F.spec_for("gyro_mean" in data.feature_names, baseline=normalise is not None)[0]
     report["feature_spec"] = spec
     return TrainedModel(model, X, data.feature_names, spec, w["length_s"], w["step_s"], report,
-                        kind=deploy, classes=classes, normalise=normalise,
+                        kind=kind_of(model), classes=classes, normalise=normalise,
                         columns=tuple(n for n, c in zip(data.feature_names, columns) if c))
 
 

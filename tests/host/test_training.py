@@ -206,14 +206,47 @@ def test_on_device_budget_is_part_of_the_search(study):
                      study=study)
 
 
-def test_exporting_a_model_the_watch_cannot_run_is_a_clear_error(study, tmp_path, capsys):
+def test_trained_int8_mlp_is_scored_and_exported_as_the_watch_runs_it(study, tmp_path, capsys):
+    from wears.mlp import QuantizedMLP
     from wears.train import train_recipe
     recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
                                          'candidates = ["mlp"]\ndeploy = "mlp"')
                           + "[models.mlp]\nhidden = [[4]]\nalpha = [1.0]\n[evaluation]\nablation = false\n")
     trained = train_recipe(recipe, study=study)
-    assert trained.kind == "mlp" and "quantized" not in trained.report
+    assert trained.kind == "mlp" and trained.report["quantized"]["macro_f1"] > 0.8
+    assert trained.report["quantized"]["agreement_with_float"] > 0.9
     trained.save(tmp_path / "mlp.pkl")
     (tmp_path / "key").write_bytes(bytes(32))
     assert wears(["export", str(tmp_path / "mlp.pkl"), "--key", str(tmp_path / "key")]) == 1
     assert "mlp model" in capsys.readouterr().err
+    out = tmp_path / "mlp.wbl"
+    assert wears(["export", str(tmp_path / "mlp.pkl"), "--key", str(tmp_path / "key"), "--kind", "mlp",
+                  "-o", str(out), "--format", "blob"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["shape"][1:] == [4, 2]
+    # the exported blob is the model that was trained and scored, not a new fit
+    from wears.watch_models import on_watch
+    expected = on_watch(trained.model, trained.X_train, trained.feature_spec)
+    assert isinstance(expected, QuantizedMLP) and expected.payload in out.read_bytes()
+
+
+def test_auto_chooses_the_on_device_kind_inside_each_training_fold(study, tmp_path):
+    from wears.report import write_html
+    from wears.train import train_recipe
+    recipe = parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
+                                         'candidates = ["auto", "extratrees", "mlp"]\ndeploy = "auto"')
+                          + "[models.mlp]\nhidden = [[4]]\nalpha = [1.0]\n"
+                            "[evaluation]\nablation = false\ninner_repeats = 2\n")
+    trained = train_recipe(recipe, study=study)
+    r = trained.report
+    assert trained.kind in ("extratrees", "mlp") and r["model"]["kind"] == trained.kind
+    assert {c["kind"] for c in r["selected"]["auto"]} <= {"extratrees", "mlp"}
+    assert set(r["evaluation_quantized"]) == {"auto", "extratrees", "mlp"}
+    assert r["quantized"] == r["evaluation_quantized"]["auto"]
+    write_html(r, tmp_path / "auto.html")
+    assert "on-watch macro-F1" in (tmp_path / "auto.html").read_text()
+    for bad in ("inner_repeats = 0", 'inner_score = "median"'):
+        with pytest.raises(WearsError, match=bad.split()[0]):
+            parse_recipe(RECIPE + f"[evaluation]\n{bad}\n")
+    with pytest.raises(WearsError, match="auto"):
+        parse_recipe(RECIPE.replace('candidates = ["extratrees", "logreg", "majority"]',
+                                    'candidates = ["extratrees", "mlp"]\ndeploy = "auto"'))

@@ -15,6 +15,9 @@ leaving one participant out, for both tasks, as macro-F1 per seed:
 - `e4_hr`: the E4's own heart rate (HR.csv, Empatica's estimate, made for motion) added as a
   feature, after the recipe's normalisation: does a better heart rate in the
   motion-dominated stress windows help?
+- `int8_mlp`: the other on-device kind, one fixed int8 MLP (hidden 16-8, alpha 1, balanced,
+  wears.watch_models.WatchMLP scored through wears.mlp.quantize_mlp, the watch's runtime) on
+  the recipe's normalisation, against the forest on the same inputs.
 - `training_participants`: the mean per-participant macro-F1 when training on 1 or on 2 of
   the other participants (the slope says whether more people would help), and
   `within_participant`: first half / second half of each class of one participant (an
@@ -47,9 +50,9 @@ def main() -> int:
     from watch import features as F
     from wears.cli import main as wears
     from wears.db import Study
-    from wears.export import quantize_forest
     from wears.features import baseline_mean, baseline_normalise
     from wears.train import UNTRUSTED, session_windows, window_labels
+    from wears.watch_models import WatchMLP, on_watch, watch_predict
 
     tasks = {"stress": ({"baseline": 0, "stress": 1}, "start_60"), "valence": ({"stress": 0, "amusement": 1}, "none")}
     window_s, margin_s = 60, 10.0
@@ -98,16 +101,19 @@ def main() -> int:
     def forest(seed):
         return ExtraTreesClassifier(30, max_depth=6, min_samples_leaf=5, class_weight="balanced", random_state=seed)
 
-    def quantized_predict(X, y, train, test, seed):
-        qf = quantize_forest(forest(seed).fit(X[train], y[train]), X[train], F.FEATURE_SPEC_ID_NO_GYRO)
-        return qf.classes_[qf.predict(X[test])]
+    def quantized_predict(X, y, train, test, seed, make=forest):
+        model = make(seed).fit(X[train], y[train])
+        return watch_predict(on_watch(model, X[train], F.FEATURE_SPEC_ID_NO_GYRO), X[test])
 
-    def lopo(X, y, g):
+    def mlp(seed):
+        return WatchMLP((16, 8), alpha=1.0, class_weight="balanced", random_state=seed)
+
+    def lopo(X, y, g, make=forest):
         f1s = []
         for seed in range(args.seeds):
             pred = np.zeros_like(y)
             for p in sorted(set(g)):
-                pred[g == p] = quantized_predict(X, y, g != p, g == p, seed)
+                pred[g == p] = quantized_predict(X, y, g != p, g == p, seed, make)
             f1s.append(round(float(f1_score(y, pred, average="macro")), 3))
         return {"seeds": f1s, "mean": round(float(np.mean(f1s)), 3)}
 
@@ -120,6 +126,8 @@ def main() -> int:
         res["e4_hr"] = {"normalisation": recipe_norm, "with": lopo(X, y, g),
                         "without": res["normalisations"][recipe_norm]}
         X, y, g = dataset(mapping, recipe_norm)
+        res["int8_mlp"] = {"normalisation": recipe_norm, "int8_mlp": lopo(X, y, g, mlp),
+                           "extratrees": res["normalisations"][recipe_norm]}
         people = sorted(set(g))
         curve = {}
         for n_train in (1, 2):
