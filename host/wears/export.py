@@ -520,11 +520,13 @@ def export_model(model_path, key_path, output, *, formats=None, kind: str = "tre
         info["onnx_bytes"] = len(onnx_bytes)
     report = trained.report
     evaluation = None
-    if "macro_f1" in report and kind == "trees":  # `wears train` evaluated the forest, not an MLP
+    trained_kind = {"extratrees": "trees", "mlp": "mlp"}.get(getattr(trained, "kind", "extratrees"))
+    if "macro_f1" in report and kind == trained_kind:  # the card's figures are of the kind `wears train` evaluated
+        quantized = report.get("quantized", {})
         evaluation = {"protocol": report["protocol"], "n_windows": report["n_windows"],
                       "class_counts": report.get("class_counts", {}), "accuracy_float": report["accuracy"],
-                      "accuracy_quantized": None, "macro_f1_float": report["macro_f1"],
-                      "macro_f1_quantized": None, "agreement": info["train_agreement"],
+                      "accuracy_quantized": quantized.get("accuracy"), "macro_f1_float": report["macro_f1"],
+                      "macro_f1_quantized": quantized.get("macro_f1"), "agreement": info["train_agreement"],
                       "agreement_on": "training windows", "per_participant": {}}
     card = write_card(out, data, model, evaluation=evaluation, feature_names=list(trained.feature_names),
                       board=profile, data=f"study data, digest {report.get('data_sha256', '?')}, participants "

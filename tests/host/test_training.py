@@ -227,6 +227,10 @@ def test_trained_int8_mlp_is_scored_and_exported_as_the_watch_runs_it(study, tmp
     from wears.watch_models import on_watch
     expected = on_watch(trained.model, trained.X_train, trained.feature_spec)
     assert isinstance(expected, QuantizedMLP) and expected.payload in out.read_bytes()
+    # its card carries the figures `wears train` measured for it, float and as the watch runs it
+    card = json.loads(out.with_suffix(".card.json").read_text())["evaluation"]
+    assert card["macro_f1_quantized"] == trained.report["quantized"]["macro_f1"]
+    assert card["macro_f1_float"] == trained.report["macro_f1"]
 
 
 def test_auto_chooses_the_on_device_kind_inside_each_training_fold(study, tmp_path):
