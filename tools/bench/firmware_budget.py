@@ -131,7 +131,10 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
     shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
     frozen = heap.frozen_bytes(profile, micropython_binary(), micropython_path_compiled(), FIRMWARE)
     width = heap.width_bytes(profile, micropython_binary(), micropython_path_compiled())
-    peak_sim = heapsize - min_free if min_free is not None else None
+    # gc.mem_free() leaves out the GC's tables: the heap area in use is the rest of heapsize.
+    # The watch's budget holds its own (smaller) tables: net, the credit of heap.table_credit.
+    tables = heap.table_credit(heapsize, profile["heap_budget_bytes"])
+    peak_sim = heapsize - tables - min_free if min_free is not None else None
     return {
         "heap_budget": profile["heap_budget_bytes"],
         "sim_heapsize": heapsize - extra,
@@ -139,6 +142,7 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
         "shim_heap": shims,
         "frozen_bytecode": frozen,
         "pointer_width": width,
+        "gc_tables": tables,
         "min_free": min_free,
         "peak_heap": None if peak_sim is None else peak_sim - shims - frozen - width,
         "peak_heap_64": None if peak_sim is None else peak_sim - shims - frozen,
