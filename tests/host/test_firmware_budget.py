@@ -28,5 +28,6 @@ def test_two_minutes_at_the_highest_rates_lose_no_sample(board, tmp_path):
     assert result["lost_samples"] == {s: 0 for s in streams}
     assert result["payload_efficiency"] >= 0.85
     assert result["status_reports"] >= 1 and result["min_free"] > 0
+    assert result["runs_at_budget"], json.dumps(result)
     if board != "pinetime":  # the PineTime does not fit its 32 KB yet: the bench says by how much
-        assert result["runs_at_budget"] and result["fits_budget"], json.dumps(result)
+        assert result["fits_budget"], json.dumps(result)
