@@ -13,7 +13,9 @@ session), all streams on, and reports per board:
 - peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
   pointer width (`pointer_width`: what the firmware's objects at boot take beyond their size
   on the 32-bit watch, measured; objects made later count at their 64-bit size, which is
-  conservative): the firmware's own heap on the watch, to compare with heap_budget;
+  conservative) and the GC tables of the simulated heap beyond the watch's (`gc_tables`,
+  `heap.table_credit`; negative where the watch's budget holds larger tables than the
+  simulation's heap): the firmware's own heap on the watch, to compare with heap_budget;
   `peak_heap_64` is the same before the pointer width;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
