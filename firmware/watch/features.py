@@ -4,6 +4,8 @@ host/wears/features.py computes the same integers with numpy and imports the con
 and parameter helpers from here. The per-sample loops are in watch.feature_loops.
 """
 
+import sys as _sys
+
 from watch.buffers import zeros
 
 from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_D, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
@@ -19,11 +21,11 @@ except ImportError:
 if VIPER:
     from watch.feature_loops import imu_run_viper, ppg_run_viper
 
-FEATURE_VERSION = const(1)  # feature set v1 (docs/features.md)
-FEATURE_SPEC_ID = const(3)  # feature set v1 with the gyroscope (ids 1 and 2 were the 13/11-feature draft)
+_FEATURE_VERSION = const(1)  # feature set v1 (docs/features.md)
+_FEATURE_SPEC_ID = const(3)  # feature set v1 with the gyroscope (ids 1 and 2 were the 13/11-feature draft)
 FEATURE_SPEC_ID_NO_GYRO = const(4)  # the same set without the gyroscope features
-FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
-FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(6)  # spec 4 minus the wearer's baseline
+_FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
+_FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(6)  # spec 4 minus the wearer's baseline
 FEATURE_NAMES = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "beats", "ppg_quality",
                  "hr_slope", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
                  "acc_mean", "acc_std", "acc_jerk", "acc_energy", "activity",
@@ -33,33 +35,58 @@ FEATURE_UNITS = ("0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 bpm", "0.1 ms", "0.1 ms",
                  "mg", "mg", "mg/s", "mg", "level 0..3",
                  "0.1 dps", "0.1 dps", "0.1 dps/s", "0.1 dps")
 GYRO_FEATURES = ("gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")  # the last names; absent without a gyroscope
-HR_COLUMNS = const(13)  # out[0:13] come from the beats
+_HR_COLUMNS = const(13)  # out[0:13] come from the beats
 ACC_COLUMN = const(13)  # out[13:18] from the accelerometer
-GYRO_COLUMN = const(18)  # out[18:22] from the gyroscope
+_GYRO_COLUMN = const(18)  # out[18:22] from the gyroscope
 # Features a per-participant baseline is subtracted from (Baseline, docs/features.md).
 NORMALISED = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
               "acc_mean", "acc_std", "acc_jerk", "acc_energy", "gyro_mean", "gyro_std", "gyro_jerk", "gyro_energy")
 
-FLAG_LOW_QUALITY = const(1)  # valid intervals cover less than QUALITY_MIN % of the window
-FLAG_FEW_BEATS = const(2)  # fewer than MIN_BEATS valid intervals
-FLAG_WARMUP = const(4)  # the window starts before the detector's warm-up ended
+FLAG_LOW_QUALITY = const(1)  # valid intervals cover less than _QUALITY_MIN % of the window
+FLAG_FEW_BEATS = const(2)  # fewer than _MIN_BEATS valid intervals
+_FLAG_WARMUP = const(4)  # the window starts before the detector's warm-up ended
 FLAG_GAP = const(8)  # samples were missing in the window (held at the last value)
-FLAG_MOTION = const(16)  # an accelerometer block of the window moved: magnitude std >= MOTION_MG
+_FLAG_MOTION = const(16)  # an accelerometer block of the window moved: magnitude std >= _MOTION_MG
 UNTRUSTED = const(31 - 16)  # LOW_QUALITY | FEW_BEATS | WARMUP | GAP: beats not to trust (motion is a feature)
 
-QUALITY_MIN = const(50)
-MIN_BEATS = const(3)
-IBI_MIN_MS = const(300)  # 200 bpm
-IBI_MAX_MS = const(2000)  # 30 bpm
-ARTEFACT_DIV = const(5)  # artefact: > ref / 5 away from the reference or from the interval before
-REF_INTERVALS = const(5)  # the reference: median of the previous 5 in-range intervals
-MOTION_MG = const(300)  # std of the acceleration magnitude over a step block that marks motion
-HR_X10 = const(600000)  # 0.1 bpm = HR_X10 / interval in ms
-MAX_WINDOW_S = const(60)  # at most 206 intervals of >= 300 ms: the HR sums stay below 2^30
-PNN_MS = const(50)  # pNN50: successive differences above 50 ms
-FREQ_MIN_S = const(30)  # frequency-domain HRV needs windows of 30 s or more
-FREQ_QUALITY = const(80)  # and valid intervals over 80 % of the window
-G_MG = const(1000)  # gravity: the accelerometer's energy is taken around 1 g
+_QUALITY_MIN = const(50)
+_MIN_BEATS = const(3)
+_IBI_MIN_MS = const(300)  # 200 bpm
+_IBI_MAX_MS = const(2000)  # 30 bpm
+_ARTEFACT_DIV = const(5)  # artefact: > ref / 5 away from the reference or from the interval before
+_REF_INTERVALS = const(5)  # the reference: median of the previous 5 in-range intervals
+_MOTION_MG = const(300)  # std of the acceleration magnitude over a step block that marks motion
+_HR_X10 = const(600000)  # 0.1 bpm = _HR_X10 / interval in ms
+_MAX_WINDOW_S = const(60)  # at most 206 intervals of >= 300 ms: the HR sums stay below 2^30
+_PNN_MS = const(50)  # pNN50: successive differences above 50 ms
+_FREQ_MIN_S = const(30)  # frequency-domain HRV needs windows of 30 s or more
+_FREQ_QUALITY = const(80)  # and valid intervals over 80 % of the window
+_G_MG = const(1000)  # gravity: the accelerometer's energy is taken around 1 g
+
+# The host (host/wears/features.py) imports these names; on a watch they stay `_` constants,
+# folded into the code and kept out of the module's dictionary (a dict entry each).
+if _sys.implementation.name != "micropython":
+    FEATURE_VERSION = _FEATURE_VERSION
+    FEATURE_SPEC_ID = _FEATURE_SPEC_ID
+    FEATURE_SPEC_ID_BASELINE = _FEATURE_SPEC_ID_BASELINE
+    FEATURE_SPEC_ID_NO_GYRO_BASELINE = _FEATURE_SPEC_ID_NO_GYRO_BASELINE
+    HR_COLUMNS = _HR_COLUMNS
+    GYRO_COLUMN = _GYRO_COLUMN
+    FLAG_WARMUP = _FLAG_WARMUP
+    FLAG_MOTION = _FLAG_MOTION
+    QUALITY_MIN = _QUALITY_MIN
+    MIN_BEATS = _MIN_BEATS
+    IBI_MIN_MS = _IBI_MIN_MS
+    IBI_MAX_MS = _IBI_MAX_MS
+    ARTEFACT_DIV = _ARTEFACT_DIV
+    REF_INTERVALS = _REF_INTERVALS
+    MOTION_MG = _MOTION_MG
+    HR_X10 = _HR_X10
+    MAX_WINDOW_S = _MAX_WINDOW_S
+    PNN_MS = _PNN_MS
+    FREQ_MIN_S = _FREQ_MIN_S
+    FREQ_QUALITY = _FREQ_QUALITY
+    G_MG = _G_MG
 ACTIVITY_MG = (15, 60, 200)  # acc_std thresholds of activity levels 1, 2, 3 (still / light / moderate / vigorous)
 
 _VALID = const(1)  # beat flags: the interval ending at this beat passed the checks
@@ -121,8 +148,8 @@ def feature_names(has_gyro=True):
 def spec_for(has_gyro=True, baseline=False):
     """(feature spec id, number of features); baseline: the features minus the wearer's baseline."""
     if baseline:
-        return (FEATURE_SPEC_ID_BASELINE if has_gyro else FEATURE_SPEC_ID_NO_GYRO_BASELINE), len(feature_names(has_gyro))
-    return (FEATURE_SPEC_ID if has_gyro else FEATURE_SPEC_ID_NO_GYRO), len(feature_names(has_gyro))
+        return (_FEATURE_SPEC_ID_BASELINE if has_gyro else _FEATURE_SPEC_ID_NO_GYRO_BASELINE), len(feature_names(has_gyro))
+    return (_FEATURE_SPEC_ID if has_gyro else FEATURE_SPEC_ID_NO_GYRO), len(feature_names(has_gyro))
 
 
 class _Stream:
@@ -207,10 +234,10 @@ class _Imu(_Stream):
                 self.done += 1
 
     def moving(self, last, blocks):
-        limit = min(MOTION_MG * MOTION_MG * self.st[I_BN], SUM_LIMIT)
+        limit = min(_MOTION_MG * _MOTION_MG * self.st[I_BN], SUM_LIMIT)
         for b in range(last - blocks + 1, last + 1):
             if self.bsq[b % self.cap] >= limit:
-                return FLAG_MOTION
+                return _FLAG_MOTION
         return 0
 
     def stats(self, last, blocks, out, i, rate, ref):
@@ -268,8 +295,8 @@ class _Ppg(_Stream):
         self.nb = 0  # beats so far
         self.d16 = 0  # sub-sample offset of the last beat
         self.lost = -SUM_LIMIT  # detector index of the newest beat pushed out of the ring
-        self.ref = zeros("h", REF_INTERVALS)  # the last in-range intervals
-        self.srt = zeros("h", REF_INTERVALS)
+        self.ref = zeros("h", _REF_INTERVALS)  # the last in-range intervals
+        self.srt = zeros("h", _REF_INTERVALS)
         self.nref = 0
         self.rr = zeros("H", 16)  # valid RR intervals in 1/1024 s since the last window
         self.nrr = 0
@@ -299,22 +326,22 @@ class _Ppg(_Stream):
         if self.nb:
             j16 = 16 * min(m - self.bm[prev], 4 * fs) + d16 - self.d16
             ibi = (j16 * 125 + fs) // (2 * fs)  # 1/16 sample -> ms
-            if IBI_MIN_MS <= ibi <= IBI_MAX_MS:
-                if self.nref >= REF_INTERVALS:
+            if _IBI_MIN_MS <= ibi <= _IBI_MAX_MS:
+                if self.nref >= _REF_INTERVALS:
                     srt = self.srt
-                    for i in range(REF_INTERVALS):  # insertion sort for the median
+                    for i in range(_REF_INTERVALS):  # insertion sort for the median
                         v = self.ref[i]
                         j = i
                         while j and srt[j - 1] > v:
                             srt[j] = srt[j - 1]
                             j -= 1
                         srt[j] = v
-                    ref = srt[REF_INTERVALS >> 1]
-                    if ARTEFACT_DIV * max(abs(ibi - ref), abs(ibi - self.bibi[prev])) <= ref:
+                    ref = srt[_REF_INTERVALS >> 1]
+                    if _ARTEFACT_DIV * max(abs(ibi - ref), abs(ibi - self.bibi[prev])) <= ref:
                         flags = _VALID
                 if flags and self.bflag[prev] & _VALID:
                     flags |= _PAIR
-                self.ref[self.nref % REF_INTERVALS] = ibi
+                self.ref[self.nref % _REF_INTERVALS] = ibi
                 self.nref += 1
             if flags and self.nrr < 16:
                 self.rr[self.nrr] = (j16 * 64 + (fs >> 1)) // fs
@@ -330,7 +357,7 @@ class _Ppg(_Stream):
         self.nb += 1
 
     def hr(self, lo, hi, window_ms, out):
-        # HR features of the beats with detector index in [lo, hi) into out[0:HR_COLUMNS]; their flags.
+        # HR features of the beats with detector index in [lo, hi) into out[0:_HR_COLUMNS]; their flags.
         cap = self.cap
         j0 = max(0, self.nb - cap)
         j1 = self.nb
@@ -344,7 +371,7 @@ class _Ppg(_Stream):
             f = self.bflag[j % cap]
             if f & _VALID:
                 ibi = self.bibi[j % cap]
-                h = (HR_X10 + (ibi >> 1)) // ibi
+                h = (_HR_X10 + (ibi >> 1)) // ibi
                 n += 1
                 tot += ibi
                 toth += h
@@ -357,9 +384,9 @@ class _Ppg(_Stream):
                 npair += 1
                 sd = self.bsd[j % cap]
                 sd2 += sd * sd
-                if sd > PNN_MS or sd < -PNN_MS:
+                if sd > _PNN_MS or sd < -_PNN_MS:
                     big += 1
-        for i in range(HR_COLUMNS):
+        for i in range(_HR_COLUMNS):
             out[i] = 0
         if n == 0:
             return FLAG_LOW_QUALITY | FLAG_FEW_BEATS
@@ -371,7 +398,7 @@ class _Ppg(_Stream):
             if self.bflag[j % cap] & _VALID:
                 t = (4 * (self.bm[j % cap] - lo)) // self.rate - tm
                 ibi = self.bibi[j % cap]
-                sth += t * ((HR_X10 + (ibi >> 1)) // ibi - hm)
+                sth += t * ((_HR_X10 + (ibi >> 1)) // ibi - hm)
                 stt += t * t
         if stt:
             # 0.1 bpm per 1/4 s is 240 (0.1 bpm)/min: floor(240 sth / stt) in pieces below 2^30.
@@ -383,7 +410,7 @@ class _Ppg(_Stream):
         d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
         d = (toth + (n >> 1)) // n - 1000
         d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
-        out[0] = (HR_X10 * n + (tot >> 1)) // tot
+        out[0] = (_HR_X10 * n + (tot >> 1)) // tot
         out[1] = isqrt_round(d2h // n)
         out[2] = hmin
         out[3] = hmax
@@ -395,9 +422,9 @@ class _Ppg(_Stream):
         out[9] = (tot + (n >> 1)) // n
         if npair:
             out[10] = (1000 * big + (npair >> 1)) // npair
-        if window_ms >= 1000 * FREQ_MIN_S and out[7] >= FREQ_QUALITY:
+        if window_ms >= 1000 * _FREQ_MIN_S and out[7] >= _FREQ_QUALITY:
             spectrum(self, j0, j1, lo, n, out[9], window_ms // 1000, out)
-        return (FLAG_LOW_QUALITY if out[7] < QUALITY_MIN else 0) | (FLAG_FEW_BEATS if n < MIN_BEATS else 0)
+        return (FLAG_LOW_QUALITY if out[7] < _QUALITY_MIN else 0) | (FLAG_FEW_BEATS if n < _MIN_BEATS else 0)
 
 
 class FeatureEngine:
@@ -411,8 +438,8 @@ class FeatureEngine:
 
     def __init__(self, ppg_rate, imu_rate, window_s, step_s, has_gyro=True, acc_ug_per_lsb=122,
                  gyro_udps_per_lsb=17500, fast=None, has_imu=True):
-        if window_s <= 0 or window_s % step_s or window_s > MAX_WINDOW_S:
-            raise ValueError("window_s must be a multiple of step_s and at most MAX_WINDOW_S s")
+        if window_s <= 0 or window_s % step_s or window_s > _MAX_WINDOW_S:
+            raise ValueError("window_s must be a multiple of step_s and at most _MAX_WINDOW_S s")
         self.ppg_rate = ppg_rate
         self.imu_rate = imu_rate
         self.window_s = window_s
@@ -492,17 +519,17 @@ class FeatureEngine:
         start = end - self._win
         flags = ppg.hr(start - ppg.r, end - ppg.r, 1000 * self.window_s, out)
         if start < ppg.first + ppg.warmup:
-            flags |= FLAG_WARMUP
+            flags |= _FLAG_WARMUP
         lo = b0 * self._ib
         hi = (k + 1) * self._ib
         if self.has_imu:
             if ppg.gap_in(start, end) or acc.gap_in(lo, hi) or (gyro is not None and gyro.gap_in(lo, hi)):
                 flags |= FLAG_GAP
             flags |= acc.moving(k, self._blocks)
-            acc.stats(k, self._blocks, out, ACC_COLUMN, self.imu_rate, G_MG)
+            acc.stats(k, self._blocks, out, ACC_COLUMN, self.imu_rate, _G_MG)
             out[ACC_COLUMN + 4] = activity_level(out[ACC_COLUMN + 1])
             if gyro is not None:
-                gyro.stats(k, self._blocks, out, GYRO_COLUMN, self.imu_rate, 0)
+                gyro.stats(k, self._blocks, out, _GYRO_COLUMN, self.imu_rate, 0)
         else:  # no IMU on this watch: its columns stay 0
             if ppg.gap_in(start, end):
                 flags |= FLAG_GAP

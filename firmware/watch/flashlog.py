@@ -74,8 +74,11 @@ class FlashLog:
         self._body = memoryview(self._buf)[:segment_bytes - _CRC_SIZE]  # what the CRC covers
         self._head = bytearray(_HEAD_SIZE)  # a segment's head, read back for a backfill
         self._firsts = array("I", bytes(4 * slots))  # ring of the segments held, oldest at _oldest
-        self._counts = array("H", bytes(2 * slots))  # (from bytes: no list of n objects on the way)
-        self._slots = array("H", bytes(2 * slots))  # the ring file slot each one is in
+        # Records per segment and slot numbers in bytes where they fit (a small watch's log).
+        wide = 2 if segment_bytes // _MIN_RECORD > 255 else 1
+        self._counts = array("BH"[wide - 1], bytes(wide * slots))  # (from bytes: no list of n objects on the way)
+        wide = 2 if slots > 256 else 1
+        self._slots = array("BH"[wide - 1], bytes(wide * slots))  # the ring file slot each one is in
         self._used = bytearray(slots)  # per ring file slot: 1 while it holds a segment
         self._oldest = 0
         self._nseg = 0

@@ -189,9 +189,12 @@ class HeartRate:
         self._hann = _table(WINDOW, _hann)
         self._prior = _table(NK, _gauss)
         self._x = zeros("h", WINDOW)  # the windowed signal of one channel
+        # Three spectra, not four: the accelerometer's is computed first (into _a, with _re
+        # and _im as the DFT's output), then the PPG's single channel, whose power replaces
+        # its own real part bin by bin (_p is _re).
         self._re = zeros("i", NK)
         self._im = zeros("i", NK)
-        self._p = zeros("i", NK)  # PPG power
+        self._p = self._re  # PPG power
         self._a = zeros("i", NK)  # acceleration power of the three axes, then the gated PPG power
         self._c = self._a
         self._m = 0  # the mean _centre found
@@ -237,13 +240,13 @@ class HeartRate:
         p = self._p
         a = self._a
         c = self._c
-        self._spectrum(ppg.ring, 1, 1, start, p, _PPG_BITS)
         shift = -1
-        if self._acc:
+        if self._acc:  # first: the PPG's power takes the place of the DFT's real part (_p is _re)
             shift = self._spectrum(acc.ring, 3, 3, start, a, _ACC_BITS, self._floor)
         if shift < 0:  # no accelerometer, or too little motion to look at: no gate
             for j in range(NK):
                 a[j] = 0
+        self._spectrum(ppg.ring, 1, 1, start, p, _PPG_BITS)
         pmax = amax = 0
         for j in range(NK):
             pmax = max(pmax, p[j])

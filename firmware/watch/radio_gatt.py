@@ -168,7 +168,10 @@ class GattServer:
 
             self._segments = segments
             self._segment = bytearray(MTU_DEFAULT - 3)
-            self._segment_v = memoryview(self._segment)
+            # A view of the segment buffer for every length: what the stack is handed is one
+            # of them, so a notification allocates nothing (a slice would, per segment).
+            whole = memoryview(self._segment)
+            self._seg_views = tuple(whole[:k] for k in range(MTU_DEFAULT - 2))
             self._join = segments.Reassembler(MAX_WRITE)
         self._seg_bit = 0x80  # segments.SEGMENT: the first byte of a segment, never of a packet
 
@@ -294,10 +297,14 @@ class GattServer:
             return False
         try:
             if parts:
-                seg = self._segment_v
                 for i in range(parts):
-                    self._send(handle, seg[:self._segments.write_segment(self._segment, buf, n, room, i)])
-            else:
+                    self._send(handle, self._seg_views[self._segments.write_segment(self._segment, buf, n, room, i)])
+            elif self.segmenting:  # carried whole: copied into the segment buffer, sent through a view of its length
+                seg = self._segment
+                for i in range(n):
+                    seg[i] = buf[i]
+                self._send(handle, self._seg_views[n])
+            else:  # `bluetooth`: a slice when the packet does not fill its buffer (allocates)
                 self._send(handle, buf if n == len(buf) else memoryview(buf)[:n])
         except OSError:  # the stack's buffers are full (or the link just went away)
             self.congested += 1
@@ -312,7 +319,8 @@ class GattServer:
         """PREDICTION and HEART_RATE; also becomes the characteristic's value for reads."""
         if n is None or n < 0:
             n = len(buf)
-        self._keep(self._h_prediction, buf if n == len(buf) else memoryview(buf)[:n])
+        if not self.segmenting:  # the segmenting stack's notification is the value too: nothing to keep
+            self._keep(self._h_prediction, buf if n == len(buf) else memoryview(buf)[:n])
         return self._notify(self._h_prediction, buf, n)
 
     def notify_control(self, buf, n=-1):

@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link", choices=("ble", "serial"), default="ble",
                    help="serve the host over BLE or over the USB serial link (a pseudo-terminal)")
     p.add_argument("--heap-extra", type=int, default=0, metavar="KB",
-                   help="run above the board's heap budget (the PineTime needs 16: hardware/README.md)")
+                   help="run above the board's heap budget (hardware/README.md: heap per board)")
     p.set_defaults(func=cmd_sim)
 
     p = with_virtual(sub.add_parser("scan", help="find WEARS watches"))

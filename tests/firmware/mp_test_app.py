@@ -84,6 +84,39 @@ def test_pinetime_polling_sampling_and_windows_allocate_nothing():
     assert w.ppg.index > 900  # 25 Hz for 40 s, polled between the periods
 
 
+def test_pinetime_notifications_allocate_nothing_in_segments_or_whole():
+    from watch.segments import Reassembler
+
+    w = watch_on("pinetime")
+    radio = w.radio
+    sent = bytearray(200)  # what the stack was handed, back to back
+    lens = [0] * 8
+    got = [0, 0]  # bytes, notifications
+
+    def send(handle, data):
+        n = len(data)
+        for i in range(n):
+            sent[got[0] + i] = data[i]
+        got[0] += n
+        lens[got[1]] = n
+        got[1] += 1
+
+    radio._send = send
+    radio._connected(1)
+    packet = bytearray(range(1, 61))
+    assert locked(lambda: radio.notify_stream(packet, 60))  # 60 bytes: 4 segments of at most 20
+    assert locked(lambda: radio.notify_control(packet, 12))  # 12 bytes: whole
+    assert locked(lambda: radio.notify_prediction(packet, 20))  # exactly what a notification carries
+    assert got[1] == 6 and lens[:6] == [20, 20, 20, 4, 12, 20], lens
+    join = Reassembler(64)
+    pos = n = 0
+    for k in range(4):
+        n = join.feed(sent[pos:pos + lens[k]])
+        pos += lens[k]
+    assert n == 60 and join.buf[:60] == packet
+    assert sent[pos:pos + 12] == packet[:12] and sent[pos + 12:pos + 32] == packet[:20]
+
+
 def test_a_crash_is_logged_counted_and_resets_the_watch():
     import watch.app as app
 

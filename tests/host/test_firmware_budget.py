@@ -23,9 +23,11 @@ def test_two_minutes_at_the_highest_rates_lose_no_sample(board, tmp_path):
     result = asyncio.run(asyncio.wait_for(_bench().board_session(board, 2, tmp_path), 300))
     streams = {"ppg", "acc"} | ({"gyro"} if board != "pinetime" else set())
     assert set(result["samples"]) == streams
-    assert all(result["samples"][s] > 2500 for s in streams), json.dumps(result)  # a minute or more of each
+    rates = {"ppg": result["rates_hz"]["ppg"], "acc": result["rates_hz"]["imu"], "gyro": result["rates_hz"]["imu"]}
+    assert all(result["samples"][s] > 60 * rates[s] for s in streams), json.dumps(result)  # a minute or more of each
     assert result["lost_samples"] == {s: 0 for s in streams}
     assert result["payload_efficiency"] >= 0.85
     assert result["status_reports"] >= 1 and result["min_free"] > 0
+    assert result["runs_at_budget"], json.dumps(result)
     if board != "pinetime":  # the PineTime does not fit its 32 KB yet: the bench says by how much
-        assert result["runs_at_budget"] and result["fits_budget"], json.dumps(result)
+        assert result["fits_budget"], json.dumps(result)

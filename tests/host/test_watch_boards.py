@@ -26,18 +26,10 @@ def scenario_path(tmp_path_factory):
     return path
 
 
-def _heap_extra(board):
-    """0 but for the PineTime: its firmware does not fit its 32 KB yet
-    (tools/bench/firmware_budget.py says by how much: it runs at its top rates with 8 KB
-    more), so it runs with 16 KB more."""
-    return 16 * 1024 if board == "pinetime" else 0
-
-
 async def _session(path, *, board="esp32s3-wrist", env=None, flash=None, act=None, until_end=True, speed=15, **kw):
     """Connect, start every stream, let `act(watch)` run, collect packets to the power-off."""
     packets: list = []
-    async with VirtualWatch(path, board=board, env=env, flash_dir=flash, speed=speed, heap_extra=_heap_extra(board),
-                            **kw) as vw:
+    async with VirtualWatch(path, board=board, env=env, flash_dir=flash, speed=speed, **kw) as vw:
         async with WatchClient(vw.address, backend=VirtualBleakClient,
                                on_packet=lambda ch, p: packets.append(p)) as watch:
             status = await watch.status()

