@@ -93,8 +93,9 @@ def intersection(lo: np.ndarray, hi: np.ndarray) -> tuple[float, float, int]:
     return start, end, best
 
 
-def fit_clock(pings: np.ndarray) -> ClockFit:
-    """Fit a boot's clock from its pings, an (n, 3) array of host_sent, host_received (s), tick (ms).
+def fit_clock(pings: np.ndarray, rate: float | None = None) -> ClockFit:
+    """Fit a boot's clock from its pings, an (n, 3) array of host_sent, host_received (s), tick (ms);
+    with `rate` given, only the offset is fitted (see `fit_boots`).
 
     Raises WearsError without pings.
     """
@@ -108,10 +109,11 @@ def fit_clock(pings: np.ndarray) -> ClockFit:
         raise WearsError("no clock-sync pings to fit the watch's clock to")
     origin = int(np.median(tick))
     x = (tick - origin) / 1000.0
-    rate = _rate(x, sent, received) if n >= 4 and np.ptp(x) > 0 else 1.0
-    agree = _agreeing(x, sent, received, rate)
-    if np.ptp(x[agree]) > 0:
-        rate = _widest(x[agree], sent[agree], received[agree], rate)
+    if rate is None:
+        rate = _rate(x, sent, received) if n >= 4 and np.ptp(x) > 0 else 1.0
+        agree = _agreeing(x, sent, received, rate)
+        if np.ptp(x[agree]) > 0:
+            rate = _widest(x[agree], sent[agree], received[agree], rate)
     lo = sent - rate * (x + _TICK_S)
     hi = received - rate * x
     start, end, _ = intersection(lo, hi)
@@ -121,6 +123,22 @@ def fit_clock(pings: np.ndarray) -> ClockFit:
     mad = float(np.median(np.abs(residual - np.median(residual))))
     return ClockFit(origin, float(offset), float(rate), n, used, (end - start) / 2 * 1000, 1.4826 * mad * 1000,
                     float(np.median(received - sent)) * 1000)
+
+
+def fit_boots(pings: dict[int, np.ndarray]) -> dict[int, ClockFit]:
+    """Fit every boot of one watch: {boot: pings} -> {boot: ClockFit}, boots without pings left out.
+
+    A reboot restarts the tick, not the oscillator: a boot whose pings span less than half of
+    the longest boot's span takes that boot's rate and fits only its offset. A few pings over
+    a second or two cannot pin a rate, and a wrong rate grows into seconds over a long boot.
+    """
+    spans = {b: float(np.ptp(np.asarray(p, dtype=np.float64).reshape(-1, 3)[:, 2])) for b, p in pings.items() if len(p)}
+    if not spans:
+        return {}
+    longest = max(spans, key=lambda b: spans[b])
+    reference = fit_clock(pings[longest])
+    return {b: reference if b == longest else fit_clock(pings[b], None if span >= spans[longest] / 2 else reference.rate)
+            for b, span in spans.items()}
 
 
 def _agreeing(x: np.ndarray, sent: np.ndarray, received: np.ndarray, rate: float) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 from watch import protocol as P
 
 from .client import LogRecord, WatchClient
-from .clock import fit_clock
+from .clock import fit_boots
 from .db import Study
 from .errors import CommandTimeout, ProtocolError, WatchDisconnected, WearsError
 from .protocol import Event, HeartRate, LogInfo, Packet, Prediction, Samples, Status, StreamInfo
@@ -471,12 +471,10 @@ class Recorder:
 
     def fit_clocks(self) -> dict[int, dict]:
         """Fit each boot's clock from its pings, store the fits, and return their figures."""
-        for boot in self.study.boots(self.session_id):
-            pings = self.study.clock_sync(self.session_id, boot)
-            if len(pings):
-                fit = fit_clock(pings)
-                self.study.set_clock_fit(self.session_id, boot, fit)
-                self.stats.clock[boot] = fit.as_dict()
+        pings = {boot: self.study.clock_sync(self.session_id, boot) for boot in self.study.boots(self.session_id)}
+        for boot, fit in fit_boots(pings).items():
+            self.study.set_clock_fit(self.session_id, boot, fit)
+            self.stats.clock[boot] = fit.as_dict()
         self.study.commit()
         return self.stats.clock
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from wears.clock import fit_clock, intersection
+from wears.clock import fit_boots, fit_clock, intersection
 from wears.errors import WearsError
 
 
@@ -36,6 +36,20 @@ def test_fit_follows_a_clock_that_runs_at_another_speed():
     pings, (offset, rate) = _pings(4, rate=0.5)
     fit = fit_clock(pings)
     assert abs(fit.rate - 0.5) < 1e-4
+
+
+def test_a_short_boot_takes_the_watch_rate_of_its_longest_boot():
+    """Pings over 1.5 s cannot pin a rate; extrapolated over a 10-minute boot a wrong one is
+    seconds off. The oscillator is the same after a reboot: the short boot borrows the rate."""
+    long, (_, rate) = _pings(5, rate=1 / 3, span_s=300)
+    short, (offset, _) = _pings(6, n=4, rate=1 / 3, offset=999.0, span_s=1.5)
+    ticks = np.linspace(0, 600_000, 50)
+    truth = offset + rate * ticks / 1000
+    alone = np.abs(fit_clock(short).host_time(ticks) - truth).max()
+    fits = fit_boots({1: long, 2: short, 3: np.zeros((0, 3))})
+    assert set(fits) == {1, 2} and fits[1] == fit_clock(long) and fits[2].rate == fits[1].rate
+    # what is left is the offset the four round trips allow (their common part: ~18 ms)
+    assert np.abs(fits[2].host_time(ticks) - truth).max() < 0.03 < 1 < alone
 
 
 def test_intersection_picks_the_region_most_intervals_agree_on():

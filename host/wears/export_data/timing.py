@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..clock import ClockFit, fit_clock
+from ..clock import ClockFit, fit_boots
 from ..db import Study
 from ..errors import WearsError
 
@@ -30,10 +30,10 @@ HostClock = Callable[[np.ndarray], np.ndarray]
 def clock_fits(study: Study, session_id: int) -> dict[int, ClockFit]:
     """Each boot's clock fit: the stored one, else one fitted now from the boot's pings."""
     fits = study.clock_fits(session_id)
-    for boot in study.boots(session_id):
-        pings = study.clock_sync(session_id, boot)
-        if boot not in fits and len(pings):
-            fits[boot] = fit_clock(pings)
+    missing = [boot for boot in study.boots(session_id) if boot not in fits]
+    if missing:
+        fitted = fit_boots({boot: study.clock_sync(session_id, boot) for boot in study.boots(session_id)})
+        fits.update({boot: fitted[boot] for boot in missing if boot in fitted})
     return fits
 
 
