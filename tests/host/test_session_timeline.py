@@ -37,6 +37,15 @@ def test_host_time_maps_onto_the_watch_clock_despite_late_stamping(rate):
     assert abs(naive - (123456.0 + rate * 60.0)) > 0.015 * rate
 
 
+def test_a_few_pings_over_two_seconds_still_give_a_sped_up_clock_its_rate():
+    """Six pings just after a (re)connection: the fast round trips alone span under a second,
+    too little for a line; the rate must not fall back to real time (a 5x clock is then 5x off)."""
+    rng = np.random.default_rng(3)
+    pings = _pings(rng, 6, offset_ms=1000.0, rate=5000.0, span_s=1.8)
+    truth = 1000.0 + 5000.0 * 4.0
+    assert abs(host_to_tick(pings, 4.0) - truth) < 0.05 * 5000.0
+
+
 def test_one_ping_gives_the_offset_and_no_ping_an_error():
     assert host_to_tick(np.array([[10.0, 10.002, 5000]]), 11.0) == pytest.approx(5999.0)
     with pytest.raises(WearsError, match="no clock-sync pings"):

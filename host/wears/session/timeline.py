@@ -10,6 +10,7 @@ import numpy as np
 
 from watch import protocol as P
 
+from ..clock import fit_clock
 from ..db import Study
 from ..errors import WearsError
 
@@ -25,7 +26,8 @@ def host_to_tick(pings: np.ndarray, host_time: float) -> float:
     watch's loop (a watch that handles commands once per 100 ms period stamps late), so only
     a short round trip pins the watch's clock down: the tick lies within half of it from the
     midpoint. The rate (drift, or a sped-up virtual clock) comes from a line through the
-    shortest-round-trip pings of the whole recording; the offset from the shortest ones
+    shortest-round-trip pings of the whole recording (while they span under a second, from
+    `wears.clock.fit_clock` over all of them); the offset from the shortest ones
     within `_WINDOW_S` of the instant. The session sends its pings at jittered intervals so
     that some land just before the watch's next loop step and come back fast.
     """
@@ -34,10 +36,11 @@ def host_to_tick(pings: np.ndarray, host_time: float) -> float:
     mid = (pings[:, 0] + pings[:, 1]) / 2
     rtt = pings[:, 1] - pings[:, 0]
     tick = pings[:, 2].astype(float)
-    rate = 1000.0
     good = rtt <= np.percentile(rtt, 25) + _RTT_SLACK_S
     if np.sum(good) >= 2 and np.ptp(mid[good]) > 1.0:
         rate = float(np.polyfit(mid[good], tick[good], 1)[0])
+    else:  # the fast round trips span too little for a line: the interval fit of all pings
+        rate = 1000.0 / fit_clock(pings).rate
     near = np.abs(mid - host_time) <= _WINDOW_S
     if not np.any(near):
         near = np.abs(mid - host_time) <= np.min(np.abs(mid - host_time)) + _WINDOW_S
