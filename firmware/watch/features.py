@@ -21,7 +21,7 @@ except ImportError:
 if VIPER:
     from watch.feature_loops import imu_run_viper, ppg_run_viper
 
-_FEATURE_VERSION = const(1)  # feature set v1 (docs/features.md)
+_FEATURE_VERSION = const(2)  # feature set v2 (docs/features.md)
 _FEATURE_SPEC_ID = const(3)  # feature set v1 with the gyroscope (ids 1 and 2 were the 13/11-feature draft)
 FEATURE_SPEC_ID_NO_GYRO = const(4)  # the same set without the gyroscope features
 _FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
@@ -54,6 +54,7 @@ _MIN_BEATS = const(3)
 _IBI_MIN_MS = const(300)  # 200 bpm
 _IBI_MAX_MS = const(2000)  # 30 bpm
 _ARTEFACT_DIV = const(5)  # artefact: > ref / 5 away from the reference or from the interval before
+_TRIM_DIV = const(10)  # hr_min / hr_max leave out the n // 10 slowest / fastest valid intervals of a window
 _REF_INTERVALS = const(5)  # the reference: median of the previous 5 in-range intervals
 _MOTION_MG = const(300)  # std of the acceleration magnitude over a step block that marks motion
 _HR_X10 = const(600000)  # 0.1 bpm = _HR_X10 / interval in ms
@@ -79,6 +80,7 @@ if _sys.implementation.name != "micropython":
     IBI_MIN_MS = _IBI_MIN_MS
     IBI_MAX_MS = _IBI_MAX_MS
     ARTEFACT_DIV = _ARTEFACT_DIV
+    TRIM_DIV = _TRIM_DIV
     REF_INTERVALS = _REF_INTERVALS
     MOTION_MG = _MOTION_MG
     HR_X10 = _HR_X10
@@ -356,6 +358,23 @@ class _Ppg(_Stream):
         self.d16 = d16
         self.nb += 1
 
+    def rank(self, j0, j1, r):
+        # The valid interval of rank r (0: the shortest) of beats j0..j1-1: a binary search on its value.
+        cap = self.cap
+        a = _IBI_MIN_MS
+        b = _IBI_MAX_MS
+        while a < b:
+            mid = (a + b) >> 1
+            c = 0
+            for j in range(j0, j1):
+                if self.bflag[j % cap] & _VALID and self.bibi[j % cap] <= mid:
+                    c += 1
+            if c > r:
+                b = mid
+            else:
+                a = mid + 1
+        return a
+
     def hr(self, lo, hi, window_ms, out):
         # HR features of the beats with detector index in [lo, hi) into out[0:_HR_COLUMNS]; their flags.
         cap = self.cap
@@ -365,20 +384,14 @@ class _Ppg(_Stream):
             j1 -= 1
         while j0 < j1 and self.bm[j0 % cap] < lo:
             j0 += 1
-        n = tot = toth = y2 = g2 = hmax = npair = sd2 = big = tsum = 0
-        hmin = 0x7FFF
+        n = tot = toth = npair = sd2 = big = tsum = 0
         for j in range(j0, j1):
             f = self.bflag[j % cap]
             if f & _VALID:
                 ibi = self.bibi[j % cap]
-                h = (_HR_X10 + (ibi >> 1)) // ibi
                 n += 1
                 tot += ibi
-                toth += h
-                y2 += (ibi - 1000) * (ibi - 1000)  # around 1000: sums of squares stay < 2^28
-                g2 += (h - 1000) * (h - 1000)
-                hmin = min(hmin, h)
-                hmax = max(hmax, h)
+                toth += (_HR_X10 + (ibi >> 1)) // ibi
                 tsum += (4 * (self.bm[j % cap] - lo)) // self.rate  # beat time in 1/4 s from the window start
             if f & _PAIR:
                 npair += 1
@@ -390,33 +403,46 @@ class _Ppg(_Stream):
             out[i] = 0
         if n == 0:
             return FLAG_LOW_QUALITY | FLAG_FEW_BEATS
+        # Robust spread: trimmed extremes, and the spread inside the band around the median interval.
+        trim = n // _TRIM_DIV
+        slow = self.rank(j0, j1, n - 1 - trim)
+        fast = self.rank(j0, j1, trim)
+        med = self.rank(j0, j1, (n - 1) >> 1)
         # Least-squares slope of h over the beat times, around the rounded means (sums < 2^30).
         tm = (tsum + (n >> 1)) // n
         hm = (toth + (n >> 1)) // n
-        sth = stt = 0
+        sth = stt = nb = totb = tothb = y2 = g2 = 0
         for j in range(j0, j1):
             if self.bflag[j % cap] & _VALID:
                 t = (4 * (self.bm[j % cap] - lo)) // self.rate - tm
                 ibi = self.bibi[j % cap]
-                sth += t * ((_HR_X10 + (ibi >> 1)) // ibi - hm)
+                h = (_HR_X10 + (ibi >> 1)) // ibi
+                sth += t * (h - hm)
                 stt += t * t
+                if _ARTEFACT_DIV * abs(ibi - med) <= med:
+                    nb += 1
+                    totb += ibi
+                    tothb += h
+                    y2 += (ibi - 1000) * (ibi - 1000)  # around 1000: sums of squares stay < 2^28
+                    g2 += (h - 1000) * (h - 1000)
         if stt:
             # 0.1 bpm per 1/4 s is 240 (0.1 bpm)/min: floor(240 sth / stt) in pieces below 2^30.
             q = sth // stt
             r = (sth - q * stt) * 24
             out[8] = 240 * q + 10 * (r // stt) + (10 * (r % stt)) // stt
         # sum((x - m)^2) = sum(y^2) + n (m - 1000)^2 - 2 (m - 1000) sum(y), y = x - 1000, exactly.
-        d = (tot + (n >> 1)) // n - 1000
-        d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
-        d = (toth + (n >> 1)) // n - 1000
-        d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
+        # The median is in its own band: nb >= 1.
+        d = (totb + (nb >> 1)) // nb - 1000
+        d2i = y2 + nb * d * d - 2 * d * (totb - 1000 * nb)
+        d = (tothb + (nb >> 1)) // nb - 1000
+        d2h = g2 + nb * d * d - 2 * d * (tothb - 1000 * nb)
         out[0] = (_HR_X10 * n + (tot >> 1)) // tot
-        out[1] = isqrt_round(d2h // n)
-        out[2] = hmin
-        out[3] = hmax
+        out[1] = isqrt_round(d2h // nb)
+        out[2] = (_HR_X10 + (slow >> 1)) // slow
+        out[3] = (_HR_X10 + (fast >> 1)) // fast
         if npair:
             out[4] = isqrt_round(100 * (sd2 // npair) + 100 * (sd2 % npair) // npair)
-        out[5] = isqrt_round(100 * (d2i // n) + 100 * (d2i % n) // n)
+        out[5] = isqrt_round(100 * (d2i // nb) + 100 * (d2i % nb) // nb)
         out[6] = n
         out[7] = min(100, 100 * tot // window_ms)
         out[9] = (tot + (n >> 1)) // n

@@ -240,34 +240,30 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
     n = window_sum(v.astype(np.int64))
     tot = window_sum(ibi)
     toth = window_sum(h)
-    y2 = window_sum(np.where(v, (ibi - 1000) ** 2, 0))
-    g2 = window_sum(np.where(v, (h - 1000) ** 2, 0))
     npair = window_sum(beats.pair.astype(np.int64))
     sd2 = window_sum(beats.sd_ms ** 2)
-    # Min / max over each window's (overlapping) range: reduceat over interleaved bounds.
-    big = np.iinfo(np.int64).max
-    bounds = np.stack([i0, i1], axis=1).ravel()
-    hmin = np.minimum.reduceat(np.append(np.where(v, h, big), big), bounds)[::2] if len(bounds) else n
-    hmax = np.maximum.reduceat(np.append(np.where(v, h, 0), 0), bounds)[::2] if len(bounds) else n
 
     big = window_sum(beats.pair & (np.abs(beats.sd_ms) > F.PNN_MS))
     win, idx = _pairs(i0, i1)
+    hmin, hmax, nb, totb, tothb, y2b, g2b = _robust_spread(win, idx, v, beats.ibi_ms, h, n, len(lo))
     slope = _hr_slope(m, v, h, lo, win, idx, n, toth, fs)
 
     ok = n > 0
     n1 = np.maximum(n, 1)
     p1 = np.maximum(npair, 1)
-    d = (tot + (n >> 1)) // n1 - 1000
-    d2i = y2 + n * d * d - 2 * d * (tot - 1000 * n)
-    d = (toth + (n >> 1)) // n1 - 1000
-    d2h = g2 + n * d * d - 2 * d * (toth - 1000 * n)
+    # The spread over the intervals inside the band around the window's median (nb of them).
+    nb1 = np.maximum(nb, 1)
+    d = (totb + (nb >> 1)) // nb1 - 1000
+    d2i = y2b + nb * d * d - 2 * d * (totb - 1000 * nb)
+    d = (tothb + (nb >> 1)) // nb1 - 1000
+    d2h = g2b + nb * d * d - 2 * d * (tothb - 1000 * nb)
     X = np.zeros((len(lo), F.HR_COLUMNS), dtype=np.int64)
     X[:, 0] = (F.HR_X10 * n + (tot >> 1)) // np.maximum(tot, 1)
-    X[:, 1] = isqrt_round(d2h // n1)
+    X[:, 1] = isqrt_round(d2h // nb1)
     X[:, 2] = hmin
     X[:, 3] = hmax
     X[:, 4] = np.where(npair > 0, isqrt_round(100 * (sd2 // p1) + 100 * (sd2 % p1) // p1), 0)
-    X[:, 5] = isqrt_round(100 * (d2i // n1) + 100 * (d2i % n1) // n1)
+    X[:, 5] = isqrt_round(100 * (d2i // nb1) + 100 * (d2i % nb1) // nb1)
     X[:, 6] = n
     X[:, 7] = np.minimum(100, 100 * tot // window_ms)
     X[:, 8] = slope
@@ -281,6 +277,37 @@ def _hr_stats(beats: Beats, lo: np.ndarray, hi: np.ndarray, window_ms: int,
              | np.where(n < F.MIN_BEATS, F.FLAG_FEW_BEATS, 0))
     flags[~ok] = F.FLAG_LOW_QUALITY | F.FLAG_FEW_BEATS
     return X, flags
+
+
+def _robust_spread(win, idx, v, ibi, h, n, n_windows):
+    """The watch's robust beat-to-beat spread per window (docs/features.md, "Robust spread").
+
+    hr_min / hr_max: the heart rates of the valid intervals of rank n - 1 - n // TRIM_DIV and
+    n // TRIM_DIV in ascending order; then the count and the sums (intervals, heart rates, their
+    squares around 1000) of the valid intervals inside the band of the window's median interval.
+    """
+    keep = v[idx]
+    win, x = win[keep], ibi[idx][keep]
+    hx = h[idx][keep]
+    ibs = x[np.lexsort((x, win))]  # each window's valid intervals, ascending (win is sorted)
+    start = np.cumsum(n) - n
+    trim = n // F.TRIM_DIV
+    if len(ibs) == 0:
+        zero = np.zeros(n_windows, dtype=np.int64)
+        return zero, zero, zero, zero, zero, zero, zero
+
+    def rank(r):  # the interval of rank r of each window (windows without beats: any, they are zeroed)
+        return ibs[np.clip(start + r, 0, len(ibs) - 1)]
+
+    slow, fast, med = rank(n - 1 - trim), rank(trim), rank((n - 1) // 2)
+    band = F.ARTEFACT_DIV * np.abs(x - med[win]) <= med[win]
+    wb, xb, hb = win[band], x[band], hx[band]
+
+    def band_sum(w):
+        return np.bincount(wb, weights=w, minlength=n_windows).astype(np.int64)
+
+    return ((F.HR_X10 + (slow >> 1)) // slow, (F.HR_X10 + (fast >> 1)) // fast, band_sum(np.ones(len(wb))),
+            band_sum(xb), band_sum(hb), band_sum((xb - 1000) ** 2), band_sum((hb - 1000) ** 2))
 
 
 def _pairs(i0: np.ndarray, i1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
