@@ -16,6 +16,7 @@ from tests.conftest import run_micropython
 from watch import features as F
 from wears.features import extract_features
 from wears.paths import board_profile
+from wears.sim.runner import FIRMWARE, compiled_tree
 
 ACC_UNIT_G = 0.122e-3  # LSM6DS3 at +-4 g
 GYRO_UNIT_DPS = 17.5e-3  # at +-500 dps
@@ -77,7 +78,8 @@ def run_engine(tmp_path: Path, ir, acc, gyro, *, ppg_rate, imu_rate, window_s, s
     script.write_text(RUNNER)
     args = [ppg_rate, imu_rate, window_s, step_s, first_ppg_index, first_imu_index, seed,
             int(gyro is not None), fast, acc_unit_g, gyro_unit_dps]
-    proc = run_micropython([str(script), str(tmp_path), *map(str, args)],
+    firmware = compiled_tree(FIRMWARE, native=True)  # as deployed: compiling the source would need the heap
+    proc = run_micropython([str(script), str(tmp_path), *map(str, args)], extra_path=[firmware] if firmware else [],
                            heapsize=board_profile()["heap_budget_bytes"])
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     lines = proc.stdout.splitlines()
