@@ -11,9 +11,11 @@ Two costs are added to a board's `heap_budget_bytes` for `-X heapsize`:
   its globals, functions, classes and whatever its body builds are made in RAM either way.
   Measured per board as the heap the modules it imports at boot take when loaded from their
   `.mpy` files, minus the heap their bodies take when executed again from already compiled
-  code (what stays in RAM when frozen). The model's modules count only when a model is in the
-  flash at boot; the upload and baseline modules, imported later if at all, never count (they
-  load uncredited: conservative).
+  code (what stays in RAM when frozen). The modules such a board imports after boot (the
+  model's without a model in the flash, the upload's, the baseline's) are compiled at boot by
+  the sim_frozen shim, which then executes them into their modules when the firmware imports
+  them, as a frozen import does: what the compiled code holds (bytecode and names) is credited,
+  their RAM state counts when it is made.
 A fixed margin covers the heap's fragmentation around these extra blocks.
 """
 
@@ -51,6 +53,9 @@ def table_credit(heapsize: int, budget: int) -> int:
     return table_bytes(heapsize, 32) - table_bytes(budget, 16)
 _SCRIPT = """
 import gc
+if LATE:  # compiled first, as sim_boot does: the names they intern come before the shims'
+    import sim_frozen
+    sim_frozen.install(LATE)
 gc.collect()
 a = gc.mem_alloc()
 import time, machine, sim_scenario
@@ -94,6 +99,17 @@ _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch
                  "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}
 
 
+def late_modules(profile: dict, model: bool = False, sources: Path = FIRMWARE) -> dict[str, str]:
+    """The modules a `"frozen": true` board imports after boot (`model`: with a model in its
+    flash), by dotted name, with their sources: the sim_frozen shim compiles them at boot and
+    hands the firmware their RAM state only when it imports them. Empty for other boards."""
+    if not profile.get("frozen"):
+        return {}
+    boot = set(firmware_modules(profile, model))
+    later = [m for m in (*_ON_DEMAND, *_MODEL_MODULES) if m not in boot and (sources / f"{m}.py").exists()]
+    return {m.replace("/", "."): str(sources / f"{m}.py") for m in sorted(later)}
+
+
 def firmware_modules(profile: dict, model: bool = False) -> list[str]:
     """The firmware modules (paths below firmware/ without .py) a board imports at boot
     (`model`: with a model in its flash)."""
@@ -107,11 +123,30 @@ def firmware_modules(profile: dict, model: bool = False) -> list[str]:
 
 
 _FROZEN_SCRIPT = """
-import gc
-import time, machine, sim_scenario, micropython, struct, array, os, hashlib, binascii, math, json, errno
+import gc, micropython, struct, array, os, hashlib, binascii, math, json, errno
+
+
+def alloc():  # in a function: no stale reference to the script's compilation on the stack
+    gc.collect()
+    return gc.mem_alloc()
+
+
+a = alloc()
+# The modules imported after boot, compiled first and held by the sim_frozen shim, as the
+# virtual watch's boot does (sim_boot); the shim's own few hundred bytes count with them.
+if LATE:
+    import sim_frozen
+    sim_frozen.install(LATE)
+held = alloc() - a
+import time, machine, sim_scenario
 import bluetooth
 if RADIO == "ubluepy":
     import ubluepy
+# The shims' boot as sim_boot runs it: the names it interns decide where the pool of interned
+# names grows (by doubling: 14 KB at once on the 64-bit binary), so the firmware's modules
+# load here into the same pools as on the virtual watch.
+bus = machine.I2C(0)
+ble = bluetooth.BLE()
 gc.collect()
 a = gc.mem_alloc()
 for m in MODULES:
@@ -129,22 +164,25 @@ for m in MODULES:
     gc.collect()
     kept += gc.mem_alloc() - b
     g = code = None
-print("FROZEN", loaded - kept)
+print("FROZEN", held + loaded - kept)
 """
 
 
 def frozen_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
                  model: bool = False) -> int:
-    """What freezing moves out of the heap for the modules the board imports at boot (`model`:
-    with a model in its flash), measured with the `.mpy` files on `micropython_path` and the
-    `sources` they were compiled from (cached); 0 when the profile is not frozen."""
+    """What freezing moves out of the heap (`model`: with a model in its flash): for the modules
+    the board imports at boot, measured with the `.mpy` files on `micropython_path` and the
+    `sources` they were compiled from; for those it imports later (`late_modules`), what their
+    compiled code holds. Cached; 0 when the profile is not frozen."""
     if not profile.get("frozen"):
         return 0
     names = _module_sources(profile, sources, model)
+    late = late_modules(profile, model, sources)
     order = sorted(names, key=lambda m: (m.count("."), m != "watch", m == "watch.app", m))
-    digest = [(m, Path(names[m]).read_text()) for m in order]
+    digest = [(m, Path(p).read_text()) for m, p in [*((m, names[m]) for m in order), *late.items()]]
     radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
-    script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\n" + _FROZEN_SCRIPT
+    spec = ",".join(f"{m}={p}" for m, p in late.items())
+    script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\nLATE = {spec!r}\n" + _FROZEN_SCRIPT
     return _measure("FROZEN", script, [_FROZEN_SCRIPT, radio, profile.get("sensors"), digest, micropython_path],
                     profile, micropython, micropython_path)
 
@@ -243,8 +281,10 @@ def _module_sources(profile: dict, sources: Path, model: bool = False) -> dict[s
     return names
 
 
-def shim_bytes(profile: dict, micropython: str, micropython_path: str) -> int:
-    """The shims' heap for this board, measured in the MicroPython binary (cached per board and tree)."""
+def shim_bytes(profile: dict, micropython: str, micropython_path: str, model: bool = False) -> int:
+    """The shims' heap for this board (`model`: with a model in its flash, which decides the
+    modules compiled before them, `late_modules`), measured in the MicroPython binary (cached
+    per board and tree)."""
     radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
     serial = profile.get("link") == "serial"
     module = "" if serial else f"watch.radio{'_ubluepy' if radio == 'ubluepy' else ''}"
@@ -252,9 +292,10 @@ def shim_bytes(profile: dict, micropython: str, micropython_path: str) -> int:
     if serial:
         cfg = profile.get("serial") or {}
         uart = (cfg.get("id", 1), cfg.get("baudrate", 115200), cfg.get("rxbuf", 256))
-    script = f"RADIO = {radio!r}\nRADIO_MODULE = {module!r}\nSERIAL = {uart!r}\n" + _SCRIPT
+    late = ",".join(f"{m}={p}" for m, p in late_modules(profile, model).items())
+    script = f"RADIO = {radio!r}\nRADIO_MODULE = {module!r}\nSERIAL = {uart!r}\nLATE = {late!r}\n" + _SCRIPT
     return _measure("SHIMS", script, [_SCRIPT, profile.get("radio"), profile.get("link"), uart, profile.get("sensors"),
-                                      micropython_path], profile, micropython, micropython_path, serial=serial)
+                                      late, micropython_path], profile, micropython, micropython_path, serial=serial)
 
 
 def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython: str, micropython_path: str,

@@ -79,7 +79,7 @@ def sim_heap_bytes(profile: dict, model: bool = False) -> int:
         raise WearsError("a frozen board profile needs mpy-cross: freezing is measured on the .mpy files")
     binary, path = micropython_binary(), micropython_path_compiled()
     budget = int(profile["heap_budget_bytes"])
-    size = (budget + heap.shim_bytes(profile, binary, path) + heap.frozen_bytes(profile, binary, path, FIRMWARE, model)
+    size = (budget + heap.shim_bytes(profile, binary, path, model) + heap.frozen_bytes(profile, binary, path, FIRMWARE, model)
             + heap.width_bytes(profile, binary, path) + heap.MARGIN)
     # The GC's tables come out of the heap area: the larger simulated heap's are larger.
     return size + heap.table_credit(size + heap.table_bytes(size, 32), budget)
@@ -184,6 +184,7 @@ class VirtualWatch:
         self.key = key
         self.model = model
         self.env = dict(env or {})
+        self._frozen_late = ""  # WEARS_SIM_FROZEN: the modules a frozen board imports after boot
         self.main = Path(main).resolve() if main else FIRMWARE / "main.py"
         self.registry = registry_dir(registry)
         self.autostart = autostart
@@ -346,6 +347,10 @@ class VirtualWatch:
             profile["serial"] = {"port": "uart", "id": 1, "baudrate": 921600, "rxbuf": 1024}
         has_model = self.model is not None or (flash / "model.wbl").exists() or (flash / "model_b.wbl").exists()
         self.heap_bytes = (self.heapsize or sim_heap_bytes(profile, has_model)) + self.heap_extra
+        from . import heap
+
+        late = heap.late_modules(profile, has_model)  # compiled at boot by the sim_frozen shim
+        self._frozen_late = ",".join(f"{name}={path}" for name, path in late.items())
         (flash / "board.json").write_text(json.dumps(profile, indent=1))
         key_file = flash / "key.bin"
         if self.key is None and key_file.exists() and key_file.stat().st_size == KEY_SIZE:
@@ -390,6 +395,7 @@ class VirtualWatch:
             "WEARS_SIM_REGISTRY": str(self.registry),
             "WEARS_SIM_NAME": self.name,
             "WEARS_SIM_AUTOSTART": "1" if self.autostart else "0",
+            "WEARS_SIM_FROZEN": self._frozen_late,
             **self.env,
         }
         pass_fds: tuple[int, ...] = ()

@@ -7,11 +7,19 @@ firmware's, where they would split its free heap into pieces a real watch would 
 """
 
 import gc
+import os
 
-import bluetooth
-import machine
-import sim_scenario  # noqa: F401
-import time  # noqa: F401
+# A frozen board: the modules it imports after boot, compiled first (sim_frozen); the shims'
+# many small blocks then fill the holes their compilation leaves.
+if os.getenv("WEARS_SIM_FROZEN"):
+    import sim_frozen
+
+    sim_frozen.install(os.getenv("WEARS_SIM_FROZEN"))
+
+import bluetooth  # noqa: E402
+import machine  # noqa: E402
+import sim_scenario  # noqa: E402, F401
+import time  # noqa: E402, F401
 
 if machine._board().get("radio") == "ubluepy":
     import ubluepy  # noqa: F401
