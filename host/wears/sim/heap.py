@@ -122,21 +122,6 @@ def firmware_modules(profile: dict, model: bool = False) -> list[str]:
     return sorted(every - others - drivers - later)
 
 
-# What the modules' bodies keep in RAM when executed again from compiled code, as a frozen
-# image runs them (dicts, functions, classes, what a body builds): `kept`.
-_KEPT_SCRIPT = """kept = 0
-for m in MODULES:
-    with open(SOURCES[m]) as f:
-        code = compile(f.read(), m, "exec")
-    gc.collect()
-    b = gc.mem_alloc()
-    g = {"__name__": m}
-    exec(code, g)
-    gc.collect()
-    kept += gc.mem_alloc() - b
-    g = code = None
-"""
-
 _FROZEN_SCRIPT = """
 import gc, micropython, struct, array, os, hashlib, binascii, math, json, errno
 
@@ -168,7 +153,18 @@ for m in MODULES:
     __import__(m)
 gc.collect()
 loaded = gc.mem_alloc() - a
-""" + _KEPT_SCRIPT + """print("FROZEN", held + loaded - kept)
+kept = 0
+for m in MODULES:
+    with open(SOURCES[m]) as f:
+        code = compile(f.read(), m, "exec")
+    gc.collect()
+    b = gc.mem_alloc()
+    g = {"__name__": m}
+    exec(code, g)
+    gc.collect()
+    kept += gc.mem_alloc() - b
+    g = code = None
+print("FROZEN", held + loaded - kept)
 """
 
 
@@ -210,9 +206,20 @@ if RADIO == "ubluepy":
     import ubluepy
 bus = machine.I2C(0)
 ble = bluetooth.BLE()
+kept = 0
 for m in MODULES:
     __import__(m)
-""" + _KEPT_SCRIPT + """import watch.app
+for m in MODULES:
+    with open(SOURCES[m]) as f:
+        code = compile(f.read(), m, "exec")
+    gc.collect()
+    b = gc.mem_alloc()
+    g = {"__name__": m}
+    exec(code, g)
+    gc.collect()
+    kept += gc.mem_alloc() - b
+    g = code = None
+import watch.app
 gc.collect()
 b = gc.mem_alloc()
 w = watch.app.Watch(1)
