@@ -33,7 +33,7 @@ from wears.paths import DEFAULT_BOARD, HARDWARE
 from wears.protocol import decode
 from wears.record import SessionWriter
 from wears.sim.fault_scenario import check_samples
-from wears.sim.runner import SIM_HEAP_OVERHEAD, VirtualWatch
+from wears.sim.runner import VirtualWatch, sim_heap_bytes
 from wears.sim.scenario import synthetic
 
 _IMU_HZ = 104
@@ -59,7 +59,7 @@ async def stage(work: Path, n: int, seconds: float) -> dict:
     board = str(_board(work))
     # The feature engine's windows at 104 Hz need more heap than the board's 52 Hz profile
     # is budgeted for; this bench measures the host, so the watches get room.
-    heap = json.loads(Path(board).read_text())["heap_budget_bytes"] + SIM_HEAP_OVERHEAD + 48 * 1024
+    heap = sim_heap_bytes(json.loads(Path(board).read_text())) + 48 * 1024
     watches = [VirtualWatch(work / "s.wscn", board=board, speed=1.0, name=f"WEARS-{i:02d}", heapsize=heap,
                             flash_dir=work / f"flash-{i:02d}") for i in range(n)]
     for vw in watches:
