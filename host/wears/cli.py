@@ -268,12 +268,14 @@ def cmd_flash_firmware(args: argparse.Namespace) -> int:
 
 def cmd_flash_model(args: argparse.Namespace) -> int:
     from .blob import load_key, read_blob, resign
+    from .feature_specs import require_current
     from .flash import flash_model_ble, flash_model_serial
 
     blob = Path(args.blob).read_bytes()
     if args.key:  # sign for this watch (a shipped model, or one exported for another key)
         blob = resign(blob, load_key(args.key))
-    read_blob(blob)
+    info = read_blob(blob)
+    require_current(info.feature_spec, info.n_features)  # a retired feature set: refused before the upload
     if args.port and args.serial_link:
         from .serial_link import serial_backend
         model_id = asyncio.run(flash_model_ble(args.port, blob, backend=serial_backend(args.baud),

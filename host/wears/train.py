@@ -355,7 +355,7 @@ class TrainedModel:
     by wears.export.quantize_forest) or a wears.watch_models.WatchMLP (its float_model_ is
     exported by wears.mlp.quantize_mlp); X_train:
     the integer features it was fitted on (sets the quantization); feature_names,
-    feature_spec: the watch's feature set, 5 / 6 when normalised (columns outside the
+    feature_spec: the watch's feature set, 9 / 10 when normalised (columns outside the
     recipe's groups are zero in X_train); window_s, step_s: the window grid; report: the training report. kind:
     "extratrees" or "mlp"; classes: class names by index; normalise: None or
     {"windows": N, "baseline_label": ...} when the model expects baseline-subtracted
