@@ -90,7 +90,7 @@ class Watch:
         self.window_s = feats.get("window_s", 30)
         self.step_s = feats.get("step_s", 5)
         self.x = zeros("i", self.n_features)
-        # A model may expect features minus the wearer's baseline (spec 5 / 6): it predicts after
+        # A model may expect features minus the wearer's baseline (spec 9 / 10): it predicts after
         # a calibration phase of baseline_windows trusted windows (docs/features.md).
         self.specs = (self.spec_id, spec_for(self.has_gyro, True)[0])
         self.baseline = None
@@ -203,7 +203,7 @@ class Watch:
         self._fit_baseline()
 
     def _fit_baseline(self):
-        """A fresh calibration for a model on baseline-subtracted features (spec 5 / 6); None
+        """A fresh calibration for a model on baseline-subtracted features (spec 9 / 10); None
         for any other model or none (watch.baseline is imported only when needed)."""
         m = self.model
         self.baseline = None

@@ -22,10 +22,13 @@ if VIPER:
     from watch.feature_loops import imu_run_viper, ppg_run_viper
 
 _FEATURE_VERSION = const(2)  # feature set v2 (docs/features.md)
-_FEATURE_SPEC_ID = const(3)  # feature set v1 with the gyroscope (ids 1 and 2 were the 13/11-feature draft)
-FEATURE_SPEC_ID_NO_GYRO = const(4)  # the same set without the gyroscope features
-_FEATURE_SPEC_ID_BASELINE = const(5)  # spec 3 minus the wearer's baseline (watch.baseline)
-_FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(6)  # spec 4 minus the wearer's baseline
+# Spec ids name a feature set's values, not only its columns: a blob made for a retired id is
+# refused (ids 1-2: the 13/11-feature draft; 3-6: feature set v1, whose hr_std, hr_min, hr_max and
+# sdnn differ, in the order of 7-10; wears.feature_specs keeps that history).
+_FEATURE_SPEC_ID = const(7)  # feature set v2 with the gyroscope
+FEATURE_SPEC_ID_NO_GYRO = const(8)  # the same set without the gyroscope features
+_FEATURE_SPEC_ID_BASELINE = const(9)  # spec 7 minus the wearer's baseline (watch.baseline)
+_FEATURE_SPEC_ID_NO_GYRO_BASELINE = const(10)  # spec 8 minus the wearer's baseline
 FEATURE_NAMES = ("hr_mean", "hr_std", "hr_min", "hr_max", "rmssd", "sdnn", "beats", "ppg_quality",
                  "hr_slope", "ibi_mean", "pnn50", "hf_amp", "lf_hf",
                  "acc_mean", "acc_std", "acc_jerk", "acc_energy", "activity",

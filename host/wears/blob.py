@@ -27,6 +27,7 @@ from watch import blob as B
 from watch import protocol as P
 
 from .errors import ModelBlobError, WearsError
+from .feature_specs import describe_spec
 
 KIND_TREES = B.KIND_TREES
 KIND_MLP_INT8 = B.KIND_MLP_INT8
@@ -191,7 +192,7 @@ def describe(data: bytes | BlobInfo, key: bytes | None = None) -> str:
     lines = [f"WEARS model blob v{info.version}, {info.kind_name}, model id {info.model_id:08x}",
              f"  {info.size} bytes (payload {info.payload_length}), CRC32 {info.crc:08x}, "
              f"signature {'verified' if info.signature_checked else 'not checked (no key)'}",
-             f"  feature set {info.feature_spec}: {info.n_features} features -> {info.n_classes} classes",
+             f"  {describe_spec(info.feature_spec)}: {info.n_features} features -> {info.n_classes} classes",
              f"  windows of {info.window_s} s every {info.step_s} s, baseline "
              + (f"of {info.baseline_windows} windows" if info.baseline_windows else "none")]
     if info.n_trees is not None:

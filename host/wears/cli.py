@@ -19,6 +19,17 @@ def _backend(args: argparse.Namespace):
     return backends(virtual=args.virtual)
 
 
+def _positive_s(text: str) -> float:
+    """An argparse type: seconds, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text!r}")
+    return value
+
+
 def _progress_bar(label: str):
     def show(done: float, total: float) -> None:
         width = 30
@@ -268,12 +279,14 @@ def cmd_flash_firmware(args: argparse.Namespace) -> int:
 
 def cmd_flash_model(args: argparse.Namespace) -> int:
     from .blob import load_key, read_blob, resign
+    from .feature_specs import require_current
     from .flash import flash_model_ble, flash_model_serial
 
     blob = Path(args.blob).read_bytes()
     if args.key:  # sign for this watch (a shipped model, or one exported for another key)
         blob = resign(blob, load_key(args.key))
-    read_blob(blob)
+    info = read_blob(blob)
+    require_current(info.feature_spec, info.n_features)  # a retired feature set: refused before the upload
     if args.port and args.serial_link:
         from .serial_link import serial_backend
         model_id = asyncio.run(flash_model_ble(args.port, blob, backend=serial_backend(args.baud),
@@ -322,7 +335,7 @@ def cmd_session(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, task.cancel)
         return await serve(study, args.protocol, store, address=args.address, backend=client_backend,
                            scanner_backend=scanner_backend, board=args.board, host=host, port=args.port,
-                           ready=print_urls)
+                           reconnect_s=args.reconnect_s, ready=print_urls)
 
     try:
         summary = asyncio.run(run())
@@ -378,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds of the watch's clock to record")
     p.add_argument("--resume", type=int, metavar="SESSION",
                    help="carry on an interrupted session: keep what it committed, backfill the rest")
-    p.add_argument("--reconnect-s", type=float, default=60.0,
+    p.add_argument("--reconnect-s", type=_positive_s, default=60.0,
                    help="give up after this many seconds without a connection (default 60)")
     p.add_argument("--annotations", help="CSV start_s,end_s,label[,condition] on the sample timeline")
     p.add_argument("--lsl", action="store_true", help="also publish streams and markers on Lab Streaming Layer")
@@ -471,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--new-run", action="store_true",
                    help="start a new run even if this participant has an unfinished one (which is marked aborted)")
+    p.add_argument("--reconnect-s", type=_positive_s, default=60.0,
+                   help="how long a watch that went away is reconnected while the run goes on; after that its "
+                        "recording closes as interrupted and the run pauses (default 60)")
     p.set_defaults(func=cmd_session)
 
     p = sub.add_parser("demo", help="the whole path on virtual watches: record, train, export, flash, predict")

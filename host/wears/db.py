@@ -274,6 +274,7 @@ class StreamData:
     unit: float
     gaps: int  # missing samples inside the span (filled by nothing: the span is split there)
     boot: int = 0  # the watch boot the span comes from
+    tick0: int = 0  # the device tick (ms) of sample index 0 in that boot
 
 
 class Study:
@@ -503,21 +504,28 @@ class Study:
                                 (session_id, P.PPG, session_id)).fetchone()
         return row[0]
 
-    def stream(self, session_id: int, stream: int) -> StreamData:
-        """The longest contiguous run of a stream's samples (a lost chunk splits the data) in the
-        session's first boot, the boot its annotations are timed in: the streams of a session
-        with a reboot are then all from one boot and its labels line up (the later boots are in
-        `wears.export_data.read_stream`)."""
+    def sample_boots(self, session_id: int, stream: int) -> list[int]:
+        """The watch boots a stream of a session has stored samples from, in order."""
+        return [b for (b,) in self.conn.execute("SELECT DISTINCT boot FROM chunks WHERE session_id=? AND stream=? "
+                                                "ORDER BY boot", (session_id, stream))]
+
+    def stream(self, session_id: int, stream: int, boot: int | None = None) -> StreamData:
+        """The longest contiguous run of a stream's samples (a lost chunk splits the data) in one
+        watch boot: by default the session's first, the boot its annotations are timed in. The
+        streams read for one boot line up with each other; a later boot's samples are placed on
+        the annotations' timeline through `wears.export_data.timing.SessionClock` (training does,
+        `wears.train.session_windows`; every boot at once: `wears.export_data.read_stream`)."""
         if not self.conn.execute("SELECT 1 FROM stream_info WHERE session_id=? AND stream=?",
                                  (session_id, stream)).fetchone():
             raise WearsError(f"session {session_id} has no {P.STREAM_NAMES.get(stream, stream)} stream")
         dtype = np.dtype("<u4") if P.SAMPLE_FORMATS[stream][1] == "I" else np.dtype("<i2")
-        boot = self.first_boot(session_id)
+        first = self.first_boot(session_id)
+        boot = first if boot is None else boot
         rows = self.conn.execute("SELECT boot, first_index, count, data FROM chunks WHERE session_id=? AND stream=? "
                                  "AND boot=? ORDER BY first_index", (session_id, stream, boot)).fetchall()
         if not rows:
             raise WearsError(f"session {session_id} has no {P.STREAM_NAMES[stream]} samples"
-                             + (f" in its first boot ({boot})" if boot else ""))
+                             + (f" in its {'first ' if boot == first else ''}boot ({boot})" if boot else ""))
         runs: list[list[tuple[int, int, int, bytes]]] = [[rows[0]]]
         gaps = 0
         for row in rows[1:]:
@@ -530,8 +538,8 @@ class Study:
                 runs.append([row])
             # An overlapping chunk (re-sent with a different split) adds nothing new here.
         best = max(runs, key=lambda run: sum(r[2] for r in run))
-        channels, rate_mhz, unit = self.conn.execute(
-            "SELECT channels, rate_mhz, unit FROM stream_info WHERE session_id=? AND stream=? ORDER BY boot = ? DESC",
-            (session_id, stream, boot)).fetchone()
+        channels, rate_mhz, unit, tick0 = self.conn.execute(
+            "SELECT channels, rate_mhz, unit, tick0 FROM stream_info WHERE session_id=? AND stream=? "
+            "ORDER BY boot = ? DESC", (session_id, stream, boot)).fetchone()
         data = np.frombuffer(b"".join(r[3] for r in best), dtype=dtype).reshape(-1, channels)
-        return StreamData(stream, best[0][1], data, rate_mhz / 1000, unit, gaps, boot)
+        return StreamData(stream, best[0][1], data, rate_mhz / 1000, unit, gaps, boot, tick0)

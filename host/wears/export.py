@@ -206,10 +206,10 @@ class QuantizedForest(BlobModel):
         gyroscope (the E4) running on a board that has one.
 
         Example:
-            >>> qf = QuantizedForest(feature_spec=4, classes=[0, 1], offsets=[7], shifts=[1], roots=[0],
+            >>> qf = QuantizedForest(feature_spec=8, classes=[0, 1], offsets=[7], shifts=[1], roots=[0],
             ...                      feature=[0, 255, 255], threshold=[3, 0, 0], right=[2, 0, 1],
             ...                      leaf_proba=[[255, 0], [0, 255]])
-            >>> wide = qf.for_features(["a"], ["a", "g"], 3)
+            >>> wide = qf.for_features(["a"], ["a", "g"], 7)
             >>> wide.offsets_.tolist(), wide.predict([[14, 99], [15, -5]]).tolist()
             ([7, 0], [0, 1])
         """
@@ -304,7 +304,7 @@ def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_trai
         >>> from sklearn.ensemble import RandomForestClassifier
         >>> X = np.array([[0], [1], [10], [11]])
         >>> forest = RandomForestClassifier(n_estimators=1, bootstrap=False, random_state=0)
-        >>> qf = quantize_forest(forest.fit(X, [0, 0, 1, 1]), X, feature_spec=3)
+        >>> qf = quantize_forest(forest.fit(X, [0, 0, 1, 1]), X, feature_spec=7)
         >>> qf.offsets_.tolist(), int(qf.threshold_[0]), qf.predict([[5], [6]]).tolist()
         ([5], 0, [0, 1])
     """

@@ -24,6 +24,7 @@ from watch import protocol as P
 from .blob import DISTRIBUTION_KEY, load_key, new_key, read_blob, resign, save_key
 from .build import firmware_files, mpy_arch
 from .errors import ModelBlobError, WatchDisconnected, WearsError
+from .feature_specs import require_current
 from .paths import REPO, board_profile
 
 MODELS = REPO / "models"
@@ -84,12 +85,8 @@ def _model_for(board: str, key: bytes, model: str | Path | bytes | None) -> byte
                                                                           "pass --model or --no-model)"))
         data = path.read_bytes()
     info = read_blob(data)
-    from watch.features import spec_for
-
-    spec, n_features = spec_for("gyro_range_dps" in board_profile(board)["sensors"].get("imu", {}))
-    if (info.feature_spec, info.n_features) != (spec, n_features):
-        raise ModelBlobError(f"the model needs feature set {info.feature_spec} ({info.n_features} features); "
-                             f"{board} computes {spec} ({n_features})", P.E_FEATURE_MISMATCH)
+    require_current(info.feature_spec, info.n_features,
+                    "gyro_range_dps" in board_profile(board)["sensors"].get("imu", {}), board)
     for old in (key, DISTRIBUTION_KEY):
         try:
             return resign(data, key, old)

@@ -4,7 +4,8 @@ Each row shows what the watch says about itself as it arrives: heart rate and si
 (HEART_RATE), battery (STATUS, asked for every few seconds), packet loss (sequence gaps per
 characteristic and sample-index gaps per stream), backfill state (samples missing from the
 timeline that have not arrived since; a re-sent chunk fills its hole), the on-device
-prediction, and the link's state. A watch that goes away is reconnected with backoff.
+prediction, and the link's state. A watch that goes away is reconnected with the recorder's
+backoff (`wears.reconnect`) for as long as the dashboard runs; it stores nothing.
 
 Example:
     >>> asyncio.run(live([("F0:12:34:56:78:9A", None)], duration_s=60))  # doctest: +SKIP
@@ -13,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +30,10 @@ from watch import protocol as P
 from .client import WatchClient
 from .errors import WatchDisconnected, WearsError
 from .protocol import HeartRate, Packet, Prediction, Samples, Status
+from .reconnect import Reconnection
 from .train import CLASS_NAMES
 
 _STATUS_EVERY_S = 5.0  # battery and the watch's own counters
-_RETRY_FIRST_S = 0.5  # reconnect backoff: doubles up to _RETRY_MAX_S
-_RETRY_MAX_S = 8.0
 _REFRESH_PER_S = 4
 
 
@@ -92,6 +93,7 @@ class WatchState:
     lost_packets: int = 0
     bad_packets: int = 0
     reconnects: int = 0
+    error: str = ""  # why the watch is no longer followed (link "failed")
     last_tick: int | None = None
     first_tick: int | None = None
     timelines: dict[int, Timeline] = field(default_factory=dict)
@@ -173,7 +175,7 @@ def _cell_prediction(s: WatchState) -> Text:
 
 def _cell_link(s: WatchState) -> Text:
     style = {"streaming": "green", "connecting": "yellow", "reconnecting": "yellow"}.get(s.link, "red")
-    text = s.link + (f" ({s.reconnects}x)" if s.reconnects else "")
+    text = s.link + (f" ({s.reconnects}x)" if s.reconnects else "") + (f": {s.error}" if s.error else "")
     return Text(text, style=style)
 
 
@@ -205,50 +207,54 @@ class Dashboard:
 
 async def _follow(address: Any, backend: type | None, state: WatchState, until: Callable[[], bool],
                   stream: bool, lsl: bool) -> None:
-    """Keep one watch connected and streaming until `until()`; reconnect with backoff."""
-    retry = _RETRY_FIRST_S
+    """Keep one watch connected and streaming until `until()`, reconnecting as the recorder does
+    (`wears.reconnect`) but never giving up: a viewer stores nothing, so it only ever waits."""
     handlers: list[Callable[[str, Packet], None]] = [state.handle]
+    link = Reconnection(address)
 
     def on_packet(channel: str, packet: Packet) -> None:
         for handler in handlers:
             handler(channel, packet)
 
-    while not until():
+    async def attempt() -> None:
+        if until():
+            return
         client = WatchClient(address, backend=backend, on_packet=on_packet, on_bad_packet=state.bad_packet)
-        try:
-            async with client:
-                retry = _RETRY_FIRST_S
-                lost_before = state.lost_packets  # earlier connections' losses stay counted
-                name = getattr(client._client, "name", "") or ""
-                if name and name not in state.label:
-                    state.label = f"{name} {state.label}"
-                if lsl and len(handlers) == 1:
-                    from .lsl import LslOutlet
-                    handlers.append(LslOutlet(name or str(address), str(address)).handle)
-                if stream:
-                    await client.start()
-                state.link = "streaming"
-                next_status = 0.0
-                while not until():
-                    if client.disconnected.is_set():
-                        raise WatchDisconnected(f"{address} disconnected")
-                    if time.monotonic() >= next_status:
-                        next_status = time.monotonic() + _STATUS_EVERY_S
-                        await client.status()
-                    state.lost_packets = lost_before + sum(t.lost for t in client.sequences.values())
-                    await asyncio.sleep(0.1)
-                if stream:
-                    try:
-                        await client.stop()
-                    except WearsError:
-                        pass
-        except WearsError:
-            if until():
-                break
-            state.link = "reconnecting"
-            state.reconnects += 1
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, _RETRY_MAX_S)
+        async with client:
+            link.connected()
+            lost_before = state.lost_packets  # earlier connections' losses stay counted
+            name = getattr(client._client, "name", "") or ""
+            if name and name not in state.label:
+                state.label = f"{name} {state.label}"
+            if lsl and len(handlers) == 1:
+                from .lsl import LslOutlet
+                handlers.append(LslOutlet(name or str(address), str(address)).handle)
+            if stream:
+                await client.start()
+            state.link = "streaming"
+            next_status = 0.0
+            while not until():
+                if client.disconnected.is_set():
+                    raise WatchDisconnected(f"{address} disconnected")
+                if time.monotonic() >= next_status:
+                    next_status = time.monotonic() + _STATUS_EVERY_S
+                    await client.status()
+                state.lost_packets = lost_before + sum(t.lost for t in client.sequences.values())
+                await asyncio.sleep(0.1)
+            if stream:
+                with contextlib.suppress(WearsError):
+                    await client.stop()
+
+    def retrying(_: Exception) -> None:
+        state.link = "reconnecting"
+        state.reconnects += 1
+
+    try:
+        await link.run(attempt, lost=lambda _: until(), retrying=retrying)
+    except WearsError as e:  # e.g. a key the watch refuses: this row says so, the others go on
+        state.link = "failed"
+        state.error = str(e)
+        return
     state.link = "done"
 
 

@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from watch import blob as B
 
 from .blob import read_blob
+from .feature_specs import describe_spec
 
 
 def evaluate_quantized(X: np.ndarray, y: np.ndarray, groups: np.ndarray, make_model: Callable,
@@ -69,7 +70,7 @@ def write_card(model_path: str | Path, blob: bytes, model, *, evaluation: dict |
              f"- Size {info.size} bytes as a signed blob; the budget is {budget} bytes"
              + (f" ({board['id']}, heap budget {board.get('heap_budget_bytes')} bytes)" if board else "")
              + (": fits." if card["fits_budget"] else ": DOES NOT FIT."),
-             f"- Feature set {info.feature_spec}: {', '.join(feature_names)}.",
+             f"- {describe_spec(info.feature_spec).capitalize()}: {', '.join(feature_names)}.",
              (f"- Windows (in the blob, the watch computes them): {info.window_s} s every {info.step_s} s; baseline "
               + (f"of {info.baseline_windows} calm windows subtracted." if info.baseline_windows else "none.")
               if info.window_s else "- Windows: not given in the blob (the board profile's apply)."),

@@ -26,6 +26,7 @@ from .db import Study
 from .errors import CommandTimeout, ProtocolError, WatchDisconnected, WearsError
 from .protocol import Event, HeartRate, LogInfo, Packet, Prediction, Samples, Status, StreamInfo
 from .ranges import RangeSet
+from .reconnect import Reconnection
 
 _COMMIT_EVERY_S = 0.5
 _PING_EVERY_S = 0.5  # mean interval; random, so pings meet the watch loop at every phase
@@ -33,7 +34,6 @@ _ACK_EVERY_S = 1.0
 _BACKFILL_MAX = 512  # records asked for at once
 _BACKFILL_TRIES = 5  # attempts on a range the watch says it holds before it counts as lost
 _IN_FLIGHT = 16  # the newest records may still be on their way: not yet a gap
-_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
 _COMMAND_TIMEOUT_S = 5.0  # a reply lost on the way costs this much, then the command is sent again
 _TRIES = 3
 _ACK_GRACE_S = 10.0  # how long a finished recording tries to reach the watch again just to acknowledge
@@ -290,40 +290,37 @@ class Recorder:
         arrived is committed and the session can be resumed.
         """
         finished = False
-        backoff = _BACKOFF_S[0]
-        lost_since = time.monotonic()
-        give_up_s = self.connect_s  # until the first connection; reconnect_s after it
-        while True:
+        link = Reconnection(self.address, reconnect_s=self.reconnect_s, connect_s=self.connect_s)
+
+        async def attempt() -> None:
+            nonlocal finished
+            client = await self._connect()
+            link.connected()
             try:
-                client = await self._connect()
-                give_up_s = self.reconnect_s
-                backoff = _BACKOFF_S[0]
-                try:
-                    if not finished:
-                        await self._stream(client, done, progress)
-                        finished = True
-                    await self._finish(client)
-                    return self.stats
-                finally:
-                    # Notifications the link delivered twice were dropped by the client: count them too.
-                    self.stats.duplicates += sum(t.duplicates for t in client.sequences.values())
-                    self.commit()
-                    await client.disconnect()
-                    lost_since = time.monotonic()
-            except (WatchDisconnected, CommandTimeout) as e:  # a watch that stops answering is gone too
+                if not finished:
+                    await self._stream(client, done, progress)
+                    finished = True
+                await self._finish(client)
+            finally:
+                # Notifications the link delivered twice were dropped by the client: count them too.
+                self.stats.duplicates += sum(t.duplicates for t in client.sequences.values())
                 self.commit()
-                complete = finished and self._next_gap(self._end_lsn) is None
-                gone = self.client is not None and self.client.ended_by_watch
-                if complete and (gone or self._acked >= self._end_lsn or time.monotonic() - lost_since > _ACK_GRACE_S):
-                    # All that was asked for is stored; only the watch's acknowledgement may be
-                    # missing (it went away, e.g. powered off): its log keeps those records.
-                    return self.stats
-                if time.monotonic() - lost_since > give_up_s:
-                    raise WatchDisconnected(f"{_name(self.address)}: no connection for {give_up_s:g} s ({e})") from e
-                self.stats.reconnects += 1
-                self._set_state("reconnecting")
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(_BACKOFF_S[1], backoff * 2)
+                await client.disconnect()
+
+        def lost(_: Exception) -> bool:
+            self.commit()
+            complete = finished and self._next_gap(self._end_lsn) is None
+            gone = self.client is not None and self.client.ended_by_watch
+            # All that was asked for is stored; only the watch's acknowledgement may be missing
+            # (it went away, e.g. powered off): its log keeps those records.
+            return complete and (gone or self._acked >= self._end_lsn or link.away_s > _ACK_GRACE_S)
+
+        def retrying(_: Exception) -> None:
+            self.stats.reconnects += 1
+            self._set_state("reconnecting")
+
+        await link.run(attempt, lost=lost, retrying=retrying)
+        return self.stats
 
     async def _connect(self) -> WatchClient:
         client = WatchClient(self.address, backend=self.backend, on_packet=self._packet,

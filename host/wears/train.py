@@ -43,7 +43,7 @@ from watch import protocol as P
 
 from .db import Study
 from .errors import WearsError
-from .features import baseline_mean, baseline_normalise, extract_features
+from .features import FeatureTable, baseline_mean, baseline_normalise, extract_features
 from .recipe import FEATURE_GROUPS, Recipe, parse_recipe
 from .report import scores
 from .watch_models import ON_DEVICE_KINDS, WatchMLP, kind_of, on_watch, watch_predict
@@ -88,19 +88,63 @@ def window_labels(window_end_s: np.ndarray, window_s: float, annotations: list[t
     return y
 
 
-def session_windows(study: Study, session_id: int, *, window_s: int, step_s: int):
-    """(PPG stream, feature table) of one session's recorded streams."""
-    ppg = study.stream(session_id, P.PPG)
-    acc = study.stream(session_id, P.ACC)
-    try:
-        gyro = study.stream(session_id, P.GYRO)
-    except WearsError:
-        gyro = None
+@dataclass(frozen=True)
+class SessionWindows:
+    """The windows of one session, boot after boot.
+
+    table: the features (its `window_end` is a PPG index in each window's own boot); boot: the
+    watch boot of each window; end_s: where each window ends on the session's timeline in
+    seconds, the one its annotations are on (the first boot's PPG timeline, continued across
+    reboots); ppg_rate: Hz.
+    """
+
+    table: FeatureTable
+    boot: np.ndarray
+    end_s: np.ndarray
+    ppg_rate: float
+
+
+def _boot_windows(study: Study, session_id: int, boot: int, has_gyro: bool, window_s: int, step_s: int):
+    """(PPG stream, feature table) of one watch boot of a session."""
+    ppg = study.stream(session_id, P.PPG, boot)
+    acc = study.stream(session_id, P.ACC, boot)
+    gyro = study.stream(session_id, P.GYRO, boot) if has_gyro else None
     return ppg, extract_features(
         ppg.samples[:, 0], acc.samples, None if gyro is None else gyro.samples,
         ppg_rate=int(round(ppg.rate_hz)), imu_rate=int(round(acc.rate_hz)), window_s=window_s, step_s=step_s,
         acc_unit_g=acc.unit, gyro_unit_dps=gyro.unit if gyro is not None else 0.0,
         first_ppg_index=ppg.first_index, first_imu_index=acc.first_index)
+
+
+def session_windows(study: Study, session_id: int, *, window_s: int, step_s: int) -> SessionWindows:
+    """Features of every window of a session, from every watch boot (a watch that rebooted
+    mid-session started its sample indices again: each boot is windowed on its own, so no
+    window spans a reboot). A later boot's windows are placed on the annotations' timeline
+    through the boots' clock fits (`SessionClock.session_ms`); a boot whose PPG or IMU samples
+    are missing has no windows."""
+    first = study.first_boot(session_id)
+    has_gyro = first in study.sample_boots(session_id, P.GYRO)
+    stored = [set(study.sample_boots(session_id, s)) for s in ((P.PPG, P.ACC, P.GYRO) if has_gyro else (P.PPG, P.ACC))]
+    later = sorted(set.intersection(*stored) - {first})
+    ppg, table = _boot_windows(study, session_id, first, has_gyro, window_s, step_s)  # raises without samples
+    parts = [(first, table, table.window_end / ppg.rate_hz)]
+    if later:
+        from .export_data.timing import SessionClock
+
+        clock = SessionClock(study, session_id)
+        for boot in later:
+            part, t = _boot_windows(study, session_id, boot, has_gyro, window_s, step_s)
+            if part.rate_hz != ppg.rate_hz:
+                raise WearsError(f"session {session_id}: the PPG rate changed at a reboot "
+                                 f"({ppg.rate_hz} Hz, then {part.rate_hz} Hz in boot {boot})")
+            ticks = part.tick0 + 1000.0 * t.window_end / part.rate_hz
+            session_ms = clock.session_ms(np.full(len(ticks), boot), ticks)
+            parts.append((boot, t, (session_ms - ppg.tick0) / 1000.0))
+    tables = [t for _, t, _ in parts]
+    joined = FeatureTable(np.concatenate([t.X for t in tables]), np.concatenate([t.window_end for t in tables]),
+                          np.concatenate([t.quality for t in tables]), table.names, table.units, table.spec_id)
+    return SessionWindows(joined, np.concatenate([np.full(len(t), b, dtype=np.int64) for b, t, _ in parts]),
+                          np.concatenate([e for _, _, e in parts]), ppg.rate_hz)
 
 
 def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions: list[int] | None = None,
@@ -123,8 +167,8 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
     spec = 0
     for i, s in enumerate(chosen):
         annotations = study.annotations(s["id"])
-        ppg, table = session_windows(study, s["id"], window_s=window_s, step_s=step_s)
-        end_s = table.window_end / ppg.rate_hz
+        windows = session_windows(study, s["id"], window_s=window_s, step_s=step_s)
+        table, end_s = windows.table, windows.end_s
         y = window_labels(end_s, window_s, annotations, mapping, margin_s)
         X = table.X
         good = (table.quality & UNTRUSTED) == 0
@@ -355,7 +399,7 @@ class TrainedModel:
     by wears.export.quantize_forest) or a wears.watch_models.WatchMLP (its float_model_ is
     exported by wears.mlp.quantize_mlp); X_train:
     the integer features it was fitted on (sets the quantization); feature_names,
-    feature_spec: the watch's feature set, 5 / 6 when normalised (columns outside the
+    feature_spec: the watch's feature set, 9 / 10 when normalised (columns outside the
     recipe's groups are zero in X_train); window_s, step_s: the window grid; report: the training report. kind:
     "extratrees" or "mlp"; classes: class names by index; normalise: None or
     {"windows": N, "baseline_label": ...} when the model expects baseline-subtracted

@@ -13,7 +13,7 @@ Example:
     >>> X = rng.integers(-5000, 5000, size=(300, 3))
     >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
     >>> m = WatchMLP(hidden=(8,), alpha=0.1).fit(X, y)
-    >>> bool(np.mean(on_watch(m, X, feature_spec=4).predict(X) == y) > 0.9)
+    >>> bool(np.mean(on_watch(m, X, feature_spec=8).predict(X) == y) > 0.9)
     True
 """
 

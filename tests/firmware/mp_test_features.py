@@ -128,7 +128,7 @@ def test_no_window_before_every_stream_has_covered_it():
 def test_heart_rate_service_fields_follow_each_window():
     engine = FeatureEngine(100, 52, 10, 5, has_gyro=False)
     spec, n = F.spec_for(False)
-    assert (engine.spec_id, engine.n_features, spec, n) == (F.FEATURE_SPEC_ID_NO_GYRO, 18, 4, 18)
+    assert (engine.spec_id, engine.n_features, spec, n) == (F.FEATURE_SPEC_ID_NO_GYRO, 18, 8, 18)
     results = []
     run(engine, 30, array("i", [0] * n), results)
     _, flags, feats, rr = results[-1]

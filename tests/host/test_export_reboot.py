@@ -4,7 +4,6 @@ virtual watch's flash log and its true clock (CSV, Parquet and BIDS alike)."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 
@@ -13,21 +12,15 @@ import pandas as pd
 import pytest
 
 from watch import protocol as P
-from wears.ble.virtual import VirtualBleakClient
 from wears.clock import sample_times
-from wears.db import Study
 from wears.export_data import export_bids, export_tables
-from wears.record import record
-from wears.sim.fault_scenario import check_samples, true_clock, true_seconds
-from wears.sim.runner import VirtualWatch
-from wears.sim.scenario import synthetic
+from wears.sim.fault_scenario import check_samples
 
-from . import RUN_TIMEOUT_S
-from .waiting import samples_stored
+from .rebooting import SPEED, record_across_a_reboot
+from .rebooting import true_host_seconds as _truth
 
 pytestmark = pytest.mark.slow
 
-SPEED = 4
 # Against the true clock, a gross bound: mapped through the wrong boot's fit a sample would be
 # seconds off. The fit itself is as good as its pings: at speed 4 with a few pings per boot,
 # 7 to 31 ms were measured here under load (about 1 ms at real speed: tools/bench/faults.py).
@@ -37,39 +30,12 @@ MAX_HOST_ERROR_MS = 100.0
 @pytest.fixture(scope="module")
 def rebooted(tmp_path_factory):
     work = tmp_path_factory.mktemp("export-reboot")
-    synthetic(7, rest_s=200, episode_s=60, n_episodes=1).write(work / "s.wscn")
-    study = Study.open(work / "study.db")
-
-    async def run():
-        async with VirtualWatch(work / "s.wscn", flash_dir=work / "flash", speed=SPEED,
-                                env={"WEARS_SIM_CLOCK_LOG": str(work / "clock.log")}) as vw:
-            async def reboot_midway():
-                await samples_stored(study, 2400)  # boot 1 gets enough pings for its rate
-                await vw.reboot()
-
-            rebooting = asyncio.ensure_future(reboot_midway())
-            sid, _ = await record(study, vw.address, participant="P01", duration_s=40, backend=VirtualBleakClient)
-            await rebooting
-            await vw.shut_down()
-            return sid
-
-    sid = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
+    study, sid = record_across_a_reboot(work)
     files = export_tables(study, work / "csv", fmt="csv", sessions=[sid])
     files += export_tables(study, work / "parquet", fmt="parquet", sessions=[sid])
     export_bids(study, work / "bids", sessions=[sid])
     return study, sid, work, {p.name: p for p in files if p.suffix == ".csv"} | {
         p.name: p for p in files if p.suffix == ".parquet"}
-
-
-def _truth(study, sid, work, boots, ticks_ms):
-    """True host seconds of ticks, each of its own boot."""
-    anchors = true_clock(work / "clock.log")
-    out = np.full(len(ticks_ms), np.nan)
-    for boot in np.unique(boots):
-        near = float(study.clock_sync(sid, int(boot))[0, 0])
-        mask = boots == boot
-        out[mask] = true_seconds(anchors[int(boot)], ticks_ms[mask], near)
-    return out
 
 
 def test_every_sample_is_exported_once_in_time_order_on_the_true_clock(rebooted):

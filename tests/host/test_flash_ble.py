@@ -1,6 +1,7 @@
 """Model upload over BLE to the virtual watch: interrupted by a disconnect, resumed from the bytes
 the watch holds, switched; after a reboot the watch runs the new model from its slot; the
-shipped model, re-signed, is accepted; a model for another feature set is refused."""
+shipped model, re-signed, is accepted; a model for another feature set, or for feature set 1
+(spec ids 3 and 5, same columns), is refused."""
 
 import asyncio
 
@@ -53,6 +54,10 @@ def test_upload_resumes_after_a_disconnect_and_survives_a_reboot(tmp_path):
                 with pytest.raises(ModelBlobError) as refused:
                     await watch.upload_model(other)
                 assert refused.value.reason == P.E_FEATURE_MISMATCH
+                for set_1 in (spec - 4, spec - 2):  # feature set 1's ids, raw and minus the baseline: same shape
+                    with pytest.raises(ModelBlobError) as refused:
+                        await watch.upload_model(_forest_blob(key, set_1, nf, trees=2))
+                    assert refused.value.reason == P.E_FEATURE_MISMATCH, set_1
                 assert (await watch.status()).model_id == new_id
         async with VirtualWatch(path, flash_dir=flash, key=key, speed=5) as vw:  # reboot
             async with WatchClient(vw.address, backend=VirtualBleakClient) as watch:

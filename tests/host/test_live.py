@@ -1,11 +1,13 @@
 """`wears live`: the dashboard's bookkeeping, and its rendering against virtual watches (one on
-BLE with a model, one on the USB serial link without)."""
+BLE with a model, one on the USB serial link without); a watch whose link is cut and that stays
+out of reach a while is shown again once it is back."""
 
 import asyncio
 import io
 
 import numpy as np
 import pytest
+from bleak.exc import BleakError
 from rich.console import Console
 from sklearn.ensemble import ExtraTreesClassifier
 
@@ -131,3 +133,58 @@ def test_a_watch_whose_link_breaks_is_reconnected_and_its_missing_samples_shown(
     assert state.lost_samples > 0 and state.backfill_pending == state.lost_samples  # nothing re-sent them yet
     row = next(line for line in console.export_text().splitlines()[::-1] if "/dev/" in line)
     assert "(1x)" in row and "smp pending" in row
+
+
+class _CutThenOutOfRange(VirtualBleakClient):
+    """The virtual watch's BLE backend whose link is cut with no goodbye (the transport aborted)
+    after the 40th notification, once; the watch then stays out of reach for two attempts."""
+
+    notified = 0
+    cut = 0
+    refused = 0
+    after_cut = 0
+
+    async def connect(self, pair: bool, **kwargs) -> None:
+        cls = type(self)
+        if cls.cut and cls.refused < 2:
+            cls.refused += 1
+            raise BleakError(f"{self.address} is out of range")
+        await super().connect(pair, **kwargs)
+
+    async def start_notify(self, characteristic, callback, **kwargs) -> None:
+        cls = type(self)
+
+        def counted(data):
+            cls.notified += 1
+            cls.after_cut += bool(cls.cut)
+            callback(data)
+            if cls.notified == 40 and not cls.cut:
+                cls.cut = 1
+                self._writer.transport.abort()
+
+        await super().start_notify(characteristic, counted, **kwargs)
+
+
+@pytest.mark.slow
+def test_live_survives_a_cut_link_and_shows_the_watch_again(tmp_path):
+    cls = _CutThenOutOfRange
+    cls.notified = cls.cut = cls.refused = cls.after_cut = 0  # the same in a second run of the test
+    path = tmp_path / "p06.wscn"
+    synthetic(16, participant="P06", rest_s=30, episode_s=30, n_episodes=1).write(path)
+    console = Console(record=True, width=220, file=io.StringIO(), force_terminal=True)  # every refresh drawn
+
+    async def run():
+        async with VirtualWatch(path, name="WEARS-CUT1", speed=5, flash_dir=tmp_path / "f") as vw:
+            return await live([(vw.address, cls)], duration_s=25, console=console, wall_timeout_s=300)
+
+    (state,) = asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S)).watches
+    assert cls.cut == 1 and cls.refused == 2 and state.reconnects == 3  # the cut, then two refusals
+    assert cls.after_cut > 40 and state.seconds >= 25 and state.heart_rate is not None
+    assert state.link == "done" and not state.error
+    rows = [line for line in console.export_text().splitlines() if "WEARS-CUT1" in line]
+    links = [next(w for w in ("reconnecting", "connecting", "streaming", "done") if w in row) for row in rows]
+    # What the experimenter saw: the watch, then it away, then the watch again until the end.
+    seen = [w for i, w in enumerate(links) if i == 0 or links[i - 1] != w]
+    assert seen[-3:] == ["reconnecting", "streaming", "done"] and "streaming" in seen[:-3]
+    again = [row for row, w in zip(rows, links) if w == "streaming"][-1]
+    assert "streaming (3x)" in again and "done (3x)" in rows[-1]

@@ -63,8 +63,8 @@ def main() -> int:
         study = Study.open(db)
         sessions = []
         for s in study.sessions():
-            ppg, table = session_windows(study, s["id"], window_s=window_s, step_s=5)
-            end_s = table.window_end / ppg.rate_hz
+            windows = session_windows(study, s["id"], window_s=window_s, step_s=5)
+            table, end_s = windows.table, windows.end_s
             hr = np.loadtxt(Path(args.dir) / s["participant_id"] / "E4" / "HR.csv", skiprows=2)
             t_hr = 10 + np.arange(len(hr))  # HR.csv starts 10 s after the other streams
             e4_hr = np.array([np.mean(hr[(t_hr >= e - window_s) & (t_hr < e)] if ((t_hr >= e - window_s) & (t_hr < e)).any()

@@ -35,15 +35,19 @@ def open_run(study: Study, protocol_path: str | Path, participant: str, language
 
 async def serve(study: Study, protocol_path: str | Path, store: RunStore, *, address: Any = None,
                 backend: type | None = None, scanner_backend: type | None = None, board: str = "",
-                host: str = "127.0.0.1", port: int = 8765,
+                host: str = "127.0.0.1", port: int = 8765, reconnect_s: float = 60.0,
                 ready: Callable[[SessionServer], None] | None = None) -> dict:
     """Serve the run until it completes or is aborted; returns its summary.
+
+    reconnect_s: how long a watch that went away is reconnected (the run goes on) before its
+    recording closes as interrupted and the run pauses (`SessionEngine`).
 
     Cancelling the task (Ctrl-C) leaves the run resumable: what was playing is marked
     interrupted and the recording closed.
     """
     protocol = load_protocol(protocol_path)
-    engine = SessionEngine(study, protocol, store, backend=backend, scanner_backend=scanner_backend, board=board)
+    engine = SessionEngine(study, protocol, store, backend=backend, scanner_backend=scanner_backend, board=board,
+                           reconnect_s=reconnect_s)
     server = SessionServer(engine, host=host, port=port)
     await server.start()
     try:
