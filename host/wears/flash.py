@@ -183,7 +183,9 @@ def flash_model_serial(port: str, blob: bytes, *, board: str, timeout: float = 1
         t.exec("import json, struct\nfrom binascii import crc32\nfrom watch.upload import ModelUpload\n"
                "from watch.features import spec_for\n"
                "b = json.load(open('board.json'))\n"
-               "spec, nf = spec_for('gyro_range_dps' in b['sensors'].get('imu', {}))\n"
+               "g = 'gyro_range_dps' in b['sensors'].get('imu', {})\n"
+               "spec, nf = spec_for(g)\n"
+               "spec = (spec, spec_for(g, True)[0])\n"  # raw or baseline-subtracted, as the app takes
                "up = ModelUpload('model.wbl', b.get('model_budget_bytes', 32768))\n"
                "key = open('key.bin', 'rb').read()")
         status, offset = _ints(t.eval(f"up.resume({len(blob)}, {crc})"))

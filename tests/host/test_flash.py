@@ -126,6 +126,11 @@ def test_model_over_serial_goes_through_the_slots_and_resumes(tmp_path, x64_boar
     # overwrites the slot a rollback would return to).
     assert (flash / "model.slot").read_bytes()[0] == slots.B and (flash / "model_b.wbl").read_bytes() == blob
     assert zlib.crc32(blob)  # the blob itself was never changed
+    # A model on the wearer's baseline-subtracted features (its own spec id) goes over USB too.
+    baseline = quantize_forest(ExtraTreesClassifier(n_estimators=3, max_depth=3, random_state=1).fit(X, y), X,
+                               spec_for(True, True)[0])
+    with SerialBoard(flash) as board:
+        assert flash_model_serial(board.port, baseline.to_blob(key), board=x64_board) == baseline.model_id
 
 
 def test_cli_flashes_firmware_then_the_shipped_model_over_the_port(tmp_path, x64_board, capsys):
