@@ -129,18 +129,25 @@ def test_fidgeting_wrist_keeps_the_heart_rate_of_its_beats():
 
 
 def test_quarter_wave_dft_equals_the_full_cosine_table():
-    # The estimator keeps a quarter of the cosine table (0.5 KB instead of 2 KB on the watch)
-    # and mirrors it: every spectrum equals the one a full 1024-entry table gives, bit for bit.
+    # The estimator reads a quarter of the cosine table (shared with the HRV spectrum:
+    # watch.spectrum.COS_Q10) and mirrors it, and keeps the DFT in 16 bits with the least
+    # shift that fits every bin: every spectrum equals the one a full 1024-entry table gives
+    # shifted by that, bit for bit.
     import math
 
+    from watch.spectrum import COS_Q10, cos_q10
+
     full = [int(round(1024 * math.cos(2 * math.pi * m / H.TABLE))) for m in range(H.TABLE)]
-    quarter = array("h", full[:H.TABLE // 4 + 1])
+    assert list(COS_Q10) == full[:H.TABLE // 4 + 1]
+    assert [cos_q10(m) for m in range(H.TABLE)] == full
     rng = np.random.default_rng(7)
-    x = array("h", rng.integers(-2047, 2048, H.WINDOW).tolist())
-    re, im = array("i", [0] * H.NK), array("i", [0] * H.NK)
-    H.dft_py(x, quarter, H.K0, H.NK, re, im)
-    for j in range(H.NK):
-        k = H.K0 + j
-        assert re[j] == sum(x[n] * full[(k * n) & 1023] for n in range(H.WINDOW))
-        assert im[j] == sum(x[n] * full[((k * n) - 256) & 1023] for n in range(H.WINDOW))
-    assert list(HeartRate(100, 52)._cos) == list(quarter)
+    for amp in (2047, 300, 3):
+        x = array("h", rng.integers(-amp, amp + 1, H.WINDOW).tolist())
+        re, im = array("h", [0] * H.NK), array("h", [0] * H.NK)
+        shift = H.dft_py(x, COS_Q10, H.K0, H.NK, re, im, 9)
+        exact_re = [sum(x[n] * full[((H.K0 + j) * n) & 1023] for n in range(H.WINDOW)) for j in range(H.NK)]
+        exact_im = [sum(x[n] * full[((H.K0 + j) * n - 256) & 1023] for n in range(H.WINDOW)) for j in range(H.NK)]
+        top = max(max(map(abs, exact_re)), max(map(abs, exact_im)))
+        assert top >> shift < 512 and (shift == 0 or top >> (shift - 1) >= 512)
+        assert list(re) == [v >> shift for v in exact_re]
+        assert list(im) == [v >> shift for v in exact_im]
