@@ -21,16 +21,16 @@ SUM_LIMIT = const(0x3FFFFFFF)  # sums of squares saturate here: the largest 32-b
 
 # Detector state slots (array 'i'). The smoothed ring and both deques have MASK + 1 entries;
 # dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1].
-D_P = const(0)  # samples seen since the stream's first
-D_A = const(1)  # sum of the raw ring
+_D_P = const(0)  # samples seen since the stream's first
+_D_A = const(1)  # sum of the raw ring
 D_VSUM = const(2)  # sum of the detrended ring + OFF
-D_XPOS = const(3)
-D_VPOS = const(4)
-D_CAND = const(5)  # candidate peak + 1
-D_DQH = const(6)  # deque of the maxima of the last R values: head, tail
-D_DQT = const(7)
-D_EH = const(8)  # deque of the maxima of the last L + R + 1 values: head, tail
-D_ET = const(9)
+_D_XPOS = const(3)
+_D_VPOS = const(4)
+_D_CAND = const(5)  # candidate peak + 1
+_D_DQH = const(6)  # deque of the maxima of the last R values: head, tail
+_D_DQT = const(7)
+_D_EH = const(8)  # deque of the maxima of the last L + R + 1 values: head, tail
+_D_ET = const(9)
 D_BEAT = const(10)  # beat + 1 when the run stopped at one
 D_ND = const(11)
 D_NS = const(12)
@@ -40,12 +40,12 @@ D_R = const(15)
 D_L = const(16)
 D_MASK = const(17)
 D_D = const(18)  # upstroke lag: u[p] = s[p] - s[p - D]
-D_UPOS = const(19)  # position in the ring of the last D smoothed values (after the NS detrended ones in vr)
+_D_UPOS = const(19)  # position in the ring of the last D smoothed values (after the NS detrended ones in vr)
 D_SIZE = const(20)
 # IMU state slots.
 I_SUM = const(0)  # sum of magnitudes in the block
 I_JERK = const(1)  # sum of |magnitude change| in the block
-I_PREV = const(2)  # previous magnitude + 1
+_I_PREV = const(2)  # previous magnitude + 1
 I_POS = const(3)  # samples in the block
 I_BN = const(4)  # samples per block
 I_SCALE = const(5)
@@ -79,17 +79,17 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
     p0 = nd + ns - 2
     pu = p0 + dd
     p1 = pu + lr - r
-    p = st[D_P]
-    a = st[D_A]
+    p = st[_D_P]
+    a = st[_D_A]
     vsum = st[D_VSUM] - OFF
-    xpos = st[D_XPOS]
-    vpos = st[D_VPOS]
-    upos = st[D_UPOS]
-    cand = st[D_CAND] - 1
-    dqh = st[D_DQH]
-    dqt = st[D_DQT]
-    eh = st[D_EH]
-    et = st[D_ET]
+    xpos = st[_D_XPOS]
+    vpos = st[_D_VPOS]
+    upos = st[_D_UPOS]
+    cand = st[_D_CAND] - 1
+    dqh = st[_D_DQH]
+    dqt = st[_D_DQT]
+    eh = st[_D_EH]
+    et = st[_D_ET]
     st[D_BEAT] = 0
     i = 0
     while i < n:
@@ -144,17 +144,17 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
                         break
                     cand = -1
         p += 1
-    st[D_P] = p
-    st[D_A] = a
+    st[_D_P] = p
+    st[_D_A] = a
     st[D_VSUM] = vsum + OFF
-    st[D_XPOS] = xpos
-    st[D_VPOS] = vpos
-    st[D_UPOS] = upos
-    st[D_CAND] = cand + 1
-    st[D_DQH] = dqh
-    st[D_DQT] = dqt
-    st[D_EH] = eh
-    st[D_ET] = et
+    st[_D_XPOS] = xpos
+    st[_D_VPOS] = vpos
+    st[_D_UPOS] = upos
+    st[_D_CAND] = cand + 1
+    st[_D_DQH] = dqh
+    st[_D_DQT] = dqt
+    st[_D_EH] = eh
+    st[_D_ET] = et
     return i
 
 
@@ -163,7 +163,7 @@ def imu_run_py(st, buf, src, off, n):
     sc = st[I_SCALE]
     sh = st[I_SHIFT]
     half = 1 << (sh - 1)
-    prev = st[I_PREV] - 1
+    prev = st[_I_PREV] - 1
     pos = st[I_POS]
     i = 0
     while i < n and pos < st[I_BN]:
@@ -181,7 +181,7 @@ def imu_run_py(st, buf, src, off, n):
         prev = m
         pos += 1
         i += 1
-    st[I_PREV] = prev + 1
+    st[_I_PREV] = prev + 1
     st[I_POS] = pos
     return i
 
@@ -211,18 +211,18 @@ if VIPER:
         p0 = nd + ns - 2
         pu = p0 + dd
         p1 = pu + lr - r
-        p = int(st[D_P])
-        a = int(st[D_A])
+        p = int(st[_D_P])
+        a = int(st[_D_A])
         vsum = int(st[D_VSUM]) - OFF
-        xpos = int(st[D_XPOS])
-        vpos = int(st[D_VPOS])
-        upos = int(st[D_UPOS])
+        xpos = int(st[_D_XPOS])
+        vpos = int(st[_D_VPOS])
+        upos = int(st[_D_UPOS])
         s = 0
-        cand = int(st[D_CAND]) - 1
-        dqh = int(st[D_DQH])
-        dqt = int(st[D_DQT])
-        eh = int(st[D_EH])
-        et = int(st[D_ET])
+        cand = int(st[_D_CAND]) - 1
+        dqh = int(st[_D_DQH])
+        dqt = int(st[_D_DQT])
+        eh = int(st[_D_EH])
+        et = int(st[_D_ET])
         st[D_BEAT] = 0
         i = 0
         while i < n:
@@ -277,17 +277,17 @@ if VIPER:
                             break
                         cand = -1
             p += 1
-        st[D_P] = p
-        st[D_A] = a
+        st[_D_P] = p
+        st[_D_A] = a
         st[D_VSUM] = vsum + OFF
-        st[D_XPOS] = xpos
-        st[D_VPOS] = vpos
-        st[D_UPOS] = upos
-        st[D_CAND] = cand + 1
-        st[D_DQH] = dqh
-        st[D_DQT] = dqt
-        st[D_EH] = eh
-        st[D_ET] = et
+        st[_D_XPOS] = xpos
+        st[_D_VPOS] = vpos
+        st[_D_UPOS] = upos
+        st[_D_CAND] = cand + 1
+        st[_D_DQH] = dqh
+        st[_D_DQT] = dqt
+        st[_D_EH] = eh
+        st[_D_ET] = et
         return i
 
     @micropython.viper
@@ -297,7 +297,7 @@ if VIPER:
         half = 1 << (sh - 1)
         bsum = int(st[I_SUM])
         jerk = int(st[I_JERK])
-        prev = int(st[I_PREV]) - 1
+        prev = int(st[_I_PREV]) - 1
         pos = int(st[I_POS])
         bn = int(st[I_BN])
         lim = AXIS_LIMIT
@@ -340,6 +340,6 @@ if VIPER:
             i += 1
         st[I_SUM] = bsum
         st[I_JERK] = jerk
-        st[I_PREV] = prev + 1
+        st[_I_PREV] = prev + 1
         st[I_POS] = pos
         return i
