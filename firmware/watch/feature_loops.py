@@ -20,7 +20,8 @@ AXIS_LIMIT = const(16383)  # IMU axes clamp to +-16383 mg / 0.1 dps: 3 squares s
 SUM_LIMIT = const(0x3FFFFFFF)  # sums of squares saturate here: the largest 32-bit small int
 
 # Detector state slots (array 'i'). The smoothed ring and both deques have MASK + 1 entries;
-# dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1].
+# dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1], of sample indices modulo 2^16
+# (array 'H'; an entry is at most L + R + 1 samples old, so index differences stay exact).
 _D_P = const(0)  # samples seen since the stream's first
 _D_A = const(1)  # sum of the raw ring
 D_VSUM = const(2)  # sum of the detrended ring + OFF
@@ -120,19 +121,19 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
                 sr[p & mask] = s + OFF
                 if cand >= 0 and s > sr[cand & mask] - OFF:
                     cand = -1
-                while dqh != dqt and dq[dqh] < p - r:
+                while dqh != dqt and (p - dq[dqh]) & 0xFFFF > r:
                     dqh = (dqh + 1) & mask
                 while dqh != dqt and sr[dq[(dqt - 1) & mask] & mask] - OFF < s:
                     dqt = (dqt - 1) & mask
                 if dqh == dqt and s > 0 and p >= p1:
                     cand = p  # above all of the previous R values
-                dq[dqt] = p
+                dq[dqt] = p & 0xFFFF
                 dqt = (dqt + 1) & mask
-                while eh != et and dq[size + eh] < p - lr:
+                while eh != et and (p - dq[size + eh]) & 0xFFFF > lr:
                     eh = (eh + 1) & mask
                 while eh != et and sr[dq[size + ((et - 1) & mask)] & mask] - OFF <= s:
                     et = (et - 1) & mask
-                dq[size + et] = p
+                dq[size + et] = p & 0xFFFF
                 et = (et + 1) & mask
                 if cand >= 0 and p - cand == r:
                     # Nothing higher in the next R values either; a beat if at least half the
@@ -198,7 +199,7 @@ def sq_dev(buf, n, mean):
 
 if VIPER:
     @micropython.viper
-    def ppg_run_viper(st: ptr32, xr: ptr32, vr: ptr32, sr: ptr32, dq: ptr32, src: ptr32, off: int, n: int) -> int:
+    def ppg_run_viper(st: ptr32, xr: ptr32, vr: ptr32, sr: ptr32, dq: ptr16, src: ptr32, off: int, n: int) -> int:
         nd = int(st[D_ND])
         ns = int(st[D_NS])
         c = int(st[D_C])
@@ -253,19 +254,19 @@ if VIPER:
                     sr[p & mask] = s + OFF
                     if cand >= 0 and s > int(sr[cand & mask]) - OFF:
                         cand = -1
-                    while dqh != dqt and int(dq[dqh]) < p - r:
+                    while dqh != dqt and (p - int(dq[dqh])) & 0xFFFF > r:
                         dqh = (dqh + 1) & mask
                     while dqh != dqt and int(sr[int(dq[(dqt - 1) & mask]) & mask]) - OFF < s:
                         dqt = (dqt - 1) & mask
                     if dqh == dqt and s > 0 and p >= p1:
                         cand = p
-                    dq[dqt] = p
+                    dq[dqt] = p & 0xFFFF
                     dqt = (dqt + 1) & mask
-                    while eh != et and int(dq[size + eh]) < p - lr:
+                    while eh != et and (p - int(dq[size + eh])) & 0xFFFF > lr:
                         eh = (eh + 1) & mask
                     while eh != et and int(sr[int(dq[size + ((et - 1) & mask)]) & mask]) - OFF <= s:
                         et = (et - 1) & mask
-                    dq[size + et] = p
+                    dq[size + et] = p & 0xFFFF
                     et = (et + 1) & mask
                     if cand >= 0 and p - cand == r:
                         # Nothing higher in the next R values either; a beat if at least half the

@@ -286,7 +286,7 @@ class _Ppg(_Stream):
         for ring in (self.vr, self.sr):
             for i in range(len(ring)):
                 ring[i] = _loops.OFF
-        self.dq = zeros("i", 2 * size)  # two deques of indices of running maxima
+        self.dq = zeros("H", 2 * size)  # two deques of indices (modulo 2^16) of running maxima
         self.run = _loops.ppg_run_viper if fast else _loops.ppg_run_py
         cap = self.cap = span // (r + 1) + 4
         self.bm = zeros("i", cap)  # beat: detector index
