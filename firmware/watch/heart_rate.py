@@ -10,7 +10,6 @@ import math
 import sys as _sys
 
 from watch.buffers import zeros
-from watch.spectrum import COS_Q10
 
 try:
     import micropython
@@ -27,7 +26,7 @@ _HALF = const(100)  # the Hann window is symmetric: its first half is kept
 _STEP = const(50)  # samples at _RATE: 2 s
 WINDOW_S = const(8)
 STEP_S = const(2)
-_TABLE = const(1024)  # DFT phase: bin k is k * _RATE / _TABLE Hz (1.465 bpm apart); COS_Q10 is its quarter wave
+_TABLE = const(1024)  # DFT phase table: bin k is k * _RATE / _TABLE Hz (1.465 bpm apart)
 _K0 = const(21)  # first bin: 30.8 bpm
 _NK = const(123)  # bins _K0.._K0+_NK-1: up to 209.5 bpm
 _INIT_MAX = const(82)  # _K0 + _INIT_MAX = bin of 149.4 bpm: the first estimate assumes a wrist at rest
@@ -177,6 +176,9 @@ class HeartRate:
         self._sum = zeros("i", 6)
         self._last = zeros("i", 6)
         self._floor = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
+        self._cos = zeros("h", _TABLE // 4 + 1)  # the phase table's quarter wave, Q10: the DFT mirrors it
+        for m in range(_TABLE // 4 + 1):
+            self._cos[m] = int(round(1024 * math.cos(2 * math.pi * m / _TABLE)))
         self._hann = zeros("h", _HALF)  # Q12
         for n in range(_HALF):
             self._hann[n] = int(round(2048 * (1 - math.cos(2 * math.pi * (n + 0.5) / _WINDOW))))
@@ -323,7 +325,7 @@ class HeartRate:
             for n in range(_WINDOW):
                 x[n] = (((ring[((start + n) & _MASK) * w + ch] - m) >> tshift)
                         * hann[n if n < _HALF else _WINDOW - 1 - n]) >> 12
-            shift = self._dft(x, COS_Q10, _K0, _NK, re, im, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            shift = self._dft(x, self._cos, _K0, _NK, re, im, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             if out is None:
                 return tshift + shift
             if ch == 0:

@@ -1,9 +1,4 @@
-"""Frequency-domain heart-rate variability of a window's valid intervals, in integers (docs/features.md),
-and the cosine table the heart rate's spectrum shares (watch.heart_rate)."""
-
-import math
-
-from watch.buffers import zeros
+"""Frequency-domain heart-rate variability of a window's valid intervals, in integers (docs/features.md)."""
 
 from watch.feature_loops import SUM_LIMIT, isqrt_round
 
@@ -14,20 +9,19 @@ except ImportError:
 
 _VALID = const(1)  # watch.features' beat flag
 
-
-def _quarter():
-    # cos(2 pi m / 1024) * 1024 for m = 0..256, rounded (array 'h'); the rest is its mirror.
-    t = zeros("h", 257)
-    for m in range(257):
-        t[m] = int(round(1024 * math.cos(2 * math.pi * m / 1024)))
-    return t
+# cos(2 pi i / 256) * 1024 for i = 0..64, rounded: the quarter wave of the spectrum's table.
+COS_QUARTER = (1024, 1024, 1023, 1021, 1019, 1016, 1013, 1009, 1004, 999, 993, 987, 980, 972, 964, 955, 946, 936,
+               926, 915, 903, 891, 878, 865, 851, 837, 822, 807, 792, 775, 759, 742, 724, 706, 688, 669, 650, 630,
+               610, 590, 569, 548, 526, 505, 483, 460, 438, 415, 392, 369, 345, 321, 297, 273, 249, 224, 200, 175,
+               150, 125, 100, 75, 50, 25, 0)
 
 
-def cos_q10(m):
-    """cos(2 pi m / 1024) * 1024, rounded, from the quarter wave COS_Q10."""
-    q = m & 511
-    c = COS_Q10[q] if q <= 256 else -COS_Q10[512 - q]
-    return -c if m & 512 else c
+def cos256(i):
+    """cos(2 pi i / 256) * 1024, rounded, from COS_QUARTER by symmetry (no table in RAM, no floats)."""
+    i &= 255
+    q = i & 127
+    c = COS_QUARTER[q] if q <= 64 else -COS_QUARTER[128 - q]
+    return -c if i & 128 else c
 
 
 def freq_bin(window_s, hz_x100):
@@ -49,8 +43,8 @@ def spectrum(ppg, j0, j1, lo, n, mean, w, out):
             if ppg.bflag[j % cap] & _VALID:
                 d = ppg.bibi[j % cap] - mean
                 i = (k * (((ppg.bm[j % cap] - lo) * 1000) // ppg.rate) * 256 // span) & 255
-                c += d * cos_q10(i << 2)
-                s += d * cos_q10(((i + 192) & 255) << 2)
+                c += d * cos256(i)
+                s += d * cos256(i + 192)
         c = max(-16383, min(16383, ((c // n) * 10) // 512))  # amplitude 2 |sum| / n in 0.1 ms
         s = max(-16383, min(16383, ((s // n) * 10) // 512))
         if k < k1:
@@ -60,6 +54,3 @@ def spectrum(ppg, j0, j1, lo, n, mean, w, out):
     out[11] = isqrt_round(hf)
     if out[11]:
         out[12] = min(10000, 100 * isqrt_round(lf) // out[11])
-
-
-COS_Q10 = _quarter()  # one quarter wave for every spectrum: these (256 steps a turn) and the heart rate's (1024)
