@@ -6,8 +6,9 @@ picked near the previous heart rate. Integer arithmetic, everything allocated in
 constructor; the DFT loop has a viper fast path and a plain twin giving identical results.
 """
 
-import math
 import sys as _sys
+
+from array import array
 
 from watch.buffers import zeros
 
@@ -33,7 +34,7 @@ _INIT_MAX = const(82)  # _K0 + _INIT_MAX = bin of 149.4 bpm: the first estimate 
 _SUBHARMONIC_PCT = const(30)  # first estimate: a peak at half the frequency this strong is the fundamental
 _GATE_SHIFT = const(2)  # gate 1 - A / (maxA / 2^_GATE_SHIFT): PPG power is kept where motion is < 25 % of its peak
 _SIGMA = const(15)  # prior: Gaussian in bins (22 bpm) around the previous estimate
-_PRIOR = const(59)  # its entries: round(1024 exp(-d^2 / 2 _SIGMA^2)) is 0 from 59 bins on
+_PRIOR_N = const(59)  # the prior's entries: round(1024 exp(-d^2 / 2 _SIGMA^2)) is 0 from 59 bins on
 _MAX_STEP = const(5)  # bins (7.3 bpm) the estimate may move per step
 _MOTION_FLOOR_MG = const(50)  # no gate while the strongest motion in the band is smaller (the gate is relative)
 _MAX_HOLD = const(15)  # steps (30 s) without any usable peak before the tracker starts again
@@ -53,6 +54,47 @@ _FIRST = const(2)  # the first slot
 _COUNT = const(3)  # samples summed into the slot
 _HZ = const(4)  # the stream's rate
 _ACC = const(5)
+
+# The tables are literals: a frozen image keeps them in flash, not in the heap
+# (tests/host/test_hr_motion.py checks them against their formulas). The phase table's quarter
+# wave round(1024 cos(2 pi m / _TABLE)), m = 0.._TABLE / 4, as int16 little-endian (the DFT
+# mirrors it); the first half of the Hann window round(2048 (1 - cos(2 pi (n + 0.5) / _WINDOW)))
+# (it is symmetric); the prior round(_Q exp(-d^2 / (2 _SIGMA^2))) by distance d in bins (0 from
+# _PRIOR_N on).
+_COS_Q10 = (
+    b"\x00\x04\x00\x04\x00\x04\x00\x04\x00\x04\x00\x04\xff\x03\xff\x03\xff\x03\xfe\x03\xfe\x03\xfe\x03"
+    b"\xfd\x03\xfd\x03\xfc\x03\xfc\x03\xfb\x03\xfa\x03\xfa\x03\xf9\x03\xf8\x03\xf8\x03\xf7\x03\xf6\x03"
+    b"\xf5\x03\xf4\x03\xf3\x03\xf2\x03\xf1\x03\xf0\x03\xef\x03\xee\x03\xec\x03\xeb\x03\xea\x03\xe8\x03"
+    b"\xe7\x03\xe6\x03\xe4\x03\xe3\x03\xe1\x03\xe0\x03\xde\x03\xdd\x03\xdb\x03\xd9\x03\xd7\x03\xd6\x03"
+    b"\xd4\x03\xd2\x03\xd0\x03\xce\x03\xcc\x03\xca\x03\xc8\x03\xc6\x03\xc4\x03\xc2\x03\xc0\x03\xbe\x03"
+    b"\xbb\x03\xb9\x03\xb7\x03\xb4\x03\xb2\x03\xb0\x03\xad\x03\xab\x03\xa8\x03\xa6\x03\xa3\x03\xa0\x03"
+    b"\x9e\x03\x9b\x03\x98\x03\x95\x03\x93\x03\x90\x03\x8d\x03\x8a\x03\x87\x03\x84\x03\x81\x03\x7e\x03"
+    b"\x7b\x03\x78\x03\x75\x03\x72\x03\x6e\x03\x6b\x03\x68\x03\x64\x03\x61\x03\x5e\x03\x5a\x03\x57\x03"
+    b"\x53\x03\x50\x03\x4c\x03\x49\x03\x45\x03\x42\x03\x3e\x03\x3a\x03\x36\x03\x33\x03\x2f\x03\x2b\x03"
+    b"\x27\x03\x23\x03\x1f\x03\x1c\x03\x18\x03\x14\x03\x10\x03\x0b\x03\x07\x03\x03\x03\xff\x02\xfb\x02"
+    b"\xf7\x02\xf3\x02\xee\x02\xea\x02\xe6\x02\xe1\x02\xdd\x02\xd9\x02\xd4\x02\xd0\x02\xcb\x02\xc7\x02"
+    b"\xc2\x02\xbe\x02\xb9\x02\xb4\x02\xb0\x02\xab\x02\xa6\x02\xa2\x02\x9d\x02\x98\x02\x93\x02\x8e\x02"
+    b"\x8a\x02\x85\x02\x80\x02\x7b\x02\x76\x02\x71\x02\x6c\x02\x67\x02\x62\x02\x5d\x02\x58\x02\x53\x02"
+    b"\x4e\x02\x48\x02\x43\x02\x3e\x02\x39\x02\x34\x02\x2e\x02\x29\x02\x24\x02\x1f\x02\x19\x02\x14\x02"
+    b"\x0e\x02\x09\x02\x04\x02\xfe\x01\xf9\x01\xf3\x01\xee\x01\xe8\x01\xe3\x01\xdd\x01\xd8\x01\xd2\x01"
+    b"\xcc\x01\xc7\x01\xc1\x01\xbb\x01\xb6\x01\xb0\x01\xaa\x01\xa5\x01\x9f\x01\x99\x01\x93\x01\x8e\x01"
+    b"\x88\x01\x82\x01\x7c\x01\x76\x01\x71\x01\x6b\x01\x65\x01\x5f\x01\x59\x01\x53\x01\x4d\x01\x47\x01"
+    b"\x41\x01\x3b\x01\x35\x01\x2f\x01\x29\x01\x23\x01\x1d\x01\x17\x01\x11\x01\x0b\x01\x05\x01\xff\x00"
+    b"\xf9\x00\xf3\x00\xed\x00\xe6\x00\xe0\x00\xda\x00\xd4\x00\xce\x00\xc8\x00\xc2\x00\xbb\x00\xb5\x00"
+    b"\xaf\x00\xa9\x00\xa3\x00\x9c\x00\x96\x00\x90\x00\x8a\x00\x84\x00\x7d\x00\x77\x00\x71\x00\x6b\x00"
+    b"\x64\x00\x5e\x00\x58\x00\x52\x00\x4b\x00\x45\x00\x3f\x00\x39\x00\x32\x00\x2c\x00\x26\x00\x1f\x00"
+    b"\x19\x00\x13\x00\x0d\x00\x06\x00\x00\x00"
+)
+_HANN = (0, 2, 6, 12, 20, 30, 43, 57, 73, 91, 110, 132, 156, 181, 209, 238, 269,
+         302, 336, 372, 410, 450, 491, 533, 577, 623, 670, 718, 768, 818, 870, 924, 978, 1033,
+         1090, 1147, 1205, 1264, 1324, 1385, 1446, 1508, 1570, 1633, 1696, 1759, 1823, 1887, 1952, 2016, 2080,
+         2144, 2209, 2273, 2337, 2400, 2463, 2526, 2588, 2650, 2711, 2772, 2832, 2891, 2949, 3006, 3063, 3118,
+         3172, 3226, 3278, 3328, 3378, 3426, 3473, 3519, 3563, 3605, 3646, 3686, 3724, 3760, 3794, 3827, 3858,
+         3887, 3915, 3940, 3964, 3986, 4005, 4023, 4039, 4053, 4066, 4076, 4084, 4090, 4094, 4096)
+_PRIOR = (1024, 1022, 1015, 1004, 988, 969, 945, 918, 888, 855, 820, 783, 744, 703, 662, 621, 580,
+          539, 498, 459, 421, 384, 349, 316, 285, 255, 228, 203, 179, 158, 139, 121, 105, 91,
+          78, 67, 57, 49, 41, 35, 29, 24, 20, 17, 14, 11, 9, 8, 6, 5, 4,
+          3, 3, 2, 2, 1, 1, 1, 1)
 
 # The host and the tests read these; on a watch they stay `_` constants (no dictionary entry).
 if _sys.implementation.name != "micropython":
@@ -176,15 +218,7 @@ class HeartRate:
         self._sum = zeros("i", 6)
         self._last = zeros("i", 6)
         self._floor = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
-        self._cos = zeros("h", _TABLE // 4 + 1)  # the phase table's quarter wave, Q10: the DFT mirrors it
-        for m in range(_TABLE // 4 + 1):
-            self._cos[m] = int(round(1024 * math.cos(2 * math.pi * m / _TABLE)))
-        self._hann = zeros("h", _HALF)  # Q12
-        for n in range(_HALF):
-            self._hann[n] = int(round(2048 * (1 - math.cos(2 * math.pi * (n + 0.5) / _WINDOW))))
-        self._prior = zeros("h", _PRIOR)  # Q10, by distance in bins
-        for d in range(_PRIOR):
-            self._prior[d] = int(round(_Q * math.exp(-0.5 * d * d / (_SIGMA * _SIGMA))))
+        self._cos = array("h", bytearray(_COS_Q10)) if self._dft is dft_py else None  # viper reads the bytes where they are
         self._x = zeros("h", _WINDOW)  # the windowed signal of one channel
         # The DFT's output in 16 bits (with its shift): each accelerometer axis's in turn,
         # summed as power into _a; then the PPG's, which stays there as its spectrum (power
@@ -315,7 +349,6 @@ class HeartRate:
         while (big >> tshift) > _AMP:
             tshift += 1
         x = self._x
-        hann = self._hann
         re = self._re
         im = self._im
         fshift = 0
@@ -324,8 +357,8 @@ class HeartRate:
             m = self._m
             for n in range(_WINDOW):
                 x[n] = (((ring[((start + n) & _MASK) * w + ch] - m) >> tshift)
-                        * hann[n if n < _HALF else _WINDOW - 1 - n]) >> 12
-            shift = self._dft(x, self._cos, _K0, _NK, re, im, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+                        * _HANN[n if n < _HALF else _WINDOW - 1 - n]) >> 12
+            shift = self._dft(x, self._cos or _COS_Q10, _K0, _NK, re, im, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             if out is None:
                 return tshift + shift
             if ch == 0:
@@ -377,10 +410,9 @@ class HeartRate:
                 if 100 * (self._power(h) >> 7) >= _SUBHARMONIC_PCT * (best >> 7):
                     k = h
         else:
-            prior = self._prior
             for j in range(_NK):
                 d = j - track if j > track else track - j
-                v = (c[j] >> 10) * prior[d] if d < _PRIOR else 0
+                v = (c[j] >> 10) * _PRIOR[d] if d < _PRIOR_N else 0
                 if v > best:
                     best = v
                     k = j
