@@ -51,7 +51,11 @@ I_POS = const(3)  # samples in the block
 I_BN = const(4)  # samples per block
 I_SCALE = const(5)
 I_SHIFT = const(6)
-I_SIZE = const(7)
+I_QLO = const(7)  # sum of squared magnitudes in the block: low 28 bits
+I_QHI = const(8)  # and the rest (sum >> 28): every value stays a small int on a 32-bit port
+I_SIZE = const(9)
+_Q28 = const(0x10000000)
+_MASK28 = const(0xFFFFFFF)
 
 
 def isqrt_round(v):
@@ -159,8 +163,9 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
     return i
 
 
-def imu_run_py(st, buf, src, off, n):
-    """IMU magnitudes of src samples off.. into buf until the block is full or n samples are used."""
+def imu_run_py(st, src, off, n):
+    """IMU magnitudes of src samples off.. summed into the block (their sum, squares and changes)
+    until the block is full or n samples are used."""
     sc = st[I_SCALE]
     sh = st[I_SHIFT]
     half = 1 << (sh - 1)
@@ -174,8 +179,13 @@ def imu_run_py(st, buf, src, off, n):
             x = AXIS_LIMIT if x > AXIS_LIMIT else -AXIS_LIMIT if x < -AXIS_LIMIT else x
             v += x * x
         m = isqrt_round(v)
-        buf[pos] = m
         st[I_SUM] += m
+        v = m * m  # < 2^30
+        st[I_QHI] += v >> 28
+        st[I_QLO] += v & _MASK28
+        if st[I_QLO] >= _Q28:
+            st[I_QLO] -= _Q28
+            st[I_QHI] += 1
         if prev < 0:
             prev = m
         st[I_JERK] += m - prev if m >= prev else prev - m
@@ -187,14 +197,28 @@ def imu_run_py(st, buf, src, off, n):
     return i
 
 
-def sq_dev(buf, n, mean):
-    """sum((buf[i] - mean)^2) over n values, saturating at SUM_LIMIT (once per block: no viper twin)."""
-    q = 0
-    for i in range(n):
-        q += (buf[i] - mean) * (buf[i] - mean)
-        if q > SUM_LIMIT:
-            q = SUM_LIMIT
-    return q
+def sq_dev(st):
+    """sum((m - M)^2) over the block's magnitudes m (those not fed count as 0) around their
+    rounded mean M, saturating at SUM_LIMIT: from the block's sums, in pieces of at most 30
+    bits so that nothing is a big integer on a 32-bit port (once per block: no viper twin).
+
+    With S = sum(m) and Q = sum(m^2) = QHI 2^28 + QLO: sum((m - M)^2) = Q - 2 M S + n M^2
+    = Q - n M^2 - 2 r M where r = S - n M (|r| <= n / 2)."""
+    n = st[I_BN]
+    s = st[I_SUM]
+    mean = (s + (n >> 1)) // n  # < 2^15
+    nm = n * mean  # n M^2 = nm M, nm < 2^30: as (nm >> 15) M 2^15 + (nm & 0x7FFF) M
+    a = (nm >> 15) * mean
+    b = (nm & 0x7FFF) * mean
+    lo = ((a & 0x1FFF) << 15) + (b & _MASK28)
+    hi = st[I_QHI] - (a >> 13) - (b >> 28) - (lo >> 28)
+    lo = st[I_QLO] - (lo & _MASK28)  # now Q - n M^2 = hi 2^28 + lo
+    y = 2 * ((s - nm) * mean)
+    hi -= y >> 28
+    lo -= y & _MASK28
+    hi += lo >> 28
+    lo &= _MASK28
+    return SUM_LIMIT if hi > 3 else (hi << 28) + lo  # hi 2^28 + lo < 2^30 from hi <= 3
 
 
 if VIPER:
@@ -292,7 +316,7 @@ if VIPER:
         return i
 
     @micropython.viper
-    def imu_run_viper(st: ptr32, buf: ptr16, src: ptr16, off: int, n: int) -> int:
+    def imu_run_viper(st: ptr32, src: ptr16, off: int, n: int) -> int:
         sc = int(st[I_SCALE])
         sh = int(st[I_SHIFT])
         half = 1 << (sh - 1)
@@ -301,6 +325,8 @@ if VIPER:
         prev = int(st[_I_PREV]) - 1
         pos = int(st[I_POS])
         bn = int(st[I_BN])
+        qlo = int(st[I_QLO])
+        qhi = int(st[I_QHI])
         lim = AXIS_LIMIT
         i = 0
         while i < n and pos < bn:
@@ -331,8 +357,13 @@ if VIPER:
                 b >>= 2
             if v > m:
                 m += 1
-            buf[pos] = m
             bsum += m
+            v = m * m
+            qhi += v >> 28
+            qlo += v & _MASK28
+            if qlo >= _Q28:
+                qlo -= _Q28
+                qhi += 1
             if prev < 0:
                 prev = m
             jerk += m - prev if m >= prev else prev - m
@@ -341,6 +372,8 @@ if VIPER:
             i += 1
         st[I_SUM] = bsum
         st[I_JERK] = jerk
+        st[I_QLO] = qlo
+        st[I_QHI] = qhi
         st[_I_PREV] = prev + 1
         st[I_POS] = pos
         return i

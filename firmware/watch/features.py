@@ -202,7 +202,6 @@ class _Imu(_Stream):
         self.st = zeros("i", _loops.I_SIZE)
         self.st[_loops.I_BN] = block
         self.set_unit(micro_per_lsb)
-        self.buf = zeros("H", block)  # this block's magnitudes, for the second pass
         self.cap = blocks
         self.bsum = zeros("i", blocks)  # per block: sum of magnitudes
         self.bsq = zeros("i", blocks)  # sum of (magnitude - rounded block mean)^2, saturated
@@ -221,16 +220,16 @@ class _Imu(_Stream):
         st = self.st
         bn = st[_loops.I_BN]
         while n > 0:
-            k = self.run(st, self.buf, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            k = self.run(st, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k
             if st[_loops.I_POS] == bn:
                 j = self.done % self.cap
                 self.bsum[j] = st[_loops.I_SUM]
-                self.bsq[j] = _loops.sq_dev(self.buf, bn, (st[_loops.I_SUM] + (bn >> 1)) // bn)
+                self.bsq[j] = _loops.sq_dev(st)
                 self.bjerk[j] = st[_loops.I_JERK]
-                st[_loops.I_SUM] = st[_loops.I_JERK] = st[_loops.I_POS] = 0
+                st[_loops.I_SUM] = st[_loops.I_JERK] = st[_loops.I_POS] = st[_loops.I_QLO] = st[_loops.I_QHI] = 0
                 self.done += 1
 
     def moving(self, last, blocks):

@@ -73,7 +73,7 @@ def test_viper_and_plain_loops_agree_on_every_window_and_intermediate():
             assert (g is None) == (not has_gyro)  # a watch without a gyroscope keeps no gyroscope blocks
             gyro_state = (g.st, g.bsum, g.bsq, g.bjerk) if g else ()
             states.append([bytes(x) for x in (p.st, p.xr, p.vr, p.sr, p.dq, p.bm, p.bibi, p.bsd, p.bflag,
-                                              a.st, a.buf, a.bsum, a.bsq, a.bjerk) + gyro_state])
+                                              a.st, a.bsum, a.bsq, a.bjerk) + gyro_state])
             del engine, p, a, g
             gc.collect()
         for i in range(len(states[0])):  # every intermediate, not only the windows
