@@ -92,7 +92,7 @@ ACTIVITY_MG = (15, 60, 200)  # acc_std thresholds of activity levels 1, 2, 3 (st
 _VALID = const(1)  # beat flags: the interval ending at this beat passed the checks
 _PAIR = const(2)  # and so did the previous one
 _SLACK = const(2)  # steps compute() may fall behind before windows are dropped
-_FILL = const(16)
+_FILL = const(4)  # a gap is fed as runs of this many held samples
 
 
 def detector_params(ppg_rate):
