@@ -43,8 +43,16 @@ def spectrum(ppg, j0, j1, lo, n, mean, w, out):
             if ppg.bflag[j % cap] & _VALID:
                 d = ppg.bibi[j % cap] - mean
                 i = (k * (((ppg.bm[j % cap] - lo) * 1000) // ppg.rate) * 256 // span) & 255
-                c += d * cos256(i)
-                s += d * cos256(i + 192)
+                # cos256(i) and cos256(i + 192) (the sine) from the angle within its quadrant
+                a = COS_QUARTER[i & 63]
+                b = COS_QUARTER[64 - (i & 63)]
+                if i & 64:
+                    a, b = -b, a
+                if i & 128:
+                    a = -a
+                    b = -b
+                c += d * a
+                s += d * b
         c = max(-16383, min(16383, ((c // n) * 10) // 512))  # amplitude 2 |sum| / n in 0.1 ms
         s = max(-16383, min(16383, ((s // n) * 10) // 512))
         if k < k1:
