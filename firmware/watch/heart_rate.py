@@ -138,8 +138,10 @@ def dft_py(x, cos, k0, nk, re, im, bits):
 
 if VIPER:
     @micropython.viper
-    def dft_viper(x: ptr16, cos: ptr16, k0: int, nk: int, re: ptr16, im: ptr16, bits: int) -> int:
-        # ptr16 loads are unsigned: sign-extend by hand (the quarter wave is >= 0).
+    def dft_viper(x: ptr16, cos: ptr8, k0: int, nk: int, re: ptr16, im: ptr16, bits: int) -> int:
+        # ptr16 loads are unsigned: sign-extend by hand. The quarter wave (>= 0) is read a byte
+        # at a time: in a frozen image its bytes need not be 2-byte aligned, which some ports'
+        # 16-bit loads require.
         shift = 0
         lim = 1 << bits
         for j in range(nk):
@@ -152,18 +154,20 @@ if VIPER:
                 if v >= 32768:
                     v -= 65536
                 q = m & 511
-                if q <= 256:
-                    c = int(cos[q])
-                else:
-                    c = 0 - int(cos[512 - q])
+                if q > 256:
+                    q = 512 - q
+                c = int(cos[2 * q]) | (int(cos[2 * q + 1]) << 8)
+                if m & 511 > 256:
+                    c = 0 - c
                 if m & 512:
                     c = 0 - c
                 t = (m - 256) & 1023
                 q = t & 511
-                if q <= 256:
-                    s = int(cos[q])
-                else:
-                    s = 0 - int(cos[512 - q])
+                if q > 256:
+                    q = 512 - q
+                s = int(cos[2 * q]) | (int(cos[2 * q + 1]) << 8)
+                if t & 511 > 256:
+                    s = 0 - s
                 if t & 512:
                     s = 0 - s
                 a += v * c
