@@ -20,17 +20,18 @@ AXIS_LIMIT = const(16383)  # IMU axes clamp to +-16383 mg / 0.1 dps: 3 squares s
 SUM_LIMIT = const(0x3FFFFFFF)  # sums of squares saturate here: the largest 32-bit small int
 
 # Detector state slots (array 'i'). The smoothed ring and both deques have MASK + 1 entries;
-# dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1].
-D_P = const(0)  # samples seen since the stream's first
-D_A = const(1)  # sum of the raw ring
+# dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1], of sample indices modulo 2^16
+# (array 'H'; an entry is at most L + R + 1 samples old, so index differences stay exact).
+_D_P = const(0)  # samples seen since the stream's first
+_D_A = const(1)  # sum of the raw ring
 D_VSUM = const(2)  # sum of the detrended ring + OFF
-D_XPOS = const(3)
-D_VPOS = const(4)
-D_CAND = const(5)  # candidate peak + 1
-D_DQH = const(6)  # deque of the maxima of the last R values: head, tail
-D_DQT = const(7)
-D_EH = const(8)  # deque of the maxima of the last L + R + 1 values: head, tail
-D_ET = const(9)
+_D_XPOS = const(3)
+_D_VPOS = const(4)
+_D_CAND = const(5)  # candidate peak + 1
+_D_DQH = const(6)  # deque of the maxima of the last R values: head, tail
+_D_DQT = const(7)
+_D_EH = const(8)  # deque of the maxima of the last L + R + 1 values: head, tail
+_D_ET = const(9)
 D_BEAT = const(10)  # beat + 1 when the run stopped at one
 D_ND = const(11)
 D_NS = const(12)
@@ -40,17 +41,21 @@ D_R = const(15)
 D_L = const(16)
 D_MASK = const(17)
 D_D = const(18)  # upstroke lag: u[p] = s[p] - s[p - D]
-D_UPOS = const(19)  # position in the ring of the last D smoothed values (after the NS detrended ones in vr)
+_D_UPOS = const(19)  # position in the ring of the last D smoothed values (after the NS detrended ones in vr)
 D_SIZE = const(20)
 # IMU state slots.
 I_SUM = const(0)  # sum of magnitudes in the block
 I_JERK = const(1)  # sum of |magnitude change| in the block
-I_PREV = const(2)  # previous magnitude + 1
+_I_PREV = const(2)  # previous magnitude + 1
 I_POS = const(3)  # samples in the block
 I_BN = const(4)  # samples per block
 I_SCALE = const(5)
 I_SHIFT = const(6)
-I_SIZE = const(7)
+I_QLO = const(7)  # sum of squared magnitudes in the block: low 28 bits
+I_QHI = const(8)  # and the rest (sum >> 28): every value stays a small int on a 32-bit port
+I_SIZE = const(9)
+_Q28 = const(0x10000000)
+_MASK28 = const(0xFFFFFFF)
 
 
 def isqrt_round(v):
@@ -79,17 +84,17 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
     p0 = nd + ns - 2
     pu = p0 + dd
     p1 = pu + lr - r
-    p = st[D_P]
-    a = st[D_A]
+    p = st[_D_P]
+    a = st[_D_A]
     vsum = st[D_VSUM] - OFF
-    xpos = st[D_XPOS]
-    vpos = st[D_VPOS]
-    upos = st[D_UPOS]
-    cand = st[D_CAND] - 1
-    dqh = st[D_DQH]
-    dqt = st[D_DQT]
-    eh = st[D_EH]
-    et = st[D_ET]
+    xpos = st[_D_XPOS]
+    vpos = st[_D_VPOS]
+    upos = st[_D_UPOS]
+    cand = st[_D_CAND] - 1
+    dqh = st[_D_DQH]
+    dqt = st[_D_DQT]
+    eh = st[_D_EH]
+    et = st[_D_ET]
     st[D_BEAT] = 0
     i = 0
     while i < n:
@@ -120,19 +125,19 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
                 sr[p & mask] = s + OFF
                 if cand >= 0 and s > sr[cand & mask] - OFF:
                     cand = -1
-                while dqh != dqt and dq[dqh] < p - r:
+                while dqh != dqt and (p - dq[dqh]) & 0xFFFF > r:
                     dqh = (dqh + 1) & mask
                 while dqh != dqt and sr[dq[(dqt - 1) & mask] & mask] - OFF < s:
                     dqt = (dqt - 1) & mask
                 if dqh == dqt and s > 0 and p >= p1:
                     cand = p  # above all of the previous R values
-                dq[dqt] = p
+                dq[dqt] = p & 0xFFFF
                 dqt = (dqt + 1) & mask
-                while eh != et and dq[size + eh] < p - lr:
+                while eh != et and (p - dq[size + eh]) & 0xFFFF > lr:
                     eh = (eh + 1) & mask
                 while eh != et and sr[dq[size + ((et - 1) & mask)] & mask] - OFF <= s:
                     et = (et - 1) & mask
-                dq[size + et] = p
+                dq[size + et] = p & 0xFFFF
                 et = (et + 1) & mask
                 if cand >= 0 and p - cand == r:
                     # Nothing higher in the next R values either; a beat if at least half the
@@ -144,26 +149,27 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
                         break
                     cand = -1
         p += 1
-    st[D_P] = p
-    st[D_A] = a
+    st[_D_P] = p
+    st[_D_A] = a
     st[D_VSUM] = vsum + OFF
-    st[D_XPOS] = xpos
-    st[D_VPOS] = vpos
-    st[D_UPOS] = upos
-    st[D_CAND] = cand + 1
-    st[D_DQH] = dqh
-    st[D_DQT] = dqt
-    st[D_EH] = eh
-    st[D_ET] = et
+    st[_D_XPOS] = xpos
+    st[_D_VPOS] = vpos
+    st[_D_UPOS] = upos
+    st[_D_CAND] = cand + 1
+    st[_D_DQH] = dqh
+    st[_D_DQT] = dqt
+    st[_D_EH] = eh
+    st[_D_ET] = et
     return i
 
 
-def imu_run_py(st, buf, src, off, n):
-    """IMU magnitudes of src samples off.. into buf until the block is full or n samples are used."""
+def imu_run_py(st, src, off, n):
+    """IMU magnitudes of src samples off.. summed into the block (their sum, squares and changes)
+    until the block is full or n samples are used."""
     sc = st[I_SCALE]
     sh = st[I_SHIFT]
     half = 1 << (sh - 1)
-    prev = st[I_PREV] - 1
+    prev = st[_I_PREV] - 1
     pos = st[I_POS]
     i = 0
     while i < n and pos < st[I_BN]:
@@ -173,32 +179,51 @@ def imu_run_py(st, buf, src, off, n):
             x = AXIS_LIMIT if x > AXIS_LIMIT else -AXIS_LIMIT if x < -AXIS_LIMIT else x
             v += x * x
         m = isqrt_round(v)
-        buf[pos] = m
         st[I_SUM] += m
+        v = m * m  # < 2^30
+        st[I_QHI] += v >> 28
+        st[I_QLO] += v & _MASK28
+        if st[I_QLO] >= _Q28:
+            st[I_QLO] -= _Q28
+            st[I_QHI] += 1
         if prev < 0:
             prev = m
         st[I_JERK] += m - prev if m >= prev else prev - m
         prev = m
         pos += 1
         i += 1
-    st[I_PREV] = prev + 1
+    st[_I_PREV] = prev + 1
     st[I_POS] = pos
     return i
 
 
-def sq_dev(buf, n, mean):
-    """sum((buf[i] - mean)^2) over n values, saturating at SUM_LIMIT (once per block: no viper twin)."""
-    q = 0
-    for i in range(n):
-        q += (buf[i] - mean) * (buf[i] - mean)
-        if q > SUM_LIMIT:
-            q = SUM_LIMIT
-    return q
+def sq_dev(st):
+    """sum((m - M)^2) over the block's magnitudes m (those not fed count as 0) around their
+    rounded mean M, saturating at SUM_LIMIT: from the block's sums, in pieces of at most 30
+    bits so that nothing is a big integer on a 32-bit port (once per block: no viper twin).
+
+    With S = sum(m) and Q = sum(m^2) = QHI 2^28 + QLO: sum((m - M)^2) = Q - 2 M S + n M^2
+    = Q - n M^2 - 2 r M where r = S - n M (|r| <= n / 2)."""
+    n = st[I_BN]
+    s = st[I_SUM]
+    mean = (s + (n >> 1)) // n  # < 2^15
+    nm = n * mean  # n M^2 = nm M, nm < 2^30: as (nm >> 15) M 2^15 + (nm & 0x7FFF) M
+    a = (nm >> 15) * mean
+    b = (nm & 0x7FFF) * mean
+    lo = ((a & 0x1FFF) << 15) + (b & _MASK28)
+    hi = st[I_QHI] - (a >> 13) - (b >> 28) - (lo >> 28)
+    lo = st[I_QLO] - (lo & _MASK28)  # now Q - n M^2 = hi 2^28 + lo
+    y = 2 * ((s - nm) * mean)
+    hi -= y >> 28
+    lo -= y & _MASK28
+    hi += lo >> 28
+    lo &= _MASK28
+    return SUM_LIMIT if hi > 3 else (hi << 28) + lo  # hi 2^28 + lo < 2^30 from hi <= 3
 
 
 if VIPER:
     @micropython.viper
-    def ppg_run_viper(st: ptr32, xr: ptr32, vr: ptr32, sr: ptr32, dq: ptr32, src: ptr32, off: int, n: int) -> int:
+    def ppg_run_viper(st: ptr32, xr: ptr32, vr: ptr32, sr: ptr32, dq: ptr16, src: ptr32, off: int, n: int) -> int:
         nd = int(st[D_ND])
         ns = int(st[D_NS])
         c = int(st[D_C])
@@ -211,18 +236,18 @@ if VIPER:
         p0 = nd + ns - 2
         pu = p0 + dd
         p1 = pu + lr - r
-        p = int(st[D_P])
-        a = int(st[D_A])
+        p = int(st[_D_P])
+        a = int(st[_D_A])
         vsum = int(st[D_VSUM]) - OFF
-        xpos = int(st[D_XPOS])
-        vpos = int(st[D_VPOS])
-        upos = int(st[D_UPOS])
+        xpos = int(st[_D_XPOS])
+        vpos = int(st[_D_VPOS])
+        upos = int(st[_D_UPOS])
         s = 0
-        cand = int(st[D_CAND]) - 1
-        dqh = int(st[D_DQH])
-        dqt = int(st[D_DQT])
-        eh = int(st[D_EH])
-        et = int(st[D_ET])
+        cand = int(st[_D_CAND]) - 1
+        dqh = int(st[_D_DQH])
+        dqt = int(st[_D_DQT])
+        eh = int(st[_D_EH])
+        et = int(st[_D_ET])
         st[D_BEAT] = 0
         i = 0
         while i < n:
@@ -253,19 +278,19 @@ if VIPER:
                     sr[p & mask] = s + OFF
                     if cand >= 0 and s > int(sr[cand & mask]) - OFF:
                         cand = -1
-                    while dqh != dqt and int(dq[dqh]) < p - r:
+                    while dqh != dqt and (p - int(dq[dqh])) & 0xFFFF > r:
                         dqh = (dqh + 1) & mask
                     while dqh != dqt and int(sr[int(dq[(dqt - 1) & mask]) & mask]) - OFF < s:
                         dqt = (dqt - 1) & mask
                     if dqh == dqt and s > 0 and p >= p1:
                         cand = p
-                    dq[dqt] = p
+                    dq[dqt] = p & 0xFFFF
                     dqt = (dqt + 1) & mask
-                    while eh != et and int(dq[size + eh]) < p - lr:
+                    while eh != et and (p - int(dq[size + eh])) & 0xFFFF > lr:
                         eh = (eh + 1) & mask
                     while eh != et and int(sr[int(dq[size + ((et - 1) & mask)]) & mask]) - OFF <= s:
                         et = (et - 1) & mask
-                    dq[size + et] = p
+                    dq[size + et] = p & 0xFFFF
                     et = (et + 1) & mask
                     if cand >= 0 and p - cand == r:
                         # Nothing higher in the next R values either; a beat if at least half the
@@ -277,29 +302,31 @@ if VIPER:
                             break
                         cand = -1
             p += 1
-        st[D_P] = p
-        st[D_A] = a
+        st[_D_P] = p
+        st[_D_A] = a
         st[D_VSUM] = vsum + OFF
-        st[D_XPOS] = xpos
-        st[D_VPOS] = vpos
-        st[D_UPOS] = upos
-        st[D_CAND] = cand + 1
-        st[D_DQH] = dqh
-        st[D_DQT] = dqt
-        st[D_EH] = eh
-        st[D_ET] = et
+        st[_D_XPOS] = xpos
+        st[_D_VPOS] = vpos
+        st[_D_UPOS] = upos
+        st[_D_CAND] = cand + 1
+        st[_D_DQH] = dqh
+        st[_D_DQT] = dqt
+        st[_D_EH] = eh
+        st[_D_ET] = et
         return i
 
     @micropython.viper
-    def imu_run_viper(st: ptr32, buf: ptr16, src: ptr16, off: int, n: int) -> int:
+    def imu_run_viper(st: ptr32, src: ptr16, off: int, n: int) -> int:
         sc = int(st[I_SCALE])
         sh = int(st[I_SHIFT])
         half = 1 << (sh - 1)
         bsum = int(st[I_SUM])
         jerk = int(st[I_JERK])
-        prev = int(st[I_PREV]) - 1
+        prev = int(st[_I_PREV]) - 1
         pos = int(st[I_POS])
         bn = int(st[I_BN])
+        qlo = int(st[I_QLO])
+        qhi = int(st[I_QHI])
         lim = AXIS_LIMIT
         i = 0
         while i < n and pos < bn:
@@ -330,8 +357,13 @@ if VIPER:
                 b >>= 2
             if v > m:
                 m += 1
-            buf[pos] = m
             bsum += m
+            v = m * m
+            qhi += v >> 28
+            qlo += v & _MASK28
+            if qlo >= _Q28:
+                qlo -= _Q28
+                qhi += 1
             if prev < 0:
                 prev = m
             jerk += m - prev if m >= prev else prev - m
@@ -340,6 +372,8 @@ if VIPER:
             i += 1
         st[I_SUM] = bsum
         st[I_JERK] = jerk
-        st[I_PREV] = prev + 1
+        st[I_QLO] = qlo
+        st[I_QHI] = qhi
+        st[_I_PREV] = prev + 1
         st[I_POS] = pos
         return i

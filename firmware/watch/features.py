@@ -8,18 +8,13 @@ import sys as _sys
 
 from watch.buffers import zeros
 
-from watch.feature_loops import (AXIS_LIMIT, D_BEAT, D_C, D_D, D_K, D_L, D_MASK, D_ND, D_NS, D_R, D_SIZE, D_VSUM, I_BN,
-                                 I_JERK, I_POS, I_SCALE, I_SHIFT, I_SIZE, I_SUM, OFF, SUM_LIMIT, VIPER, imu_run_py,
-                                 isqrt_round, ppg_run_py, sq_dev)
+from watch import feature_loops as _loops  # its names stay out of this module's dictionary
 from watch.spectrum import spectrum
 
 try:
     from micropython import const
 except ImportError:
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
-
-if VIPER:
-    from watch.feature_loops import imu_run_viper, ppg_run_viper
 
 _FEATURE_VERSION = const(2)  # feature set v2 (docs/features.md)
 # Spec ids name a feature set's values, not only its columns: a blob made for a retired id is
@@ -71,6 +66,9 @@ _G_MG = const(1000)  # gravity: the accelerometer's energy is taken around 1 g
 # folded into the code and kept out of the module's dictionary (a dict entry each).
 if _sys.implementation.name != "micropython":
     FEATURE_VERSION = _FEATURE_VERSION
+    AXIS_LIMIT = _loops.AXIS_LIMIT
+    SUM_LIMIT = _loops.SUM_LIMIT
+    VIPER = _loops.VIPER
     FEATURE_SPEC_ID = _FEATURE_SPEC_ID
     FEATURE_SPEC_ID_BASELINE = _FEATURE_SPEC_ID_BASELINE
     FEATURE_SPEC_ID_NO_GYRO_BASELINE = _FEATURE_SPEC_ID_NO_GYRO_BASELINE
@@ -97,7 +95,7 @@ ACTIVITY_MG = (15, 60, 200)  # acc_std thresholds of activity levels 1, 2, 3 (st
 _VALID = const(1)  # beat flags: the interval ending at this beat passed the checks
 _PAIR = const(2)  # and so did the previous one
 _SLACK = const(2)  # steps compute() may fall behind before windows are dropped
-_FILL = const(16)
+_FILL = const(4)  # a gap is fed as runs of this many held samples
 
 
 def detector_params(ppg_rate):
@@ -169,7 +167,7 @@ class _Stream:
         self.gap_hi = -1
 
     def begin(self):
-        raise NotImplementedError
+        pass  # the first sample arrived
 
     def feed(self, src, off, n):
         raise NotImplementedError
@@ -204,42 +202,41 @@ class _Imu(_Stream):
     def __init__(self, block, blocks, micro_per_lsb, per_unit, fast):
         super().__init__(3)
         self.per_unit = per_unit
-        self.st = zeros("i", I_SIZE)
-        self.st[I_BN] = block
+        self.st = zeros("i", _loops.I_SIZE)
+        self.st[_loops.I_BN] = block
         self.set_unit(micro_per_lsb)
-        self.buf = zeros("H", block)  # this block's magnitudes, for the second pass
         self.cap = blocks
         self.bsum = zeros("i", blocks)  # per block: sum of magnitudes
         self.bsq = zeros("i", blocks)  # sum of (magnitude - rounded block mean)^2, saturated
         self.bjerk = zeros("i", blocks)  # sum of |magnitude change|
         self.done = 0  # blocks completed; block j holds indices [j * block, (j + 1) * block)
-        self.run = imu_run_viper if fast else imu_run_py
+        self.run = _loops.imu_run_viper if fast else _loops.imu_run_py
 
     def set_unit(self, micro_per_lsb):
-        self.st[I_SCALE], self.st[I_SHIFT] = unit_scale(micro_per_lsb, self.per_unit)
+        self.st[_loops.I_SCALE], self.st[_loops.I_SHIFT] = unit_scale(micro_per_lsb, self.per_unit)
 
     def begin(self):
-        self.done = self.first // self.st[I_BN]
-        self.st[I_POS] = self.first - self.done * self.st[I_BN]
+        self.done = self.first // self.st[_loops.I_BN]
+        self.st[_loops.I_POS] = self.first - self.done * self.st[_loops.I_BN]
 
     def feed(self, src, off, n):
         st = self.st
-        bn = st[I_BN]
+        bn = st[_loops.I_BN]
         while n > 0:
-            k = self.run(st, self.buf, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            k = self.run(st, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k
-            if st[I_POS] == bn:
+            if st[_loops.I_POS] == bn:
                 j = self.done % self.cap
-                self.bsum[j] = st[I_SUM]
-                self.bsq[j] = sq_dev(self.buf, bn, (st[I_SUM] + (bn >> 1)) // bn)
-                self.bjerk[j] = st[I_JERK]
-                st[I_SUM] = st[I_JERK] = st[I_POS] = 0
+                self.bsum[j] = st[_loops.I_SUM]
+                self.bsq[j] = _loops.sq_dev(st)
+                self.bjerk[j] = st[_loops.I_JERK]
+                st[_loops.I_SUM] = st[_loops.I_JERK] = st[_loops.I_POS] = st[_loops.I_QLO] = st[_loops.I_QHI] = 0
                 self.done += 1
 
     def moving(self, last, blocks):
-        limit = min(_MOTION_MG * _MOTION_MG * self.st[I_BN], SUM_LIMIT)
+        limit = min(_MOTION_MG * _MOTION_MG * self.st[_loops.I_BN], _loops.SUM_LIMIT)
         for b in range(last - blocks + 1, last + 1):
             if self.bsq[b % self.cap] >= limit:
                 return _FLAG_MOTION
@@ -247,9 +244,9 @@ class _Imu(_Stream):
 
     def stats(self, last, blocks, out, i, rate, ref):
         # Mean, std, jerk and energy (RMS around ref) of blocks last-blocks+1..last into out[i:i+4].
-        bn = self.st[I_BN]
+        bn = self.st[_loops.I_BN]
         nn = bn * blocks
-        lim = SUM_LIMIT // (2 * blocks)
+        lim = _loops.SUM_LIMIT // (2 * blocks)
         tot = jerk = var = 0
         for b in range(last - blocks + 1, last + 1):
             tot += self.bsum[b % self.cap]
@@ -261,9 +258,9 @@ class _Imu(_Stream):
             var += min(self.bsq[b % self.cap] // bn, lim) + min(dm * dm, lim)
         var //= blocks
         out[i] = mean
-        out[i + 1] = isqrt_round(var)
+        out[i + 1] = _loops.isqrt_round(var)
         out[i + 2] = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
-        out[i + 3] = isqrt_round(min(var + min((mean - ref) * (mean - ref), SUM_LIMIT), SUM_LIMIT))
+        out[i + 3] = _loops.isqrt_round(min(var + min((mean - ref) * (mean - ref), _loops.SUM_LIMIT), _loops.SUM_LIMIT))
 
 
 class _Ppg(_Stream):
@@ -279,19 +276,20 @@ class _Ppg(_Stream):
         size = 1
         while size < l + r + 2:
             size <<= 1
-        st = self.st = zeros("i", D_SIZE)
-        st[D_VSUM] = OFF
-        st[D_ND], st[D_NS], st[D_C], st[D_K], st[D_R], st[D_L] = nd, ns, c, k, r, l
-        st[D_MASK] = size - 1
-        st[D_D] = dd
+        st = self.st = zeros("i", _loops.D_SIZE)
+        st[_loops.D_VSUM] = _loops.OFF
+        st[_loops.D_ND], st[_loops.D_NS], st[_loops.D_C] = nd, ns, c
+        st[_loops.D_K], st[_loops.D_R], st[_loops.D_L] = k, r, l
+        st[_loops.D_MASK] = size - 1
+        st[_loops.D_D] = dd
         self.xr = zeros("i", nd)  # raw ring
         self.vr = zeros("i", ns + dd)  # detrended ring, then the last D smoothed values
         self.sr = zeros("i", size)  # smoothed ring
         for ring in (self.vr, self.sr):
             for i in range(len(ring)):
-                ring[i] = OFF
-        self.dq = zeros("i", 2 * size)  # two deques of indices of running maxima
-        self.run = ppg_run_viper if fast else ppg_run_py
+                ring[i] = _loops.OFF
+        self.dq = zeros("H", 2 * size)  # two deques of indices (modulo 2^16) of running maxima
+        self.run = _loops.ppg_run_viper if fast else _loops.ppg_run_py
         cap = self.cap = span // (r + 1) + 4
         self.bm = zeros("i", cap)  # beat: detector index
         self.bibi = zeros("h", cap)  # interval ending at the beat, ms (0: the first beat)
@@ -299,15 +297,12 @@ class _Ppg(_Stream):
         self.bflag = bytearray(cap)
         self.nb = 0  # beats so far
         self.d16 = 0  # sub-sample offset of the last beat
-        self.lost = -SUM_LIMIT  # detector index of the newest beat pushed out of the ring
+        self.lost = -_loops.SUM_LIMIT  # detector index of the newest beat pushed out of the ring
         self.ref = zeros("h", _REF_INTERVALS)  # the last in-range intervals
         self.srt = zeros("h", _REF_INTERVALS)
         self.nref = 0
         self.rr = zeros("H", 16)  # valid RR intervals in 1/1024 s since the last window
         self.nrr = 0
-
-    def begin(self):
-        pass
 
     def feed(self, src, off, n):
         st = self.st
@@ -316,11 +311,11 @@ class _Ppg(_Stream):
             off += k
             n -= k
             self.next += k
-            if st[D_BEAT]:
-                self.beat(st[D_BEAT] - 1)
+            if st[_loops.D_BEAT]:
+                self.beat(st[_loops.D_BEAT] - 1)
 
     def beat(self, p):
-        mask = self.st[D_MASK]
+        mask = self.st[_loops.D_MASK]
         a = self.sr[(p - 1) & mask] - self.sr[p & mask]  # < 0: the peak is strictly above its left
         b = self.sr[(p + 1) & mask] - self.sr[p & mask]  # <= 0
         d16 = (8 * (b - a) + (-(a + b) >> 1)) // -(a + b)  # parabola vertex, 1/16 sample
@@ -440,12 +435,12 @@ class _Ppg(_Stream):
         d = (tothb + (nb >> 1)) // nb - 1000
         d2h = g2 + nb * d * d - 2 * d * (tothb - 1000 * nb)
         out[0] = (_HR_X10 * n + (tot >> 1)) // tot
-        out[1] = isqrt_round(d2h // nb)
+        out[1] = _loops.isqrt_round(d2h // nb)
         out[2] = (_HR_X10 + (slow >> 1)) // slow
         out[3] = (_HR_X10 + (fast >> 1)) // fast
         if npair:
-            out[4] = isqrt_round(100 * (sd2 // npair) + 100 * (sd2 % npair) // npair)
-        out[5] = isqrt_round(100 * (d2i // nb) + 100 * (d2i % nb) // nb)
+            out[4] = _loops.isqrt_round(100 * (sd2 // npair) + 100 * (sd2 % npair) // npair)
+        out[5] = _loops.isqrt_round(100 * (d2i // nb) + 100 * (d2i % nb) // nb)
         out[6] = n
         out[7] = min(100, 100 * tot // window_ms)
         out[9] = (tot + (n >> 1)) // n
@@ -475,7 +470,7 @@ class FeatureEngine:
         self.step_s = step_s
         self.has_gyro = has_gyro
         self.has_imu = has_imu  # False: the IMU is missing; windows complete on PPG alone, IMU features 0
-        self.fast = VIPER if fast is None else bool(fast) and VIPER
+        self.fast = _loops.VIPER if fast is None else bool(fast) and _loops.VIPER
         self.spec_id, self.n_features = spec_for(has_gyro)
         self.names = feature_names(has_gyro)
         self._blocks = window_s // step_s

@@ -6,8 +6,10 @@ picked near the previous heart rate. Integer arithmetic, everything allocated in
 constructor; the DFT loop has a viper fast path and a plain twin giving identical results.
 """
 
-import math
+import sys as _sys
+
 from array import array
+
 from watch.buffers import zeros
 
 try:
@@ -19,61 +21,98 @@ except ImportError:  # CPython
 
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
-RATE = const(25)  # Hz: both streams are averaged down to this rate
-WINDOW = const(200)  # samples at RATE: 8 s
-STEP = const(50)  # samples at RATE: 2 s
+_RATE = const(25)  # Hz: both streams are averaged down to this rate
+_WINDOW = const(200)  # samples at _RATE: 8 s
+_HALF = const(100)  # the Hann window is symmetric: its first half is kept
+_STEP = const(50)  # samples at _RATE: 2 s
 WINDOW_S = const(8)
 STEP_S = const(2)
-TABLE = const(1024)  # DFT phase table: bin k is k * RATE / TABLE Hz (1.465 bpm apart)
-K0 = const(21)  # first bin: 30.8 bpm
-NK = const(123)  # bins K0..K0+NK-1: up to 209.5 bpm
-INIT_MAX = const(82)  # K0 + INIT_MAX = bin of 149.4 bpm: the first estimate assumes a wrist at rest
-SUBHARMONIC_PCT = const(30)  # first estimate: a peak at half the frequency this strong is the fundamental
-GATE_SHIFT = const(2)  # gate 1 - A / (maxA / 2^GATE_SHIFT): PPG power is kept where motion is < 25 % of its peak
-SIGMA = const(15)  # prior: Gaussian in bins (22 bpm) around the previous estimate
-MAX_STEP = const(5)  # bins (7.3 bpm) the estimate may move per step
-MOTION_FLOOR_MG = const(50)  # no gate while the strongest motion in the band is smaller (the gate is relative)
-MAX_HOLD = const(15)  # steps (30 s) without any usable peak before the tracker starts again
+_TABLE = const(1024)  # DFT phase table: bin k is k * _RATE / _TABLE Hz (1.465 bpm apart)
+_K0 = const(21)  # first bin: 30.8 bpm
+_NK = const(123)  # bins _K0.._K0+_NK-1: up to 209.5 bpm
+_INIT_MAX = const(82)  # _K0 + _INIT_MAX = bin of 149.4 bpm: the first estimate assumes a wrist at rest
+_SUBHARMONIC_PCT = const(30)  # first estimate: a peak at half the frequency this strong is the fundamental
+_GATE_SHIFT = const(2)  # gate 1 - A / (maxA / 2^_GATE_SHIFT): PPG power is kept where motion is < 25 % of its peak
+_SIGMA = const(15)  # prior: Gaussian in bins (22 bpm) around the previous estimate
+_PRIOR_N = const(59)  # the prior's entries: round(1024 exp(-d^2 / 2 _SIGMA^2)) is 0 from 59 bins on
+_MAX_STEP = const(5)  # bins (7.3 bpm) the estimate may move per step
+_MOTION_FLOOR_MG = const(50)  # no gate while the strongest motion in the band is smaller (the gate is relative)
+_MAX_HOLD = const(15)  # steps (30 s) without any usable peak before the tracker starts again
 
-_RING = const(256)  # per channel; a power of two > WINDOW + STEP, so compute may lag a step
+_RING = const(256)  # per channel; a power of two > _WINDOW + _STEP, so compute may lag a step
 _MASK = const(255)
 _AMP = const(2047)  # time-domain block scaling: |x| <= 2^11 - 1 before the window
 _PPG_BITS = const(9)  # spectral block scaling: |re|, |im| < 2^9, PPG power < 2^19
 _ACC_BITS = const(8)  # < 2^8 per axis: acc power of three axes < 2^18
 _Q = const(1024)  # fixed point of the gate and the prior
 _PEAK = const(51200)  # |DFT| of a sinusoid of amplitude 1 on a bin: 1024 (Q10) x sum(Hann) / 2
+_BPM_X10_PER_BIN16 = const(15000)  # bpm x10 of bin k in 1/16 bin: k16 * 15000 // 16384 (_RATE * 600 / _TABLE / 16)
+# Decimation state per stream (array 'i', the PPG's at 0, the accelerometer's at _ACC).
+_NEXT = const(0)  # stream index of the next expected sample
+_SLOT = const(1)  # the slot being averaged: every slot before it is in the ring
+_FIRST = const(2)  # the first slot
+_COUNT = const(3)  # samples summed into the slot
+_HZ = const(4)  # the stream's rate
+_ACC = const(5)
 
-BPM_X10_PER_BIN16 = 15000  # bpm x10 of bin k in 1/16 bin: k16 * 15000 // 16384 (RATE * 600 / TABLE / 16)
+# The tables are literals: a frozen image keeps them in flash, not in the heap
+# (tests/host/test_hr_motion.py checks them against their formulas). The phase table's quarter
+# wave round(1024 cos(2 pi m / _TABLE)), m = 0.._TABLE / 4, as int16 little-endian (the DFT
+# mirrors it); the first half of the Hann window round(2048 (1 - cos(2 pi (n + 0.5) / _WINDOW)))
+# (it is symmetric); the prior round(_Q exp(-d^2 / (2 _SIGMA^2))) by distance d in bins (0 from
+# _PRIOR_N on).
+_COS_Q10 = (
+    b"\x00\x04\x00\x04\x00\x04\x00\x04\x00\x04\x00\x04\xff\x03\xff\x03\xff\x03\xfe\x03\xfe\x03\xfe\x03"
+    b"\xfd\x03\xfd\x03\xfc\x03\xfc\x03\xfb\x03\xfa\x03\xfa\x03\xf9\x03\xf8\x03\xf8\x03\xf7\x03\xf6\x03"
+    b"\xf5\x03\xf4\x03\xf3\x03\xf2\x03\xf1\x03\xf0\x03\xef\x03\xee\x03\xec\x03\xeb\x03\xea\x03\xe8\x03"
+    b"\xe7\x03\xe6\x03\xe4\x03\xe3\x03\xe1\x03\xe0\x03\xde\x03\xdd\x03\xdb\x03\xd9\x03\xd7\x03\xd6\x03"
+    b"\xd4\x03\xd2\x03\xd0\x03\xce\x03\xcc\x03\xca\x03\xc8\x03\xc6\x03\xc4\x03\xc2\x03\xc0\x03\xbe\x03"
+    b"\xbb\x03\xb9\x03\xb7\x03\xb4\x03\xb2\x03\xb0\x03\xad\x03\xab\x03\xa8\x03\xa6\x03\xa3\x03\xa0\x03"
+    b"\x9e\x03\x9b\x03\x98\x03\x95\x03\x93\x03\x90\x03\x8d\x03\x8a\x03\x87\x03\x84\x03\x81\x03\x7e\x03"
+    b"\x7b\x03\x78\x03\x75\x03\x72\x03\x6e\x03\x6b\x03\x68\x03\x64\x03\x61\x03\x5e\x03\x5a\x03\x57\x03"
+    b"\x53\x03\x50\x03\x4c\x03\x49\x03\x45\x03\x42\x03\x3e\x03\x3a\x03\x36\x03\x33\x03\x2f\x03\x2b\x03"
+    b"\x27\x03\x23\x03\x1f\x03\x1c\x03\x18\x03\x14\x03\x10\x03\x0b\x03\x07\x03\x03\x03\xff\x02\xfb\x02"
+    b"\xf7\x02\xf3\x02\xee\x02\xea\x02\xe6\x02\xe1\x02\xdd\x02\xd9\x02\xd4\x02\xd0\x02\xcb\x02\xc7\x02"
+    b"\xc2\x02\xbe\x02\xb9\x02\xb4\x02\xb0\x02\xab\x02\xa6\x02\xa2\x02\x9d\x02\x98\x02\x93\x02\x8e\x02"
+    b"\x8a\x02\x85\x02\x80\x02\x7b\x02\x76\x02\x71\x02\x6c\x02\x67\x02\x62\x02\x5d\x02\x58\x02\x53\x02"
+    b"\x4e\x02\x48\x02\x43\x02\x3e\x02\x39\x02\x34\x02\x2e\x02\x29\x02\x24\x02\x1f\x02\x19\x02\x14\x02"
+    b"\x0e\x02\x09\x02\x04\x02\xfe\x01\xf9\x01\xf3\x01\xee\x01\xe8\x01\xe3\x01\xdd\x01\xd8\x01\xd2\x01"
+    b"\xcc\x01\xc7\x01\xc1\x01\xbb\x01\xb6\x01\xb0\x01\xaa\x01\xa5\x01\x9f\x01\x99\x01\x93\x01\x8e\x01"
+    b"\x88\x01\x82\x01\x7c\x01\x76\x01\x71\x01\x6b\x01\x65\x01\x5f\x01\x59\x01\x53\x01\x4d\x01\x47\x01"
+    b"\x41\x01\x3b\x01\x35\x01\x2f\x01\x29\x01\x23\x01\x1d\x01\x17\x01\x11\x01\x0b\x01\x05\x01\xff\x00"
+    b"\xf9\x00\xf3\x00\xed\x00\xe6\x00\xe0\x00\xda\x00\xd4\x00\xce\x00\xc8\x00\xc2\x00\xbb\x00\xb5\x00"
+    b"\xaf\x00\xa9\x00\xa3\x00\x9c\x00\x96\x00\x90\x00\x8a\x00\x84\x00\x7d\x00\x77\x00\x71\x00\x6b\x00"
+    b"\x64\x00\x5e\x00\x58\x00\x52\x00\x4b\x00\x45\x00\x3f\x00\x39\x00\x32\x00\x2c\x00\x26\x00\x1f\x00"
+    b"\x19\x00\x13\x00\x0d\x00\x06\x00\x00\x00"
+)
+_HANN = (0, 2, 6, 12, 20, 30, 43, 57, 73, 91, 110, 132, 156, 181, 209, 238, 269,
+         302, 336, 372, 410, 450, 491, 533, 577, 623, 670, 718, 768, 818, 870, 924, 978, 1033,
+         1090, 1147, 1205, 1264, 1324, 1385, 1446, 1508, 1570, 1633, 1696, 1759, 1823, 1887, 1952, 2016, 2080,
+         2144, 2209, 2273, 2337, 2400, 2463, 2526, 2588, 2650, 2711, 2772, 2832, 2891, 2949, 3006, 3063, 3118,
+         3172, 3226, 3278, 3328, 3378, 3426, 3473, 3519, 3563, 3605, 3646, 3686, 3724, 3760, 3794, 3827, 3858,
+         3887, 3915, 3940, 3964, 3986, 4005, 4023, 4039, 4053, 4066, 4076, 4084, 4090, 4094, 4096)
+_PRIOR = (1024, 1022, 1015, 1004, 988, 969, 945, 918, 888, 855, 820, 783, 744, 703, 662, 621, 580,
+          539, 498, 459, 421, 384, 349, 316, 285, 255, 228, 203, 179, 158, 139, 121, 105, 91,
+          78, 67, 57, 49, 41, 35, 29, 24, 20, 17, 14, 11, 9, 8, 6, 5, 4,
+          3, 3, 2, 2, 1, 1, 1, 1)
+
+# The host and the tests read these; on a watch they stay `_` constants (no dictionary entry).
+if _sys.implementation.name != "micropython":
+    RATE, WINDOW, STEP, TABLE, K0, NK = _RATE, _WINDOW, _STEP, _TABLE, _K0, _NK
 
 
-def _table(n, f):
-    # array('h') of round(f(i)), built without a list: a 1024-entry list takes 8 KB at once.
-    out = zeros("h", n)
-    for i in range(n):
-        out[i] = int(round(f(i)))
-    return out
-
-
-def _cos(m):
-    return 1024 * math.cos(2 * math.pi * m / TABLE)  # Q10
-
-
-def _hann(n):
-    return 2048 * (1 - math.cos(2 * math.pi * (n + 0.5) / WINDOW))  # Q12
-
-
-def _gauss(d):
-    return _Q * math.exp(-0.5 * d * d / (SIGMA * SIGMA))
-
-
-def dft_py(x, cos, k0, nk, re, im):
-    """re[j], im[j] = sum_n x[n] cos / sin(2 pi (k0 + j) n / TABLE), Q10, over WINDOW samples;
-    `cos` holds the quarter wave (TABLE / 4 + 1 entries, all >= 0), the rest is its mirror."""
+def dft_py(x, cos, k0, nk, re, im, bits):
+    """re[j], im[j] = sum_n x[n] cos / sin(2 pi (k0 + j) n / _TABLE), Q10, over _WINDOW samples,
+    shifted right by the least shift that brings every one of them below 2^bits, which it
+    returns: kept in 16 bits (a shift applied to the earlier bins when a later one needs a
+    larger one: floor shifts compose, so the result is the same). `cos` holds the quarter
+    wave (_TABLE / 4 + 1 entries, all >= 0), the rest is its mirror."""
+    shift = 0
     for j in range(nk):
         k = k0 + j
         m = 0
         a = b = 0
-        for n in range(WINDOW):
+        for n in range(_WINDOW):
             v = x[n]
             q = m & 511
             c = cos[q] if q <= 256 else -cos[512 - q]
@@ -83,87 +122,77 @@ def dft_py(x, cos, k0, nk, re, im):
             c = cos[q] if q <= 256 else -cos[512 - q]
             b += v * (-c if t & 512 else c)
             m = (m + k) & 1023
-        re[j] = a
-        im[j] = b
+        top = max(abs(a), abs(b))
+        s = shift
+        while (top >> s) >= (1 << bits):
+            s += 1
+        if s > shift:
+            for i in range(j):
+                re[i] >>= s - shift
+                im[i] >>= s - shift
+            shift = s
+        re[j] = a >> shift
+        im[j] = b >> shift
+    return shift
 
 
 if VIPER:
     @micropython.viper
-    def dft_viper(x: ptr16, cos: ptr16, k0: int, nk: int, re: ptr32, im: ptr32):
-        # ptr16 loads are unsigned: sign-extend x by hand (the quarter wave is >= 0).
+    def dft_viper(x: ptr16, cos: ptr8, k0: int, nk: int, re: ptr16, im: ptr16, bits: int) -> int:
+        # ptr16 loads are unsigned: sign-extend by hand. The quarter wave (>= 0) is read a byte
+        # at a time: in a frozen image its bytes need not be 2-byte aligned, which some ports'
+        # 16-bit loads require.
+        shift = 0
+        lim = 1 << bits
         for j in range(nk):
             k = k0 + j
             m = 0
             a = 0
             b = 0
-            for n in range(WINDOW):
+            for n in range(_WINDOW):
                 v = int(x[n])
                 if v >= 32768:
                     v -= 65536
                 q = m & 511
-                if q <= 256:
-                    c = int(cos[q])
-                else:
-                    c = 0 - int(cos[512 - q])
+                if q > 256:
+                    q = 512 - q
+                c = int(cos[2 * q]) | (int(cos[2 * q + 1]) << 8)
+                if m & 511 > 256:
+                    c = 0 - c
                 if m & 512:
                     c = 0 - c
                 t = (m - 256) & 1023
                 q = t & 511
-                if q <= 256:
-                    s = int(cos[q])
-                else:
-                    s = 0 - int(cos[512 - q])
+                if q > 256:
+                    q = 512 - q
+                s = int(cos[2 * q]) | (int(cos[2 * q + 1]) << 8)
+                if t & 511 > 256:
+                    s = 0 - s
                 if t & 512:
                     s = 0 - s
                 a += v * c
                 b += v * s
                 m = (m + k) & 1023
-            re[j] = a
-            im[j] = b
-
-
-class _Decimator:
-    """One stream of `width` channels averaged down to RATE into a ring (times `gain`);
-    a gap holds the last sample, an overlap is skipped."""
-
-    def __init__(self, rate, width, gain):
-        self.rate = rate
-        self.width = width
-        self.gain = gain
-        self.ring = zeros("i" if gain > 1 else "h", _RING * width)  # PPG: 20 bits; IMU: int16 LSB
-        self.sum = zeros("i", width)
-        self.last = zeros("i", width)
-        self.count = 0
-        self.first = -1  # the first slot
-        self.slot = -1  # the slot being averaged: every slot before it is in the ring
-        self.next = -1  # stream index of the next expected sample
-
-    def add(self, src, n, first_index):
-        if self.next < 0:
-            self.next = first_index
-            self.slot = self.first = first_index * RATE // self.rate
-        while self.next < first_index:  # lost samples: hold the last one
-            self._push(self.last, 0)
-        for i in range(self.next - first_index, n):
-            self._push(src, i)
-
-    def _push(self, src, i):
-        w = self.width
-        for c in range(w):
-            v = src[i * w + c]
-            self.sum[c] += v
-            self.last[c] = v
-        self.count += 1
-        self.next += 1
-        s = self.next * RATE // self.rate
-        while self.slot < s:  # the slot has all its samples: close it (below RATE some stay empty and hold)
-            base = (self.slot & _MASK) * w
-            for c in range(w):
-                self.ring[base + c] = self.sum[c] * self.gain // self.count if self.count else \
-                    self.ring[((self.slot - 1) & _MASK) * w + c]
-                self.sum[c] = 0
-            self.count = 0
-            self.slot += 1
+            top = a if a >= 0 else 0 - a
+            if b > top or 0 - b > top:
+                top = b if b >= 0 else 0 - b
+            d = 0
+            while (top >> (shift + d)) >= lim:
+                d += 1
+            if d:
+                for i in range(j):
+                    v = int(re[i])
+                    if v >= 32768:
+                        v -= 65536
+                    re[i] = v >> d
+                    v = int(im[i])
+                    if v >= 32768:
+                        v -= 65536
+                    im[i] = v >> d
+                shift += d
+            re[j] = a >> shift
+            im[j] = b >> shift
+        return shift
 
 
 class HeartRate:
@@ -177,26 +206,30 @@ class HeartRate:
     """
 
     def __init__(self, ppg_rate, imu_rate, acc_unit_g=0.122e-3, fast=None):
-        if ppg_rate < RATE or imu_rate < 0:
-            raise ValueError("the PPG must run at %d Hz or faster" % RATE)
-        self.ppg_rate = ppg_rate
-        self.fast = VIPER if fast is None else bool(fast) and VIPER
-        self._dft = dft_viper if self.fast else dft_py
-        self._ppg = _Decimator(ppg_rate, 1, 4)  # IR counts x 4: two more bits from averaging 4
-        self._acc = _Decimator(imu_rate, 3, 1) if imu_rate else None  # LSB; None: no accelerometer, no gate
-        self._floor = int(MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
-        self._cos = _table(TABLE // 4 + 1, _cos)  # the quarter wave: the DFT mirrors it
-        self._hann = _table(WINDOW, _hann)
-        self._prior = _table(NK, _gauss)
-        self._x = zeros("h", WINDOW)  # the windowed signal of one channel
-        # Three spectra, not four: the accelerometer's is computed first (into _a, with _re
-        # and _im as the DFT's output), then the PPG's single channel, whose power replaces
-        # its own real part bin by bin (_p is _re).
-        self._re = zeros("i", NK)
-        self._im = zeros("i", NK)
-        self._p = self._re  # PPG power
-        self._a = zeros("i", NK)  # acceleration power of the three axes, then the gated PPG power
-        self._c = self._a
+        if ppg_rate < _RATE or imu_rate < 0:
+            raise ValueError("the PPG must run at %d Hz or faster" % _RATE)
+        self._dft = dft_viper if (VIPER if fast is None else bool(fast) and VIPER) else dft_py
+        # Both streams averaged down to _RATE into a ring each: the PPG's IR counts x 4 (two
+        # more bits from averaging 4; 20 bits), the accelerometer's x y z in LSB; a gap holds
+        # the last sample, an overlap is skipped. Channel c of stream s sums at 3 s + c.
+        self._ppg = zeros("i", _RING)
+        self._acc = zeros("h", 3 * _RING) if imu_rate else None  # None: no accelerometer, no gate
+        self._st = zeros("i", 2 * _ACC)
+        for o in (0, _ACC):
+            self._st[o + _NEXT] = self._st[o + _SLOT] = self._st[o + _FIRST] = -1
+        self._st[_HZ] = ppg_rate
+        self._st[_ACC + _HZ] = imu_rate
+        self._sum = zeros("i", 6)
+        self._last = zeros("i", 6)
+        self._floor = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
+        self._cos = array("h", bytearray(_COS_Q10)) if self._dft is dft_py else None  # viper reads the bytes where they are
+        self._x = zeros("h", _WINDOW)  # the windowed signal of one channel
+        # The DFT's output in 16 bits (with its shift): each accelerometer axis's in turn,
+        # summed as power into _a; then the PPG's, which stays there as its spectrum (power
+        # re^2 + im^2, _power). _a then takes the gated PPG power in place of the motion's.
+        self._re = zeros("h", _NK)
+        self._im = zeros("h", _NK)
+        self._a = zeros("i", _NK)
         self._m = 0  # the mean _centre found
         self._end = -1  # slot at which the next window ends
         self._track = -1  # bin of the last estimate, -1: none
@@ -207,12 +240,46 @@ class HeartRate:
 
     def add_ppg(self, ir, n, first_index):
         """n IR samples (array with 4-byte items); IR falls as blood volume rises (the sign does not matter)."""
-        self._ppg.add(ir, n, first_index)
+        self._add(0, ir, n, first_index)
 
     def add_acc(self, xyz, n, first_index):
         """n accelerometer samples, x y z interleaved (array 'h'), in the LSB of acc_unit_g."""
-        if self._acc:
-            self._acc.add(xyz, n, first_index)
+        if self._acc is not None:
+            self._add(_ACC, xyz, n, first_index)
+
+    def _add(self, o, src, n, first_index):
+        st = self._st
+        if st[o + _NEXT] < 0:
+            st[o + _NEXT] = first_index
+            st[o + _SLOT] = st[o + _FIRST] = first_index * _RATE // st[o + _HZ]
+        while st[o + _NEXT] < first_index:  # lost samples: hold the last one
+            self._push(o, self._last, o // _ACC)
+        for i in range(st[o + _NEXT] - first_index, n):
+            self._push(o, src, i)
+
+    def _push(self, o, src, i):
+        st = self._st
+        w = 1 if o == 0 else 3
+        b = 0 if o == 0 else 3
+        ring = self._ppg if o == 0 else self._acc
+        gain = 4 if o == 0 else 1
+        total = self._sum
+        for c in range(w):
+            v = src[i * w + c]
+            total[b + c] += v
+            self._last[b + c] = v
+        st[o + _COUNT] += 1
+        st[o + _NEXT] += 1
+        s = st[o + _NEXT] * _RATE // st[o + _HZ]
+        while st[o + _SLOT] < s:  # the slot has all its samples: close it (below _RATE some stay empty and hold)
+            slot = st[o + _SLOT]
+            count = st[o + _COUNT]
+            base = (slot & _MASK) * w
+            for c in range(w):
+                ring[base + c] = total[b + c] * gain // count if count else ring[((slot - 1) & _MASK) * w + c]  # pyright: ignore[reportOptionalSubscript]
+                total[b + c] = 0
+            st[o + _COUNT] = 0
+            st[o + _SLOT] = slot + 1
 
     def beats(self):
         """Beats the estimate implies in its window (the HEART_RATE packet's count)."""
@@ -220,59 +287,65 @@ class HeartRate:
 
     def ready(self):
         """A window has completed on both streams."""
-        ppg, acc = self._ppg, self._acc or self._ppg
-        if ppg.slot < 0 or acc.slot < 0:
+        st = self._st
+        a = _ACC if self._acc is not None else 0  # no accelerometer: the PPG alone
+        if st[_SLOT] < 0 or st[a + _SLOT] < 0:
             return False
         if self._end < 0:  # the first window lying wholly after both streams started
-            first = max(ppg.first, acc.first) + WINDOW
-            self._end = -(-first // STEP) * STEP
-        return ppg.slot >= self._end and acc.slot >= self._end
+            first = max(st[_FIRST], st[a + _FIRST]) + _WINDOW
+            self._end = -(-first // _STEP) * _STEP
+        return st[_SLOT] >= self._end and st[a + _SLOT] >= self._end
 
     def compute(self):
         """The oldest completed window's estimate: updates bpm_x10, quality, window_end and
         returns bpm_x10; -1 when no window is ready."""
         if not self.ready():
             return -1
-        ppg, acc = self._ppg, self._acc or self._ppg
-        while min(ppg.slot, acc.slot) - (self._end - WINDOW) > _RING:  # fell behind: skip what was overwritten
-            self._end += STEP
-        start = self._end - WINDOW
-        p = self._p
+        st = self._st
+        acc = self._acc
+        last = min(st[_SLOT], st[_ACC + _SLOT]) if acc is not None else st[_SLOT]
+        while last - (self._end - _WINDOW) > _RING:  # fell behind: skip what was overwritten
+            self._end += _STEP
+        start = self._end - _WINDOW
         a = self._a
-        c = self._c
         shift = -1
-        if self._acc:  # first: the PPG's power takes the place of the DFT's real part (_p is _re)
-            shift = self._spectrum(acc.ring, 3, 3, start, a, _ACC_BITS, self._floor)
+        if acc is not None:  # first, as the PPG's spectrum then takes the DFT's output arrays
+            shift = self._spectrum(acc, 3, start, a, _ACC_BITS, self._floor)
         if shift < 0:  # no accelerometer, or too little motion to look at: no gate
-            for j in range(NK):
+            for j in range(_NK):
                 a[j] = 0
-        self._spectrum(ppg.ring, 1, 1, start, p, _PPG_BITS)
+        self._spectrum(self._ppg, 1, start, None, _PPG_BITS)
         pmax = amax = 0
-        for j in range(NK):
-            pmax = max(pmax, p[j])
+        for j in range(_NK):
+            pmax = max(pmax, self._power(j))
             amax = max(amax, a[j])
         # The strongest motion in the band as an amplitude, against the floor: a sinusoid of
         # amplitude F (LSB) on a bin has power (F _PEAK)^2 before the spectrum's shifts.
         floor = (self._floor * _PEAK) >> shift if shift >= 0 else 16384
-        lim = amax >> GATE_SHIFT if floor < 16384 and amax >= floor * floor else 0
-        for j in range(NK):  # c is a's array: the gated power replaces the motion's
+        lim = amax >> _GATE_SHIFT if floor < 16384 and amax >= floor * floor else 0
+        for j in range(_NK):  # the gated power replaces the motion's
             g = _Q - (a[j] << 10) // lim if lim else _Q
-            c[j] = p[j] * g if g > 0 else 0
+            a[j] = self._power(j) * g if g > 0 else 0
         self._pick(pmax)
-        self.window_end = self._end * self.ppg_rate // RATE
-        self._end += STEP
+        self.window_end = self._end * st[_HZ] // _RATE
+        self._end += _STEP
         return self.bpm_x10
 
-    def _spectrum(self, ring, w, channels, start, out, bits, least=0):
-        # Power at the bins K0.. of the window [start, start + WINDOW), summed over `channels`
-        # of the ring. Each channel centred, all scaled by one shift into +-_AMP, Hann-windowed
-        # and transformed; the sum is kept with one shift so that |re|, |im| < 2^bits (a
-        # channel needing a larger shift rescales what came before). Returns the two shifts'
-        # sum: the power is (amplitude in the ring's unit)^2 >> (2 x that); -1 without
-        # computing anything when no channel deviates `least` / 2 from its mean (then no
-        # component of the window has an amplitude of `least`).
+    def _power(self, j):
+        # The PPG's power at bin _K0 + j (< 2^19), from its spectrum in _re, _im.
+        return self._re[j] * self._re[j] + self._im[j] * self._im[j]
+
+    def _spectrum(self, ring, w, start, out, bits, least=0):
+        # The spectrum at the bins _K0.. of the window [start, start + _WINDOW) of the ring's w
+        # channels. Each channel centred, all scaled by one shift into +-_AMP, Hann-windowed and
+        # transformed (the DFT keeps |re|, |im| < 2^bits with its own shift). One channel
+        # (out None): its spectrum stays in _re, _im. Several: their power summed into out with
+        # one shift (a channel needing a larger shift rescales what came before). Returns the
+        # two shifts' sum: the power is (amplitude in the ring's unit)^2 >> (2 x that); -1
+        # without computing anything when no channel deviates `least` / 2 from its mean (then
+        # no component of the window has an amplitude of `least`).
         big = 0
-        for ch in range(channels):
+        for ch in range(w):
             big = max(big, self._centre(ring, w, ch, start))
         if 2 * big < least:
             return -1
@@ -280,96 +353,91 @@ class HeartRate:
         while (big >> tshift) > _AMP:
             tshift += 1
         x = self._x
-        hann = self._hann
         re = self._re
         im = self._im
         fshift = 0
-        for ch in range(channels):
+        for ch in range(w):
             self._centre(ring, w, ch, start)
             m = self._m
-            for n in range(WINDOW):
-                x[n] = (((ring[((start + n) & _MASK) * w + ch] - m) >> tshift) * hann[n]) >> 12
-            self._dft(x, self._cos, K0, NK, re, im)  # pyright: ignore[reportArgumentType] (viper takes buffers)
-            top = 0
-            for j in range(NK):
-                top = max(top, abs(re[j]), abs(im[j]))
-            shift = 0
-            while (top >> shift) >= (1 << bits):
-                shift += 1
+            for n in range(_WINDOW):
+                x[n] = (((ring[((start + n) & _MASK) * w + ch] - m) >> tshift)
+                        * _HANN[n if n < _HALF else _WINDOW - 1 - n]) >> 12
+            shift = self._dft(x, self._cos or _COS_Q10, _K0, _NK, re, im, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            if out is None:
+                return tshift + shift
             if ch == 0:
                 fshift = shift
             elif shift > fshift:
-                for j in range(NK):
+                for j in range(_NK):
                     out[j] >>= 2 * (shift - fshift)
                 fshift = shift
-            for j in range(NK):
-                u = re[j] >> fshift
-                v = im[j] >> fshift
+            d = fshift - shift
+            for j in range(_NK):
+                u = re[j] >> d
+                v = im[j] >> d
                 out[j] = (out[j] if ch else 0) + u * u + v * v
         return tshift + fshift
 
     def _centre(self, ring, w, ch, start):
         # The window's mean of channel ch into self._m; returns the largest deviation from it.
         tot = 0
-        for n in range(WINDOW):
+        for n in range(_WINDOW):
             tot += ring[((start + n) & _MASK) * w + ch]
-        m = self._m = tot // WINDOW
+        m = self._m = tot // _WINDOW
         big = 0
-        for n in range(WINDOW):
+        for n in range(_WINDOW):
             big = max(big, abs(ring[((start + n) & _MASK) * w + ch] - m))
         return big
 
     def _pick(self, pmax):
-        # The tracker. The first estimate is the strongest PPG peak below INIT_MAX, or its
+        # The tracker. The first estimate is the strongest PPG peak below _INIT_MAX, or its
         # subharmonic (a wrist at rest, as TROIKA and JOSS assume too); after it, the strongest
         # motion-gated peak weighted by the prior around the previous estimate, at most
-        # MAX_STEP bins away from it.
-        p = self._p
-        c = self._c
+        # _MAX_STEP bins away from it.
+        c = self._a
         track = self._track
         best = 0
         k = -1
         if pmax == 0:
             pass  # no pulse at all (a flat signal)
         elif track < 0:
-            for j in range(INIT_MAX + 1):
-                if p[j] > best:
-                    best = p[j]
+            for j in range(_INIT_MAX + 1):
+                if self._power(j) > best:
+                    best = self._power(j)
                     k = j
-            h = (K0 + k) // 2 - K0 if k >= 0 else 0  # half the frequency
+            h = (_K0 + k) // 2 - _K0 if k >= 0 else 0  # half the frequency
             if h >= 1:
-                if p[h + 1] > p[h]:
+                if self._power(h + 1) > self._power(h):
                     h += 1
-                if p[h - 1] > p[h]:
+                if self._power(h - 1) > self._power(h):
                     h -= 1
-                if 100 * (p[h] >> 7) >= SUBHARMONIC_PCT * (best >> 7):
+                if 100 * (self._power(h) >> 7) >= _SUBHARMONIC_PCT * (best >> 7):
                     k = h
         else:
-            prior = self._prior
-            for j in range(NK):
+            for j in range(_NK):
                 d = j - track if j > track else track - j
-                v = (c[j] >> 10) * prior[d]
+                v = (c[j] >> 10) * _PRIOR[d] if d < _PRIOR_N else 0
                 if v > best:
                     best = v
                     k = j
             if k >= 0:
-                k = max(track - MAX_STEP, min(track + MAX_STEP, k))
+                k = max(track - _MAX_STEP, min(track + _MAX_STEP, k))
         if k < 0:  # nothing usable: hold the last estimate for a while, then start again
             self.quality = 0
             self._held += 1
-            if self._held > MAX_HOLD:
+            if self._held > _MAX_HOLD:
                 self._track = -1
                 self.bpm_x10 = 0
             return
         self._held = 0
         self._track = k
         d16 = 0
-        if 0 < k < NK - 1:  # vertex of the parabola through the gated powers around the peak, 1/16 bin
+        if 0 < k < _NK - 1:  # vertex of the parabola through the gated powers around the peak, 1/16 bin
             lo = c[k - 1] >> 4
             mid = c[k] >> 4
             hi = c[k + 1] >> 4
             den = 2 * mid - lo - hi
             if den > 0 and mid >= lo and mid >= hi:
                 d16 = max(-8, min(8, (8 * (hi - lo)) // den))
-        self.bpm_x10 = (((K0 + k) * 16 + d16) * BPM_X10_PER_BIN16 + 8192) >> 14
+        self.bpm_x10 = (((_K0 + k) * 16 + d16) * _BPM_X10_PER_BIN16 + 8192) >> 14
         self.quality = min(100, (c[k] >> 10) * 100 // pmax)

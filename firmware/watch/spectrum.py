@@ -1,7 +1,5 @@
 """Frequency-domain heart-rate variability of a window's valid intervals, in integers (docs/features.md)."""
 
-from watch.buffers import zeros
-
 from watch.feature_loops import SUM_LIMIT, isqrt_round
 
 try:
@@ -18,19 +16,12 @@ COS_QUARTER = (1024, 1024, 1023, 1021, 1019, 1016, 1013, 1009, 1004, 999, 993, 9
                150, 125, 100, 75, 50, 25, 0)
 
 
-def cos_table():
-    """cos(2 pi i / 256) * 1024 for i = 0..255, from COS_QUARTER by symmetry."""
-    t = zeros("h", 256)
-    for i in range(256):
-        if i <= 64:
-            t[i] = COS_QUARTER[i]
-        elif i <= 128:
-            t[i] = -COS_QUARTER[128 - i]
-        elif i <= 192:
-            t[i] = -COS_QUARTER[i - 128]
-        else:
-            t[i] = COS_QUARTER[256 - i]
-    return t
+def cos256(i):
+    """cos(2 pi i / 256) * 1024, rounded, from COS_QUARTER by symmetry (no table in RAM, no floats)."""
+    i &= 255
+    q = i & 127
+    c = COS_QUARTER[q] if q <= 64 else -COS_QUARTER[128 - q]
+    return -c if i & 128 else c
 
 
 def freq_bin(window_s, hz_x100):
@@ -52,8 +43,16 @@ def spectrum(ppg, j0, j1, lo, n, mean, w, out):
             if ppg.bflag[j % cap] & _VALID:
                 d = ppg.bibi[j % cap] - mean
                 i = (k * (((ppg.bm[j % cap] - lo) * 1000) // ppg.rate) * 256 // span) & 255
-                c += d * COS[i]
-                s += d * COS[(i + 192) & 255]
+                # cos256(i) and cos256(i + 192) (the sine) from the angle within its quadrant
+                a = COS_QUARTER[i & 63]
+                b = COS_QUARTER[64 - (i & 63)]
+                if i & 64:
+                    a, b = -b, a
+                if i & 128:
+                    a = -a
+                    b = -b
+                c += d * a
+                s += d * b
         c = max(-16383, min(16383, ((c // n) * 10) // 512))  # amplitude 2 |sum| / n in 0.1 ms
         s = max(-16383, min(16383, ((s // n) * 10) // 512))
         if k < k1:
@@ -63,6 +62,3 @@ def spectrum(ppg, j0, j1, lo, n, mean, w, out):
     out[11] = isqrt_round(hf)
     if out[11]:
         out[12] = min(10000, 100 * isqrt_round(lf) // out[11])
-
-
-COS = cos_table()  # one table for every engine

@@ -318,7 +318,7 @@ def _pairs(i0: np.ndarray, i1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return win, idx
 
 
-_COS = np.asarray(S.COS, dtype=np.int64)
+_COS = np.asarray([S.cos256(i) for i in range(256)], dtype=np.int64)
 
 
 def _spectrum(m, v, ibi, lo, win, idx, n, mean, w, fs):

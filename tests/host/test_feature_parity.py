@@ -257,3 +257,36 @@ def test_rail_to_rail_inputs_stay_in_32_bit_arithmetic_and_agree(tmp_path):
     host = run_host(ir, acc, gyro, **kw)
     assert np.abs(host).max() < 2 ** 31
     assert_parity(engine, host, F.FEATURE_NAMES)
+
+
+def test_block_spread_from_its_sums_equals_the_second_pass():
+    """watch.feature_loops.sq_dev: the spread of a block's magnitudes around their rounded mean
+    from the running sums (S, and Q in two 28-bit pieces) equals the second pass over the
+    magnitudes it replaced, saturation included (values just below and above 2^30)."""
+    from watch import feature_loops as L
+
+    rng = np.random.default_rng(3)
+    cases = [np.full(260, 28377), np.zeros(260, dtype=np.int64), np.r_[np.zeros(130), np.full(130, 28377)]]
+    cases += [rng.integers(0, 28378, n) for n in (1, 7, 260, 520, 6240)]
+    cases += [1000 + rng.integers(-s, s + 1, 520) for s in (0, 3, 60, 900, 2400, 2480, 2520, 2600)]  # around 2^30
+    cases += [rng.integers(0, 28378, 32768)]
+    near = []
+    for fed in cases:
+        fed = fed.astype(np.int64)
+        for missing in (0, len(fed) // 3):  # the first block of a stream starting mid-block: 0 in the second pass
+            m = np.r_[np.zeros(missing, dtype=np.int64), fed[missing:]]
+            n = len(m)
+            st = [0] * L.I_SIZE
+            st[L.I_BN] = n
+            st[L.I_SUM] = int(m.sum())
+            for v in (m[missing:] ** 2).tolist():  # as the loops accumulate it
+                st[L.I_QHI] += v >> 28
+                st[L.I_QLO] += v & 0xFFFFFFF
+                if st[L.I_QLO] >= 1 << 28:
+                    st[L.I_QLO] -= 1 << 28
+                    st[L.I_QHI] += 1
+            mean = (int(m.sum()) + (n >> 1)) // n
+            exact = int(((m - mean) ** 2).sum())
+            assert L.sq_dev(st) == min(exact, L.SUM_LIMIT)
+            near.append(exact)
+    assert any(3 << 28 < v <= L.SUM_LIMIT for v in near) and any(L.SUM_LIMIT < v < 5 << 28 for v in near)

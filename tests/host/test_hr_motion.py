@@ -129,18 +129,45 @@ def test_fidgeting_wrist_keeps_the_heart_rate_of_its_beats():
 
 
 def test_quarter_wave_dft_equals_the_full_cosine_table():
-    # The estimator keeps a quarter of the cosine table (0.5 KB instead of 2 KB on the watch)
-    # and mirrors it: every spectrum equals the one a full 1024-entry table gives, bit for bit.
+    # The estimator keeps a quarter of the cosine table and mirrors it, and keeps the DFT in
+    # 16 bits with the least shift that fits every bin: every spectrum equals the one a full
+    # 1024-entry table gives, shifted by that, bit for bit.
     import math
 
     full = [int(round(1024 * math.cos(2 * math.pi * m / H.TABLE))) for m in range(H.TABLE)]
-    quarter = array("h", full[:H.TABLE // 4 + 1])
+    quarter = HeartRate(100, 52)._cos
+    assert list(quarter) == full[:H.TABLE // 4 + 1]
     rng = np.random.default_rng(7)
-    x = array("h", rng.integers(-2047, 2048, H.WINDOW).tolist())
-    re, im = array("i", [0] * H.NK), array("i", [0] * H.NK)
-    H.dft_py(x, quarter, H.K0, H.NK, re, im)
-    for j in range(H.NK):
-        k = H.K0 + j
-        assert re[j] == sum(x[n] * full[(k * n) & 1023] for n in range(H.WINDOW))
-        assert im[j] == sum(x[n] * full[((k * n) - 256) & 1023] for n in range(H.WINDOW))
-    assert list(HeartRate(100, 52)._cos) == list(quarter)
+    for amp in (2047, 300, 3):
+        x = array("h", rng.integers(-amp, amp + 1, H.WINDOW).tolist())
+        re, im = array("h", [0] * H.NK), array("h", [0] * H.NK)
+        shift = H.dft_py(x, quarter, H.K0, H.NK, re, im, 9)
+        exact_re = [sum(x[n] * full[((H.K0 + j) * n) & 1023] for n in range(H.WINDOW)) for j in range(H.NK)]
+        exact_im = [sum(x[n] * full[((H.K0 + j) * n - 256) & 1023] for n in range(H.WINDOW)) for j in range(H.NK)]
+        top = max(max(map(abs, exact_re)), max(map(abs, exact_im)))
+        assert top >> shift < 512 and (shift == 0 or top >> (shift - 1) >= 512)
+        assert list(re) == [v >> shift for v in exact_re]
+        assert list(im) == [v >> shift for v in exact_im]
+
+
+def test_hrv_cosine_mirrors_its_quarter_wave_exactly():
+    # The HRV spectrum reads round(1024 cos(2 pi i / 256)) from the 65 literal values of its
+    # quarter wave (no table in RAM, no floats on the watch).
+    import math
+
+    from watch.spectrum import cos256
+
+    assert [cos256(i) for i in range(512)] == [int(round(1024 * math.cos(2 * math.pi * i / 256))) for i in range(512)]
+
+
+def test_literal_tables_equal_their_formulas():
+    # The estimator's tables are literals (in flash on a frozen watch): the cosine's quarter
+    # wave, half the Hann window, the prior's nonzero entries.
+    import math
+
+    assert list(array("h", H._COS_Q10)) == [int(round(1024 * math.cos(2 * math.pi * m / H.TABLE)))
+                                            for m in range(H.TABLE // 4 + 1)]
+    hann = [int(round(2048 * (1 - math.cos(2 * math.pi * (n + 0.5) / H.WINDOW)))) for n in range(H.WINDOW)]
+    assert list(H._HANN) == hann[:H.WINDOW // 2] and hann == hann[::-1]
+    prior = [int(round(1024 * math.exp(-0.5 * d * d / 15 ** 2))) for d in range(H.NK)]
+    assert list(H._PRIOR) == prior[:len(H._PRIOR)] and not any(prior[len(H._PRIOR):]) and prior[len(H._PRIOR) - 1]
