@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from watch import features as F
 from watch import protocol as P
 from wears.cli import main as wears
 from wears.db import Study, StreamData
@@ -150,7 +149,6 @@ def test_every_stream_has_its_own_runs_and_a_window_needs_all_of_them():
     same = np.all(alone.X == whole.X[np.searchsorted(whole.window_end, alone.window_end)], axis=1) & (
         alone.quality == whole.quality[np.searchsorted(whole.window_end, alone.window_end)])
     assert dropped.any() and not same[dropped].all() and same[~dropped].all()
-    assert F.REF_INTERVALS == 5  # the settling bound above assumes 5 reference intervals (about 6 beats)
 
 
 def test_the_training_report_says_what_the_gaps_took(tmp_path, caplog):
