@@ -514,7 +514,16 @@ class Study:
         watch boot: by default the session's first, the boot its annotations are timed in. The
         streams read for one boot line up with each other; a later boot's samples are placed on
         the annotations' timeline through `wears.export_data.timing.SessionClock` (training does,
-        `wears.train.session_windows`; every boot at once: `wears.export_data.read_stream`)."""
+        `wears.train.session_windows`; every boot at once: `wears.export_data.read_stream`).
+        Every run, not only the longest: `stream_runs`."""
+        runs = self.stream_runs(session_id, stream, boot)
+        return max(runs, key=lambda run: len(run.samples))
+
+    def stream_runs(self, session_id: int, stream: int, boot: int | None = None) -> list[StreamData]:
+        """Every contiguous run of a stream's samples in one watch boot (default: the session's
+        first), in index order: samples the host never received (a range the watch's flash log
+        evicted before it was backfilled) split the stream into runs. Each run's `gaps` is the
+        number of missing samples inside the boot's whole span."""
         if not self.conn.execute("SELECT 1 FROM stream_info WHERE session_id=? AND stream=?",
                                  (session_id, stream)).fetchone():
             raise WearsError(f"session {session_id} has no {P.STREAM_NAMES.get(stream, stream)} stream")
@@ -537,9 +546,8 @@ class Study:
                 gaps += row[1] - expected
                 runs.append([row])
             # An overlapping chunk (re-sent with a different split) adds nothing new here.
-        best = max(runs, key=lambda run: sum(r[2] for r in run))
         channels, rate_mhz, unit, tick0 = self.conn.execute(
             "SELECT channels, rate_mhz, unit, tick0 FROM stream_info WHERE session_id=? AND stream=? "
             "ORDER BY boot = ? DESC", (session_id, stream, boot)).fetchone()
-        data = np.frombuffer(b"".join(r[3] for r in best), dtype=dtype).reshape(-1, channels)
-        return StreamData(stream, best[0][1], data, rate_mhz / 1000, unit, gaps, boot, tick0)
+        return [StreamData(stream, run[0][1], np.frombuffer(b"".join(r[3] for r in run), dtype=dtype)
+                           .reshape(-1, channels), rate_mhz / 1000, unit, gaps, boot, tick0) for run in runs]

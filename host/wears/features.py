@@ -29,7 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from watch import features as F
 from watch import spectrum as S
 
-__all__ = ["Beats", "FeatureTable", "extract_features", "heart_rate", "isqrt_round", "baseline_mean",
+__all__ = ["Beats", "FeatureTable", "extract_features", "window_grid", "heart_rate", "isqrt_round", "baseline_mean",
            "baseline_normalise", "FEATURE_VERSION"]
 
 FEATURE_VERSION = F.FEATURE_VERSION
@@ -389,9 +389,23 @@ def baseline_normalise(X: np.ndarray, mean: np.ndarray, names) -> np.ndarray:
     return np.asarray(X, dtype=np.int64) - np.where(mask, mean, 0)
 
 
+def window_grid(ppg_span: tuple[int, int], imu_spans: list[tuple[int, int]], *, ppg_rate: int, imu_rate: int,
+                window_s: int, step_s: int) -> np.ndarray:
+    """The windows k lying wholly inside a PPG index span [first, end) and every IMU span
+    [first, end): window k covers PPG indices [(k+1)*step - window, (k+1)*step) (times the
+    rate) and IMU blocks k+1-window/step .. k, as on the watch."""
+    n_blocks, step, block = window_s // step_s, step_s * ppg_rate, step_s * imu_rate
+    k_first = -(-(ppg_span[0] + window_s * ppg_rate) // step)
+    k_last = ppg_span[1] // step
+    for first, end in imu_spans:
+        k_first = max(k_first, n_blocks - (-first // block))
+        k_last = min(k_last, end // block)
+    return np.arange(k_first - 1, k_last, dtype=np.int64)
+
+
 def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, window_s: int, step_s: int,
                      acc_unit_g: float, gyro_unit_dps: float = 0.0, first_ppg_index: int = 0,
-                     first_imu_index: int = 0) -> FeatureTable:
+                     first_imu_index: int = 0, first_gyro_index: int | None = None) -> FeatureTable:
     """Features of every complete window, equal to the watch's FeatureEngine on each.
 
     Parameters:
@@ -399,7 +413,8 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
         without one: the smaller feature set, spec FEATURE_SPEC_ID_NO_GYRO); ppg_rate,
         imu_rate: Hz; window_s, step_s: s (integers, window a multiple of step);
         acc_unit_g, gyro_unit_dps: the sensor units per LSB (STREAM_INFO); first_ppg_index,
-        first_imu_index: stream indices of the first samples.
+        first_imu_index: stream indices of the first samples (first_gyro_index: the gyroscope's,
+        when it differs from the accelerometer's first_imu_index).
     Returns: a FeatureTable with one row per window k lying wholly inside the recording:
         window k covers PPG indices [(k+1)*step - window, (k+1)*step) (times the rate), and
         the same seconds of IMU samples. Windows that would start before a stream's first
@@ -421,11 +436,12 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
     win = window_s * ppg_rate
     block = step_s * imu_rate
 
-    k_first = max(-(-(first_ppg_index + win) // step), n_blocks - (-first_imu_index // block)) - 1
-    k_last = min((first_ppg_index + len(ir)) // step, (first_imu_index + len(acc)) // block) - 1
+    first_gyro = first_imu_index if first_gyro_index is None else first_gyro_index
+    imu_spans = [(first_imu_index, first_imu_index + len(acc))]
     if has_gyro:
-        k_last = min(k_last, (first_imu_index + len(gyro)) // block - 1)
-    k = np.arange(k_first, k_last + 1, dtype=np.int64)
+        imu_spans.append((first_gyro, first_gyro + len(gyro)))
+    k = window_grid((first_ppg_index, first_ppg_index + len(ir)), imu_spans, ppg_rate=ppg_rate, imu_rate=imu_rate,
+                    window_s=window_s, step_s=step_s)
     X = np.zeros((len(k), n_features), dtype=np.int64)
     end = (k + 1) * step
     if len(k) == 0:
@@ -441,7 +457,7 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
     X[:, a:a + 4] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, F.G_MG), axis=1)
     X[:, a + 4] = np.searchsorted(np.asarray(F.ACTIVITY_MG), X[:, a + 1], side="right")
     if has_gyro:
-        gyro_blocks = _imu_blocks(gyro, first_imu_index, block, F.micro_units(gyro_unit_dps), 100000)
+        gyro_blocks = _imu_blocks(gyro, first_gyro, block, F.micro_units(gyro_unit_dps), 100000)
         X[:, F.GYRO_COLUMN:F.GYRO_COLUMN + 4] = np.stack(
             _imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, 0), axis=1)
     return FeatureTable(X, end, flags.astype(np.int64), names, F.FEATURE_UNITS[:n_features], spec_id)

@@ -78,6 +78,10 @@ def write_html(report: dict, path: str | Path) -> None:
              f"feature set v{report['feature_version']} (spec {report['feature_spec']}).</p>"]
     if report.get("warning"):
         parts.append(f"<p style='color:#b00'><b>Warning:</b> {html.escape(report['warning'])}</p>")
+    if report.get("gaps"):
+        parts.append("<p><b>Gaps in the samples</b> (never received; no window spans one): " + "; ".join(
+            f"session {html.escape(sid)} ({html.escape(str(g['participant']))}): {g['windows']} windows left out, "
+            f"{g['labelled']} of them labelled" for sid, g in report["gaps"].items()) + ".</p>")
     parts.append("<h2>Models (same folds)</h2>")
     on_watch = report.get("evaluation_quantized", {})
     parts.append(_table([[name, m["accuracy"], m["macro_f1"], m["balanced_accuracy"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import pickle
 import platform
 import subprocess
@@ -43,16 +44,18 @@ from watch import protocol as P
 
 from .db import Study
 from .errors import WearsError
-from .features import FeatureTable, baseline_mean, baseline_normalise, extract_features
+from .features import FeatureTable, baseline_mean, baseline_normalise
 from .recipe import FEATURE_GROUPS, Recipe, parse_recipe
 from .report import scores
 from .watch_models import ON_DEVICE_KINDS, WatchMLP, kind_of, on_watch, watch_predict
+from .window_runs import boot_windows
 
 VALENCE = {"unpleasant": 0, "pleasant": 1}
 CLASS_NAMES = ("unpleasant", "pleasant")
 MODEL_FORMAT = "wears-trained-model/2"
 UNTRUSTED = F.UNTRUSTED
 Progress = Callable[[str, float, float], None]  # (stage, done, total)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +71,9 @@ class Dataset:
     step_s: int
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> windows left out
     flags: np.ndarray | None = None  # the watch's quality flags per window
+    # session id -> {"participant", "windows", "labelled"}: the windows left out for gaps in the
+    # samples (and of them, those inside an annotation the mapping labels), sessions with gaps only
+    gaps: dict[int, dict] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -95,56 +101,60 @@ class SessionWindows:
     table: the features (its `window_end` is a PPG index in each window's own boot); boot: the
     watch boot of each window; end_s: where each window ends on the session's timeline in
     seconds, the one its annotations are on (the first boot's PPG timeline, continued across
-    reboots); ppg_rate: Hz.
+    reboots); ppg_rate: Hz; missing_end_s: where the windows left out for gaps end (samples
+    the host never received, `wears.window_runs`), on the same timeline.
     """
 
     table: FeatureTable
     boot: np.ndarray
     end_s: np.ndarray
     ppg_rate: float
+    missing_end_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def _boot_windows(study: Study, session_id: int, boot: int, has_gyro: bool, window_s: int, step_s: int):
-    """(PPG stream, feature table) of one watch boot of a session."""
-    ppg = study.stream(session_id, P.PPG, boot)
-    acc = study.stream(session_id, P.ACC, boot)
-    gyro = study.stream(session_id, P.GYRO, boot) if has_gyro else None
-    return ppg, extract_features(
-        ppg.samples[:, 0], acc.samples, None if gyro is None else gyro.samples,
-        ppg_rate=int(round(ppg.rate_hz)), imu_rate=int(round(acc.rate_hz)), window_s=window_s, step_s=step_s,
-        acc_unit_g=acc.unit, gyro_unit_dps=gyro.unit if gyro is not None else 0.0,
-        first_ppg_index=ppg.first_index, first_imu_index=acc.first_index)
+    """(first PPG run, windows) of one watch boot of a session, from every run of its streams."""
+    ppg = study.stream_runs(session_id, P.PPG, boot)
+    acc = study.stream_runs(session_id, P.ACC, boot)
+    gyro = study.stream_runs(session_id, P.GYRO, boot) if has_gyro else None
+    return ppg[0], boot_windows(ppg, acc, gyro, window_s=window_s, step_s=step_s)
 
 
 def session_windows(study: Study, session_id: int, *, window_s: int, step_s: int) -> SessionWindows:
     """Features of every window of a session, from every watch boot (a watch that rebooted
     mid-session started its sample indices again: each boot is windowed on its own, so no
-    window spans a reboot). A later boot's windows are placed on the annotations' timeline
-    through the boots' clock fits (`SessionClock.session_ms`); a boot whose PPG or IMU samples
-    are missing has no windows."""
+    window spans a reboot) and every unbroken run of its streams within a boot (no window spans
+    a gap in the samples: `wears.window_runs`). A later boot's windows are placed on the
+    annotations' timeline through the boots' clock fits (`SessionClock.session_ms`); a boot
+    whose PPG or IMU samples are missing has no windows."""
     first = study.first_boot(session_id)
     has_gyro = first in study.sample_boots(session_id, P.GYRO)
     stored = [set(study.sample_boots(session_id, s)) for s in ((P.PPG, P.ACC, P.GYRO) if has_gyro else (P.PPG, P.ACC))]
     later = sorted(set.intersection(*stored) - {first})
-    ppg, table = _boot_windows(study, session_id, first, has_gyro, window_s, step_s)  # raises without samples
-    parts = [(first, table, table.window_end / ppg.rate_hz)]
+    ppg, found = _boot_windows(study, session_id, first, has_gyro, window_s, step_s)  # raises without samples
+    parts = [(first, found.table, found.table.window_end / ppg.rate_hz, found.missing / ppg.rate_hz)]
     if later:
         from .export_data.timing import SessionClock
 
         clock = SessionClock(study, session_id)
         for boot in later:
-            part, t = _boot_windows(study, session_id, boot, has_gyro, window_s, step_s)
+            part, found = _boot_windows(study, session_id, boot, has_gyro, window_s, step_s)
             if part.rate_hz != ppg.rate_hz:
                 raise WearsError(f"session {session_id}: the PPG rate changed at a reboot "
                                  f"({ppg.rate_hz} Hz, then {part.rate_hz} Hz in boot {boot})")
-            ticks = part.tick0 + 1000.0 * t.window_end / part.rate_hz
-            session_ms = clock.session_ms(np.full(len(ticks), boot), ticks)
-            parts.append((boot, t, (session_ms - ppg.tick0) / 1000.0))
-    tables = [t for _, t, _ in parts]
+
+            def session_s(window_end: np.ndarray) -> np.ndarray:
+                ticks = part.tick0 + 1000.0 * window_end / part.rate_hz
+                return (clock.session_ms(np.full(len(ticks), boot), ticks) - ppg.tick0) / 1000.0
+
+            parts.append((boot, found.table, session_s(found.table.window_end), session_s(found.missing)))
+    tables = [t for _, t, _, _ in parts]
+    table = tables[0]
     joined = FeatureTable(np.concatenate([t.X for t in tables]), np.concatenate([t.window_end for t in tables]),
                           np.concatenate([t.quality for t in tables]), table.names, table.units, table.spec_id)
-    return SessionWindows(joined, np.concatenate([np.full(len(t), b, dtype=np.int64) for b, t, _ in parts]),
-                          np.concatenate([e for _, _, e in parts]), ppg.rate_hz)
+    return SessionWindows(joined, np.concatenate([np.full(len(t), b, dtype=np.int64) for b, t, _, _ in parts]),
+                          np.concatenate([e for _, _, e, _ in parts]), ppg.rate_hz,
+                          np.concatenate([m for _, _, _, m in parts]))
 
 
 def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions: list[int] | None = None,
@@ -162,7 +172,8 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
               or (sessions and s["id"] in sessions)]
     chosen = [s for s in chosen if study.annotations(s["id"])]
     Xs, ys, gs, fs = [], [], [], []
-    excluded = {"unlabelled": 0, "low signal quality": 0, "no baseline": 0}
+    excluded = {"unlabelled": 0, "low signal quality": 0, "no baseline": 0, "missing samples": 0}
+    gaps: dict[int, dict] = {}
     names: tuple[str, ...] = ()
     spec = 0
     for i, s in enumerate(chosen):
@@ -170,6 +181,13 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
         windows = session_windows(study, s["id"], window_s=window_s, step_s=step_s)
         table, end_s = windows.table, windows.end_s
         y = window_labels(end_s, window_s, annotations, mapping, margin_s)
+        if len(windows.missing_end_s):
+            lost = int(np.sum(window_labels(windows.missing_end_s, window_s, annotations, mapping, margin_s) >= 0))
+            gaps[s["id"]] = {"participant": s["participant_id"], "windows": len(windows.missing_end_s),
+                             "labelled": lost}
+            excluded["missing samples"] += lost
+            logger.warning("session %s (%s): %d windows left out for gaps in the samples, %d of them labelled",
+                           s["id"], s["participant_id"], len(windows.missing_end_s), lost)
         X = table.X
         good = (table.quality & UNTRUSTED) == 0
         if normalise == "baseline":
@@ -198,7 +216,7 @@ def build_dataset(study: Study, *, window_s: int = 30, step_s: int = 5, sessions
         raise WearsError(f"{study.path} has no labelled windows (sessions need annotations and "
                          f"{window_s} s of signal inside an annotated interval)")
     return Dataset(np.concatenate(Xs), np.concatenate(ys), np.concatenate(gs), names, spec, window_s, step_s,
-                   excluded, np.concatenate(fs))
+                   excluded, np.concatenate(fs), gaps)
 
 
 # Models -----------------------------------------------------------------------------------
@@ -491,6 +509,7 @@ def train_recipe(recipe: Recipe, *, study: str | Path | None = None, progress: P
         "feature_spec": data.feature_spec, "feature_version": F.FEATURE_VERSION, "features": list(data.feature_names),
         "feature_groups": groups_present, "window_s": w["length_s"], "step_s": w["step_s"],
         "data_sha256": data.digest, "participants": participants, "excluded_windows": data.excluded,
+        "gaps": {str(k): v for k, v in data.gaps.items()},
         "class_counts": {c: int(np.sum(data.y == i)) for i, c in enumerate(classes)},
         "model": {**describe(model), "seed": ev["seed"]},
         "recipe": {"name": recipe.name, "path": str(recipe.path) if recipe.path else None, "sha256": recipe.sha256,
