@@ -42,9 +42,10 @@ class ModelError(Exception):
     """A blob the watch will not run; `reason` is a reason code of watch.protocol."""
 
     def __init__(self, reason):
-        from watch.protocol import REASONS  # only on refusal: loading needs no protocol tables
+        from watch import protocol  # only on refusal: loading needs no protocol tables
 
-        super().__init__(REASONS.get(reason, "reason %d" % reason))
+        # the texts are the host's (CPython); a watch keeps the code
+        super().__init__(getattr(protocol, "REASONS", {}).get(reason, "reason %d" % reason))
         self.reason = reason
 
 

@@ -7,7 +7,7 @@ import struct
 
 import micropython
 
-from watch import protocol as P
+from wire import protocol as P
 from watch.backfill import Backfill
 from watch.flashlog import FlashLog
 from watch.outbox import Outbox
