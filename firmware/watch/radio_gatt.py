@@ -33,8 +33,6 @@ _RR_KEEP = const(16)  # RR intervals waiting for a notification: 16 beats is 5 s
 
 MTU_DEFAULT = const(23)  # every link starts at the minimum ATT MTU until the exchange completes
 MAX_WRITE = const(244)  # largest packet the host writes: ATT MTU 247 minus the 3-byte write header
-_QUEUE = const(4)  # host writes waiting for the app; the one poll_command handed out is one of them
-_WRAP = const(8)  # queue positions count modulo 2 x _QUEUE so that full and empty differ
 _NOTIFY_BUDGET = const(6)  # notifications per connection event: NimBLE and the SoftDevice send 6 or so
 _INTERVAL_MS = const(30)  # connection interval until the central tells: BlueZ's default minimum
 _CCCD_MAX = const(3)  # a 2-byte write whose first byte is at most 3 is a CCCD, not a command
@@ -130,6 +128,7 @@ class GattServer:
 
     segmenting = False
     piles = 1  # connection events' budgets that pile up while the app is away
+    queue = 4  # host writes waiting for the app; the one poll_command handed out is one of them
     # The stack's handles (or characteristic objects), set by the subclass's start().
     _h_hr = _h_battery = _h_stream = _h_prediction = _h_control = _h_event = None
 
@@ -148,10 +147,12 @@ class GattServer:
         self.congested = 0  # notifications refused for pacing or full stack buffers
         self.oversize = 0  # notifications refused for not fitting in mtu - 3
         self.writes_dropped = 0  # host writes lost because the queue was full
-        self._q = [bytearray(MAX_WRITE) for _ in range(_QUEUE)]
+        n = self.queue
+        self._wrap = 2 * n  # queue positions count modulo twice its length so that full and empty differ
+        self._q = [bytearray(MAX_WRITE) for _ in range(n)]
         self._qv = [memoryview(b) for b in self._q]
-        self._q_len = array("H", bytes(2 * _QUEUE))
-        self._q_chan = bytearray(_QUEUE)
+        self._q_len = array("H", bytes(2 * n))
+        self._q_chan = bytearray(n)
         self._q_head = 0  # written by the app only
         self._q_tail = 0  # written by the IRQ only
         self._q_held = False
@@ -239,16 +240,16 @@ class GattServer:
             elif n == 2 and value[0] <= _CCCD_MAX:
                 return  # the central (un)subscribing: the stack keeps the CCCD itself
         tail = self._q_tail
-        if (tail - self._q_head) % _WRAP >= _QUEUE or n > MAX_WRITE:
+        if (tail - self._q_head) % self._wrap >= self.queue or n > MAX_WRITE:
             self.writes_dropped += 1
             return
-        i = tail % _QUEUE
+        i = tail % self.queue
         q = self._q[i]
         for j in range(n):
             q[j] = value[j]
         self._q_len[i] = n
         self._q_chan[i] = channel
-        self._q_tail = (tail + 1) % _WRAP
+        self._q_tail = (tail + 1) % self._wrap
 
     # App side -------------------------------------------------------------------------
 
@@ -258,11 +259,11 @@ class GattServer:
         The memoryview stays valid until the next call, which hands its slot back.
         """
         if self._q_held:
-            self._q_head = (self._q_head + 1) % _WRAP
+            self._q_head = (self._q_head + 1) % self._wrap
             self._q_held = False
         if self._q_head == self._q_tail:
             return None
-        i = self._q_head % _QUEUE
+        i = self._q_head % self.queue
         self._q_held = True
         return self._q_chan[i], self._qv[i][:self._q_len[i]]
 
