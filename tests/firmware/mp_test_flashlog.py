@@ -156,6 +156,38 @@ def test_append_allocates_nothing_also_when_it_writes_segments():
         _wipe(path)
 
 
+def test_segments_carry_zlibs_crc32_computed_without_an_int_object():
+    # binascii.crc32 hands back an int, a heap object on a 32-bit port above 2**30 (the 64-bit
+    # binary cannot show that allocation): the log writes the CRC's bytes straight into the
+    # segment instead. Whatever the value, the bytes are zlib's CRC32 of the slot before them.
+    from binascii import crc32
+
+    from watch import flashlog
+
+    out = bytearray(4)
+    high = 0
+    for n in (0, 1, 7, 64, 500, 2044):
+        data = bytearray(os.urandom(n))
+        assert flashlog._crc_into(data, n, out, 0) is None
+        (crc,) = struct.unpack("<I", out)
+        assert crc == crc32(data) & 0xFFFFFFFF, n
+    path = _folder("crc")
+    try:
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        for i in range(120):
+            log.append(_packet(i), 40)
+        with open(path + "/ring.bin", "rb") as f:
+            ring = f.read()
+        for slot in range(log._nseg):
+            seg = ring[slot * _SEG:(slot + 1) * _SEG]
+            (stored,) = struct.unpack_from("<I", seg, _SEG - 4)
+            assert stored == crc32(seg[:_SEG - 4]) & 0xFFFFFFFF, slot
+            high += stored >= 0x80000000
+        assert high  # some of them above 2**31: the values a 32-bit port could not keep small
+    finally:
+        _wipe(path)
+
+
 def test_a_copy_of_the_log_reads_back_with_the_geometry_it_was_made_with():
     # The host reads a copy of a watch's log without knowing its budget or segment size.
     path = _folder("copy")
