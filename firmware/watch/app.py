@@ -67,13 +67,12 @@ class Watch:
         self.streaming = 0  # mask of streams the host asked for
         self.radio = self._radio(board)
         gc.collect()  # its module's loading garbage, before the buffers below
-        # Stream packets waiting for the radio: 2.4 s at the top rates of a gyro board by default;
-        # a small watch holds fewer (its flash log keeps the record either way).
-        slots = board.get("outbox_slots", 24)
-        self.streams = Outbox(slots, _PACKET)
-        self.replies = Outbox(min(8, slots), 32)
+        # Stream packets wait for the radio in the flash log's open segment (FlashLog.send_live);
+        # replies and predictions here (a small watch holds fewer).
+        slots = board.get("outbox_slots", 8)
+        self.replies = Outbox(slots, 32)
         self.events = Outbox(8, 48)  # a boot's events wait here for the first connection
-        self.preds = Outbox(min(8, slots), 32)
+        self.preds = Outbox(slots, 32)
         self.key = self._read_key()
         self.auth = Auth(self.key)
         # The model's code (watch.model, watch.blob, watch.upload, watch.baseline) is imported
@@ -325,7 +324,7 @@ class Watch:
         ppg_lost = self.ppg.driver.lost if self.ppg else 0
         imu_lost = self.imu.driver.lost if self.imu else 0
         bus_errors = (self.ppg.errors if self.ppg else 0) + (self.imu.errors if self.imu else 0)
-        dropped = self.streams.dropped + self.events.dropped + self.preds.dropped
+        dropped = self.log.live_dropped + self.events.dropped + self.preds.dropped
         gc.collect()  # free heap as live objects leave it, not as garbage happens to lie
         box = self.events
         box.seal(P.pack_body(box.open_buf(), P.STATUS, box.next_seq(), self.uptime(), P.STATUS_BODY,
@@ -349,9 +348,9 @@ class Watch:
                                                  unit, sensor.tick0))
 
     def send_stream(self, buf, n):
-        """Queue a stream packet (its seq: the low bits of its lsn) and keep it in the flash log."""
+        """Keep a stream packet in the flash log (its seq: the low bits of its lsn), whose open
+        segment is its queue for the radio."""
         self.log.append(buf, n)
-        self.streams.push(buf, n)
 
     def add_samples(self, stream, values, second, n, first_index):
         """Append n samples to the stream's open packet: from `values` and `second` (PPG: IR
@@ -629,7 +628,7 @@ class Watch:
         budget -= self.replies.flush(radio.notify_control, budget)
         budget -= self.events.flush(radio.notify_event, budget)
         budget -= self.preds.flush(radio.notify_prediction, budget)
-        budget -= self.streams.flush(radio.notify_stream, budget)
+        budget -= self.log.send_live(radio.notify_stream, budget)
         self.backfill.flush(radio.notify_control, budget, self.uptime(), radio.max_payload)
 
     def step(self):

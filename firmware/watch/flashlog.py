@@ -118,6 +118,11 @@ class FlashLog:
         self._nseg = 0
         self._word = bytearray(2)
         self._crc = bytearray(_CRC_SIZE)  # a slot's CRC as computed, to compare with its stored one
+        self.live_dropped = 0  # records that did not go out live in time (the host backfills them)
+        # The live queue's part on flash: the _lcount unsent records of the segment written
+        # last, from file offset _lfile + _lpos on, read back one at a time into _lbuf.
+        self._lfile = self._lpos = self._lcount = 0
+        self._lbuf = bytearray(2 + MAX_RECORD)
         self._rseg = -1  # backfill cursor: the segment being read, the lsn and file offset of its next record
         self._rnext_file = self._rfile_end = self._rfile_boot = self._rpos = 0
         self._rnext = 0  # the next lsn of the range being read, and the range's end
@@ -154,11 +159,49 @@ class FlashLog:
         self.next_lsn = lsn + 1
         return lsn
 
+    def send_live(self, send, budget):
+        """Send up to `budget` records that have not gone out live yet, oldest first, with
+        `send(buf, n, off) -> bool` (a record where it lies in the open segment, or read back
+        from flash: nothing allocated); stops when it refuses. Returns how many went.
+
+        The log is the stream packets' queue for the radio: the open segment, and the unsent
+        records of the segment written last, read back from flash. A record still unsent when
+        the segment after its own goes to flash is counted in `live_dropped` and reaches the
+        host by backfill."""
+        sent = 0
+        f = self._f
+        b = self._lbuf
+        while sent < budget and self._lcount:
+            f.seek(self._lfile + self._lpos)
+            f.readinto(b)  # the record and what follows it in the slot (or less at the ring's end)
+            n = b[0] | b[1] << 8
+            if not send(b, n, 2):
+                return sent
+            self._lpos += 2 + n
+            self._lcount -= 1
+            sent += 1
+        b = self._buf
+        while sent < budget and self._live < self._fill:
+            pos = self._live
+            n = b[pos] | b[pos + 1] << 8
+            if not send(b, n, pos + 2):
+                break
+            self._live = pos + 2 + n
+            self._live_count += 1
+            sent += 1
+        return sent
+
+    @property
+    def live_pending(self):
+        """Records of the open segment not yet sent live."""
+        return self._lcount + self._count - self._live_count
+
     def flush(self):
         """Write the open segment into a slot of the ring file (when it holds records) and
         start the next one; allocates nothing."""
         if not self._count:
             return
+        self.live_dropped += self._lcount  # the segment before: its turn is over
         if self._nseg == self.max_segments:
             self._evict()
         slot = 0
@@ -169,6 +212,9 @@ class FlashLog:
         end = self.segment_bytes - _CRC_SIZE
         _crc_into(self._buf, end, self._buf, end)  # pyright: ignore[reportArgumentType] (viper takes buffers)
         self._write(slot * self.segment_bytes, self._buf)
+        self._lfile = slot * self.segment_bytes  # its unsent records go on from flash
+        self._lpos = self._live
+        self._lcount = self._count - self._live_count
         i = (self._oldest + self._nseg) % self.max_segments
         self._firsts[i] = self._first
         self._counts[i] = self._count
@@ -203,6 +249,8 @@ class FlashLog:
         self._first = self.next_lsn
         self._count = 0
         self._fill = _HEAD_SIZE
+        self._live = _HEAD_SIZE  # send_live's next record
+        self._live_count = 0
 
     def _evict(self):
         i = self._oldest

@@ -188,6 +188,56 @@ def test_segments_carry_zlibs_crc32_computed_without_an_int_object():
         _wipe(path)
 
 
+def test_the_live_queue_sends_every_record_once_in_order_from_ram_or_flash():
+    # Stream packets wait for the radio in the log itself: the open segment, and the unsent
+    # records of the segment written last (read back from flash). Older ones are dropped,
+    # counted, and left to a backfill.
+    path = _folder("live")
+    try:
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        got = []
+        refuse = [False]
+
+        def send(buf, n, off):
+            if refuse[0]:
+                return False
+            got.append(bytes(buf[off:off + n]))
+            return True
+
+        per_segment = (_SEG - 28) // 42
+        for i in range(per_segment + 3):  # a segment to flash, three records in the next
+            log.append(_packet(i), 40)
+        assert log.live_pending == per_segment + 3
+        assert log.send_live(send, 2) == 2  # the budget
+        assert log.send_live(send, 100) == per_segment + 1
+        assert got == [_packet(i) for i in range(per_segment + 3)] and log.live_pending == 0
+        refuse[0] = True
+        for i in range(per_segment + 3, 3 * per_segment + 5):  # two more segments to flash, unsent
+            log.append(_packet(i), 40)
+        # the segment after the sent ones went before its turn came: all but its first three
+        assert log.send_live(send, 100) == 0 and log.live_dropped == per_segment - 3
+        first = 2 * per_segment  # the segment written last, then the open one
+        out = bytearray(42 * (per_segment + 5))
+        fill = [0, 0]
+
+        def keep(buf, n, off):  # allocates nothing: the queue's sending is measured under the lock
+            for i in range(n):
+                out[fill[0] + i] = buf[off + i]
+            fill[0] += n
+            fill[1] += 1
+            return True
+
+        micropython.heap_lock()
+        try:
+            sent = log.send_live(keep, 1000)
+        finally:
+            micropython.heap_unlock()
+        assert sent == fill[1] == 3 * per_segment + 5 - first
+        assert out[:fill[0]] == b"".join(_packet(i) for i in range(first, 3 * per_segment + 5))
+    finally:
+        _wipe(path)
+
+
 def test_a_copy_of_the_log_reads_back_with_the_geometry_it_was_made_with():
     # The host reads a copy of a watch's log without knowing its budget or segment size.
     path = _folder("copy")
