@@ -107,13 +107,17 @@ class FlashLog:
         self.acked, self.overflow, self.torn = acked, overflow, torn
         self._buf = bytearray(segment_bytes)
         self._head = bytearray(_HEAD_SIZE)  # a segment's head, read back for a backfill
-        self._firsts = array("I", bytes(4 * slots))  # ring of the segments held, oldest at _oldest
+        # Ring of the segments held, oldest at _oldest: their first lsns. The ring spans fewer
+        # than 2 * slots * segment_bytes / _MIN_RECORD lsns (records, and the numbers a power
+        # cut skips): below 65536 (logs up to 512 KB) the low 16 bits tell them (_first_of).
+        self._short = slots * segment_bytes // _MIN_RECORD < 32768
+        self._firsts = array("H", bytes(2 * slots)) if self._short else array("I", bytes(4 * slots))
         # Records per segment and slot numbers in bytes where they fit (a small watch's log).
         wide = 2 if segment_bytes // _MIN_RECORD > 255 else 1
         self._counts = array("BH"[wide - 1], bytes(wide * slots))  # (from bytes: no list of n objects on the way)
         wide = 2 if slots > 256 else 1
         self._slots = array("BH"[wide - 1], bytes(wide * slots))  # the ring file slot each one is in
-        self._used = bytearray(slots)  # per ring file slot: 1 while it holds a segment
+        self._used = bytearray((slots + 7) // 8)  # per ring file slot, a bit: set while it holds a segment
         self._oldest = 0
         self._nseg = 0
         self._word = bytearray(2)
@@ -205,7 +209,7 @@ class FlashLog:
         if self._nseg == self.max_segments:
             self._evict()
         slot = 0
-        while self._used[slot]:
+        while self._used[slot >> 3] & (1 << (slot & 7)):
             slot += 1
         struct.pack_into(_HEAD, self._buf, 0, _MAGIC, self._first, self._count, self.boot, self.acked,
                          self.overflow, self.torn)
@@ -216,10 +220,10 @@ class FlashLog:
         self._lpos = self._live
         self._lcount = self._count - self._live_count
         i = (self._oldest + self._nseg) % self.max_segments
-        self._firsts[i] = self._first
+        self._firsts[i] = self._first & 0xFFFF if self._short else self._first
         self._counts[i] = self._count
         self._slots[i] = slot
-        self._used[slot] = 1
+        self._used[slot >> 3] |= 1 << (slot & 7)
         self._nseg += 1
         self._start_segment()
 
@@ -239,11 +243,20 @@ class FlashLog:
     @property
     def first_lsn(self):
         """The oldest record the log still holds (next_lsn when it holds none)."""
-        return self._firsts[self._oldest] if self._nseg else self._first if self._count else self.next_lsn
+        return self._first_of(self._oldest) if self._nseg else self._first if self._count else self.next_lsn
 
     @property
     def bytes_used(self):
         return self._nseg * self.segment_bytes
+
+    def _first_of(self, i):
+        """The first lsn of ring entry i (held segments are less than 65536 lsns behind
+        next_lsn where only their low 16 bits are kept)."""
+        v = self._firsts[i]
+        if not self._short:
+            return v
+        ahead = self.next_lsn
+        return ahead - ((ahead - v) & 0xFFFF)
 
     def _start_segment(self):
         self._first = self.next_lsn
@@ -254,13 +267,14 @@ class FlashLog:
 
     def _evict(self):
         i = self._oldest
-        first = self._firsts[i]
+        first = self._first_of(i)
         end = first + self._counts[i]
         if end > self.acked:
             self.overflow += end - max(first, self.acked)
         if self._rseg == i:
             self._close_reader()
-        self._used[self._slots[i]] = 0  # the next segment written goes there
+        slot = self._slots[i]
+        self._used[slot >> 3] &= ~(1 << (slot & 7))  # the next segment written goes there
         self._oldest = (i + 1) % self.max_segments
         self._nseg -= 1
 
@@ -339,10 +353,10 @@ class FlashLog:
         end = 0
         for first, count, slot in found:
             i = self._nseg
-            self._firsts[i] = first
+            self._firsts[i] = first & 0xFFFF if self._short else first
             self._counts[i] = count
             self._slots[i] = slot
-            self._used[slot] = 1
+            self._used[slot >> 3] |= 1 << (slot & 7)
             self._nseg += 1
             end = first + count
         return end
@@ -378,7 +392,7 @@ class FlashLog:
         for k in range(self._nseg + 1):
             if k < self._nseg:
                 i = (self._oldest + k) % self.max_segments
-                first, count = self._firsts[i], self._counts[i]
+                first, count = self._first_of(i), self._counts[i]
             else:
                 first, count = self._first, self._count
             total += max(0, min(hi, first + count) - max(lo, first))
@@ -426,8 +440,8 @@ class FlashLog:
             f.seek(base)
             f.readinto(self._head)
             self._rseg = seg
-            self._rnext_file = self._firsts[seg]
-            self._rfile_end = self._firsts[seg] + self._counts[seg]
+            self._rnext_file = self._first_of(seg)
+            self._rfile_end = self._rnext_file + self._counts[seg]
             self._rfile_boot = struct.unpack_from("<H", self._head, 10)[0]
             self._rpos = base + _HEAD_SIZE
         word = self._word
@@ -453,14 +467,15 @@ class FlashLog:
     def _segment_of(self, lsn):
         for k in range(self._nseg):
             i = (self._oldest + k) % self.max_segments
-            if self._firsts[i] <= lsn < self._firsts[i] + self._counts[i]:
+            first = self._first_of(i)
+            if first <= lsn < first + self._counts[i]:
                 return i
         return -1
 
     def _next_first(self, lsn):
         best = self._rend
         for k in range(self._nseg):
-            first = self._firsts[(self._oldest + k) % self.max_segments]
+            first = self._first_of((self._oldest + k) % self.max_segments)
             if lsn < first < best:
                 best = first
         if lsn < self._first < best and self._count:

@@ -238,6 +238,22 @@ def test_the_live_queue_sends_every_record_once_in_order_from_ram_or_flash():
         _wipe(path)
 
 
+def test_records_past_lsn_65536_come_back_though_the_ring_keeps_16_bits_of_each_first():
+    path = _folder("wrap")
+    try:
+        with open(path + "/state.bin", "wb") as f:  # a log that ended cleanly just below 2**16
+            f.write(struct.pack("<IIIIIII", 3, 65000, 0, 0, 65500, _SEG, 16))
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        assert log.next_lsn == 65500 and log._short
+        for i in range(65500, 65650):  # all of them held: 16 segments of 11
+            assert log.append(_packet(i), 40) == i
+        assert log.first_lsn == 65500 and log.available(0, 70000) == 150
+        got = _read_all(log, 0, 70000)  # (checks each record's bytes)
+        assert len(got) == 150 and got[0][0] == 65500 and got[-1][0] == 65649
+    finally:
+        _wipe(path)
+
+
 def test_a_copy_of_the_log_reads_back_with_the_geometry_it_was_made_with():
     # The host reads a copy of a watch's log without knowing its budget or segment size.
     path = _folder("copy")
