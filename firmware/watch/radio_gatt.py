@@ -150,7 +150,6 @@ class GattServer:
         n = self.queue
         self._wrap = 2 * n  # queue positions count modulo twice its length so that full and empty differ
         self._q = [bytearray(MAX_WRITE) for _ in range(n)]
-        self._qv = [memoryview(b) for b in self._q]
         self._q_len = array("H", bytes(2 * n))
         self._q_chan = bytearray(n)
         self._q_head = 0  # written by the app only
@@ -273,7 +272,7 @@ class GattServer:
             return None
         i = self._q_head % self.queue
         self._q_held = True
-        return self._q_chan[i], self._qv[i][:self._q_len[i]]
+        return self._q_chan[i], memoryview(self._q[i])[:self._q_len[i]]  # (a command, not a sample: it may allocate)
 
     def _credit(self, cost):
         # The link carries _NOTIFY_BUDGET notifications per connection event; the budget
