@@ -10,7 +10,8 @@ case the PineTime's budget must hold), and reports per board:
 - sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
   cost: shims, frozen bytecode, the 64-bit binary's wider objects, margin; wears.sim.heap);
 - runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
-  MemoryError), the session runs again with 16 KB more (`board_session(extra_kb=)`);
+  MemoryError, or the model's upload refused as too large: no room for its block), the
+  session runs again with 16 KB more (`board_session(extra_kb=)`);
 - min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
   (every 60 s);
 - peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
