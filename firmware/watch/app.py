@@ -519,6 +519,7 @@ class Watch:
             status, model = P.E_NO_UPLOAD, None
         else:
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
+            self.upload = None  # done either way; a later RESUME makes it again from upload.inf
         if status != P.OK:
             try:
                 model = self._load(self.slots.active_path())
