@@ -36,6 +36,7 @@ MAX_WRITE = const(244)  # largest packet the host writes: ATT MTU 247 minus the 
 _NOTIFY_BUDGET = const(6)  # notifications per connection event: NimBLE and the SoftDevice send 6 or so
 _INTERVAL_MS = const(30)  # connection interval until the central tells: BlueZ's default minimum
 _CCCD_MAX = const(3)  # a 2-byte write whose first byte is at most 3 is a CCCD, not a command
+_FIRST = const(0x40)  # segments.FIRST: a packet's first segment
 
 CONTROL = const(1)  # poll_command channel: a command written to the control characteristic
 UPLOAD = const(2)  # poll_command channel: a model chunk written to the upload characteristic
@@ -149,9 +150,12 @@ class GattServer:
         self.writes_dropped = 0  # host writes lost because the queue was full
         n = self.queue
         self._wrap = 2 * n  # queue positions count modulo twice its length so that full and empty differ
-        self._q = [bytearray(MAX_WRITE) for _ in range(n)]
+        # A segmenting stack's writes carry 20 bytes at most: its queue's slots hold that much,
+        # and a packet put together from segments waits in one of two buffers of its own.
+        self._q = [bytearray(MTU_DEFAULT - 3 if self.segmenting else MAX_WRITE) for _ in range(n)]
         self._q_len = array("H", bytes(2 * n))
         self._q_chan = bytearray(n)
+        self._q_join = bytearray(n)  # per slot: 1 + the join buffer its packet is in; 0: in the slot
         self._q_head = 0  # written by the app only
         self._q_tail = 0  # written by the IRQ only
         self._q_held = False
@@ -172,7 +176,11 @@ class GattServer:
             # of them, so a notification allocates nothing (a slice would, per segment).
             whole = memoryview(self._segment)
             self._seg_views = tuple(whole[:k] for k in range(MTU_DEFAULT - 2))
-            self._join = segments.Reassembler(MAX_WRITE)
+            self._joins = (bytearray(MAX_WRITE), bytearray(MAX_WRITE))
+            self._join_busy = bytearray(2)  # set while a queued packet is in that buffer
+            self._join = segments.Reassembler(0)
+            self._join.buf = self._joins[0]
+            self._jk = 0  # the join buffer being filled
         else:
             # A notification goes out as a view of exactly its length (the stack sends what
             # the buffer holds): the packet is copied into _tx and one of these views of it is
@@ -238,22 +246,34 @@ class GattServer:
     def _receive(self, channel, value):
         """A host write: queued whole, or (segmenting stacks) put together first."""
         n = len(value)
+        k = -1  # the join buffer holding a packet put together from segments
         if self.segmenting:
             if n and value[0] & self._seg_bit:
+                if value[0] & _FIRST:  # a new packet: into a join buffer no queued packet is in
+                    k = 0 if not self._join_busy[0] else 1 if not self._join_busy[1] else -1
+                    if k < 0:
+                        self.writes_dropped += 1
+                        return
+                    self._jk = k
+                    self._join.buf = self._joins[k]
                 n = self._join.feed(value)
                 if n <= 0:
                     return
-                value = self._join.buf
+                k = self._jk
             elif n == 2 and value[0] <= _CCCD_MAX:
                 return  # the central (un)subscribing: the stack keeps the CCCD itself
         tail = self._q_tail
-        if (tail - self._q_head) % self._wrap >= self.queue or n > MAX_WRITE:
-            self.writes_dropped += 1
-            return
         i = tail % self.queue
         q = self._q[i]
-        for j in range(n):
-            q[j] = value[j]
+        if (tail - self._q_head) % self._wrap >= self.queue or (k < 0 and n > len(q)):
+            self.writes_dropped += 1
+            return
+        if k >= 0:
+            self._join_busy[k] = 1
+        else:
+            for j in range(n):
+                q[j] = value[j]
+        self._q_join[i] = k + 1
         self._q_len[i] = n
         self._q_chan[i] = channel
         self._q_tail = (tail + 1) % self._wrap
@@ -266,13 +286,18 @@ class GattServer:
         The memoryview stays valid until the next call, which hands its slot back.
         """
         if self._q_held:
+            k = self._q_join[self._q_head % self.queue]
+            if k:
+                self._join_busy[k - 1] = 0
             self._q_head = (self._q_head + 1) % self._wrap
             self._q_held = False
         if self._q_head == self._q_tail:
             return None
         i = self._q_head % self.queue
         self._q_held = True
-        return self._q_chan[i], memoryview(self._q[i])[:self._q_len[i]]  # (a command, not a sample: it may allocate)
+        k = self._q_join[i]
+        buf = self._joins[k - 1] if k else self._q[i]
+        return self._q_chan[i], memoryview(buf)[:self._q_len[i]]  # (a command, not a sample: it may allocate)
 
     def _credit(self, cost):
         # The link carries _NOTIFY_BUDGET notifications per connection event; the budget

@@ -117,6 +117,39 @@ def test_pinetime_notifications_allocate_nothing_in_segments_or_whole():
     assert sent[pos:pos + 12] == packet[:12] and sent[pos + 12:pos + 32] == packet[:20]
 
 
+def test_pinetime_writes_in_segments_wait_in_join_buffers_and_whole_ones_in_the_queue():
+    # ubluepy writes carry 20 bytes: the queue's slots hold that much, and a packet put
+    # together from segments waits in one of two join buffers until the app has taken it.
+    from watch.radio_gatt import CONTROL
+    from watch.segments import count, write_segment
+
+    w = watch_on("pinetime")
+    radio = w.radio
+    assert all(len(q) == 20 for q in radio._q)
+
+    def write_packet(packet):
+        seg = bytearray(20)
+        for i in range(count(len(packet), 20)):
+            k = write_segment(seg, packet, len(packet), 20, i)
+            radio._receive(CONTROL, bytes(seg[:k]))
+
+    first, second, third = bytes(range(60)), bytes(range(100, 160)), bytes(range(200, 250))
+    write_packet(first)
+    radio._receive(CONTROL, b"\x01" + bytes(11))  # a whole command between them
+    write_packet(second)
+    write_packet(third)  # both join buffers hold queued packets: dropped, counted
+    assert radio.writes_dropped == 1
+    got = []
+    while True:
+        cmd = radio.poll_command()
+        if cmd is None:
+            break
+        got.append(bytes(cmd[1]))
+    assert got == [first, b"\x01" + bytes(11), second]
+    write_packet(third)  # the app took them: room again
+    assert bytes(radio.poll_command()[1]) == third and radio.poll_command() is None
+
+
 def test_esp32_notifications_go_out_at_their_length_without_allocating():
     # The `bluetooth` stack sends what the buffer it gets holds: a packet shorter than its slot
     # (or lying inside the flash log's segment) goes out through a view of exactly its length.
