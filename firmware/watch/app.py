@@ -54,20 +54,25 @@ _LOG_SEGMENT = const(2048)  # flash log segment: about a second of every stream,
 
 class Watch:
     def __init__(self, boots=1):
-        self.board = boards.load()
+        # The profile's parsed dict goes after boot: the run keeps the few settings it reads.
+        board = boards.load()
+        self.battery_cfg = board.get("battery")
+        self.features_cfg = board.get("features", {})  # window settings for a model without its own
+        self._model_max = board.get("model_budget_bytes")
+        self._watchdog_ms = board.get("watchdog_ms", _WATCHDOG_MS)
         self.boots = boots
         self.safe = boot.safe_mode(boots)
         self._uptime = 0
         self._last_ticks = time.ticks_ms()
         self.streaming = 0  # mask of streams the host asked for
-        self.radio = self._radio()
+        self.radio = self._radio(board)
         gc.collect()  # its module's loading garbage, before the buffers below
-        # Stream packets waiting for the radio: 2.4 s at the top rates of a gyro board by default;
-        # a small watch holds fewer (its flash log keeps the record either way).
-        self.streams = Outbox(self.board.get("outbox_slots", 24), _PACKET)
-        self.replies = Outbox(8, 32)
-        self.events = Outbox(8, 48)
-        self.preds = Outbox(8, 32)
+        # Stream packets wait for the radio in the flash log's open segment (FlashLog.send_live);
+        # replies and predictions here (a small watch holds fewer).
+        slots = board.get("outbox_slots", 8)
+        self.replies = Outbox(slots, 32)
+        self.events = Outbox(8, 48)  # a boot's events wait here for the first connection
+        self.preds = Outbox(slots, 32)
         self.key = self._read_key()
         self.auth = Auth(self.key)
         # The model's code (watch.model, watch.blob, watch.upload, watch.baseline) is imported
@@ -77,7 +82,7 @@ class Watch:
         self.event(P.EV_BOOT, 0)
         if boots > 1:
             self.event(P.EV_CRASHED, boots - 1)
-        imu = self.board["sensors"].get("imu")
+        imu = board["sensors"].get("imu")
         self.has_gyro = bool(imu) and "gyro_range_dps" in imu
         # Per stream the board has, the SAMPLES packet being filled: [buffer, count, first index, capacity].
         self.staging = {s: [bytearray(_PACKET), 0, 0, 1]
@@ -86,7 +91,7 @@ class Watch:
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
         # Window settings: the loaded model's when its blob has them, else the board profile's.
-        feats = self.board.get("features", {})
+        feats = self.features_cfg
         self.window_s = feats.get("window_s", 30)
         self.step_s = feats.get("step_s", 5)
         self.x = zeros("i", self.n_features)
@@ -100,7 +105,7 @@ class Watch:
             if self.slots.safe():  # and the previous model when the latest was still on trial
                 self.event(P.EV_MODEL_ROLLBACK, 0)
         else:
-            self._setup_sensors()
+            self._setup_sensors(board)
             self._new_engine()
             gc.collect()  # the model's node arrays want contiguous blocks
             self._load_model()
@@ -108,7 +113,7 @@ class Watch:
         self._next_status = _STATUS_EVERY_MS
         self._stable = False
         # Every packet on the stream characteristic is also a flash log record (store and forward).
-        self.log = FlashLog("log", self.board.get("flash_log_bytes", 262144), _LOG_SEGMENT)
+        self.log = FlashLog("log", board.get("flash_log_bytes", 262144), board.get("log_segment_bytes", _LOG_SEGMENT))
         self.backfill = Backfill(self.log, self.replies)
         self._info = bytearray(32)
         if self.log.torn:
@@ -119,17 +124,17 @@ class Watch:
 
     # Set-up -------------------------------------------------------------------------
 
-    def _radio(self):
+    def _radio(self, board):
         """BLE, or the USB serial link when board.json says `"link": "serial"` (docs/protocol.md)."""
-        name = self.board.get("name", "WEARS")[:12]
-        if self.board.get("link") == "serial":
+        name = board.get("name", "WEARS")[:12]
+        if board.get("link") == "serial":
             from watch.radio_serial import SerialRadio
-            return SerialRadio(name, self.board["id"], FIRMWARE_REVISION, self.board)
-        if self.board.get("radio") == "ubluepy":
+            return SerialRadio(name, board["id"], FIRMWARE_REVISION, board)
+        if board.get("radio") == "ubluepy":
             from watch.radio_ubluepy import Radio
         else:
             from watch.radio import Radio
-        return Radio(name, self.board["id"], FIRMWARE_REVISION)
+        return Radio(name, board["id"], FIRMWARE_REVISION)
 
     def _read_key(self):
         try:
@@ -138,8 +143,9 @@ class Watch:
         except OSError:
             return None  # no key provisioned: every upload is refused as unsigned
 
-    def _setup_sensors(self):
-        cfg = self.board["sensors"]
+    def _setup_sensors(self, board):
+        cfg = board["sensors"]
+        bus = board.get("i2c")
         buses = {}
         ppg = cfg.get("ppg")
         imu = cfg.get("imu")
@@ -147,7 +153,7 @@ class Watch:
             self.ppg_rate = ppg["rate_hz"]
             self.ir = zeros("I", _BURST)
             self.red = zeros("I", _BURST)
-            self.ppg = self._start(ppg, buses, (P.PPG,), (self.ir, self.red), {"rate_hz": self.ppg_rate})
+            self.ppg = self._start(ppg, buses, bus, (P.PPG,), (self.ir, self.red), {"rate_hz": self.ppg_rate})
         if imu:
             self.imu_rate = imu["rate_hz"]
             self.acc = zeros("h", 3 * _BURST)
@@ -155,11 +161,11 @@ class Watch:
             config = {"rate_hz": self.imu_rate, "accel_range_g": imu["accel_range_g"]}
             if self.has_gyro:
                 config["gyro_range_dps"] = imu["gyro_range_dps"]
-            self.imu = self._start(imu, buses, (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,), (self.acc, self.gyro),
+            self.imu = self._start(imu, buses, bus, (P.ACC, P.GYRO) if self.has_gyro else (P.ACC,), (self.acc, self.gyro),
                                    config)
 
-    def _bus(self, sensor_cfg, buses):
-        bus = sensor_cfg.get("i2c") or self.board["i2c"]
+    def _bus(self, sensor_cfg, buses, default):
+        bus = sensor_cfg.get("i2c") or default
         i2c = buses.get(bus["id"])
         if i2c is None:
             power = sensor_cfg.get("power_pin")
@@ -169,13 +175,13 @@ class Watch:
             buses[bus["id"]] = i2c
         return i2c
 
-    def _start(self, cfg, buses, streams, buffers, config):
+    def _start(self, cfg, buses, bus, streams, buffers, config):
         """The part of `cfg` as a started Sensor; None (and a clear event per stream) when it
         does not answer at boot: the other streams keep working without it."""
         for _ in range(_INIT_TRIES):
             try:
-                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses), cfg["address"]), streams,
-                                buffers, config, self.uptime)
+                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses, bus), cfg["address"]), streams,
+                                buffers, config, self.uptime, cfg.get("rates_hz"))
                 sensor.start()
                 return sensor
             except OSError as e:
@@ -210,7 +216,7 @@ class Watch:
         if m is None:
             return
         # a version-1 blob says nothing (0): the board profile's calibration length then
-        windows = getattr(m, "baseline_windows", 0) or self.board.get("features", {}).get("baseline_windows", 12)
+        windows = getattr(m, "baseline_windows", 0) or self.features_cfg.get("baseline_windows", 12)
         if self.engine is not None and m.feature_spec != self.spec_id and windows:
             from watch.baseline import Baseline
 
@@ -221,7 +227,7 @@ class Watch:
         and `step_s`; the board profile's where it has none); E_WINDOW_UNSUPPORTED when this
         watch cannot hold that window (no heap for it, or out of the engine's range): the
         engine then runs on the settings it had."""
-        feats = self.board.get("features", {})
+        feats = self.features_cfg
         window = getattr(model, "window_s", None) or feats.get("window_s", 30)
         step = getattr(model, "step_s", None) or feats.get("step_s", 5)
         if window == self.window_s and step == self.step_s:
@@ -241,7 +247,7 @@ class Watch:
         return P.OK
 
     def _model_budget(self):
-        budget = self.board.get("model_budget_bytes")
+        budget = self._model_max
         if budget is None:
             from watch import blob
 
@@ -318,7 +324,7 @@ class Watch:
         ppg_lost = self.ppg.driver.lost if self.ppg else 0
         imu_lost = self.imu.driver.lost if self.imu else 0
         bus_errors = (self.ppg.errors if self.ppg else 0) + (self.imu.errors if self.imu else 0)
-        dropped = self.streams.dropped + self.events.dropped + self.preds.dropped
+        dropped = self.log.live_dropped + self.events.dropped + self.preds.dropped
         gc.collect()  # free heap as live objects leave it, not as garbage happens to lie
         box = self.events
         box.seal(P.pack_body(box.open_buf(), P.STATUS, box.next_seq(), self.uptime(), P.STATUS_BODY,
@@ -329,7 +335,7 @@ class Watch:
 
     def battery(self):
         try:
-            return boards.battery_percent(self.board, boards.battery_mv(self.board))
+            return boards.battery_percent(self.battery_cfg, boards.battery_mv(self.battery_cfg))
         except (AttributeError, OSError, ValueError):
             return 0
 
@@ -342,9 +348,9 @@ class Watch:
                                                  unit, sensor.tick0))
 
     def send_stream(self, buf, n):
-        """Queue a stream packet (its seq: the low bits of its lsn) and keep it in the flash log."""
+        """Keep a stream packet in the flash log (its seq: the low bits of its lsn), whose open
+        segment is its queue for the radio."""
         self.log.append(buf, n)
-        self.streams.push(buf, n)
 
     def add_samples(self, stream, values, second, n, first_index):
         """Append n samples to the stream's open packet: from `values` and `second` (PPG: IR
@@ -513,6 +519,7 @@ class Watch:
             status, model = P.E_NO_UPLOAD, None
         else:
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
+            self.upload = None  # done either way; a later RESUME makes it again from upload.inf
         if status != P.OK:
             try:
                 model = self._load(self.slots.active_path())
@@ -548,8 +555,7 @@ class Watch:
         sensor = self.ppg if stream == P.PPG else self.imu if stream in (P.ACC, P.GYRO) else None
         if sensor is None:
             return P.E_NO_SENSOR
-        cfg = self.board["sensors"]["ppg" if sensor is self.ppg else "imu"]
-        if rate not in cfg.get("rates_hz", (cfg["rate_hz"],)):
+        if rate not in sensor.rates:
             return P.E_BAD_RATE
         for s in sensor.streams:
             self.seal_samples(s)
@@ -623,7 +629,7 @@ class Watch:
         budget -= self.replies.flush(radio.notify_control, budget)
         budget -= self.events.flush(radio.notify_event, budget)
         budget -= self.preds.flush(radio.notify_prediction, budget)
-        budget -= self.streams.flush(radio.notify_stream, budget)
+        budget -= self.log.send_live(radio.notify_stream, budget)
         self.backfill.flush(radio.notify_control, budget, self.uptime(), radio.max_payload)
 
     def step(self):
@@ -657,7 +663,7 @@ class Watch:
 
     def run(self):
         self.radio.start()
-        wdt = Watchdog(self.board.get("watchdog_ms", _WATCHDOG_MS))
+        wdt = Watchdog(self._watchdog_ms)
         gc.collect()
         try:
             while True:

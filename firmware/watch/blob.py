@@ -16,34 +16,34 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import struct
+import sys as _sys
 
 # The reason codes a blob can be refused with (watch.protocol's, docs/protocol.md; a test
 # checks they agree). Mirrored so that loading a model does not need the protocol module's
 # tables in RAM.
-OK = const(0)
+_OK = const(0)
 E_TRUNCATED = const(1)
-E_BAD_MAGIC = const(2)
-E_BAD_VERSION = const(3)
+_E_BAD_MAGIC = const(2)
+_E_BAD_VERSION = const(3)
 E_BAD_CRC = const(4)
 E_BAD_SIGNATURE = const(5)
 E_UNSUPPORTED_KIND = const(6)
 E_FEATURE_MISMATCH = const(7)
 E_TOO_LARGE = const(8)
 
-MAGIC = b"WMDL"
-FORMAT_VERSION = const(2)  # what the host writes
+_MAGIC = const(b"WMDL")
+_FORMAT_VERSION = const(2)  # what the host writes
 OLD_VERSION = const(1)  # still read: no window settings, the version-1 tree payload
 
 # Model kinds.
 KIND_TREES = const(1)  # quantized tree ensemble, soft vote
 KIND_MLP_INT8 = const(2)  # int8 multilayer perceptron, TFLite int8 FullyConnected arithmetic
-KINDS = {KIND_TREES: "tree ensemble", KIND_MLP_INT8: "int8 MLP"}
 
 # Header: magic, format version, kind, feature-spec id, n_features, n_classes, reserved (0),
 # payload length, model id.
-HEADER = "<4sBBHBBHII"
+_HEADER = const("<4sBBHBBHII")
 HEADER_SIZE = const(20)
-VERSION_OFFSET = const(4)  # the version byte, read before trusting the rest of the header
+_VERSION_OFFSET = const(4)  # the version byte, read before trusting the rest of the header
 
 # Version 2: the model's window settings right after the header (inside what the model id
 # covers): window length and step in seconds, the number of calm windows its baseline
@@ -52,12 +52,12 @@ WINDOW = "<HHHH"
 WINDOW_SIZE = const(8)
 
 # Quantization table right after the header: n_features x int32 offset, then n_features x u8
-# right shift.  q = clamp((clamp(x, X_MIN, X_MAX) - offset) >> shift, Q_MIN, Q_MAX).
+# right shift.  q = clamp((clamp(x, X_MIN, X_MAX) - offset) >> shift, _Q_MIN, _Q_MAX).
 QUANT_ENTRY_SIZE = const(5)
 X_MIN = const(-0x20000000)  # feature values are clamped here first, so x - offset fits a
 X_MAX = const(0x1FFFFFFF)  # 31-bit small int on 32-bit ports (no allocation, no overflow)
-Q_MIN = const(-32768)
-Q_MAX = const(32767)
+_Q_MIN = const(-32768)
+_Q_MAX = const(32767)
 MAX_SHIFT = const(31)
 
 # Tree payload, version 2 (all u16): n_trees, n_inner, n_leaf_rows, reserved (0); the leaf
@@ -65,7 +65,7 @@ MAX_SHIFT = const(31)
 # roots (a reference per tree); inner nodes (feature, threshold + BIAS, left, right). A
 # reference is a byte offset in the payload: a leaf row when it lies before the first node
 # (the leaf table comes first), else an inner node. This is the watch's in-RAM layout.
-TREES_HEADER = "<HHHH"
+_TREES_HEADER = const("<HHHH")
 TREES_HEADER_SIZE = const(8)
 NODE_SIZE = const(8)
 MAX_TREES_PAYLOAD = const(0x7FFF)  # references and the watch's workspace offsets fit a u16
@@ -75,24 +75,24 @@ MAX_TREES = const(257)  # the watch adds two classes' votes in one 32-bit word: 
 # leaf table (u8 x n_leaves x n_classes).
 LEAF = const(255)  # version 1: feature byte of a leaf; its right field is the leaf-table row
 BIAS = const(32768)  # stored threshold = t + BIAS, quantized feature = q + BIAS: unsigned compare
-MAX_FEATURES = const(254)  # feature indices 0..253 (a byte next to version 1's LEAF)
-MAX_NODES = const(65535)
+_MAX_FEATURES = const(254)  # feature indices 0..253 (a byte next to version 1's LEAF)
+_MAX_NODES = const(65535)
 
 # MLP payload: n_layers (u8), reserved (u8, u16); per layer n_in, n_out (u16), input zero point,
 # output zero point, activation min, max (i8), shift (i8, <= 0: a right shift), reserved (u8),
 # Q31 multiplier (i32); then all weights (i8, per layer n_out rows of n_in), all biases (i32),
 # and the exp table (u16 x 256) turning logit differences into probabilities.
-MLP_HEADER = "<BBH"
+_MLP_HEADER = const("<BBH")
 MLP_HEADER_SIZE = const(4)
 MLP_LAYER = "<HHbbbbbBi"
 MLP_LAYER_SIZE = const(14)
 MLP_MAX_LAYERS = const(8)
 MLP_TABLE_SIZE = const(256)
-Q8_MIN = const(-128)  # an MLP's inputs are int8: q = clamp((x - offset) >> shift, Q8_MIN, Q8_MAX)
-Q8_MAX = const(127)
+_Q8_MIN = const(-128)  # an MLP's inputs are int8: q = clamp((x - offset) >> shift, _Q8_MIN, _Q8_MAX)
+_Q8_MAX = const(127)
 
 CRC_SIZE = const(4)
-MAC_SIZE = const(32)
+_MAC_SIZE = const(32)
 TRAILER_SIZE = const(36)  # CRC32 + HMAC-SHA256
 
 MAX_BYTES = const(32768)  # the largest blob the watch accepts (a third of its heap budget)
@@ -107,7 +107,7 @@ def head_size(version):
     return HEADER_SIZE + (WINDOW_SIZE if version >= 2 else 0)
 
 
-def blob_size(n_features, payload_length, version=FORMAT_VERSION):
+def blob_size(n_features, payload_length, version=_FORMAT_VERSION):
     """Total bytes of a blob whose header declares these."""
     return head_size(version) + QUANT_ENTRY_SIZE * n_features + payload_length + TRAILER_SIZE
 
@@ -117,7 +117,7 @@ def leaf_row_size(n_classes):
     return 2 * (n_classes + (n_classes & 1))
 
 
-def trees_payload_size(n_trees, n_nodes, n_leaves, n_classes, version=FORMAT_VERSION):
+def trees_payload_size(n_trees, n_nodes, n_leaves, n_classes, version=_FORMAT_VERSION):
     """Bytes of a tree payload: what the payload length must be for these counts (version 2:
     n_nodes counts the inner nodes, n_leaves the leaf rows)."""
     if version >= 2:
@@ -133,7 +133,7 @@ def mlp_payload_size(n_layers, n_weights, n_biases):
 def parse_header(buf):
     """(magic, version, kind, feature_spec, n_features, n_classes, reserved, payload_length,
     model_id) from the first HEADER_SIZE bytes of `buf`; no checks."""
-    return struct.unpack_from(HEADER, buf, 0)
+    return struct.unpack_from(_HEADER, buf, 0)
 
 
 def check_header(buf, size):
@@ -143,15 +143,37 @@ def check_header(buf, size):
     if size < HEADER_SIZE or len(buf) < HEADER_SIZE:
         return E_TRUNCATED
     fields = parse_header(buf)
-    if fields[0] != MAGIC:
-        return E_BAD_MAGIC
-    if fields[1] != FORMAT_VERSION and fields[1] != OLD_VERSION:
-        return E_BAD_VERSION
+    if fields[0] != _MAGIC:
+        return _E_BAD_MAGIC
+    if fields[1] != _FORMAT_VERSION and fields[1] != OLD_VERSION:
+        return _E_BAD_VERSION
     if size != blob_size(fields[4], fields[7], fields[1]):
         return E_TRUNCATED
-    return OK
+    return _OK
 
 
 def parse_trees_header(buf):
     """(n_trees, n_nodes, n_leaves, reserved) from the first bytes of a tree payload."""
-    return struct.unpack_from(TREES_HEADER, buf, 0)
+    return struct.unpack_from(_TREES_HEADER, buf, 0)
+
+
+# The host imports every name; on a watch the ones only the host reads stay `_` constants,
+# out of the module's dictionary (an entry each, in RAM even when frozen).
+if _sys.implementation.name != "micropython":
+    OK = _OK
+    E_BAD_MAGIC = _E_BAD_MAGIC
+    E_BAD_VERSION = _E_BAD_VERSION
+    MAGIC = _MAGIC
+    FORMAT_VERSION = _FORMAT_VERSION
+    HEADER = _HEADER
+    VERSION_OFFSET = _VERSION_OFFSET
+    Q_MIN = _Q_MIN
+    Q_MAX = _Q_MAX
+    TREES_HEADER = _TREES_HEADER
+    MAX_FEATURES = _MAX_FEATURES
+    MAX_NODES = _MAX_NODES
+    MLP_HEADER = _MLP_HEADER
+    Q8_MIN = _Q8_MIN
+    Q8_MAX = _Q8_MAX
+    MAC_SIZE = _MAC_SIZE
+    KINDS = {KIND_TREES: "tree ensemble", KIND_MLP_INT8: "int8 MLP"}

@@ -45,6 +45,41 @@ _TORN = const(1)
 _WHOLE = const(2)
 
 
+def _crc_py(buf, n, out, at):
+    struct.pack_into("<I", out, at, crc32(memoryview(buf)[:n]) & 0xFFFFFFFF)
+
+
+# The CRC32 (zlib's) of buf[:n], written little-endian into out[at:at + 4]. binascii.crc32
+# returns it as an int, and one above 2**30 is a heap object on a 32-bit port: a segment's
+# every write would allocate. Bit by bit over a 2 KB segment: 75 us on the virtual watch.
+try:
+    import micropython
+
+    @micropython.viper
+    def _crc_into(buf: ptr8, n: int, out: ptr8, at: int):  # noqa: F821
+        poly = (uint(0xEDB8) << 16) | uint(0x8320)  # 0xEDB88320, reflected; built from halves: no big literal
+        ones = (uint(0xFFFF) << 16) | uint(0xFFFF)
+        c = ones
+        i = 0
+        while i < n:
+            c ^= uint(buf[i])
+            k = 0
+            while k < 8:
+                if c & uint(1):
+                    c = (c >> 1) ^ poly
+                else:
+                    c = c >> 1
+                k += 1
+            i += 1
+        c ^= ones
+        out[at] = int(c & uint(0xFF))
+        out[at + 1] = int((c >> 8) & uint(0xFF))
+        out[at + 2] = int((c >> 16) & uint(0xFF))
+        out[at + 3] = int((c >> 24) & uint(0xFF))
+except (ImportError, AttributeError, NameError):  # CPython (the host reads a watch's log copy)
+    _crc_into = _crc_py
+
+
 class FlashLog:
     """The log in `folder`, at most `max_bytes` of `segment_bytes` segments (None for either:
     what the log on flash was made with, to read a copy of a watch's log).
@@ -71,18 +106,27 @@ class FlashLog:
         self.max_segments = slots
         self.acked, self.overflow, self.torn = acked, overflow, torn
         self._buf = bytearray(segment_bytes)
-        self._body = memoryview(self._buf)[:segment_bytes - _CRC_SIZE]  # what the CRC covers
         self._head = bytearray(_HEAD_SIZE)  # a segment's head, read back for a backfill
-        self._firsts = array("I", bytes(4 * slots))  # ring of the segments held, oldest at _oldest
+        # Ring of the segments held, oldest at _oldest: their first lsns. The ring spans fewer
+        # than 2 * slots * segment_bytes / _MIN_RECORD lsns (records, and the numbers a power
+        # cut skips): below 65536 (logs up to 512 KB) the low 16 bits tell them (_first_of).
+        self._short = slots * segment_bytes // _MIN_RECORD < 32768
+        self._firsts = array("H", bytes(2 * slots)) if self._short else array("I", bytes(4 * slots))
         # Records per segment and slot numbers in bytes where they fit (a small watch's log).
         wide = 2 if segment_bytes // _MIN_RECORD > 255 else 1
         self._counts = array("BH"[wide - 1], bytes(wide * slots))  # (from bytes: no list of n objects on the way)
         wide = 2 if slots > 256 else 1
         self._slots = array("BH"[wide - 1], bytes(wide * slots))  # the ring file slot each one is in
-        self._used = bytearray(slots)  # per ring file slot: 1 while it holds a segment
+        self._used = bytearray((slots + 7) // 8)  # per ring file slot, a bit: set while it holds a segment
         self._oldest = 0
         self._nseg = 0
         self._word = bytearray(2)
+        self._crc = bytearray(_CRC_SIZE)  # a slot's CRC as computed, to compare with its stored one
+        self.live_dropped = 0  # records that did not go out live in time (the host backfills them)
+        # The live queue's part on flash: the _lcount unsent records of the segment written
+        # last, from file offset _lfile + _lpos on, read back one at a time into _lbuf.
+        self._lfile = self._lpos = self._lcount = 0
+        self._lbuf = bytearray(2 + MAX_RECORD)
         self._rseg = -1  # backfill cursor: the segment being read, the lsn and file offset of its next record
         self._rnext_file = self._rfile_end = self._rfile_boot = self._rpos = 0
         self._rnext = 0  # the next lsn of the range being read, and the range's end
@@ -119,25 +163,67 @@ class FlashLog:
         self.next_lsn = lsn + 1
         return lsn
 
+    def send_live(self, send, budget):
+        """Send up to `budget` records that have not gone out live yet, oldest first, with
+        `send(buf, n, off) -> bool` (a record where it lies in the open segment, or read back
+        from flash: nothing allocated); stops when it refuses. Returns how many went.
+
+        The log is the stream packets' queue for the radio: the open segment, and the unsent
+        records of the segment written last, read back from flash. A record still unsent when
+        the segment after its own goes to flash is counted in `live_dropped` and reaches the
+        host by backfill."""
+        sent = 0
+        f = self._f
+        b = self._lbuf
+        while sent < budget and self._lcount:
+            f.seek(self._lfile + self._lpos)
+            f.readinto(b)  # the record and what follows it in the slot (or less at the ring's end)
+            n = b[0] | b[1] << 8
+            if not send(b, n, 2):
+                return sent
+            self._lpos += 2 + n
+            self._lcount -= 1
+            sent += 1
+        b = self._buf
+        while sent < budget and self._live < self._fill:
+            pos = self._live
+            n = b[pos] | b[pos + 1] << 8
+            if not send(b, n, pos + 2):
+                break
+            self._live = pos + 2 + n
+            self._live_count += 1
+            sent += 1
+        return sent
+
+    @property
+    def live_pending(self):
+        """Records of the open segment not yet sent live."""
+        return self._lcount + self._count - self._live_count
+
     def flush(self):
         """Write the open segment into a slot of the ring file (when it holds records) and
         start the next one; allocates nothing."""
         if not self._count:
             return
+        self.live_dropped += self._lcount  # the segment before: its turn is over
         if self._nseg == self.max_segments:
             self._evict()
         slot = 0
-        while self._used[slot]:
+        while self._used[slot >> 3] & (1 << (slot & 7)):
             slot += 1
         struct.pack_into(_HEAD, self._buf, 0, _MAGIC, self._first, self._count, self.boot, self.acked,
                          self.overflow, self.torn)
-        struct.pack_into("<I", self._buf, self.segment_bytes - _CRC_SIZE, crc32(self._body))
+        end = self.segment_bytes - _CRC_SIZE
+        _crc_into(self._buf, end, self._buf, end)  # pyright: ignore[reportArgumentType] (viper takes buffers)
         self._write(slot * self.segment_bytes, self._buf)
+        self._lfile = slot * self.segment_bytes  # its unsent records go on from flash
+        self._lpos = self._live
+        self._lcount = self._count - self._live_count
         i = (self._oldest + self._nseg) % self.max_segments
-        self._firsts[i] = self._first
+        self._firsts[i] = self._first & 0xFFFF if self._short else self._first
         self._counts[i] = self._count
         self._slots[i] = slot
-        self._used[slot] = 1
+        self._used[slot >> 3] |= 1 << (slot & 7)
         self._nseg += 1
         self._start_segment()
 
@@ -157,26 +243,38 @@ class FlashLog:
     @property
     def first_lsn(self):
         """The oldest record the log still holds (next_lsn when it holds none)."""
-        return self._firsts[self._oldest] if self._nseg else self._first if self._count else self.next_lsn
+        return self._first_of(self._oldest) if self._nseg else self._first if self._count else self.next_lsn
 
     @property
     def bytes_used(self):
         return self._nseg * self.segment_bytes
 
+    def _first_of(self, i):
+        """The first lsn of ring entry i (held segments are less than 65536 lsns behind
+        next_lsn where only their low 16 bits are kept)."""
+        v = self._firsts[i]
+        if not self._short:
+            return v
+        ahead = self.next_lsn
+        return ahead - ((ahead - v) & 0xFFFF)
+
     def _start_segment(self):
         self._first = self.next_lsn
         self._count = 0
         self._fill = _HEAD_SIZE
+        self._live = _HEAD_SIZE  # send_live's next record
+        self._live_count = 0
 
     def _evict(self):
         i = self._oldest
-        first = self._firsts[i]
+        first = self._first_of(i)
         end = first + self._counts[i]
         if end > self.acked:
             self.overflow += end - max(first, self.acked)
         if self._rseg == i:
             self._close_reader()
-        self._used[self._slots[i]] = 0  # the next segment written goes there
+        slot = self._slots[i]
+        self._used[slot >> 3] &= ~(1 << (slot & 7))  # the next segment written goes there
         self._oldest = (i + 1) % self.max_segments
         self._nseg -= 1
 
@@ -217,7 +315,7 @@ class FlashLog:
         size = f.seek(0, 2)
         buf = bytearray(old_segment)
         for slot in range(-(-size // old_segment)):
-            kind, first, count, _, _, _, _ = self._check(f, slot, buf, memoryview(buf)[:old_segment - _CRC_SIZE])
+            kind, first, count, _, _, _, _ = self._check(f, slot, buf)
             if kind == _WHOLE:
                 self._lost(first, count)
         f.close()
@@ -233,7 +331,7 @@ class FlashLog:
         size = f.seek(0, 2)
         found = []
         for slot in range(-(-size // self.segment_bytes)):  # a slot cut short at the end too
-            kind, first, count, _, acked, overflow, torn = self._check(f, slot, self._buf, self._body)
+            kind, first, count, _, acked, overflow, torn = self._check(f, slot, self._buf)
             if kind == _EMPTY:
                 continue
             if kind == _TORN:
@@ -255,15 +353,15 @@ class FlashLog:
         end = 0
         for first, count, slot in found:
             i = self._nseg
-            self._firsts[i] = first
+            self._firsts[i] = first & 0xFFFF if self._short else first
             self._counts[i] = count
             self._slots[i] = slot
-            self._used[slot] = 1
+            self._used[slot >> 3] |= 1 << (slot & 7)
             self._nseg += 1
             end = first + count
         return end
 
-    def _check(self, f, slot, buf, body):
+    def _check(self, f, slot, buf):
         """(_WHOLE, first lsn, records, boot, acked, overflow, torn) of the segment in `slot`;
         (_EMPTY, 0...) for a slot without one, (_TORN, 0...) for one whose CRC or records do not hold."""
         size = len(buf)
@@ -274,8 +372,10 @@ class FlashLog:
         if n != size:
             return _TORN, 0, 0, 0, 0, 0, 0  # the write of the ring's last slot was cut short
         magic, first, count, boot, acked, overflow, torn = struct.unpack_from(_HEAD, buf, 0)
-        (crc,) = struct.unpack_from("<I", buf, size - _CRC_SIZE)
-        if crc != crc32(body) & 0xFFFFFFFF:
+        end = size - _CRC_SIZE
+        crc = self._crc
+        _crc_into(buf, end, crc, 0)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+        if crc[0] != buf[end] or crc[1] != buf[end + 1] or crc[2] != buf[end + 2] or crc[3] != buf[end + 3]:
             return _TORN, 0, 0, 0, 0, 0, 0
         pos = _HEAD_SIZE
         for _ in range(count):
@@ -292,7 +392,7 @@ class FlashLog:
         for k in range(self._nseg + 1):
             if k < self._nseg:
                 i = (self._oldest + k) % self.max_segments
-                first, count = self._firsts[i], self._counts[i]
+                first, count = self._first_of(i), self._counts[i]
             else:
                 first, count = self._first, self._count
             total += max(0, min(hi, first + count) - max(lo, first))
@@ -340,8 +440,8 @@ class FlashLog:
             f.seek(base)
             f.readinto(self._head)
             self._rseg = seg
-            self._rnext_file = self._firsts[seg]
-            self._rfile_end = self._firsts[seg] + self._counts[seg]
+            self._rnext_file = self._first_of(seg)
+            self._rfile_end = self._rnext_file + self._counts[seg]
             self._rfile_boot = struct.unpack_from("<H", self._head, 10)[0]
             self._rpos = base + _HEAD_SIZE
         word = self._word
@@ -367,14 +467,15 @@ class FlashLog:
     def _segment_of(self, lsn):
         for k in range(self._nseg):
             i = (self._oldest + k) % self.max_segments
-            if self._firsts[i] <= lsn < self._firsts[i] + self._counts[i]:
+            first = self._first_of(i)
+            if first <= lsn < first + self._counts[i]:
                 return i
         return -1
 
     def _next_first(self, lsn):
         best = self._rend
         for k in range(self._nseg):
-            first = self._firsts[(self._oldest + k) % self.max_segments]
+            first = self._first_of((self._oldest + k) % self.max_segments)
             if lsn < first < best:
                 best = first
         if lsn < self._first < best and self._count:

@@ -22,8 +22,6 @@ from binascii import crc32
 
 from watch import blob
 from watch.hmac_sha256 import HmacSha256, equal
-from watch.blob import (E_BAD_CRC, E_BAD_SIGNATURE, E_FEATURE_MISMATCH, E_TOO_LARGE, E_TRUNCATED,
-                        E_UNSUPPORTED_KIND)
 
 # The blob constants the hot loops use, private so MicroPython inlines them into viper code
 # (a module global would reach viper as an object); equal to watch.blob's, a test checks.
@@ -42,9 +40,10 @@ class ModelError(Exception):
     """A blob the watch will not run; `reason` is a reason code of watch.protocol."""
 
     def __init__(self, reason):
-        from watch.protocol import REASONS  # only on refusal: loading needs no protocol tables
+        from watch import protocol  # only on refusal: loading needs no protocol tables
 
-        super().__init__(REASONS.get(reason, "reason %d" % reason))
+        # the texts are the host's (CPython); a watch keeps the code
+        super().__init__(getattr(protocol, "REASONS", {}).get(reason, "reason %d" % reason))
         self.reason = reason
 
 
@@ -197,9 +196,9 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
     blob's window settings as `window_s`, `step_s`, `baseline_windows` (0 for a version-1 blob)."""
     size = os.stat(path)[6]
     if not key:
-        raise ModelError(E_BAD_SIGNATURE)  # anyone can sign with an empty key
+        raise ModelError(blob.E_BAD_SIGNATURE)  # anyone can sign with an empty key
     if size > max_bytes:
-        raise ModelError(E_TOO_LARGE)
+        raise ModelError(blob.E_TOO_LARGE)
     with open(path, "rb") as f:
         head = bytearray(blob.HEADER_SIZE)
         n = f.readinto(head)
@@ -209,16 +208,16 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
         _, version, kind, spec, nf, n_classes, _, payload_length, model_id = blob.parse_header(head)
         _verify(f, head, size, key, model_id)
         if kind != blob.KIND_TREES and kind != blob.KIND_MLP_INT8:
-            raise ModelError(E_UNSUPPORTED_KIND)
+            raise ModelError(blob.E_UNSUPPORTED_KIND)
         if spec not in (feature_spec if isinstance(feature_spec, tuple) else (feature_spec,)) or nf != n_features:
-            raise ModelError(E_FEATURE_MISMATCH)
+            raise ModelError(blob.E_FEATURE_MISMATCH)
         window = (0, 0, 0)
         if version >= 2:
             window = struct.unpack_from(blob.WINDOW, _fill(f, bytearray(blob.WINDOW_SIZE), blob.WINDOW_SIZE))[:3]
         quant = _fill(f, bytearray(blob.quant_size(nf)), blob.quant_size(nf))
         for i in range(nf):
             if quant[4 * nf + i] > blob.MAX_SHIFT or not _X_MIN <= struct.unpack_from("<i", quant, 4 * i)[0] <= _X_MAX:
-                raise ModelError(E_UNSUPPORTED_KIND)
+                raise ModelError(blob.E_UNSUPPORTED_KIND)
         if kind == blob.KIND_MLP_INT8:
             from watch import mlp
             return mlp.read(f, model_id, spec, quant, n_classes, payload_length, viper, _fail, window)
@@ -234,7 +233,7 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
 def _verify(f, head, size, key, model_id):
     # One pass over the file: CRC32 of all before the CRC, HMAC of all before the HMAC,
     # SHA-256 of everything after the 20-byte header for the model id. Order of complaints:
-    # CRC, signature, model id (a signed blob whose id is wrong was built wrong: E_BAD_CRC).
+    # CRC, signature, model id (a signed blob whose id is wrong was built wrong: blob.E_BAD_CRC).
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
     crc = crc32(head)
@@ -245,7 +244,7 @@ def _verify(f, head, size, key, model_id):
     while left > 0:
         n = f.readinto(view[:left] if left < _CHUNK else buf)
         if not n:
-            raise ModelError(E_TRUNCATED)
+            raise ModelError(blob.E_TRUNCATED)
         chunk = view[:n]
         crc = crc32(chunk, crc)
         mac.update(chunk)
@@ -253,20 +252,20 @@ def _verify(f, head, size, key, model_id):
         left -= n
     trailer = view[:blob.TRAILER_SIZE]
     if f.readinto(trailer) != blob.TRAILER_SIZE:
-        raise ModelError(E_TRUNCATED)
+        raise ModelError(blob.E_TRUNCATED)
     if struct.unpack_from("<I", buf, 0)[0] != crc & 0xFFFFFFFF:
-        raise ModelError(E_BAD_CRC)
+        raise ModelError(blob.E_BAD_CRC)
     mac.update(view[:blob.CRC_SIZE])
     if not equal(mac.digest(), view[blob.CRC_SIZE:blob.TRAILER_SIZE]):
-        raise ModelError(E_BAD_SIGNATURE)
+        raise ModelError(blob.E_BAD_SIGNATURE)
     if struct.unpack_from("<I", ident.digest(), 0)[0] != model_id:
-        raise ModelError(E_BAD_CRC)
+        raise ModelError(blob.E_BAD_CRC)
     f.seek(blob.HEADER_SIZE)
 
 
 def _fill(f, arr, nbytes):
     if f.readinto(arr) != nbytes:
-        raise ModelError(E_TRUNCATED)
+        raise ModelError(blob.E_TRUNCATED)
     return arr
 
 
@@ -287,16 +286,16 @@ def _read_trees(f, nf, n_classes, payload_length):
     counts = _fill(f, bytearray(blob.TREES_HEADER_SIZE), blob.TREES_HEADER_SIZE)
     n_trees, n_inner, n_rows, reserved = blob.parse_trees_header(counts)
     if payload_length != blob.trees_payload_size(n_trees, n_inner, n_rows, n_classes):
-        raise ModelError(E_TRUNCATED)
+        raise ModelError(blob.E_TRUNCATED)
     if reserved or not n_trees or n_trees > blob.MAX_TREES or payload_length > blob.MAX_TREES_PAYLOAD:
-        raise ModelError(E_UNSUPPORTED_KIND)
+        raise ModelError(blob.E_UNSUPPORTED_KIND)
     gc.collect()  # the model goes into one defragmented block
     m = alloc_trees(workspace(payload_length, nf, n_classes)[1])
     m[0] = n_trees
     m[1] = n_inner
     m[2] = n_rows
     if f.readinto(memoryview(m)[4:payload_length >> 1]) != payload_length - blob.TREES_HEADER_SIZE:
-        raise ModelError(E_TRUNCATED)
+        raise ModelError(blob.E_TRUNCATED)
     return m
 
 
@@ -319,17 +318,17 @@ def _place(m, quant, nf, n_classes):
     end = nodes + blob.NODE_SIZE * n_inner
     for k in range(4, 4 + (rows_end >> 1)):
         if m[k] > 255:
-            raise ModelError(E_UNSUPPORTED_KIND)
+            raise ModelError(blob.E_UNSUPPORTED_KIND)
     for t in range(n_trees):
         if not _ref_ok(m[(nodes >> 1) - n_trees + t], nodes - 1, nodes, end, row, rows_end):
-            raise ModelError(E_UNSUPPORTED_KIND)
+            raise ModelError(blob.E_UNSUPPORTED_KIND)
     w = workspace(end, nf, n_classes)[0]
     q = w + 4 + 2 * ((n_classes + 1) >> 1) + 3 * nf
     for at in range(nodes, end, blob.NODE_SIZE):
         k = at >> 1
         if (m[k] >= nf or not _ref_ok(m[k + 2], at, nodes, end, row, rows_end)
                 or not _ref_ok(m[k + 3], at, nodes, end, row, rows_end)):
-            raise ModelError(E_UNSUPPORTED_KIND)
+            raise ModelError(blob.E_UNSUPPORTED_KIND)
         m[k] += q  # in RAM a node holds the word of its feature's q
     m[3] = w
     m[w] = nf

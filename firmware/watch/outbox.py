@@ -7,33 +7,10 @@ leaves a gap the host sees. The slot being filled is `open_buf()`; `seal(n)` que
 
 from array import array
 
-try:
-    from micropython import const
-except ImportError:
-    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
-
-
-def _copy_py(dst, src, n):
-    for i in range(n):
-        dst[i] = src[i]
-
-
-try:
-    import micropython
-
-    @micropython.viper
-    def _copy(dst: ptr8, src: ptr8, n: int):  # noqa: F821
-        i = 0
-        while i < n:
-            dst[i] = src[i]
-            i += 1
-except (ImportError, AttributeError, NameError):
-    _copy = _copy_py
-
 
 class Outbox:
     """Packets wait here for the radio. Fill `open_buf()` and `seal(n)` it before opening
-    another, or `push` a packet built elsewhere."""
+    another."""
 
     def __init__(self, slots, slot_size):
         # One block for every slot, a view per slot: a bytearray per slot would add its own
@@ -68,11 +45,6 @@ class Outbox:
     def seal(self, n):
         self._lens[(self._head + self._count) % self._slots] = n
         self._count += 1
-
-    def push(self, buf, n):
-        """Queue a copy of buf[:n]; allocates nothing."""
-        _copy(self.open_buf(), buf, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
-        self.seal(n)
 
     def flush(self, send, budget):
         """Send up to `budget` queued packets with `send(buffer, length) -> bool` (a slot and

@@ -11,14 +11,15 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import struct
+import sys as _sys
 
 VERSION = const(1)
 
 # GATT layout: the WEARS service next to the standard Heart Rate, Battery and Device
 # Information services.
 SERVICE_UUID = "57450001-7a3c-4b8e-9d2f-3e1c0a5b6d70"
-STREAM_UUID = "57450002-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: SAMPLES, STREAM_INFO
-PREDICTION_UUID = "57450003-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: PREDICTION, HEART_RATE
+STREAM_UUID = "57450002-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: _SAMPLES, STREAM_INFO
+PREDICTION_UUID = "57450003-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: _PREDICTION, _HEART_RATE
 CONTROL_UUID = "57450004-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # write commands; notify replies
 EVENT_UUID = "57450005-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: EVENT, STATUS
 UPLOAD_UUID = "57450006-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # write: MODEL_CHUNK
@@ -30,13 +31,13 @@ DEVICE_INFO_UUID = 0x180A
 MODEL_NUMBER_UUID = 0x2A24
 FIRMWARE_REVISION_UUID = 0x2A26
 
-HEADER = "<BBHI"
+_HEADER = const("<BBHI")
 HEADER_SIZE = const(8)
 
 # Watch -> host packet types.
-SAMPLES = const(0x01)
-HEART_RATE = const(0x02)
-PREDICTION = const(0x03)
+_SAMPLES = const(0x01)
+_HEART_RATE = const(0x02)
+_PREDICTION = const(0x03)
 STATUS = const(0x04)
 EVENT = const(0x05)
 RESULT = const(0x06)
@@ -65,7 +66,6 @@ CMD_ACK = const(0x92)  # u32 lsn: every record before it is stored on the host
 PPG = const(1)
 ACC = const(2)
 GYRO = const(3)
-STREAM_NAMES = {PPG: "ppg", ACC: "acc", GYRO: "gyro"}
 SAMPLE_FORMATS = {PPG: "<II", ACC: "<hhh", GYRO: "<hhh"}  # PPG: ir, red; IMU: x, y, z
 SAMPLE_SIZES = {PPG: 8, ACC: 6, GYRO: 6}
 CHANNELS = {PPG: ("ir", "red"), ACC: ("x", "y", "z"), GYRO: ("x", "y", "z")}
@@ -76,12 +76,12 @@ def stream_bit(stream):
 
 
 # Bodies after the header.
-SAMPLES_BODY = "<BBI"  # stream, count, index of the first sample
+_SAMPLES_BODY = const("<BBI")  # stream, count, index of the first sample
 SAMPLES_BODY_SIZE = const(6)
-HEART_RATE_BODY = "<HBBI"  # bpm x10, quality 0..100, beats in window, PPG index of window end
-HEART_RATE_BODY_SIZE = const(8)
-PREDICTION_BODY_SIZE = const(11)
-PREDICTION_BODY = "<IIBBB"  # window end (PPG index), model id, flags, label, n classes; then n x u8
+_HEART_RATE_BODY = const("<HBBI")  # bpm x10, quality 0..100, beats in window, PPG index of window end
+_HEART_RATE_BODY_SIZE = const(8)
+_PREDICTION_BODY_SIZE = const(11)
+_PREDICTION_BODY = const("<IIBBB")  # window end (PPG index), model id, flags, label, n classes; then n x u8
 STATUS_BODY = "<BBHIIIIIIIHBB"  # battery %, flags, reserved, heap free, flash free, model id,
 #   ppg samples lost to FIFO overflow, I2C errors, packets dropped, IMU samples lost,
 #   boots since the last stable run, streams that have a sensor (mask), auth failures (saturating)
@@ -118,39 +118,21 @@ STATUS_AUTHENTICATED = const(0x08)  # this connection passed the challenge-respo
 
 # Reason codes, carried in RESULT.status and in model EVENTs.
 OK = const(0)
-E_TRUNCATED = const(1)
-E_BAD_MAGIC = const(2)
-E_BAD_VERSION = const(3)
-E_BAD_CRC = const(4)
-E_BAD_SIGNATURE = const(5)
-E_UNSUPPORTED_KIND = const(6)
-E_FEATURE_MISMATCH = const(7)
-E_TOO_LARGE = const(8)
+_E_TRUNCATED = const(1)
+_E_BAD_MAGIC = const(2)
+_E_BAD_VERSION = const(3)
+_E_BAD_CRC = const(4)
+_E_BAD_SIGNATURE = const(5)
+_E_UNSUPPORTED_KIND = const(6)
+_E_FEATURE_MISMATCH = const(7)
+_E_TOO_LARGE = const(8)
 E_NO_UPLOAD = const(9)
-E_BAD_OFFSET = const(10)
+_E_BAD_OFFSET = const(10)
 E_UNKNOWN_COMMAND = const(11)
 E_BAD_LENGTH = const(12)
-E_CHUNK_CRC = const(25)  # a chunk's data does not match its CRC32: nothing written, resend it
+_E_CHUNK_CRC = const(25)  # a chunk's data does not match its CRC32: nothing written, resend it
 E_LOG_RANGE = const(20)  # a backfill range that ends before it starts
-E_NO_LOG = const(21)  # this watch keeps no flash log
-REASONS = {
-    OK: "ok",
-    E_TRUNCATED: "truncated",
-    E_BAD_MAGIC: "bad magic",
-    E_BAD_VERSION: "unsupported version",
-    E_BAD_CRC: "CRC mismatch",
-    E_BAD_SIGNATURE: "bad signature",
-    E_UNSUPPORTED_KIND: "unsupported model kind",
-    E_FEATURE_MISMATCH: "feature set does not match this watch",
-    E_TOO_LARGE: "too large",
-    E_NO_UPLOAD: "no upload in progress",
-    E_BAD_OFFSET: "chunk offset out of order",
-    E_UNKNOWN_COMMAND: "unknown command",
-    E_BAD_LENGTH: "bad packet length",
-    E_CHUNK_CRC: "chunk CRC mismatch",
-    E_LOG_RANGE: "backfill range ends before it starts",
-    E_NO_LOG: "no flash log on this watch",
-}
+_E_NO_LOG = const(21)  # this watch keeps no flash log
 
 # Event codes.
 EV_BOOT = const(1)
@@ -158,7 +140,7 @@ EV_SENSOR_MISSING = const(2)  # argument: stream id
 EV_MODEL_LOADED = const(3)  # argument: model id
 EV_MODEL_REJECTED = const(4)  # argument: reason code
 EV_MARK = const(5)  # argument: the host's marker argument
-EV_FIFO_OVERFLOW = const(6)  # argument: stream id
+_EV_FIFO_OVERFLOW = const(6)  # argument: stream id
 EV_MODEL_ROLLBACK = const(20)  # argument: reason code (0: the new model's boot was interrupted)
 
 # Issue 3 (boards, radio, auth): commands 0x89-0x8F, packet types 0x09-0x0B, reasons 13-19, events 7-14.
@@ -177,12 +159,6 @@ E_BAD_RATE = const(15)
 E_NO_SENSOR = const(16)
 E_SAFE_MODE = const(17)
 E_WINDOW_UNSUPPORTED = const(18)  # the model's window settings do not fit this watch (heap or range)
-REASONS[E_NOT_AUTHENTICATED] = "not authenticated: this command needs the watch key"
-REASONS[E_AUTH_FAILED] = "authentication failed (wrong watch key or stale challenge)"
-REASONS[E_BAD_RATE] = "rate not supported by this sensor"
-REASONS[E_NO_SENSOR] = "this watch has no sensor for that stream"
-REASONS[E_SAFE_MODE] = "the watch is in safe mode (repeated crashes): sensors and model are off"
-REASONS[E_WINDOW_UNSUPPORTED] = "the model's feature window does not fit this watch's heap"
 EV_SAFE_MODE = const(7)  # argument: boots without a stable run
 EV_AUTH_FAILED = const(8)  # argument: failures since boot
 EV_RATE_CHANGED = const(9)  # argument: stream << 16 | rate in Hz
@@ -204,28 +180,28 @@ EV_LOG_TORN = const(16)  # argument: torn segments skipped at boot
 
 
 def pack_header(buf, ptype, seq, tick):
-    struct.pack_into(HEADER, buf, 0, VERSION, ptype, seq & 0xFFFF, tick & 0xFFFFFFFF)
+    struct.pack_into(_HEADER, buf, 0, VERSION, ptype, seq & 0xFFFF, tick & 0xFFFFFFFF)
 
 
 def pack_samples_header(buf, seq, tick, stream, count, first_index):
-    """Header of a SAMPLES packet; the caller writes `count` samples at SAMPLES_BODY_SIZE+8."""
-    pack_header(buf, SAMPLES, seq, tick)
-    struct.pack_into(SAMPLES_BODY, buf, HEADER_SIZE, stream, count, first_index & 0xFFFFFFFF)
+    """Header of a _SAMPLES packet; the caller writes `count` samples at SAMPLES_BODY_SIZE+8."""
+    pack_header(buf, _SAMPLES, seq, tick)
+    struct.pack_into(_SAMPLES_BODY, buf, HEADER_SIZE, stream, count, first_index & 0xFFFFFFFF)
     return HEADER_SIZE + SAMPLES_BODY_SIZE + count * SAMPLE_SIZES[stream]
 
 
 def pack_heart_rate(buf, seq, tick, bpm_x10, quality, beats, index):
-    """A HEART_RATE packet (per window: no star-call, nothing allocated); returns its length."""
-    pack_header(buf, HEART_RATE, seq, tick)
-    struct.pack_into(HEART_RATE_BODY, buf, HEADER_SIZE, bpm_x10, quality, beats, index)
-    return HEADER_SIZE + HEART_RATE_BODY_SIZE
+    """A _HEART_RATE packet (per window: no star-call, nothing allocated); returns its length."""
+    pack_header(buf, _HEART_RATE, seq, tick)
+    struct.pack_into(_HEART_RATE_BODY, buf, HEADER_SIZE, bpm_x10, quality, beats, index)
+    return HEADER_SIZE + _HEART_RATE_BODY_SIZE
 
 
 def pack_prediction(buf, seq, tick, index, model_id, flags, label, n_classes):
-    """A PREDICTION packet's header and body; the caller writes n_classes probabilities after."""
-    pack_header(buf, PREDICTION, seq, tick)
-    struct.pack_into(PREDICTION_BODY, buf, HEADER_SIZE, index, model_id, flags, label, n_classes)
-    return HEADER_SIZE + PREDICTION_BODY_SIZE
+    """A _PREDICTION packet's header and body; the caller writes n_classes probabilities after."""
+    pack_header(buf, _PREDICTION, seq, tick)
+    struct.pack_into(_PREDICTION_BODY, buf, HEADER_SIZE, index, model_id, flags, label, n_classes)
+    return HEADER_SIZE + _PREDICTION_BODY_SIZE
 
 
 def pack_body(buf, ptype, seq, tick, body_format, *fields):
@@ -239,4 +215,56 @@ def unpack_header(buf):
     """(version, type, seq, tick) of a packet; raises ValueError when it is too short."""
     if len(buf) < HEADER_SIZE:
         raise ValueError("packet shorter than its header")
-    return struct.unpack_from(HEADER, buf, 0)
+    return struct.unpack_from(_HEADER, buf, 0)
+
+
+# The host imports every name. On a watch the ones only the host reads stay `_` constants,
+# folded into the code and kept out of the module's dictionary (an entry each, in RAM even
+# when frozen), and the host's tables of names and texts are not made at all.
+if _sys.implementation.name != "micropython":
+    HEADER = _HEADER
+    SAMPLES = _SAMPLES
+    HEART_RATE = _HEART_RATE
+    PREDICTION = _PREDICTION
+    SAMPLES_BODY = _SAMPLES_BODY
+    HEART_RATE_BODY = _HEART_RATE_BODY
+    HEART_RATE_BODY_SIZE = _HEART_RATE_BODY_SIZE
+    PREDICTION_BODY_SIZE = _PREDICTION_BODY_SIZE
+    PREDICTION_BODY = _PREDICTION_BODY
+    E_TRUNCATED = _E_TRUNCATED
+    E_BAD_MAGIC = _E_BAD_MAGIC
+    E_BAD_VERSION = _E_BAD_VERSION
+    E_BAD_CRC = _E_BAD_CRC
+    E_BAD_SIGNATURE = _E_BAD_SIGNATURE
+    E_UNSUPPORTED_KIND = _E_UNSUPPORTED_KIND
+    E_FEATURE_MISMATCH = _E_FEATURE_MISMATCH
+    E_TOO_LARGE = _E_TOO_LARGE
+    E_BAD_OFFSET = _E_BAD_OFFSET
+    E_CHUNK_CRC = _E_CHUNK_CRC
+    E_NO_LOG = _E_NO_LOG
+    EV_FIFO_OVERFLOW = _EV_FIFO_OVERFLOW
+    STREAM_NAMES = {PPG: "ppg", ACC: "acc", GYRO: "gyro"}
+    REASONS = {
+        OK: "ok",
+        _E_TRUNCATED: "truncated",
+        _E_BAD_MAGIC: "bad magic",
+        _E_BAD_VERSION: "unsupported version",
+        _E_BAD_CRC: "CRC mismatch",
+        _E_BAD_SIGNATURE: "bad signature",
+        _E_UNSUPPORTED_KIND: "unsupported model kind",
+        _E_FEATURE_MISMATCH: "feature set does not match this watch",
+        _E_TOO_LARGE: "too large",
+        E_NO_UPLOAD: "no upload in progress",
+        _E_BAD_OFFSET: "chunk offset out of order",
+        E_UNKNOWN_COMMAND: "unknown command",
+        E_BAD_LENGTH: "bad packet length",
+        _E_CHUNK_CRC: "chunk CRC mismatch",
+        E_LOG_RANGE: "backfill range ends before it starts",
+        _E_NO_LOG: "no flash log on this watch",
+        E_NOT_AUTHENTICATED: "not authenticated: this command needs the watch key",
+        E_AUTH_FAILED: "authentication failed (wrong watch key or stale challenge)",
+        E_BAD_RATE: "rate not supported by this sensor",
+        E_NO_SENSOR: "this watch has no sensor for that stream",
+        E_SAFE_MODE: "the watch is in safe mode (repeated crashes): sensors and model are off",
+        E_WINDOW_UNSUPPORTED: "the model's feature window does not fit this watch's heap",
+    }

@@ -33,11 +33,10 @@ _RR_KEEP = const(16)  # RR intervals waiting for a notification: 16 beats is 5 s
 
 MTU_DEFAULT = const(23)  # every link starts at the minimum ATT MTU until the exchange completes
 MAX_WRITE = const(244)  # largest packet the host writes: ATT MTU 247 minus the 3-byte write header
-_QUEUE = const(4)  # host writes waiting for the app; the one poll_command handed out is one of them
-_WRAP = const(8)  # queue positions count modulo 2 x _QUEUE so that full and empty differ
 _NOTIFY_BUDGET = const(6)  # notifications per connection event: NimBLE and the SoftDevice send 6 or so
 _INTERVAL_MS = const(30)  # connection interval until the central tells: BlueZ's default minimum
 _CCCD_MAX = const(3)  # a 2-byte write whose first byte is at most 3 is a CCCD, not a command
+_FIRST = const(0x40)  # segments.FIRST: a packet's first segment
 
 CONTROL = const(1)  # poll_command channel: a command written to the control characteristic
 UPLOAD = const(2)  # poll_command channel: a model chunk written to the upload characteristic
@@ -130,6 +129,7 @@ class GattServer:
 
     segmenting = False
     piles = 1  # connection events' budgets that pile up while the app is away
+    queue = 4  # host writes waiting for the app; the one poll_command handed out is one of them
     # The stack's handles (or characteristic objects), set by the subclass's start().
     _h_hr = _h_battery = _h_stream = _h_prediction = _h_control = _h_event = None
 
@@ -148,10 +148,14 @@ class GattServer:
         self.congested = 0  # notifications refused for pacing or full stack buffers
         self.oversize = 0  # notifications refused for not fitting in mtu - 3
         self.writes_dropped = 0  # host writes lost because the queue was full
-        self._q = [bytearray(MAX_WRITE) for _ in range(_QUEUE)]
-        self._qv = [memoryview(b) for b in self._q]
-        self._q_len = array("H", bytes(2 * _QUEUE))
-        self._q_chan = bytearray(_QUEUE)
+        n = self.queue
+        self._wrap = 2 * n  # queue positions count modulo twice its length so that full and empty differ
+        # A segmenting stack's writes carry 20 bytes at most: its queue's slots hold that much,
+        # and a packet put together from segments waits in one of two buffers of its own.
+        self._q = [bytearray(MTU_DEFAULT - 3 if self.segmenting else MAX_WRITE) for _ in range(n)]
+        self._q_len = array("H", bytes(2 * n))
+        self._q_chan = bytearray(n)
+        self._q_join = bytearray(n)  # per slot: 1 + the join buffer its packet is in; 0: in the slot
         self._q_head = 0  # written by the app only
         self._q_tail = 0  # written by the IRQ only
         self._q_held = False
@@ -172,7 +176,19 @@ class GattServer:
             # of them, so a notification allocates nothing (a slice would, per segment).
             whole = memoryview(self._segment)
             self._seg_views = tuple(whole[:k] for k in range(MTU_DEFAULT - 2))
-            self._join = segments.Reassembler(MAX_WRITE)
+            self._joins = (bytearray(MAX_WRITE), bytearray(MAX_WRITE))
+            self._join_busy = bytearray(2)  # set while a queued packet is in that buffer
+            self._join = segments.Reassembler(0)
+            self._join.buf = self._joins[0]
+            self._jk = 0  # the join buffer being filled
+        else:
+            # A notification goes out as a view of exactly its length (the stack sends what
+            # the buffer holds): the packet is copied into _tx and one of these views of it is
+            # handed over, so nothing is allocated per packet (a slice would make a memoryview
+            # each time). 245 views: 3.9 KB on a 32-bit ESP32, which has the room.
+            self._tx = bytearray(MAX_WRITE)
+            whole = memoryview(self._tx)
+            self._tx_views = tuple(whole[:k] for k in range(MAX_WRITE + 1))
         self._seg_bit = 0x80  # segments.SEGMENT: the first byte of a segment, never of a packet
 
     # What each stack implements ---------------------------------------------------------
@@ -230,25 +246,37 @@ class GattServer:
     def _receive(self, channel, value):
         """A host write: queued whole, or (segmenting stacks) put together first."""
         n = len(value)
+        k = -1  # the join buffer holding a packet put together from segments
         if self.segmenting:
             if n and value[0] & self._seg_bit:
+                if value[0] & _FIRST:  # a new packet: into a join buffer no queued packet is in
+                    k = 0 if not self._join_busy[0] else 1 if not self._join_busy[1] else -1
+                    if k < 0:
+                        self.writes_dropped += 1
+                        return
+                    self._jk = k
+                    self._join.buf = self._joins[k]
                 n = self._join.feed(value)
                 if n <= 0:
                     return
-                value = self._join.buf
+                k = self._jk
             elif n == 2 and value[0] <= _CCCD_MAX:
                 return  # the central (un)subscribing: the stack keeps the CCCD itself
         tail = self._q_tail
-        if (tail - self._q_head) % _WRAP >= _QUEUE or n > MAX_WRITE:
+        i = tail % self.queue
+        q = self._q[i]
+        if (tail - self._q_head) % self._wrap >= self.queue or (k < 0 and n > len(q)):
             self.writes_dropped += 1
             return
-        i = tail % _QUEUE
-        q = self._q[i]
-        for j in range(n):
-            q[j] = value[j]
+        if k >= 0:
+            self._join_busy[k] = 1
+        else:
+            for j in range(n):
+                q[j] = value[j]
+        self._q_join[i] = k + 1
         self._q_len[i] = n
         self._q_chan[i] = channel
-        self._q_tail = (tail + 1) % _WRAP
+        self._q_tail = (tail + 1) % self._wrap
 
     # App side -------------------------------------------------------------------------
 
@@ -258,13 +286,18 @@ class GattServer:
         The memoryview stays valid until the next call, which hands its slot back.
         """
         if self._q_held:
-            self._q_head = (self._q_head + 1) % _WRAP
+            k = self._q_join[self._q_head % self.queue]
+            if k:
+                self._join_busy[k - 1] = 0
+            self._q_head = (self._q_head + 1) % self._wrap
             self._q_held = False
         if self._q_head == self._q_tail:
             return None
-        i = self._q_head % _QUEUE
+        i = self._q_head % self.queue
         self._q_held = True
-        return self._q_chan[i], self._qv[i][:self._q_len[i]]
+        k = self._q_join[i]
+        buf = self._joins[k - 1] if k else self._q[i]
+        return self._q_chan[i], memoryview(buf)[:self._q_len[i]]  # (a command, not a sample: it may allocate)
 
     def _credit(self, cost):
         # The link carries _NOTIFY_BUDGET notifications per connection event; the budget
@@ -281,8 +314,8 @@ class GattServer:
         self._credits -= cost
         return True
 
-    def _notify(self, handle, buf, n, whole=False):
-        """Notify the first n bytes of buf; `whole`: a standard characteristic, never segmented."""
+    def _notify(self, handle, buf, n, whole=False, off=0):
+        """Notify the n bytes at buf[off:]; `whole`: a standard characteristic, never segmented."""
         if self._conn is None:
             return False
         if n is None or n < 0:
@@ -298,29 +331,39 @@ class GattServer:
         try:
             if parts:
                 for i in range(parts):
-                    self._send(handle, self._seg_views[self._segments.write_segment(self._segment, buf, n, room, i)])
-            elif self.segmenting:  # carried whole: copied into the segment buffer, sent through a view of its length
-                seg = self._segment
-                for i in range(n):
-                    seg[i] = buf[i]
-                self._send(handle, self._seg_views[n])
-            else:  # `bluetooth`: a slice when the packet does not fill its buffer (allocates)
-                self._send(handle, buf if n == len(buf) else memoryview(buf)[:n])
+                    self._send(handle, self._seg_views[self._segments.write_segment(self._segment, buf, n, room, i,
+                                                                                    off)])
+            else:  # carried whole: copied into a buffer of the stack's, sent through a view of its length
+                self._send(handle, self._view(buf, n, off))
         except OSError:  # the stack's buffers are full (or the link just went away)
             self.congested += 1
             return False
         return True
 
-    def notify_stream(self, buf, n=-1):
-        """SAMPLES and STREAM_INFO; the first `n` bytes of `buf` (all of it when n < 0)."""
-        return self._notify(self._h_stream, buf, n)
+    def _view(self, buf, n, off):
+        """buf[off:off + n] copied into the segment buffer (segmenting stacks, n fits one) or
+        _tx, as a view of exactly n bytes; allocates nothing."""
+        if self.segmenting:
+            out, views = self._segment, self._seg_views
+        else:
+            out, views = self._tx, self._tx_views
+        for i in range(n):
+            out[i] = buf[off + i]
+        return views[n]
+
+    def notify_stream(self, buf, n=-1, off=0):
+        """SAMPLES and STREAM_INFO: the `n` bytes at buf[off:] (all of `buf` when n < 0)."""
+        return self._notify(self._h_stream, buf, n, False, off)
 
     def notify_prediction(self, buf, n=-1):
         """PREDICTION and HEART_RATE; also becomes the characteristic's value for reads."""
         if n is None or n < 0:
             n = len(buf)
         if not self.segmenting:  # the segmenting stack's notification is the value too: nothing to keep
-            self._keep(self._h_prediction, buf if n == len(buf) else memoryview(buf)[:n])
+            if n > MAX_WRITE:
+                self.oversize += 1
+                return False
+            self._keep(self._h_prediction, self._view(buf, n, 0))
         return self._notify(self._h_prediction, buf, n)
 
     def notify_control(self, buf, n=-1):

@@ -140,13 +140,13 @@ def cobs_decode(buf, n):
     return out
 
 
-def pack_frame(raw, op, channel, value, n, dst):
-    """The encoded frame (op, channel, value[:n], CRC) into dst via the scratch buffer `raw`;
-    returns its length in dst, delimiter included."""
+def pack_frame(raw, op, channel, value, n, dst, off=0):
+    """The encoded frame (op, channel, value[off:off + n], CRC) into dst via the scratch buffer
+    `raw`; returns its length in dst, delimiter included."""
     raw[0] = op
     raw[1] = channel
     for i in range(n):
-        raw[2 + i] = value[i]
+        raw[2 + i] = value[off + i]
     crc = crc16(raw, n + 2)
     raw[n + 2] = crc & 0xFF
     raw[n + 3] = crc >> 8
@@ -322,11 +322,11 @@ class SerialRadio:
 
     # Sending --------------------------------------------------------------------------
 
-    def _send(self, op, channel, value, n):
-        m = pack_frame(self._raw, op, channel, value, n, self._tx)
+    def _send(self, op, channel, value, n, off=0):
+        m = pack_frame(self._raw, op, channel, value, n, self._tx, off)
         self.port.write(self._txv[:m])  # pyright: ignore[reportOptionalMemberAccess] (start() opened it)
 
-    def _notify(self, channel, buf, n):
+    def _notify(self, channel, buf, n, off=0):
         if not self._conn:
             return False
         if n is None or n < 0:
@@ -335,15 +335,15 @@ class SerialRadio:
             self.oversize += 1
             return False
         try:
-            self._send(OP_NOTIFY, channel, buf, n)
+            self._send(OP_NOTIFY, channel, buf, n, off)
         except OSError:  # the port went away (cable pulled): the packet stays queued for the next host
             self._conn = False
             return False
         return True
 
-    def notify_stream(self, buf, n=-1):
-        """SAMPLES and STREAM_INFO; the first `n` bytes of `buf` (all of it when n < 0)."""
-        return self._notify(CH_STREAM, buf, n)
+    def notify_stream(self, buf, n=-1, off=0):
+        """SAMPLES and STREAM_INFO: the `n` bytes at buf[off:] (all of `buf` when n < 0)."""
+        return self._notify(CH_STREAM, buf, n, off)
 
     def notify_prediction(self, buf, n=-1):
         """PREDICTION and HEART_RATE; also becomes the channel's value for reads."""

@@ -25,12 +25,12 @@ def count(n, room):
     return (n + room - 2) // (room - 1)
 
 
-def write_segment(out, buf, n, room, i):
-    """Segment i of the n-byte packet in `buf` into `out`; returns its length."""
+def write_segment(out, buf, n, room, i, off=0):
+    """Segment i of the n-byte packet at buf[off:] into `out`; returns its length."""
     total = count(n, room)
     out[0] = SEGMENT | (FIRST | total if i == 0 else i)
-    start = i * (room - 1)
-    k = n - start
+    start = off + i * (room - 1)
+    k = off + n - start
     if k > room - 1:
         k = room - 1
     for j in range(k):

@@ -13,16 +13,17 @@ class Sensor:
 
     `index` is the stream index of the next sample, counting from the part's first start;
     `tick0` the device time (ms) of index 0, from `clock()`. `config` holds the keyword
-    arguments of `driver.init` (rate_hz first of all).
+    arguments of `driver.init` (rate_hz first of all); `rates` the rates SET_RATE may choose
+    (the profile's `rates_hz`; the configured rate alone without them).
     """
 
-    def __init__(self, driver, streams, buffers, config, clock):
+    def __init__(self, driver, streams, buffers, config, clock, rates=None):
         self.driver = driver
         self.streams = streams
-        self.buffers = buffers
         self._first, self._second = buffers
         self.config = config
         self.rate = config["rate_hz"]
+        self.rates = rates or (self.rate,)
         self._clock = clock
         self.index = 0
         self.tick0 = 0

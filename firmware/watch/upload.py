@@ -14,11 +14,24 @@ from binascii import crc32
 
 from watch import blob
 from watch.model import ModelError, load
-from watch.protocol import OK, E_BAD_CRC, E_BAD_OFFSET, E_CHUNK_CRC, E_NO_UPLOAD, E_TOO_LARGE, E_TRUNCATED
 from watch.slots import ModelSlots
 
-_INFO = "<IIB"  # size, CRC32 of the whole blob, slot
-_READ = 256  # bytes per read when the CRC of a resumed upload is recomputed
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
+
+# watch.protocol's reason codes (a test checks they agree), folded into the code: importing
+# them would give each an entry in this module's dictionary, in RAM on a frozen watch.
+_OK = const(0)
+_E_TRUNCATED = const(1)
+_E_BAD_CRC = const(4)
+_E_TOO_LARGE = const(8)
+_E_NO_UPLOAD = const(9)
+_E_BAD_OFFSET = const(10)
+_E_CHUNK_CRC = const(25)
+_INFO = const("<IIB")  # size, CRC32 of the whole blob, slot
+_READ = const(256)  # bytes per read when the CRC of a resumed upload is recomputed
 
 
 def _remove(path):
@@ -61,9 +74,9 @@ class ModelUpload:
         """Start an upload of `size` bytes whose CRC32 is `crc`; drops any upload in progress."""
         self.abort()
         if size > self.max_bytes:
-            return E_TOO_LARGE
+            return _E_TOO_LARGE
         if size < blob.HEADER_SIZE + blob.TRAILER_SIZE:
-            return E_TRUNCATED
+            return _E_TRUNCATED
         self._slot = self.slots.inactive()
         with open(self.info_path, "wb") as f:
             f.write(struct.pack(_INFO, size, crc & 0xFFFFFFFF, self._slot))
@@ -72,21 +85,21 @@ class ModelUpload:
         self._crc = crc & 0xFFFFFFFF
         self._written = 0
         self._running_crc = 0
-        return OK
+        return _OK
 
     def resume(self, size, crc):
         """(reason, bytes received) for continuing the upload of `size` bytes with CRC32 `crc`:
         the one in progress, or one begun before a reboot whose bytes are on flash."""
         crc &= 0xFFFFFFFF
         if self._file is not None and (self._size, self._crc) == (size, crc):
-            return OK, self._written
+            return _OK, self._written
         try:
             with open(self.info_path, "rb") as f:
                 info = struct.unpack(_INFO, f.read())
         except (OSError, ValueError):
-            return E_NO_UPLOAD, 0
+            return _E_NO_UPLOAD, 0
         if info[:2] != (size, crc) or info[2] != 1 - self.slots.read()[0]:
-            return E_NO_UPLOAD, 0
+            return _E_NO_UPLOAD, 0
         self._slot = info[2]
         running = 0
         written = 0
@@ -102,55 +115,55 @@ class ModelUpload:
         except OSError:
             pass
         if written > size:
-            return E_NO_UPLOAD, 0
+            return _E_NO_UPLOAD, 0
         if self._file is not None:
             self._file.close()
         self._file = open(self.new_path, "ab")
         self._size, self._crc, self._written, self._running_crc = size, crc, written, running
-        return OK, written
+        return _OK, written
 
     def chunk(self, offset, data, chunk_crc=None):
         """Append `data`, which must start where the previous chunk ended; with `chunk_crc`,
         its CRC32 must match (E_CHUNK_CRC, nothing written: the host resends it)."""
         if self._file is None:
-            return E_NO_UPLOAD
+            return _E_NO_UPLOAD
         if offset != self._written:
-            return E_BAD_OFFSET  # the upload stays open: the host may resend from `received`
+            return _E_BAD_OFFSET  # the upload stays open: the host may resend from `received`
         if self._written + len(data) > self._size:
-            return E_TOO_LARGE
+            return _E_TOO_LARGE
         if chunk_crc is not None and crc32(data) & 0xFFFFFFFF != chunk_crc & 0xFFFFFFFF:
-            return E_CHUNK_CRC
+            return _E_CHUNK_CRC
         self._file.write(data)
         self._file.flush()
         self._running_crc = crc32(data, self._running_crc)
         self._written += len(data)
-        return OK
+        return _OK
 
     def commit(self, key, feature_spec, n_features, check=None):
         """(reason, model): the loaded new model and OK once the slot pointer switched to it, or
         a reason code and None, with the running model's slot untouched and the upload dropped.
         `check(model)`, when given, has the last word before the switch: OK or a reason code."""
         if self._file is None:
-            return E_NO_UPLOAD, None
+            return _E_NO_UPLOAD, None
         self._file.close()
         self._file = None
         if self._written != self._size:
-            reason = E_TRUNCATED
+            reason = _E_TRUNCATED
         elif self._running_crc & 0xFFFFFFFF != self._crc:
-            reason = E_BAD_CRC
+            reason = _E_BAD_CRC
         else:
             try:
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
             except ModelError as e:
                 reason = e.reason
             except MemoryError:  # no contiguous room for it now: refused, nothing switched
-                reason = E_TOO_LARGE
+                reason = _E_TOO_LARGE
             else:
-                reason = check(model) if check else OK
-                if reason == OK:
+                reason = check(model) if check else _OK
+                if reason == _OK:
                     self.slots.switch(self._slot)
                     _remove(self.info_path)
-                    return OK, model
+                    return _OK, model
         self._drop()
         return reason, None
 

@@ -7,7 +7,7 @@ import struct
 
 import micropython
 
-from watch import protocol as P
+from wire import protocol as P
 from watch.backfill import Backfill
 from watch.flashlog import FlashLog
 from watch.outbox import Outbox
@@ -152,6 +152,104 @@ def test_append_allocates_nothing_also_when_it_writes_segments():
         finally:
             micropython.heap_unlock()
         assert log._nseg == 4 and log.overflow > 0 and log.next_lsn == 101
+    finally:
+        _wipe(path)
+
+
+def test_segments_carry_zlibs_crc32_computed_without_an_int_object():
+    # binascii.crc32 hands back an int, a heap object on a 32-bit port above 2**30 (the 64-bit
+    # binary cannot show that allocation): the log writes the CRC's bytes straight into the
+    # segment instead. Whatever the value, the bytes are zlib's CRC32 of the slot before them.
+    from binascii import crc32
+
+    from watch import flashlog
+
+    out = bytearray(4)
+    high = 0
+    for n in (0, 1, 7, 64, 500, 2044):
+        data = bytearray(os.urandom(n))
+        assert flashlog._crc_into(data, n, out, 0) is None
+        (crc,) = struct.unpack("<I", out)
+        assert crc == crc32(data) & 0xFFFFFFFF, n
+    path = _folder("crc")
+    try:
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        for i in range(120):
+            log.append(_packet(i), 40)
+        with open(path + "/ring.bin", "rb") as f:
+            ring = f.read()
+        for slot in range(log._nseg):
+            seg = ring[slot * _SEG:(slot + 1) * _SEG]
+            (stored,) = struct.unpack_from("<I", seg, _SEG - 4)
+            assert stored == crc32(seg[:_SEG - 4]) & 0xFFFFFFFF, slot
+            high += stored >= 0x80000000
+        assert high  # some of them above 2**31: the values a 32-bit port could not keep small
+    finally:
+        _wipe(path)
+
+
+def test_the_live_queue_sends_every_record_once_in_order_from_ram_or_flash():
+    # Stream packets wait for the radio in the log itself: the open segment, and the unsent
+    # records of the segment written last (read back from flash). Older ones are dropped,
+    # counted, and left to a backfill.
+    path = _folder("live")
+    try:
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        got = []
+        refuse = [False]
+
+        def send(buf, n, off):
+            if refuse[0]:
+                return False
+            got.append(bytes(buf[off:off + n]))
+            return True
+
+        per_segment = (_SEG - 28) // 42
+        for i in range(per_segment + 3):  # a segment to flash, three records in the next
+            log.append(_packet(i), 40)
+        assert log.live_pending == per_segment + 3
+        assert log.send_live(send, 2) == 2  # the budget
+        assert log.send_live(send, 100) == per_segment + 1
+        assert got == [_packet(i) for i in range(per_segment + 3)] and log.live_pending == 0
+        refuse[0] = True
+        for i in range(per_segment + 3, 3 * per_segment + 5):  # two more segments to flash, unsent
+            log.append(_packet(i), 40)
+        # the segment after the sent ones went before its turn came: all but its first three
+        assert log.send_live(send, 100) == 0 and log.live_dropped == per_segment - 3
+        first = 2 * per_segment  # the segment written last, then the open one
+        out = bytearray(42 * (per_segment + 5))
+        fill = [0, 0]
+
+        def keep(buf, n, off):  # allocates nothing: the queue's sending is measured under the lock
+            for i in range(n):
+                out[fill[0] + i] = buf[off + i]
+            fill[0] += n
+            fill[1] += 1
+            return True
+
+        micropython.heap_lock()
+        try:
+            sent = log.send_live(keep, 1000)
+        finally:
+            micropython.heap_unlock()
+        assert sent == fill[1] == 3 * per_segment + 5 - first
+        assert out[:fill[0]] == b"".join(_packet(i) for i in range(first, 3 * per_segment + 5))
+    finally:
+        _wipe(path)
+
+
+def test_records_past_lsn_65536_come_back_though_the_ring_keeps_16_bits_of_each_first():
+    path = _folder("wrap")
+    try:
+        with open(path + "/state.bin", "wb") as f:  # a log that ended cleanly just below 2**16
+            f.write(struct.pack("<IIIIIII", 3, 65000, 0, 0, 65500, _SEG, 16))
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        assert log.next_lsn == 65500 and log._short
+        for i in range(65500, 65650):  # all of them held: 16 segments of 11
+            assert log.append(_packet(i), 40) == i
+        assert log.first_lsn == 65500 and log.available(0, 70000) == 150
+        got = _read_all(log, 0, 70000)  # (checks each record's bytes)
+        assert len(got) == 150 and got[0][0] == 65500 and got[-1][0] == 65649
     finally:
         _wipe(path)
 

@@ -6,8 +6,9 @@ import struct
 import micropython
 from array import array
 
-from watch import blob, mlp, model
-from watch import protocol as p
+from watch import mlp, model
+from wire import blob
+from wire import protocol as p
 from mp_blobs import FlashDir as _Dir, documented_example, sign as _sign
 
 KEY = bytes(range(32))

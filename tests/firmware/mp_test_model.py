@@ -8,8 +8,9 @@ import micropython
 from array import array
 from binascii import crc32
 
-from watch import blob, model
-from watch import protocol as p
+from watch import model
+from wire import blob
+from wire import protocol as p
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
 from mp_blobs import FlashDir as _Dir, documented_example, sign
 

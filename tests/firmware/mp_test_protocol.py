@@ -2,7 +2,7 @@
 
 import struct
 from golden import vectors
-from watch import protocol as p
+from wire import protocol as p
 
 V = vectors()
 BODIES = {

@@ -7,7 +7,7 @@ import os
 from binascii import crc32
 
 from watch import blob, model, slots, upload
-from watch import protocol as p
+from wire import protocol as p
 from mp_blobs import FlashDir as _Dir, documented_example, sign
 
 KEY, BLOB, _ = documented_example()

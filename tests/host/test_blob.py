@@ -2,6 +2,7 @@
 reason codes, and the watch's HMAC equals CPython's hmac."""
 
 import binascii
+import re
 import hmac
 import struct
 from pathlib import Path
@@ -15,6 +16,7 @@ from watch import protocol as P
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
 from wears import blob as WB
 from wears.errors import ModelBlobError, WearsError
+from wears.paths import FIRMWARE
 from wears.export import QuantizedForest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "model-blob.md"
@@ -176,3 +178,11 @@ def test_the_blob_module_mirrors_the_protocol_reason_codes():
     for name in ("OK", "E_TRUNCATED", "E_BAD_MAGIC", "E_BAD_VERSION", "E_BAD_CRC", "E_BAD_SIGNATURE",
                  "E_UNSUPPORTED_KIND", "E_FEATURE_MISMATCH", "E_TOO_LARGE"):
         assert getattr(B, name) == getattr(P, name), name
+
+
+def test_the_upload_module_mirrors_the_protocol_reason_codes():
+    source = (FIRMWARE / "watch" / "upload.py").read_text()
+    mirrored = re.findall(r"^_((?:OK|E_[A-Z_]+)) = const\((\d+)\)", source, re.M)
+    assert len(mirrored) == 7
+    for name, value in mirrored:
+        assert getattr(P, name) == int(value), name

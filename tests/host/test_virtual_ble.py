@@ -382,7 +382,7 @@ def test_frozen_credit_counts_every_module_a_frozen_board_imports_boot_or_later(
 
 def test_pointer_width_credit_halves_objects_but_not_buffer_bytes():
     # The 64-bit binary's objects take twice a 32-bit watch's heap, its buffers' bytes do not:
-    # 16 more outbox slots of 244 bytes add 3.9 KB of buffers and only 16 views to halve.
+    # A flash log segment 3 KB larger adds 3 KB of buffer bytes and no object to halve.
     import json
 
     from wears.paths import HARDWARE
@@ -392,7 +392,7 @@ def test_pointer_width_credit_halves_objects_but_not_buffer_bytes():
     binary, path = micropython_binary(), micropython_path_compiled()
     pinetime = json.loads((HARDWARE / "pinetime.json").read_text())
     width = heap.width_bytes(pinetime, binary, path)
-    more = heap.width_bytes({**pinetime, "outbox_slots": pinetime["outbox_slots"] + 16}, binary, path)
+    more = heap.width_bytes({**pinetime, "log_segment_bytes": pinetime["log_segment_bytes"] + 3072}, binary, path)
     assert 8000 < width < 40000
     assert width <= more < width + 1024, (width, more)
 

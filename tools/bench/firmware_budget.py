@@ -2,12 +2,18 @@
 
 Runs each board profile in hardware/ at its highest sample rates (the largest `rates_hz`)
 on the virtual watch for `--minutes` of virtual time (default 60: the issue's one-hour
-session), all streams on, and reports per board:
+session), all streams on, with the board's shipped model (models/<board>.wbl, signed with
+the watch's key) uploaded first, so that the upload and the model's predictions are part of
+the measured heap (a frozen board imports the model's modules after boot: its upload is the
+case the PineTime's budget must hold), and reports per board:
 - heap_budget: the profile's `heap_budget_bytes`;
 - sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
   cost: shims, frozen bytecode, the 64-bit binary's wider objects, margin; wears.sim.heap);
 - runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
-  MemoryError), the session runs again with 16 KB more (`board_session(extra_kb=)`);
+  MemoryError, or the model's upload refused as too large: no room for its block), the
+  session runs again with 32 KB more (`board_session(extra_kb=)`; the PineTime's upload
+  has been refused at 16 KB more once in an hour-long run: where its block lands depends on
+  the heap's layout as the upload found it);
 - min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
   (every 60 s);
 - peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
@@ -17,6 +23,7 @@ session), all streams on, and reports per board:
   `heap.table_credit`; negative where the watch's budget holds larger tables than the
   simulation's heap): the firmware's own heap on the watch, to compare with heap_budget;
   `peak_heap_64` is the same before the pointer width;
+- model_id: the shipped model the watch ran; predictions: how many PREDICTION packets came;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
 - ble_bytes_per_s: notification bytes per virtual second, per stream;
@@ -40,10 +47,13 @@ import tempfile
 from pathlib import Path
 
 from watch import protocol as P
+from wears.blob import new_key, resign
 from wears.ble.virtual import VirtualBleakClient
 from wears.client import WatchClient
+from wears.errors import ModelBlobError
+from wears.flash import default_model_path
 from wears.paths import HARDWARE
-from wears.protocol import Samples, Status
+from wears.protocol import Prediction, Samples, Status
 from wears.sim import heap
 from wears.sim.runner import (FIRMWARE, VirtualWatch, compiled_tree, micropython_binary, micropython_path_compiled,
                               sim_heap_bytes)
@@ -69,13 +79,13 @@ def _size(packet, mtu: int) -> int:
     return n + segments.count(n, mtu - 3)
 
 
-async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 16) -> dict:
+async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 32, model: bool = True) -> dict:
     """One session per board at its heapsize; again with `extra_kb` more when it did not fit."""
     try:
-        result = await _session(board, minutes, work, 0)
+        result = await _session(board, minutes, work, 0, model)
         result["runs_at_budget"] = True
     except MemoryError as e:
-        result = await _session(board, minutes, work, extra_kb * 1024)
+        result = await _session(board, minutes, work, extra_kb * 1024, model)
         result["runs_at_budget"] = False
         result["at_budget"] = str(e)
     result["fits_budget"] = result["runs_at_budget"] and result["peak_heap"] is not None and (
@@ -83,27 +93,38 @@ async def board_session(board: str, minutes: float, work: Path, extra_kb: int = 
     return result
 
 
-async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
+async def _session(board: str, minutes: float, work: Path, extra: int, with_model: bool = True) -> dict:
     profile = json.loads((HARDWARE / f"{board}.json").read_text())
     for role in profile["sensors"].values():
         role["rate_hz"] = max(role.get("rates_hz", [role["rate_hz"]]))
     path = work / f"{board}.json"
     path.write_text(json.dumps(profile))
     scenario = work / f"{board}.wscn"
-    seconds = int(minutes * 60) + 20
+    # The clock runs as fast as the CPU while the host uploads in real time: a 20-byte link's
+    # upload takes a few virtual minutes, which the scenario adds before the streams' span.
+    seconds = int(minutes * 60) + 20 + (300 if with_model else 0)
     synthetic(3, rest_s=60, episode_s=90, n_episodes=max(1, (seconds - 60) // 90 + 1)).write(scenario)
     packets: list = []
+    key = new_key()
+    model = resign(default_model_path(board).read_bytes(), key)
     heapsize = sim_heap_bytes(profile) + extra
-    vw = VirtualWatch(scenario, board=str(path), heap_extra=extra)
+    vw = VirtualWatch(scenario, board=str(path), heap_extra=extra, key=key)
     try:
         await vw.start_async()
         async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=lambda c, p: packets.append(p),
                                timeout=60) as watch:
             mtu = watch.mtu
+            try:
+                if with_model:
+                    await watch.upload_model(model)
+            except ModelBlobError as e:  # E_TOO_LARGE: no room for the model's block at this heap
+                raise MemoryError(f"model upload: {e}") from e
             await watch.start(0xFF)
             await watch.disconnected.wait()
         while vw.returncode is None:
             await asyncio.sleep(0.05)
+    except MemoryError:
+        raise
     except Exception as e:  # the watch ran out of heap (at boot or later), or something else went wrong
         out = f"{e}\n{vw.stdout}\n{vw.stderr}"
         if "MemoryError" in out:
@@ -149,6 +170,8 @@ async def _session(board: str, minutes: float, work: Path, extra: int) -> dict:
         "peak_heap": None if peak_sim is None else peak_sim - shims - frozen - width,
         "peak_heap_64": None if peak_sim is None else peak_sim - shims - frozen,
         "status_reports": len(statuses),
+        "model_id": statuses[-1].model_id if statuses else None,  # 0: none
+        "predictions": sum(isinstance(p, Prediction) for p in packets),
         "virtual_s": round(span_s, 1),
         "rates_hz": {r: c["rate_hz"] for r, c in profile["sensors"].items()},
         "lost_samples": {k: v["lost"] for k, v in per_stream.items()},
