@@ -583,6 +583,7 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
     def done(stats: RecordingStats) -> bool:
         if until_s is not None:
             return stats.position_s() >= until_s
+        assert duration_s is not None  # checked on entry: one of them is given
         return stats.seconds() >= duration_s
 
     try:
