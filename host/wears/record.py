@@ -577,6 +577,7 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
         study.set_provenance(sid, "record_target", {"duration_s": duration_s, "until_s": until_s, "mask": mask})
         if annotations:
             study.add_annotations(sid, annotations)
+        study.commit()  # what `--resume` needs, before anything can kill the host
     recorder = Recorder(study, sid, address, backend=backend, mask=mask, reconnect_s=reconnect_s,
                         on_packet=on_packet, prepare=prepare)
 
