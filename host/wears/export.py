@@ -39,6 +39,8 @@ _TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF: the child index of a leaf
 
 
 class _Classifier(Protocol):
+    """What distilling a trained model into an MLP needs of it."""
+
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
