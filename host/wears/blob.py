@@ -22,12 +22,16 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watch import blob as B
 from watch import protocol as P
 
 from .errors import ModelBlobError, WearsError
 from .feature_specs import describe_spec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KIND_TREES = B.KIND_TREES
 KIND_MLP_INT8 = B.KIND_MLP_INT8
@@ -74,9 +78,15 @@ def model_id(body: bytes) -> int:
     return int.from_bytes(hashlib.sha256(body).digest()[:4], "little")
 
 
+def window_settings(window: Sequence[int]) -> tuple[int, int, int]:
+    """(window_s, step_s, baseline_windows) as integers; ValueError unless there are three."""
+    window_s, step_s, baseline = (int(v) for v in window)
+    return window_s, step_s, baseline
+
+
 def window_bytes(window: Sequence[int]) -> bytes:
     """The version-2 window settings (window_s, step_s, baseline_windows) as stored."""
-    window_s, step_s, baseline = (int(v) for v in window)
+    window_s, step_s, baseline = window_settings(window)
     if not all(0 <= v <= 0xFFFF for v in (window_s, step_s, baseline)):
         raise ValueError("window_s, step_s and baseline_windows are u16")
     return struct.pack(B.WINDOW, window_s, step_s, baseline, 0)
@@ -230,6 +240,15 @@ class BlobModel:
     KIND: int
     TOO_LARGE_HINT = ""
     window: tuple[int, int, int] = (0, 0, 0)
+    feature_spec: int
+    offsets_: np.ndarray
+    shifts_: np.ndarray
+    classes_: np.ndarray
+
+    @property
+    def payload(self) -> bytes:
+        """The kind's payload (docs/model-blob.md); each kind defines it."""
+        raise NotImplementedError
 
     @property
     def n_features(self) -> int:

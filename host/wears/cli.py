@@ -31,7 +31,7 @@ def _positive_s(text: str) -> float:
 
 
 def _progress_bar(label: str):
-    def show(done: float, total: float) -> None:
+    def show(done: float, total: float | None) -> None:
         width = 30
         frac = min(1.0, done / total) if total else 1.0
         print(f"\r  {label} [{'#' * int(frac * width):<{width}}] {frac * 100:5.1f}%", end="", file=sys.stderr,
@@ -330,6 +330,7 @@ def cmd_session(args: argparse.Namespace) -> int:
     async def run() -> dict:
         # Ctrl-C or a TERM signal: the run stays resumable (what was playing is marked interrupted).
         task = asyncio.current_task()
+        assert task is not None  # run() is that task
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

@@ -101,8 +101,9 @@ class WatchClient:
         self._early: list[tuple[str, Packet]] = []
 
     def _bleak_client(self, device: Any) -> BleakClient:
-        kwargs = {"backend": self._backend} if self._backend else {}  # bleak picks the platform's own otherwise
-        return BleakClient(device, disconnected_callback=self._on_disconnect, timeout=self.timeout, **kwargs)
+        # backend None: bleak picks the platform's own.
+        return BleakClient(device, disconnected_callback=self._on_disconnect, timeout=self.timeout,
+                           backend=self._backend)
 
     async def __aenter__(self) -> "WatchClient":
         await self.connect()
@@ -307,12 +308,18 @@ class WatchClient:
             raise CommandRefused(f"{self.address} refused command 0x{ptype:02x}: {reply.reason}", reply.status)
         return reply
 
+    async def _value(self, ptype: int, *fields: int) -> int:
+        """The value of the RESULT that answers a command (every command but PING and AUTH_BEGIN)."""
+        result = await self.command(ptype, *fields)
+        assert isinstance(result, Result)  # a reply is matched to its command by its type (`_handler`)
+        return result.value
+
     async def start(self, mask: int = 0xFF) -> int:
         """Start streams (mask bit `stream - 1`); returns the mask now streaming."""
-        return (await self.command(P.CMD_START, mask)).value
+        return await self._value(P.CMD_START, mask)
 
     async def stop(self, mask: int = 0xFF) -> int:
-        return (await self.command(P.CMD_STOP, mask)).value
+        return await self._value(P.CMD_STOP, mask)
 
     async def ping(self) -> tuple[float, float, int]:
         """(host time sent, host time received, watch tick) for clock synchronisation."""
@@ -334,11 +341,11 @@ class WatchClient:
     async def backfill(self, first_lsn: int, end_lsn: int) -> int:
         """Ask for the logged records [first_lsn, end_lsn) again; returns how many the watch still
         holds. They arrive through `on_record`, then a LOG_INFO marks the end."""
-        return (await self.command(P.CMD_BACKFILL, first_lsn, end_lsn)).value
+        return await self._value(P.CMD_BACKFILL, first_lsn, end_lsn)
 
     async def ack(self, lsn: int) -> int:
         """Tell the watch every record before `lsn` is stored; returns its acknowledged mark."""
-        return (await self.command(P.CMD_ACK, lsn)).value
+        return await self._value(P.CMD_ACK, lsn)
 
     async def mark(self, code: int, arg: int = 0) -> None:
         await self.command(P.CMD_MARK, code, arg)
@@ -409,16 +416,16 @@ class WatchClient:
                 offset = held
                 if progress:
                     progress(offset, len(blob))
-            result = await self.command(P.CMD_MODEL_COMMIT)
+            model_id = await self._value(P.CMD_MODEL_COMMIT)
         except CommandRefused as e:
             raise ModelBlobError(f"the watch refused the model ({P.REASONS.get(e.reason, e.reason)}); "
                                  "it keeps its previous model", e.reason) from e
-        return result.value
+        return model_id
 
     async def _upload_position(self, size: int, crc: int) -> int | None:
         """Bytes of this blob's upload the watch holds, or None when it has no such upload."""
         try:
-            return (await self.command(P.CMD_MODEL_RESUME, size, crc)).value
+            return await self._value(P.CMD_MODEL_RESUME, size, crc)
         except CommandRefused as e:
             if e.reason == P.E_NO_UPLOAD:
                 return None

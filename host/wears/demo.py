@@ -14,6 +14,7 @@ import asyncio
 import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +45,27 @@ def _episodes(scenario: Scenario) -> list[tuple[float, float, str]]:
     return [(float(a), float(b), str(label)) for a, b, label in scenario.episodes]
 
 
+def _uploader(blob: bytes) -> Callable[[WatchClient], Awaitable[None]]:
+    """Uploads `blob` over BLE once the watch is connected (`record`'s `prepare`)."""
+
+    async def upload(client: WatchClient) -> None:
+        model_id = await client.upload_model(blob)
+        _say(f"  uploaded the model over BLE; the watch now runs model {model_id:08x}")
+
+    return upload
+
+
 async def _record(study: Study, scenario: Scenario, path: Path, workdir: Path, speed: float, *, key: bytes | None = None,
                   blob: bytes | None = None, on_packet=None) -> int:
     flash = workdir / f"watch-{scenario.participant}"
     shutil.rmtree(flash, ignore_errors=True)
     name = f"WEARS-{scenario.participant}"
 
-    async def upload(client: WatchClient) -> None:
-        model_id = await client.upload_model(blob)
-        _say(f"  uploaded the model over BLE; the watch now runs model {model_id:08x}")
-
     async with VirtualWatch(path, speed=speed, name=name, flash_dir=flash, key=key) as vw:
         sid, stats = await record(study, vw.address, participant=scenario.participant,
                                   until_s=scenario.duration_s - 5, backend=VirtualBleakClient,
                                   annotations=_episodes(scenario), board="esp32s3-wrist",
-                                  prepare=upload if blob else None, on_packet=on_packet)
+                                  prepare=_uploader(blob) if blob else None, on_packet=on_packet)
     _say(f"  {scenario.participant}: {stats.seconds():.0f} s recorded, "
          f"{sum(stats.samples.values())} samples, {stats.lost_samples} lost, {stats.predictions} predictions")
     return sid
@@ -73,7 +80,7 @@ async def demo(workdir: Path, *, speed: float = 0.0, seed: int = 1) -> int:
     study = Study.open(db)
 
     _say("1/5  Synthetic participants: labelled pleasant / unpleasant episodes (neurokit2 PPG + wrist motion)")
-    scenarios = {}
+    scenarios: dict[str, tuple[Scenario, Path]] = {}
     for i, participant in enumerate((*TRAINING, TEST)):
         scenario = synthetic(seed * 100 + i, participant=participant)
         path = workdir / f"{participant}.wscn"

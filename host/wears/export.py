@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import struct
+from typing import Protocol, cast
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
@@ -31,10 +32,16 @@ from sklearn.utils.validation import check_is_fitted
 from watch import blob as B
 from watch import protocol as P
 
-from .blob import BlobModel, read_blob
-from .errors import ModelBlobError
+from .blob import BlobModel, read_blob, window_settings
+from .errors import ModelBlobError, WearsError
 
 _TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF: the child index of a leaf
+
+
+class _Classifier(Protocol):
+    """What distilling a trained model into an MLP needs of it."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
 class QuantizedForest(BlobModel):
@@ -72,7 +79,7 @@ class QuantizedForest(BlobModel):
     def __init__(self, *, feature_spec: int, classes, offsets, shifts, roots, feature, threshold, right,
                  leaf_proba, window=(0, 0, 0)) -> None:
         self.feature_spec = int(feature_spec)
-        self.window = tuple(int(v) for v in window)
+        self.window = window_settings(window)
         self.classes_ = np.asarray(classes)
         self.offsets_ = np.asarray(offsets, dtype=np.int64)
         self.shifts_ = np.asarray(shifts, dtype=np.int64)
@@ -262,12 +269,16 @@ def _payload_v2(data: bytes, at: int, info) -> tuple:
             offset = ref - B.TREES_HEADER_SIZE
             if offset % row or not 0 <= offset < nl * row:
                 raise ValueError(f"leaf reference {ref:#x} is not a leaf row")
-            feature.append(B.LEAF), threshold.append(0), right.append(offset // row)
+            feature.append(B.LEAF)
+            threshold.append(0)
+            right.append(offset // row)
             return index
         k = ref // 2
         if ref <= parent or (ref - 2 * roots_at - 2 * nt) % B.NODE_SIZE or k + 3 >= len(words):
             raise ValueError(f"node reference {ref} points backwards or between nodes")
-        feature.append(int(words[k])), threshold.append(int(words[k + 1]) - B.BIAS), right.append(0)
+        feature.append(int(words[k]))
+        threshold.append(int(words[k + 1]) - B.BIAS)
+        right.append(0)
         emit(int(words[k + 2]), ref)
         right[index] = emit(int(words[k + 3]), ref)
         return index
@@ -313,7 +324,8 @@ def quantize_forest(model: ExtraTreesClassifier | RandomForestClassifier, X_trai
     check_is_fitted(model)
     if model.n_outputs_ != 1:
         raise ValueError("the watch runs single-output classifiers only")
-    X = _as_int(X_train, "X_train", model.n_features_in_)
+    # scikit-learn sets n_features_in_ (documented) in fit through setattr: no declaration pyright sees.
+    X = _as_int(X_train, "X_train", model.n_features_in_)  # pyright: ignore[reportAttributeAccessIssue]
     if len(X) == 0 or X.min() < B.X_MIN or X.max() > B.X_MAX:
         raise ValueError(f"X_train must be non-empty and lie in [{B.X_MIN}, {B.X_MAX}] (watch.blob X_MIN, X_MAX)")
     offsets, shifts = _scaling(X)
@@ -482,12 +494,14 @@ def export_model(model_path, key_path, output, *, formats=None, kind: str = "tre
     written = {}
     if kind == "mlp":
         from .mlp import fit_mlp, quantize_mlp
+        from .watch_models import WatchMLP
 
-        if getattr(trained, "kind", "") == "mlp":  # `wears train` chose and evaluated this int8 MLP
+        if isinstance(trained.model, WatchMLP):  # `wears train` chose and evaluated this int8 MLP (kind "mlp")
             float_model = trained.model.float_model_
         else:
             y = getattr(trained, "y_train", None)
-            y = trained.model.predict(X) if y is None else y  # older models keep no labels: distil the forest
+            if y is None:  # older models keep no labels: distil the forest
+                y = cast(_Classifier, trained.model).predict(X)  # TrainedModel.model is typed object
             float_model = fit_mlp(X, y, hidden=(16,))
         qm = quantize_mlp(float_model, X, trained.feature_spec, window_of(trained))
         data = qm.to_blob(key, max_bytes)
@@ -502,9 +516,13 @@ def export_model(model_path, key_path, output, *, formats=None, kind: str = "tre
             written["tflite"] = out.with_suffix(".tflite")
             written["tflite"].write_bytes(to_tflite(qm))
     else:
+        forest = trained.model
+        if not isinstance(forest, (ExtraTreesClassifier, RandomForestClassifier)):
+            raise WearsError(f"{model_path} holds a {type(forest).__name__}, which the watch does not run: "
+                             "only a forest (--kind trees) or an int8 MLP (--kind mlp)")
         data, info = export_blob(trained, key, max_bytes)
-        model = quantize_forest(trained.model, X, trained.feature_spec, window_of(trained))
-        onnx_model, onnx_X = trained.model, X
+        model = quantize_forest(forest, X, trained.feature_spec, window_of(trained))
+        onnx_model, onnx_X = forest, X
         if "tflite" in formats:
             raise ModelBlobError("TFLite export is for the int8 MLP (--kind mlp); a forest has no TFLite form here")
     if "blob" in formats:

@@ -18,6 +18,7 @@ import hashlib
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, cast
 
 from watch import protocol as P
 
@@ -39,6 +40,10 @@ _INSTALL_HINTS = {
     "armv7m": "PineTime: flash MicroPython through its bootloader (wasp-bootloader / InfiniTime's DFU over BLE, "
               "or SWD with a debug probe)",
 }
+
+
+class _Port(Protocol):
+    timeout: float | None  # pyserial's read timeout in seconds
 
 
 class FlashError(WearsError):
@@ -66,9 +71,12 @@ def _transport(port: str, board: str, timeout: float):
         t = SerialTransport(port, baudrate=115200)
     except TransportError as e:
         raise FlashError(f"cannot open {port}: {e}") from e
-    t.serial.timeout = timeout  # a board that stays silent must not block a read forever
+    # mpremote is unannotated: pyright sees its port as pyserial's or the SerialIntercept a mount
+    # puts in its place (none here yet), and takes timeout_overall for an int from its default
+    # 10, while read_until accepts floats.
+    cast(_Port, t.serial).timeout = timeout  # a board that stays silent must not block a read forever
     try:
-        t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
+        t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)  # pyright: ignore[reportArgumentType]
     except (TransportError, OSError) as e:
         t.close()
         raise _not_micropython(port, board, str(e) or "no raw REPL prompt") from e

@@ -31,7 +31,7 @@ from sklearn.neural_network import MLPClassifier
 
 from watch import blob as B
 
-from .blob import BlobModel
+from .blob import BlobModel, window_settings
 
 INPUT_DIVISOR = 32.0  # the float network's input is q / 32: int8 q spans about +-4
 _SPREAD = 4.0  # standard deviations that the int8 input range covers (before the power-of-two shift)
@@ -72,11 +72,13 @@ class FloatMLP:
     def network_input(self, X_int) -> np.ndarray:
         return quantize_inputs(X_int, self.offsets_, self.shifts_) / INPUT_DIVISOR
 
+    # np.asarray returns these arrays as they are: scikit-learn's unannotated returns widen to
+    # every type its helpers can give (sparse matrices, strings), which a fitted MLP never does.
     def predict(self, X_int) -> np.ndarray:
-        return self.model_.predict(self.network_input(X_int))
+        return np.asarray(self.model_.predict(self.network_input(X_int)))
 
     def predict_proba(self, X_int) -> np.ndarray:
-        return self.model_.predict_proba(self.network_input(X_int))
+        return np.asarray(self.model_.predict_proba(self.network_input(X_int)))
 
     def layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W (n_in, n_out), b) per layer, with a binary model's single logistic output
@@ -171,7 +173,7 @@ class QuantizedMLP(BlobModel):
     def __init__(self, *, feature_spec: int, classes, offsets, shifts, layers: list[Layer],
                  window=(0, 0, 0)) -> None:
         self.feature_spec = int(feature_spec)
-        self.window = tuple(int(v) for v in window)
+        self.window = window_settings(window)
         self.classes_ = np.asarray(classes)
         self.offsets_ = np.asarray(offsets, dtype=np.int64)
         self.shifts_ = np.asarray(shifts, dtype=np.int64)

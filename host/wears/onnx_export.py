@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from .errors import WearsError
@@ -22,10 +24,13 @@ from .errors import WearsError
 def to_onnx(model, X_check: np.ndarray) -> tuple[bytes, float]:
     """(ONNX bytes, fraction of `X_check` rows where onnxruntime's label equals scikit-learn's)."""
     import onnxruntime as ort
+    from onnx import ModelProto
     from skl2onnx import to_onnx as skl_to_onnx
 
     X = np.asarray(X_check, dtype=np.float32)
-    onx = skl_to_onnx(model, X[:1], options={id(model): {"zipmap": False}}, target_opset=17)
+    # skl2onnx leaves its return unannotated, so pyright joins every path of it (graphs, the
+    # intermediate topology, estimators); without intermediate=True it is a ModelProto.
+    onx = cast(ModelProto, skl_to_onnx(model, X[:1], options={id(model): {"zipmap": False}}, target_opset=17))
     data = onx.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     labels = session.run(None, {session.get_inputs()[0].name: X})[0]

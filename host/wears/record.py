@@ -577,12 +577,14 @@ async def record(study: Study, address: Any, *, participant: str = "", duration_
         study.set_provenance(sid, "record_target", {"duration_s": duration_s, "until_s": until_s, "mask": mask})
         if annotations:
             study.add_annotations(sid, annotations)
+        study.commit()  # what `--resume` needs, before anything can kill the host
     recorder = Recorder(study, sid, address, backend=backend, mask=mask, reconnect_s=reconnect_s,
                         on_packet=on_packet, prepare=prepare)
 
     def done(stats: RecordingStats) -> bool:
         if until_s is not None:
             return stats.position_s() >= until_s
+        assert duration_s is not None  # checked on entry: one of them is given
         return stats.seconds() >= duration_s
 
     try:

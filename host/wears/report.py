@@ -12,12 +12,19 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 
+def _macro_f1(y: np.ndarray, pred: np.ndarray, labels: list[int]) -> float:
+    # zero_division is unannotated in scikit-learn: pyright takes str from its default "warn",
+    # while the documented values include 0.
+    return float(f1_score(y, pred, average="macro", labels=labels,
+                          zero_division=0))  # pyright: ignore[reportArgumentType]
+
+
 def scores(y: np.ndarray, pred: np.ndarray, n_classes: int, proba: np.ndarray | None = None,
            groups: np.ndarray | None = None) -> dict:
     """accuracy, macro_f1, balanced_accuracy, confusion (rows: truth), calibration and per participant."""
     labels = list(range(n_classes))
     out = {"n_windows": int(len(y)), "accuracy": float(accuracy_score(y, pred)),
-           "macro_f1": float(f1_score(y, pred, average="macro", labels=labels, zero_division=0)),
+           "macro_f1": _macro_f1(y, pred, labels),
            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
            "confusion": confusion_matrix(y, pred, labels=labels).tolist()}
     if proba is not None:
@@ -25,8 +32,7 @@ def scores(y: np.ndarray, pred: np.ndarray, n_classes: int, proba: np.ndarray | 
     if groups is not None:
         out["per_participant"] = {
             str(g): {"n_windows": int(np.sum(groups == g)), "accuracy": float(np.mean(pred[groups == g] == y[groups == g])),
-                     "macro_f1": float(f1_score(y[groups == g], pred[groups == g], average="macro", labels=labels,
-                                                zero_division=0))}
+                     "macro_f1": _macro_f1(y[groups == g], pred[groups == g], labels)}
             for g in sorted(set(groups.tolist()))}
     return out
 

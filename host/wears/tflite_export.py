@@ -53,12 +53,13 @@ def to_tflite(qm: QuantizedMLP, description: str = "WEARS int8 MLP") -> bytes:
     blobs: list[bytes] = [b""]
     tensors: list[tuple[str, list[int], int, float, int, int]] = []  # name, shape, type, scale, zp, buffer
 
-    def tensor(name: str, shape: list[int], ttype: int, scale: float, zp: int, data: bytes | None = None) -> int:
+    def tensor(name: str, shape: list[int], ttype: int, scale: float | np.floating, zp: int,
+               data: bytes | None = None) -> int:
         buf = 0
         if data is not None:
             blobs.append(data)
             buf = len(blobs) - 1
-        tensors.append((name, shape, ttype, scale, zp, buf))
+        tensors.append((name, shape, ttype, float(scale), zp, buf))  # float32 -> float is exact
         return len(tensors) - 1
 
     T = tflite.TensorType

@@ -159,3 +159,23 @@ def test_watch_that_vanishes_mid_recording_keeps_what_arrived(scenario_file, tmp
     session = study.sessions()[0]
     assert session["status"] == "interrupted"
     assert study.sample_count(session["id"], P.PPG) >= 1000
+
+
+def test_a_recording_is_resumable_from_its_first_connection(scenario_file, tmp_path):
+    # A host killed as soon as it reached the watch must leave what `wears record --resume` needs
+    # (the record target) committed, not only the session row.
+    _, path = scenario_file
+    study = Study.open(tmp_path / "study.db")
+    seen: list[dict] = []
+
+    async def look(client: WatchClient) -> None:
+        other = Study.open(tmp_path / "study.db")  # another process's view: committed rows only
+        seen.append(other.provenance(other.sessions()[0]["id"]))
+        other.close()
+
+    async def run():
+        async with VirtualWatch(path, flash_dir=tmp_path / "flash", speed=20) as vw:
+            await record(study, vw.address, participant="P01", duration_s=2, backend=VirtualBleakClient, prepare=look)
+
+    asyncio.run(asyncio.wait_for(run(), RUN_TIMEOUT_S))
+    assert seen and "record_target" in seen[0]

@@ -5,11 +5,15 @@ import json
 
 import numpy as np
 import onnxruntime as ort
+import pytest
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import ExtraTreesClassifier
 
 from tests.host.test_export import synthetic
 from wears.blob import read_blob, save_key
 from wears.cli import main
+from wears.errors import WearsError
+from wears.export import export_model
 from wears.mlp import fit_mlp, quantize_mlp
 from wears.tflite_export import run_tflite
 from wears.train import TrainedModel
@@ -76,3 +80,14 @@ def test_export_refuses_tflite_for_a_forest_and_a_blob_over_the_budget(tmp_path,
     board.write_text(json.dumps(board_profile("esp32s3-wrist") | {"model_budget_bytes": 500}))
     assert main(args + ["--board", str(board)]) == 1
     assert "takes at most 500" in capsys.readouterr().err
+
+
+
+def test_export_model_refuses_a_host_only_model_as_trees_with_a_clear_error(tmp_path):
+    # `wears export` refuses it before (cli.cmd_export); the API says it too, as a WearsError.
+    X, y, trained = _trained(tmp_path)
+    trained.model, trained.kind = DummyClassifier().fit(X, y), "DummyClassifier"  # `wears train` can pick one
+    trained.save(tmp_path / "model.pkl")
+    with pytest.raises(WearsError, match="holds a DummyClassifier, which the watch does not run"):
+        export_model(tmp_path / "model.pkl", tmp_path / "watch.key", tmp_path / "m.wbl")
+    assert not (tmp_path / "m.wbl").exists()

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -142,12 +144,22 @@ def _ppg_timelines(study: Study, session_id: int) -> dict[int, tuple[float, floa
         (session_id, P.PPG))}
 
 
+class _PredictionRow(Protocol):
+    """A row of `_windows(..., "predictions", ...)` as `itertuples` gives it."""
+
+    boot: int
+    device_ms: float
+    flags: int
+    label: int
+    proba: str
+
+
 def _windows(study: Study, session_id: int, table: str, columns: str) -> pd.DataFrame:
     """Rows of `heart_rate` or `predictions` with the device ms of their window's end, on their boot's clock."""
     df = pd.read_sql_query(f"SELECT boot, window_end, {columns} FROM {table} WHERE session_id=? "
-                           "ORDER BY boot, window_end", study.conn, params=(session_id,))
+                           "ORDER BY boot, window_end", study.conn, params=[session_id])
     ppg = _ppg_timelines(study, session_id)
-    df = df[df["boot"].isin(list(ppg))].reset_index(drop=True)
+    df = df.loc[df["boot"].isin(list(ppg))].reset_index(drop=True)
     df.insert(0, "device_ms", [ppg[b][0] + 1000 * w / ppg[b][1] for b, w in zip(df["boot"], df["window_end"])])
     return df
 
@@ -165,7 +177,8 @@ def event_rows(study: Study, session_id: int) -> list[dict]:
         for start, end, label in study.annotations(session_id):
             rows.append({"boot": first, "device_ms": tick0 + 1000 * start, "duration_s": end - start,
                          "trial_type": label, "value": "", "source": "annotation"})
-        for p in _windows(study, session_id, "predictions", "flags, label, proba").itertuples():
+        rows_of = _windows(study, session_id, "predictions", "flags, label, proba").itertuples()
+        for p in cast("Iterable[_PredictionRow]", rows_of):  # pandas types its named tuples as plain tuples
             label = CLASS_NAMES[p.label] if p.label < len(CLASS_NAMES) else str(p.label)
             rows.append({"boot": p.boot, "device_ms": p.device_ms, "duration_s": 0.0,
                          "trial_type": "prediction", "value": label, "source": "watch",

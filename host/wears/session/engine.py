@@ -22,6 +22,7 @@ from ..db import Study
 from ..errors import CommandTimeout, WearsError
 from ..protocol import Event, HeartRate, Packet, Status
 from ..record import Recorder, new_recording
+from ..scan import watch_filter
 from .protocol import StudyProtocol
 from .steps import TIMED, Step, build_steps
 from .store import RunStore, file_sha256
@@ -142,9 +143,7 @@ class SessionEngine:
     async def scan(self, timeout: float = 3.0) -> list[dict]:
         from bleak import BleakScanner
 
-        kwargs = {"backend": self.scanner_backend} if self.scanner_backend else {}
-        found = await BleakScanner.discover(timeout=timeout, service_uuids=[P.SERVICE_UUID], return_adv=True,
-                                            **kwargs)
+        found = await BleakScanner.discover(timeout=timeout, return_adv=True, **watch_filter(self.scanner_backend))
         self.found = [{"address": d.address, "name": a.local_name or d.name or "?", "rssi": a.rssi}
                       for d, a in found.values()]
         return self.found
@@ -470,6 +469,7 @@ class SessionEngine:
             if not isinstance(values, dict) or set(values) != set(self.protocol.scales) or not all(
                     type(v) is int and 1 <= v <= self.protocol.points for v in values.values()):
                 return {"type": "error", "text": "every scale needs one answer"}
+            assert step.rates_step is not None  # a rating step names the clip step it rates (build_steps)
             trial_id = self.store.last_done_clip_trial(step.rates_step)
             for item, value in values.items():
                 self.store.add_report(self.step, trial_id, item, value, host, response_ms=msg.get("response_ms"))
@@ -481,10 +481,12 @@ class SessionEngine:
             value = msg.get("value")
             if type(value) is not int or not 1 <= value <= self.protocol.points:
                 return {"type": "error", "text": "choose an answer"}
-            self.store.add_report(self.step, None, "attention", value, host, expected=step.check.answer,
+            check = step.check
+            assert check is not None  # an attention step carries its check (build_steps)
+            self.store.add_report(self.step, None, "attention", value, host, expected=check.answer,
                                   response_ms=msg.get("response_ms"))
-            await self.event("attention", host, text=json.dumps({"value": value, "expected": step.check.answer}))
-            passed = "passed" if value == step.check.answer else f"FAILED (answered {value})"
+            await self.event("attention", host, text=json.dumps({"value": value, "expected": check.answer}))
+            passed = "passed" if value == check.answer else f"FAILED (answered {value})"
             self.say(f"attention check {passed}")
             await self._goto(self.step + 1)
         return None
@@ -520,14 +522,17 @@ class SessionEngine:
         elif self.status in ("complete", "aborted"):
             view["kind"] = "end"
         elif step.kind == "clip":
+            assert step.clip_id is not None  # a clip step names its clip (build_steps)
             view.update(clip_url=self.clip_url(step.clip_id), clip_id=step.clip_id)
         elif step.kind in TIMED:
             view["duration_s"] = step.duration_s
         elif step.kind == "rating":
             view.update(scales=list(self.protocol.scales), points=self.protocol.points)
         elif step.kind == "attention":
-            prompt = step.check.prompt.get(self.run.language)
-            view.update(points=self.protocol.points, answer_prompt=prompt, answer=step.check.answer)
+            check = step.check
+            assert check is not None  # an attention step carries its check (build_steps)
+            view.update(points=self.protocol.points, answer_prompt=check.prompt.get(self.run.language),
+                        answer=check.answer)
         return view
 
     def experimenter_view(self) -> dict:

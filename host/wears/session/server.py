@@ -74,7 +74,7 @@ class SessionServer:
             await site.start()
         except OSError as e:
             raise WearsError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from e
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]  # the port listened on (port 0: the one the system chose)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -137,7 +137,9 @@ def watch_truth(log_folder: Path, copy: Path, start_lsn: int = 0) -> dict[tuple[
     """Every SAMPLES packet the watch logged from `start_lsn` on: (boot, stream, first index) -> samples."""
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(log_folder, copy)
-    log = FlashLog(str(copy), max_bytes=None, segment_bytes=None)  # as the watch made it
+    # None: the sizes the log on flash says, as the watch made it (watch.flashlog is untyped
+    # MicroPython: pyright takes int from the defaults).
+    log = FlashLog(str(copy), max_bytes=None, segment_bytes=None)  # pyright: ignore[reportArgumentType]
     out = bytearray(512)
     truth = {}
     log.seek(start_lsn, log.next_lsn)

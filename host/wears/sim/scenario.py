@@ -252,8 +252,12 @@ def synthetic(seed: int, *, participant: str = "P01", rest_s: int = 60, episode_
         a = int(round(s * ppg_rate))
         length = int(round(e * ppg_rate)) - a + fade
         fm, ibi = variability[label]
-        x = nk.ppg_simulate(duration=length / ppg_rate, sampling_rate=ppg_rate,
-                            heart_rate=hr[label] + rng.normal(0, 1.0), frequency_modulation=fm,
+        # neurokit2 leaves duration and heart_rate unannotated (int from their defaults) but
+        # computes with any real number (60 / heart_rate, ceil(duration * sampling_rate)):
+        # the fractional values here are meant.
+        x = nk.ppg_simulate(duration=length / ppg_rate, sampling_rate=ppg_rate,  # pyright: ignore[reportArgumentType]
+                            heart_rate=hr[label] + rng.normal(0, 1.0),  # pyright: ignore[reportArgumentType]
+                            frequency_modulation=fm,
                             ibi_randomness=ibi, drift=0, motion_amplitude=0, powerline_amplitude=0,
                             burst_number=0, random_state=int(rng.integers(2**31)))[:length]
         x = np.pad(x, (0, length - len(x)), mode="edge")
