@@ -331,6 +331,7 @@ class Study:
             "INSERT INTO sessions(participant_id, device_id, source, status, started_at, note) "
             "VALUES (?, ?, ?, 'recording', ?, ?)", (participant, device_id, source, _now(), note))
         self.conn.commit()
+        assert cur.lastrowid is not None  # sqlite3's lastrowid is None only before any INSERT
         return cur.lastrowid
 
     def end_session(self, session_id: int, status: str, note: str | None = None) -> None:

@@ -77,8 +77,8 @@ class Beats:
     hr_x10: np.ndarray
     info: dict = field(default_factory=dict)
     # Intermediates the windows need.
-    pair: np.ndarray = field(default=None, repr=False)
-    sd_ms: np.ndarray = field(default=None, repr=False)
+    pair: np.ndarray = field(kw_only=True, repr=False)
+    sd_ms: np.ndarray = field(kw_only=True, repr=False)
 
 
 def isqrt_round(v: np.ndarray) -> np.ndarray:
@@ -438,7 +438,7 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
 
     first_gyro = first_imu_index if first_gyro_index is None else first_gyro_index
     imu_spans = [(first_imu_index, first_imu_index + len(acc))]
-    if has_gyro:
+    if gyro is not None:
         imu_spans.append((first_gyro, first_gyro + len(gyro)))
     k = window_grid((first_ppg_index, first_ppg_index + len(ir)), imu_spans, ppg_rate=ppg_rate, imu_rate=imu_rate,
                     window_s=window_s, step_s=step_s)
@@ -456,7 +456,7 @@ def extract_features(ppg_ir, acc, gyro=None, *, ppg_rate: int, imu_rate: int, wi
     a = F.ACC_COLUMN
     X[:, a:a + 4] = np.stack(_imu_stats(acc_blocks, k, n_blocks, block, imu_rate, F.G_MG), axis=1)
     X[:, a + 4] = np.searchsorted(np.asarray(F.ACTIVITY_MG), X[:, a + 1], side="right")
-    if has_gyro:
+    if gyro is not None:
         gyro_blocks = _imu_blocks(gyro, first_gyro, block, F.micro_units(gyro_unit_dps), 100000)
         X[:, F.GYRO_COLUMN:F.GYRO_COLUMN + 4] = np.stack(
             _imu_stats(gyro_blocks, k, n_blocks, block, imu_rate, 0), axis=1)

@@ -26,7 +26,7 @@ import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 from sklearn.base import clone
@@ -268,7 +268,9 @@ def fits_budget(model, X: np.ndarray, spec: int, budget: dict) -> bool:
 def _fit(model, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return clone(model).fit(X, y)
+        # clone is unannotated: pyright joins every branch of it (lists, dicts, sets of
+        # estimators); an estimator in gives an estimator out.
+        return cast(Any, clone(model)).fit(X, y)
 
 
 def _inner_score(models: list, X, y, inner, spec: int, recipe: Recipe) -> float | None:

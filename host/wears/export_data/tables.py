@@ -220,7 +220,7 @@ def session_tables(study: Study, session_id: int) -> dict[str, pd.DataFrame]:
         pred["proba"] = [json.dumps([round(x / 255, 3) for x in json.loads(p)]) for p in pred["proba"]]
         tables["predictions"] = timed(pred)
     events = pd.DataFrame(event_rows(study, session_id),
-                          columns=["boot", "device_ms", "duration_s", "trial_type", "value", "source"])
+                          columns=pd.Index(["boot", "device_ms", "duration_s", "trial_type", "value", "source"]))
     tables["events"] = timed(events)
     return tables
 
