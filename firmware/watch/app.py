@@ -84,9 +84,11 @@ class Watch:
             self.event(P.EV_CRASHED, boots - 1)
         imu = board["sensors"].get("imu")
         self.has_gyro = bool(imu) and "gyro_range_dps" in imu
-        # Per stream the board has, the SAMPLES packet being filled: [buffer, count, first index, capacity].
-        self.staging = {s: [bytearray(_PACKET), 0, 0, 1]
-                        for s in ((P.PPG, P.ACC, P.GYRO) if self.has_gyro else (P.PPG, P.ACC))}
+        # Per stream the board has (PPG, ACC, GYRO: 1, 2, 3), the SAMPLES packet being filled:
+        # its buffer in staging[stream - 1], and count, first index, capacity at fill[3 * (stream - 1):].
+        n = 3 if self.has_gyro else 2
+        self.staging = tuple(bytearray(_PACKET) for _ in range(n))
+        self.fill = zeros("I", 3 * n)
         self.spec_id, self.n_features = spec_for(self.has_gyro)
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
@@ -357,31 +359,35 @@ class Watch:
         and red), or x y z interleaved in `values` (`second` None). Allocates nothing."""
         size = P.SAMPLE_SIZES[stream]
         fmt = P.SAMPLE_FORMATS[stream]
-        pkt = self.staging[stream]  # [buffer, count, first index, capacity]
+        buf = self.staging[stream - 1]
+        fill = self.fill
+        k = 3 * (stream - 1)  # fill[k]: count, fill[k + 1]: first index, fill[k + 2]: capacity
         for i in range(n):
-            if pkt[1] == 0:
-                pkt[2] = first_index + i
+            if fill[k] == 0:
+                fill[k + 1] = first_index + i
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
                 # Room is left for the BACKFILL wrapping a re-sent record. Unconnected, the
                 # samples go to the flash log in full-size packets for the next connection.
                 room = min(_PACKET, self.radio.max_payload) if self.radio.connected else _PACKET
-                pkt[3] = (room - P.BACKFILL_WRAP - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
-            off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
+                fill[k + 2] = (room - P.BACKFILL_WRAP - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
+            off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + fill[k] * size
             if second is not None:
-                struct.pack_into(fmt, pkt[0], off, values[i], second[i])
+                struct.pack_into(fmt, buf, off, values[i], second[i])
             else:
                 j = 3 * i
-                struct.pack_into(fmt, pkt[0], off, values[j], values[j + 1], values[j + 2])
-            pkt[1] += 1
-            if pkt[1] >= pkt[3]:
+                struct.pack_into(fmt, buf, off, values[j], values[j + 1], values[j + 2])
+            fill[k] += 1
+            if fill[k] >= fill[k + 2]:
                 self.seal_samples(stream)
 
     def seal_samples(self, stream):
-        pkt = self.staging[stream]
-        if pkt[1]:
-            self.send_stream(pkt[0], P.pack_samples_header(pkt[0], self.log.next_lsn, self.uptime(), stream,
-                                                           pkt[1], pkt[2]))
-            pkt[1] = 0
+        k = 3 * (stream - 1)
+        count = self.fill[k]
+        if count:
+            buf = self.staging[stream - 1]
+            self.send_stream(buf, P.pack_samples_header(buf, self.log.next_lsn, self.uptime(), stream, count,
+                                                        self.fill[k + 1]))
+            self.fill[k] = 0
 
     # The loop ---------------------------------------------------------------------------
 
