@@ -345,9 +345,9 @@ class Watch:
         driver = sensor.driver
         rate = self.ppg_rate if stream == P.PPG else self.imu_rate
         unit = 1.0 if stream == P.PPG else driver.accel_unit if stream == P.ACC else driver.gyro_unit
+        channels = 2 if stream == P.PPG else 3  # PPG: ir, red; IMU: x, y, z (protocol.CHANNELS on the host)
         self.send_stream(self._info, P.pack_body(self._info, P.STREAM_INFO, self.log.next_lsn, self.uptime(),
-                                                 P.STREAM_INFO_BODY, stream, len(P.CHANNELS[stream]), rate * 1000,
-                                                 unit, sensor.tick0))
+                                                 P.STREAM_INFO_BODY, stream, channels, rate * 1000, unit, sensor.tick0))
 
     def send_stream(self, buf, n):
         """Keep a stream packet in the flash log (its seq: the low bits of its lsn), whose open
