@@ -35,10 +35,10 @@ from watch.sensor import Sensor
 from watch.slots import ModelSlots
 from watch.watchdog import Watchdog
 
-FIRMWARE_REVISION = "0.1.0"
-MODEL_PATH = "model.wbl"
-KEY_PATH = "key.bin"
-STREAMS_PATH = "streams.bin"  # the streams the host asked for: a reboot goes on recording them
+_FIRMWARE_REVISION = const("0.1.0")
+_MODEL_PATH = const("model.wbl")
+_KEY_PATH = const("key.bin")
+_STREAMS_PATH = const("streams.bin")  # the streams the host asked for: a reboot goes on recording them
 
 _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
 _BURST = const(32)  # largest FIFO burst read per sensor and period (the rest waits in the FIFO)
@@ -77,7 +77,7 @@ class Watch:
         self.auth = Auth(self.key)
         # The model's code (watch.model, watch.blob, watch.upload, watch.baseline) is imported
         # when a model is there or an upload begins: a small watch keeps that heap until then.
-        self.slots = ModelSlots(MODEL_PATH)
+        self.slots = ModelSlots(_MODEL_PATH)
         self.upload = None  # watch.upload.ModelUpload from the first MODEL_BEGIN
         self.event(P.EV_BOOT, 0)
         if boots > 1:
@@ -131,16 +131,16 @@ class Watch:
         name = board.get("name", "WEARS")[:12]
         if board.get("link") == "serial":
             from watch.radio_serial import SerialRadio
-            return SerialRadio(name, board["id"], FIRMWARE_REVISION, board)
+            return SerialRadio(name, board["id"], _FIRMWARE_REVISION, board)
         if board.get("radio") == "ubluepy":
             from watch.radio_ubluepy import Radio
         else:
             from watch.radio import Radio
-        return Radio(name, board["id"], FIRMWARE_REVISION)
+        return Radio(name, board["id"], _FIRMWARE_REVISION)
 
     def _read_key(self):
         try:
-            with open(KEY_PATH, "rb") as f:
+            with open(_KEY_PATH, "rb") as f:
                 return f.read()
         except OSError:
             return None  # no key provisioned: every upload is refused as unsigned
@@ -277,7 +277,7 @@ class Watch:
 
     def _saved_streams(self):
         try:
-            with open(STREAMS_PATH, "rb") as f:
+            with open(_STREAMS_PATH, "rb") as f:
                 return f.read(1)[0]
         except (OSError, IndexError):
             return 0
@@ -547,7 +547,7 @@ class Watch:
         if self.upload is None:
             from watch.upload import ModelUpload
 
-            self.upload = ModelUpload(MODEL_PATH, max_bytes=self._model_budget(), slots=self.slots)
+            self.upload = ModelUpload(_MODEL_PATH, max_bytes=self._model_budget(), slots=self.slots)
         return self.upload
 
     def set_rate(self, stream, rate):
@@ -600,7 +600,7 @@ class Watch:
                     self.seal_samples(stream)
                     self.streaming &= ~bit
         if self.streaming != before:
-            with open(STREAMS_PATH, "wb") as f:
+            with open(_STREAMS_PATH, "wb") as f:
                 f.write(bytes((self.streaming,)))
 
     def periodic(self):
