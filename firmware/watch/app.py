@@ -232,8 +232,8 @@ class Watch:
         feats = self.features_cfg
         window = getattr(model, "window_s", None) or feats.get("window_s", 30)
         step = getattr(model, "step_s", None) or feats.get("step_s", 5)
-        if window == self.window_s and step == self.step_s:
-            return P.OK
+        if window == self.window_s and step == self.step_s and (self.engine is not None or not self.ppg):
+            return P.OK  # (an engine dropped for the model's upload is built again below)
         old = self.window_s, self.step_s
         self.window_s, self.step_s = window, step
         try:
@@ -519,7 +519,10 @@ class Watch:
     def commit_model(self, seq):
         # The running model's memory goes first (a loaded model is one contiguous block, and
         # the heap may not have room for two); on a refusal it is loaded again from its slot.
-        self.model = None
+        # So do the feature engine and the heart-rate estimator: the new model's block takes its
+        # place first and they are built again around it (_engine_for, for the model's window),
+        # which needs 4 KB less heap than dropping the engine after the block was placed.
+        self.model = self.engine = self.hr = None
         gc.collect()
         if self.upload is None:
             status, model = P.E_NO_UPLOAD, None
@@ -532,6 +535,11 @@ class Watch:
             except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
                 model = None
             self.model = model
+            if self.engine is None:  # no model loaded to build it: windows and heart rate without one
+                try:
+                    self._new_engine()
+                except MemoryError:
+                    self.engine = self.hr = None
         if status == P.OK and model is not None:
             self.model = model
             self._fit_baseline()
