@@ -35,10 +35,10 @@ from watch.sensor import Sensor
 from watch.slots import ModelSlots
 from watch.watchdog import Watchdog
 
-FIRMWARE_REVISION = "0.1.0"
-MODEL_PATH = "model.wbl"
-KEY_PATH = "key.bin"
-STREAMS_PATH = "streams.bin"  # the streams the host asked for: a reboot goes on recording them
+_FIRMWARE_REVISION = const("0.1.0")
+_MODEL_PATH = const("model.wbl")
+_KEY_PATH = const("key.bin")
+_STREAMS_PATH = const("streams.bin")  # the streams the host asked for: a reboot goes on recording them
 
 _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
 _BURST = const(32)  # largest FIFO burst read per sensor and period (the rest waits in the FIFO)
@@ -77,16 +77,18 @@ class Watch:
         self.auth = Auth(self.key)
         # The model's code (watch.model, watch.blob, watch.upload, watch.baseline) is imported
         # when a model is there or an upload begins: a small watch keeps that heap until then.
-        self.slots = ModelSlots(MODEL_PATH)
+        self.slots = ModelSlots(_MODEL_PATH)
         self.upload = None  # watch.upload.ModelUpload from the first MODEL_BEGIN
         self.event(P.EV_BOOT, 0)
         if boots > 1:
             self.event(P.EV_CRASHED, boots - 1)
         imu = board["sensors"].get("imu")
         self.has_gyro = bool(imu) and "gyro_range_dps" in imu
-        # Per stream the board has, the SAMPLES packet being filled: [buffer, count, first index, capacity].
-        self.staging = {s: [bytearray(_PACKET), 0, 0, 1]
-                        for s in ((P.PPG, P.ACC, P.GYRO) if self.has_gyro else (P.PPG, P.ACC))}
+        # Per stream the board has (PPG, ACC, GYRO: 1, 2, 3), the SAMPLES packet being filled:
+        # its buffer in staging[stream - 1], and count, first index, capacity at fill[3 * (stream - 1):].
+        n = 3 if self.has_gyro else 2
+        self.staging = tuple(bytearray(_PACKET) for _ in range(n))
+        self.fill = zeros("I", 3 * n)
         self.spec_id, self.n_features = spec_for(self.has_gyro)
         self.ppg = self.imu = self.engine = self.hr = self.model = None
         self.ppg_rate = self.imu_rate = 0
@@ -129,16 +131,16 @@ class Watch:
         name = board.get("name", "WEARS")[:12]
         if board.get("link") == "serial":
             from watch.radio_serial import SerialRadio
-            return SerialRadio(name, board["id"], FIRMWARE_REVISION, board)
+            return SerialRadio(name, board["id"], _FIRMWARE_REVISION, board)
         if board.get("radio") == "ubluepy":
             from watch.radio_ubluepy import Radio
         else:
             from watch.radio import Radio
-        return Radio(name, board["id"], FIRMWARE_REVISION)
+        return Radio(name, board["id"], _FIRMWARE_REVISION)
 
     def _read_key(self):
         try:
-            with open(KEY_PATH, "rb") as f:
+            with open(_KEY_PATH, "rb") as f:
                 return f.read()
         except OSError:
             return None  # no key provisioned: every upload is refused as unsigned
@@ -230,8 +232,8 @@ class Watch:
         feats = self.features_cfg
         window = getattr(model, "window_s", None) or feats.get("window_s", 30)
         step = getattr(model, "step_s", None) or feats.get("step_s", 5)
-        if window == self.window_s and step == self.step_s:
-            return P.OK
+        if window == self.window_s and step == self.step_s and (self.engine is not None or not self.ppg):
+            return P.OK  # (an engine dropped for the model's upload is built again below)
         old = self.window_s, self.step_s
         self.window_s, self.step_s = window, step
         try:
@@ -275,7 +277,7 @@ class Watch:
 
     def _saved_streams(self):
         try:
-            with open(STREAMS_PATH, "rb") as f:
+            with open(_STREAMS_PATH, "rb") as f:
                 return f.read(1)[0]
         except (OSError, IndexError):
             return 0
@@ -343,9 +345,9 @@ class Watch:
         driver = sensor.driver
         rate = self.ppg_rate if stream == P.PPG else self.imu_rate
         unit = 1.0 if stream == P.PPG else driver.accel_unit if stream == P.ACC else driver.gyro_unit
+        channels = 2 if stream == P.PPG else 3  # PPG: ir, red; IMU: x, y, z (protocol.CHANNELS on the host)
         self.send_stream(self._info, P.pack_body(self._info, P.STREAM_INFO, self.log.next_lsn, self.uptime(),
-                                                 P.STREAM_INFO_BODY, stream, len(P.CHANNELS[stream]), rate * 1000,
-                                                 unit, sensor.tick0))
+                                                 P.STREAM_INFO_BODY, stream, channels, rate * 1000, unit, sensor.tick0))
 
     def send_stream(self, buf, n):
         """Keep a stream packet in the flash log (its seq: the low bits of its lsn), whose open
@@ -357,31 +359,35 @@ class Watch:
         and red), or x y z interleaved in `values` (`second` None). Allocates nothing."""
         size = P.SAMPLE_SIZES[stream]
         fmt = P.SAMPLE_FORMATS[stream]
-        pkt = self.staging[stream]  # [buffer, count, first index, capacity]
+        buf = self.staging[stream - 1]
+        fill = self.fill
+        k = 3 * (stream - 1)  # fill[k]: count, fill[k + 1]: first index, fill[k + 2]: capacity
         for i in range(n):
-            if pkt[1] == 0:
-                pkt[2] = first_index + i
+            if fill[k] == 0:
+                fill[k + 1] = first_index + i
                 # Sized to the negotiated MTU, so the radio never refuses a packet as too big.
                 # Room is left for the BACKFILL wrapping a re-sent record. Unconnected, the
                 # samples go to the flash log in full-size packets for the next connection.
                 room = min(_PACKET, self.radio.max_payload) if self.radio.connected else _PACKET
-                pkt[3] = (room - P.BACKFILL_WRAP - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
-            off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + pkt[1] * size
+                fill[k + 2] = (room - P.BACKFILL_WRAP - P.HEADER_SIZE - P.SAMPLES_BODY_SIZE) // size
+            off = P.HEADER_SIZE + P.SAMPLES_BODY_SIZE + fill[k] * size
             if second is not None:
-                struct.pack_into(fmt, pkt[0], off, values[i], second[i])
+                struct.pack_into(fmt, buf, off, values[i], second[i])
             else:
                 j = 3 * i
-                struct.pack_into(fmt, pkt[0], off, values[j], values[j + 1], values[j + 2])
-            pkt[1] += 1
-            if pkt[1] >= pkt[3]:
+                struct.pack_into(fmt, buf, off, values[j], values[j + 1], values[j + 2])
+            fill[k] += 1
+            if fill[k] >= fill[k + 2]:
                 self.seal_samples(stream)
 
     def seal_samples(self, stream):
-        pkt = self.staging[stream]
-        if pkt[1]:
-            self.send_stream(pkt[0], P.pack_samples_header(pkt[0], self.log.next_lsn, self.uptime(), stream,
-                                                           pkt[1], pkt[2]))
-            pkt[1] = 0
+        k = 3 * (stream - 1)
+        count = self.fill[k]
+        if count:
+            buf = self.staging[stream - 1]
+            self.send_stream(buf, P.pack_samples_header(buf, self.log.next_lsn, self.uptime(), stream, count,
+                                                        self.fill[k + 1]))
+            self.fill[k] = 0
 
     # The loop ---------------------------------------------------------------------------
 
@@ -513,7 +519,10 @@ class Watch:
     def commit_model(self, seq):
         # The running model's memory goes first (a loaded model is one contiguous block, and
         # the heap may not have room for two); on a refusal it is loaded again from its slot.
-        self.model = None
+        # So do the feature engine and the heart-rate estimator: the new model's block takes its
+        # place first and they are built again around it (_engine_for, for the model's window),
+        # which needs 4 KB less heap than dropping the engine after the block was placed.
+        self.model = self.engine = self.hr = None
         gc.collect()
         if self.upload is None:
             status, model = P.E_NO_UPLOAD, None
@@ -526,6 +535,11 @@ class Watch:
             except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
                 model = None
             self.model = model
+            if self.engine is None:  # no model loaded to build it: windows and heart rate without one
+                try:
+                    self._new_engine()
+                except MemoryError:
+                    self.engine = self.hr = None
         if status == P.OK and model is not None:
             self.model = model
             self._fit_baseline()
@@ -541,7 +555,7 @@ class Watch:
         if self.upload is None:
             from watch.upload import ModelUpload
 
-            self.upload = ModelUpload(MODEL_PATH, max_bytes=self._model_budget(), slots=self.slots)
+            self.upload = ModelUpload(_MODEL_PATH, max_bytes=self._model_budget(), slots=self.slots)
         return self.upload
 
     def set_rate(self, stream, rate):
@@ -594,7 +608,7 @@ class Watch:
                     self.seal_samples(stream)
                     self.streaming &= ~bit
         if self.streaming != before:
-            with open(STREAMS_PATH, "wb") as f:
+            with open(_STREAMS_PATH, "wb") as f:
                 f.write(bytes((self.streaming,)))
 
     def periodic(self):

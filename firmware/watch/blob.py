@@ -16,7 +16,6 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import struct
-import sys as _sys
 
 # The reason codes a blob can be refused with (watch.protocol's, docs/protocol.md; a test
 # checks they agree). Mirrored so that loading a model does not need the protocol module's
@@ -25,11 +24,11 @@ _OK = const(0)
 E_TRUNCATED = const(1)
 _E_BAD_MAGIC = const(2)
 _E_BAD_VERSION = const(3)
-E_BAD_CRC = const(4)
-E_BAD_SIGNATURE = const(5)
+_E_BAD_CRC = const(4)
+_E_BAD_SIGNATURE = const(5)
 E_UNSUPPORTED_KIND = const(6)
-E_FEATURE_MISMATCH = const(7)
-E_TOO_LARGE = const(8)
+_E_FEATURE_MISMATCH = const(7)
+_E_TOO_LARGE = const(8)
 
 _MAGIC = const(b"WMDL")
 _FORMAT_VERSION = const(2)  # what the host writes
@@ -37,7 +36,7 @@ OLD_VERSION = const(1)  # still read: no window settings, the version-1 tree pay
 
 # Model kinds.
 KIND_TREES = const(1)  # quantized tree ensemble, soft vote
-KIND_MLP_INT8 = const(2)  # int8 multilayer perceptron, TFLite int8 FullyConnected arithmetic
+_KIND_MLP_INT8 = const(2)  # int8 multilayer perceptron, TFLite int8 FullyConnected arithmetic
 
 # Header: magic, format version, kind, feature-spec id, n_features, n_classes, reserved (0),
 # payload length, model id.
@@ -54,8 +53,8 @@ WINDOW_SIZE = const(8)
 # Quantization table right after the header: n_features x int32 offset, then n_features x u8
 # right shift.  q = clamp((clamp(x, X_MIN, X_MAX) - offset) >> shift, _Q_MIN, _Q_MAX).
 QUANT_ENTRY_SIZE = const(5)
-X_MIN = const(-0x20000000)  # feature values are clamped here first, so x - offset fits a
-X_MAX = const(0x1FFFFFFF)  # 31-bit small int on 32-bit ports (no allocation, no overflow)
+_X_MIN = const(-0x20000000)  # feature values are clamped here first, so x - offset fits a
+_X_MAX = const(0x1FFFFFFF)  # 31-bit small int on 32-bit ports (no allocation, no overflow)
 _Q_MIN = const(-32768)
 _Q_MAX = const(32767)
 MAX_SHIFT = const(31)
@@ -74,7 +73,7 @@ MAX_TREES = const(257)  # the watch adds two classes' votes in one 32-bit word: 
 # feature (u8 x n_nodes), threshold (u16 x n_nodes, biased), right (u16 x n_nodes),
 # leaf table (u8 x n_leaves x n_classes).
 LEAF = const(255)  # version 1: feature byte of a leaf; its right field is the leaf-table row
-BIAS = const(32768)  # stored threshold = t + BIAS, quantized feature = q + BIAS: unsigned compare
+_BIAS = const(32768)  # stored threshold = t + BIAS, quantized feature = q + BIAS: unsigned compare
 _MAX_FEATURES = const(254)  # feature indices 0..253 (a byte next to version 1's LEAF)
 _MAX_NODES = const(65535)
 
@@ -158,9 +157,18 @@ def parse_trees_header(buf):
 
 
 # The host imports every name; on a watch the ones only the host reads stay `_` constants,
-# out of the module's dictionary (an entry each, in RAM even when frozen).
-if _sys.implementation.name != "micropython":
+# out of the module's dictionary (an entry each, in RAM even when frozen); watch.model folds
+# its own copies of the reason codes and kinds it needs (a test checks they agree).
+if __import__("sys").implementation.name != "micropython":  # (no `sys` entry either)
     OK = _OK
+    E_BAD_CRC = _E_BAD_CRC
+    E_BAD_SIGNATURE = _E_BAD_SIGNATURE
+    E_FEATURE_MISMATCH = _E_FEATURE_MISMATCH
+    E_TOO_LARGE = _E_TOO_LARGE
+    KIND_MLP_INT8 = _KIND_MLP_INT8
+    X_MIN = _X_MIN
+    X_MAX = _X_MAX
+    BIAS = _BIAS
     E_BAD_MAGIC = _E_BAD_MAGIC
     E_BAD_VERSION = _E_BAD_VERSION
     MAGIC = _MAGIC
@@ -176,4 +184,4 @@ if _sys.implementation.name != "micropython":
     Q8_MIN = _Q8_MIN
     Q8_MAX = _Q8_MAX
     MAC_SIZE = _MAC_SIZE
-    KINDS = {KIND_TREES: "tree ensemble", KIND_MLP_INT8: "int8 MLP"}
+    KINDS = {KIND_TREES: "tree ensemble", _KIND_MLP_INT8: "int8 MLP"}

@@ -432,7 +432,13 @@ class FlashLog:
         f = self._f
         if self._rseg < 0 or lsn < self._rnext_file or lsn >= self._rfile_end:
             self._close_reader()
-            seg = self._segment_of(lsn)
+            seg = -1  # the ring entry holding lsn
+            for k in range(self._nseg):
+                i = (self._oldest + k) % self.max_segments
+                first = self._first_of(i)
+                if first <= lsn < first + self._counts[i]:
+                    seg = i
+                    break
             if seg < 0:  # evicted, torn or never written: go on with the next segment held
                 self._rnext = self._next_first(lsn)
                 return 0
@@ -463,14 +469,6 @@ class FlashLog:
         self.record_boot = boot
         self._rnext = lsn + 1
         return n
-
-    def _segment_of(self, lsn):
-        for k in range(self._nseg):
-            i = (self._oldest + k) % self.max_segments
-            first = self._first_of(i)
-            if first <= lsn < first + self._counts[i]:
-                return i
-        return -1
 
     def _next_first(self, lsn):
         best = self._rend

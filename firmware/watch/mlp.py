@@ -36,6 +36,7 @@ from watch.model import _SIGN_SHIFT
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
 _X_MAX = const(0x1FFFFFFF)
+_KIND_MLP_INT8 = const(2)
 _HEAD = const(20)  # bytes of the array's header
 _ROW = const(24)  # bytes per layer in the layer table
 _ACC_LIMIT = const(0x3FFFFFFF)  # |accumulator| bound that keeps the limb arithmetic exact
@@ -180,7 +181,7 @@ class MLPModel:
 
     def __init__(self, model_id, feature_spec, n_classes, m, viper=True, window=(0, 0, 0)):
         self.model_id = model_id
-        self.kind = blob.KIND_MLP_INT8
+        self.kind = _KIND_MLP_INT8
         self.feature_spec = feature_spec
         self.n_features = _u16(m, 0)
         self.n_classes = n_classes

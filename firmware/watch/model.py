@@ -28,6 +28,12 @@ from watch.hmac_sha256 import HmacSha256, equal
 _BIAS = const(32768)  # blob.BIAS
 _X_MIN = const(-0x20000000)  # blob.X_MIN
 _X_MAX = const(0x1FFFFFFF)  # blob.X_MAX
+_KIND_MLP_INT8 = const(2)  # blob.KIND_MLP_INT8
+# the reason codes of watch.blob only this module raises (private there too, out of its dictionary)
+_E_BAD_CRC = const(4)
+_E_BAD_SIGNATURE = const(5)
+_E_FEATURE_MISMATCH = const(7)
+_E_TOO_LARGE = const(8)
 _CHUNK = const(256)  # verification read size: small next to the heap, a few flash pages
 
 
@@ -196,9 +202,9 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
     blob's window settings as `window_s`, `step_s`, `baseline_windows` (0 for a version-1 blob)."""
     size = os.stat(path)[6]
     if not key:
-        raise ModelError(blob.E_BAD_SIGNATURE)  # anyone can sign with an empty key
+        raise ModelError(_E_BAD_SIGNATURE)  # anyone can sign with an empty key
     if size > max_bytes:
-        raise ModelError(blob.E_TOO_LARGE)
+        raise ModelError(_E_TOO_LARGE)
     with open(path, "rb") as f:
         head = bytearray(blob.HEADER_SIZE)
         n = f.readinto(head)
@@ -207,10 +213,10 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
             raise ModelError(reason)
         _, version, kind, spec, nf, n_classes, _, payload_length, model_id = blob.parse_header(head)
         _verify(f, head, size, key, model_id)
-        if kind != blob.KIND_TREES and kind != blob.KIND_MLP_INT8:
+        if kind != blob.KIND_TREES and kind != _KIND_MLP_INT8:
             raise ModelError(blob.E_UNSUPPORTED_KIND)
         if spec not in (feature_spec if isinstance(feature_spec, tuple) else (feature_spec,)) or nf != n_features:
-            raise ModelError(blob.E_FEATURE_MISMATCH)
+            raise ModelError(_E_FEATURE_MISMATCH)
         window = (0, 0, 0)
         if version >= 2:
             window = struct.unpack_from(blob.WINDOW, _fill(f, bytearray(blob.WINDOW_SIZE), blob.WINDOW_SIZE))[:3]
@@ -218,7 +224,7 @@ def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=Tr
         for i in range(nf):
             if quant[4 * nf + i] > blob.MAX_SHIFT or not _X_MIN <= struct.unpack_from("<i", quant, 4 * i)[0] <= _X_MAX:
                 raise ModelError(blob.E_UNSUPPORTED_KIND)
-        if kind == blob.KIND_MLP_INT8:
+        if kind == _KIND_MLP_INT8:
             from watch import mlp
             return mlp.read(f, model_id, spec, quant, n_classes, payload_length, viper, _fail, window)
         if version < 2:
@@ -254,12 +260,12 @@ def _verify(f, head, size, key, model_id):
     if f.readinto(trailer) != blob.TRAILER_SIZE:
         raise ModelError(blob.E_TRUNCATED)
     if struct.unpack_from("<I", buf, 0)[0] != crc & 0xFFFFFFFF:
-        raise ModelError(blob.E_BAD_CRC)
+        raise ModelError(_E_BAD_CRC)
     mac.update(view[:blob.CRC_SIZE])
     if not equal(mac.digest(), view[blob.CRC_SIZE:blob.TRAILER_SIZE]):
-        raise ModelError(blob.E_BAD_SIGNATURE)
+        raise ModelError(_E_BAD_SIGNATURE)
     if struct.unpack_from("<I", ident.digest(), 0)[0] != model_id:
-        raise ModelError(blob.E_BAD_CRC)
+        raise ModelError(_E_BAD_CRC)
     f.seek(blob.HEADER_SIZE)
 
 

@@ -11,25 +11,29 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 import struct
-import sys as _sys
 
 VERSION = const(1)
 
 # GATT layout: the WEARS service next to the standard Heart Rate, Battery and Device
-# Information services.
-SERVICE_UUID = "57450001-7a3c-4b8e-9d2f-3e1c0a5b6d70"
-STREAM_UUID = "57450002-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: _SAMPLES, STREAM_INFO
-PREDICTION_UUID = "57450003-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: _PREDICTION, _HEART_RATE
-CONTROL_UUID = "57450004-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # write commands; notify replies
-EVENT_UUID = "57450005-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # notify: EVENT, STATUS
-UPLOAD_UUID = "57450006-7a3c-4b8e-9d2f-3e1c0a5b6d70"  # write: MODEL_CHUNK
-HR_SERVICE_UUID = 0x180D
-HR_MEASUREMENT_UUID = 0x2A37
-BATTERY_SERVICE_UUID = 0x180F
-BATTERY_LEVEL_UUID = 0x2A19
-DEVICE_INFO_UUID = 0x180A
-MODEL_NUMBER_UUID = 0x2A24
-FIRMWARE_REVISION_UUID = 0x2A26
+# Information services. The radios read them once, at start-up, from UUIDS (one entry in the
+# module's dictionary instead of 13); the host by name.
+_SERVICE_UUID = const("57450001-7a3c-4b8e-9d2f-3e1c0a5b6d70")
+_STREAM_UUID = const("57450002-7a3c-4b8e-9d2f-3e1c0a5b6d70")  # notify: _SAMPLES, STREAM_INFO
+_PREDICTION_UUID = const("57450003-7a3c-4b8e-9d2f-3e1c0a5b6d70")  # notify: _PREDICTION, _HEART_RATE
+_CONTROL_UUID = const("57450004-7a3c-4b8e-9d2f-3e1c0a5b6d70")  # write commands; notify replies
+_EVENT_UUID = const("57450005-7a3c-4b8e-9d2f-3e1c0a5b6d70")  # notify: EVENT, STATUS
+_UPLOAD_UUID = const("57450006-7a3c-4b8e-9d2f-3e1c0a5b6d70")  # write: MODEL_CHUNK
+_HR_SERVICE_UUID = const(0x180D)
+_HR_MEASUREMENT_UUID = const(0x2A37)
+_BATTERY_SERVICE_UUID = const(0x180F)
+_BATTERY_LEVEL_UUID = const(0x2A19)
+_DEVICE_INFO_UUID = const(0x180A)
+_MODEL_NUMBER_UUID = const(0x2A24)
+_FIRMWARE_REVISION_UUID = const(0x2A26)
+
+UUIDS = (_SERVICE_UUID, _STREAM_UUID, _PREDICTION_UUID, _CONTROL_UUID, _EVENT_UUID, _UPLOAD_UUID, _HR_SERVICE_UUID,
+         _HR_MEASUREMENT_UUID, _BATTERY_SERVICE_UUID, _BATTERY_LEVEL_UUID, _DEVICE_INFO_UUID, _MODEL_NUMBER_UUID,
+         _FIRMWARE_REVISION_UUID)
 
 _HEADER = const("<BBHI")
 HEADER_SIZE = const(8)
@@ -68,7 +72,6 @@ ACC = const(2)
 GYRO = const(3)
 SAMPLE_FORMATS = {PPG: "<II", ACC: "<hhh", GYRO: "<hhh"}  # PPG: ir, red; IMU: x, y, z
 SAMPLE_SIZES = {PPG: 8, ACC: 6, GYRO: 6}
-CHANNELS = {PPG: ("ir", "red"), ACC: ("x", "y", "z"), GYRO: ("x", "y", "z")}
 
 
 def stream_bit(stream):
@@ -221,8 +224,22 @@ def unpack_header(buf):
 # The host imports every name. On a watch the ones only the host reads stay `_` constants,
 # folded into the code and kept out of the module's dictionary (an entry each, in RAM even
 # when frozen), and the host's tables of names and texts are not made at all.
-if _sys.implementation.name != "micropython":
+if __import__("sys").implementation.name != "micropython":  # (no `sys` entry either)
     HEADER = _HEADER
+    SERVICE_UUID = _SERVICE_UUID
+    STREAM_UUID = _STREAM_UUID
+    PREDICTION_UUID = _PREDICTION_UUID
+    CONTROL_UUID = _CONTROL_UUID
+    EVENT_UUID = _EVENT_UUID
+    UPLOAD_UUID = _UPLOAD_UUID
+    HR_SERVICE_UUID = _HR_SERVICE_UUID
+    HR_MEASUREMENT_UUID = _HR_MEASUREMENT_UUID
+    BATTERY_SERVICE_UUID = _BATTERY_SERVICE_UUID
+    BATTERY_LEVEL_UUID = _BATTERY_LEVEL_UUID
+    DEVICE_INFO_UUID = _DEVICE_INFO_UUID
+    MODEL_NUMBER_UUID = _MODEL_NUMBER_UUID
+    FIRMWARE_REVISION_UUID = _FIRMWARE_REVISION_UUID
+    CHANNELS = {PPG: ("ir", "red"), ACC: ("x", "y", "z"), GYRO: ("x", "y", "z")}
     SAMPLES = _SAMPLES
     HEART_RATE = _HEART_RATE
     PREDICTION = _PREDICTION

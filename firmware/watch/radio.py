@@ -34,16 +34,18 @@ def _services():
         raise OSError(19)  # ENODEV: this port has no `bluetooth`
     uuid = bluetooth.UUID
     notify, read, write = (_FLAG_NOTIFY,), (_FLAG_READ,), (_FLAG_WRITE,)
+    (service, stream, prediction, control, event, upload, hr_service, hr_measurement, battery_service,
+     battery_level, device_info, model_number, firmware_revision) = P.UUIDS
     return (
-        (uuid(P.HR_SERVICE_UUID), ((uuid(P.HR_MEASUREMENT_UUID),) + notify,)),
-        (uuid(P.BATTERY_SERVICE_UUID), ((uuid(P.BATTERY_LEVEL_UUID), _FLAG_READ | _FLAG_NOTIFY),)),
-        (uuid(P.DEVICE_INFO_UUID), ((uuid(P.MODEL_NUMBER_UUID),) + read, (uuid(P.FIRMWARE_REVISION_UUID),) + read)),
-        (uuid(P.SERVICE_UUID), (
-            (uuid(P.STREAM_UUID),) + notify,
-            (uuid(P.PREDICTION_UUID), _FLAG_NOTIFY | _FLAG_READ),
-            (uuid(P.CONTROL_UUID), _FLAG_WRITE | _FLAG_NOTIFY),
-            (uuid(P.EVENT_UUID),) + notify,
-            (uuid(P.UPLOAD_UUID),) + write,
+        (uuid(hr_service), ((uuid(hr_measurement),) + notify,)),
+        (uuid(battery_service), ((uuid(battery_level), _FLAG_READ | _FLAG_NOTIFY),)),
+        (uuid(device_info), ((uuid(model_number),) + read, (uuid(firmware_revision),) + read)),
+        (uuid(service), (
+            (uuid(stream),) + notify,
+            (uuid(prediction), _FLAG_NOTIFY | _FLAG_READ),
+            (uuid(control), _FLAG_WRITE | _FLAG_NOTIFY),
+            (uuid(event),) + notify,
+            (uuid(upload),) + write,
         )),
     )
 

@@ -112,7 +112,8 @@ def encode_heart_rate(buf, bpm, contact, rr, n_rr, max_len=20):
 
 def advertising():
     """(advertising data, scan response) of a WEARS watch: flags and both service UUIDs; the name."""
-    return adv_payload(ADV_FLAGS_LE_ONLY, uuids16=(P.HR_SERVICE_UUID,), uuids128=(P.SERVICE_UUID,))
+    uuids = P.UUIDS  # [6]: the Heart Rate service; [0]: the WEARS service
+    return adv_payload(ADV_FLAGS_LE_ONLY, uuids16=(uuids[6],), uuids128=(uuids[0],))
 
 
 class GattServer:

@@ -51,17 +51,24 @@ _READ = const(0x02)
 _WRITE = const(0x08)
 _NOTIFY = const(0x10)
 
-# (channel, service UUID, characteristic UUID, properties): the host builds its GATT table from this.
-CHANNELS = (
-    (CH_STREAM, P.SERVICE_UUID, P.STREAM_UUID, _NOTIFY),
-    (CH_PREDICTION, P.SERVICE_UUID, P.PREDICTION_UUID, _NOTIFY | _READ),
-    (CH_CONTROL, P.SERVICE_UUID, P.CONTROL_UUID, _WRITE | _NOTIFY),
-    (CH_EVENT, P.SERVICE_UUID, P.EVENT_UUID, _NOTIFY),
-    (CH_UPLOAD, P.SERVICE_UUID, P.UPLOAD_UUID, _WRITE),
-    (CH_BATTERY, P.BATTERY_SERVICE_UUID, P.BATTERY_LEVEL_UUID, _READ | _NOTIFY),
-    (CH_MODEL_NUMBER, P.DEVICE_INFO_UUID, P.MODEL_NUMBER_UUID, _READ),
-    (CH_FIRMWARE_REVISION, P.DEVICE_INFO_UUID, P.FIRMWARE_REVISION_UUID, _READ),
-)
+
+def _channels():
+    """(channel, service UUID, characteristic UUID, properties): the host builds its GATT table from this."""
+    (service, stream, prediction, control, event, upload, _, _, battery_service,
+     battery_level, device_info, model_number, firmware_revision) = P.UUIDS
+    return (
+        (CH_STREAM, service, stream, _NOTIFY),
+        (CH_PREDICTION, service, prediction, _NOTIFY | _READ),
+        (CH_CONTROL, service, control, _WRITE | _NOTIFY),
+        (CH_EVENT, service, event, _NOTIFY),
+        (CH_UPLOAD, service, upload, _WRITE),
+        (CH_BATTERY, battery_service, battery_level, _READ | _NOTIFY),
+        (CH_MODEL_NUMBER, device_info, model_number, _READ),
+        (CH_FIRMWARE_REVISION, device_info, firmware_revision, _READ),
+    )
+
+
+CHANNELS = _channels()
 
 # ATT status codes (Core spec Vol 3, Part F, 3.4.1.1) the link answers with.
 ATT_OK = const(0)

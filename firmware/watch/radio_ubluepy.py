@@ -44,26 +44,28 @@ class Radio(GattServer):
         C = ubluepy.Characteristic
         notify = C.PROP_NOTIFY
         p = ubluepy.Peripheral()
-        hr = ubluepy.Service(ubluepy.UUID(P.HR_SERVICE_UUID))
-        self._h_hr = _char(hr, P.HR_MEASUREMENT_UUID, notify, True)
-        battery = ubluepy.Service(ubluepy.UUID(P.BATTERY_SERVICE_UUID))
-        self._h_battery = _char(battery, P.BATTERY_LEVEL_UUID, C.PROP_READ | notify, True)
-        info = ubluepy.Service(ubluepy.UUID(P.DEVICE_INFO_UUID))
-        _char(info, P.MODEL_NUMBER_UUID, C.PROP_READ).write(self.model_number)
-        _char(info, P.FIRMWARE_REVISION_UUID, C.PROP_READ).write(self.firmware_revision)
-        wears = ubluepy.Service(ubluepy.UUID(P.SERVICE_UUID))
-        self._h_stream = _char(wears, P.STREAM_UUID, notify, True)
-        self._h_prediction = _char(wears, P.PREDICTION_UUID, notify | C.PROP_READ, True)
-        self._h_control = _char(wears, P.CONTROL_UUID, C.PROP_WRITE | notify, True)
-        self._h_event = _char(wears, P.EVENT_UUID, notify, True)
-        _char(wears, P.UPLOAD_UUID, C.PROP_WRITE)
+        (service, stream, prediction, control, event, upload, hr_service, hr_measurement, battery_service,
+         battery_level, device_info, model_number, firmware_revision) = P.UUIDS
+        hr = ubluepy.Service(ubluepy.UUID(hr_service))
+        self._h_hr = _char(hr, hr_measurement, notify, True)
+        battery = ubluepy.Service(ubluepy.UUID(battery_service))
+        self._h_battery = _char(battery, battery_level, C.PROP_READ | notify, True)
+        info = ubluepy.Service(ubluepy.UUID(device_info))
+        _char(info, model_number, C.PROP_READ).write(self.model_number)
+        _char(info, firmware_revision, C.PROP_READ).write(self.firmware_revision)
+        wears = ubluepy.Service(ubluepy.UUID(service))
+        self._h_stream = _char(wears, stream, notify, True)
+        self._h_prediction = _char(wears, prediction, notify | C.PROP_READ, True)
+        self._h_control = _char(wears, control, C.PROP_WRITE | notify, True)
+        self._h_event = _char(wears, event, notify, True)
+        _char(wears, upload, C.PROP_WRITE)
         for s in (hr, battery, info, wears):
             p.addService(s)
         p.setConnectionHandler(self._event)
         self._p = p
         # One 31-byte payload and no scan response: the name and the Heart Rate service fit,
         # the 128-bit WEARS service does not (a host finds it after connecting).
-        self._adv = adv_payload(ADV_FLAGS_LE_ONLY, name=self.name, uuids16=(P.HR_SERVICE_UUID,))
+        self._adv = adv_payload(ADV_FLAGS_LE_ONLY, name=self.name, uuids16=(hr_service,))
         self._advertise()
 
     def _started(self):

@@ -300,3 +300,14 @@ def test_the_feature_window_follows_the_model_or_the_model_is_refused():
     blocks = None
     gc.collect()
     assert w._engine_for(_Model(w.spec_id, 60, 5, 0)) == P.OK and w.engine.window_s == 60
+
+
+def test_a_model_commit_builds_the_engine_again_around_the_new_models_block():
+    from watch import protocol as P
+
+    w = watch_on("pinetime")
+    w.engine = w.hr = None  # what commit_model drops before the new model's block is placed
+    assert w._engine_for(_Model(w.spec_id, 30, 5, 0)) == P.OK  # the window it had: built again
+    assert w.engine is not None and w.hr is not None and w.engine.window_s == 30
+    w.commit_model(1)  # no upload in progress: refused, and the windows and heart rate go on
+    assert w.model is None and w.engine is not None and w.hr is not None and w.engine.window_s == 30

@@ -180,6 +180,17 @@ def test_the_blob_module_mirrors_the_protocol_reason_codes():
         assert getattr(B, name) == getattr(P, name), name
 
 
+def test_the_model_modules_mirror_the_blob_constants_they_fold():
+    # watch.blob keeps these private on a watch (out of its dictionary); watch.model and
+    # watch.mlp fold their own copies
+    for module, count in (("model.py", 8), ("mlp.py", 3)):
+        source = (FIRMWARE / "watch" / module).read_text()
+        mirrored = re.findall(r"^_((?:E_[A-Z_]+|KIND_MLP_INT8|X_MIN|X_MAX|BIAS)) = const\((-?0?x?[0-9A-Fa-f]+)\)", source, re.M)
+        assert len(mirrored) == count, module
+        for name, value in mirrored:
+            assert getattr(B, name) == int(value, 0), (module, name)
+
+
 def test_the_upload_module_mirrors_the_protocol_reason_codes():
     source = (FIRMWARE / "watch" / "upload.py").read_text()
     mirrored = re.findall(r"^_((?:OK|E_[A-Z_]+)) = const\((\d+)\)", source, re.M)
