@@ -259,6 +259,12 @@ _MIGRATIONS: dict[int, str] = {
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row the INSERT on `cur` made (sqlite3's lastrowid is None before any INSERT)."""
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -331,8 +337,7 @@ class Study:
             "INSERT INTO sessions(participant_id, device_id, source, status, started_at, note) "
             "VALUES (?, ?, ?, 'recording', ?, ?)", (participant, device_id, source, _now(), note))
         self.conn.commit()
-        assert cur.lastrowid is not None  # sqlite3's lastrowid is None only before any INSERT
-        return cur.lastrowid
+        return inserted_id(cur)
 
     def end_session(self, session_id: int, status: str, note: str | None = None) -> None:
         self.conn.execute("UPDATE sessions SET status=?, ended_at=?, note=COALESCE(?, note) WHERE id=?",

@@ -10,11 +10,10 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from ..db import Study, _now
+from ..db import Study, _now, inserted_id
 from ..errors import WearsError
 from .protocol import StudyProtocol
 from .timeline import SessionTimeline
@@ -28,12 +27,6 @@ def check_participant_id(participant: str) -> str:
         raise WearsError(f"participant id {participant!r}: use a pseudonymous code such as P07 "
                          "(letters, digits, '_' or '-', at most 32); never a name")
     return participant
-
-
-def _inserted_id(cur: sqlite3.Cursor) -> int:
-    """The id of the row the INSERT on `cur` made (sqlite3's lastrowid is None before any INSERT)."""
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def file_sha256(path) -> str:
@@ -87,7 +80,7 @@ class RunStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?, ?)",
             (participant, protocol.name, protocol.source, protocol.sha256, language, protocol.order_method, seed,
              json.dumps(order), secrets.token_urlsafe(16), _now()))
-        run_id = _inserted_id(cur)
+        run_id = inserted_id(cur)
         for clip_id in order:
             clip = protocol.clips[clip_id]
             sha = file_sha256(clip.file) if clip.file.is_file() else ""
@@ -149,7 +142,7 @@ class RunStore:
             "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             (self.run_id, self._session(), step, kind, clip_id, attempt, host_time, first_media_s))
         self.study.commit()
-        return _inserted_id(cur)
+        return inserted_id(cur)
 
     def end_trial(self, trial_id: int, host_time: float, status: str) -> None:
         self.study.conn.execute("UPDATE trials SET offset_host=?, status=? WHERE id=?", (host_time, status, trial_id))
@@ -189,7 +182,7 @@ class RunStore:
             "INSERT INTO session_events(run_id, session_id, trial_id, kind, host_time, text) VALUES (?, ?, ?, ?, ?, ?)",
             (self.run_id, self._session(), trial_id, kind, host_time, text))
         self.study.commit()
-        return _inserted_id(cur)
+        return inserted_id(cur)
 
     def echo(self, event_id: int, tick: int) -> None:
         """The watch echoed the MARK of event `event_id` (EVENT marker, argument = the id)."""
