@@ -207,7 +207,8 @@ class Watch:
                                     has_gyro=self.has_gyro, has_imu=imu is not None)
         if imu:
             self.engine.set_units(imu.driver.accel_unit, imu.driver.gyro_unit)
-        self.hr = HeartRate(self.ppg_rate, self.imu_rate, imu.driver.accel_unit) if imu else HeartRate(self.ppg_rate, 0)
+        self.hr = HeartRate(self.ppg_rate, self.imu_rate if imu else 0, imu.driver.accel_unit if imu else 0,
+                            ppg_bits=getattr(self.ppg.driver, "ppg_bits", 18))
         self._fit_baseline()
 
     def _fit_baseline(self):

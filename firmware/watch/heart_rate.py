@@ -47,13 +47,23 @@ _ACC_BITS = const(8)  # < 2^8 per axis: acc power of three axes < 2^18
 _Q = const(1024)  # fixed point of the gate and the prior
 _PEAK = const(51200)  # |DFT| of a sinusoid of amplitude 1 on a bin: 1024 (Q10) x sum(Hann) / 2
 _BPM_X10_PER_BIN16 = const(15000)  # bpm x10 of bin k in 1/16 bin: k16 * 15000 // 16384 (_RATE * 600 / _TABLE / 16)
-# Decimation state per stream (array 'i', the PPG's at 0, the accelerometer's at _ACC).
+# The state: one array 'i' (an attribute each would grow the instance's dictionary). Decimation
+# per stream, the PPG's at 0, the accelerometer's at _ACC:
 _NEXT = const(0)  # stream index of the next expected sample
 _SLOT = const(1)  # the slot being averaged: every slot before it is in the ring
 _FIRST = const(2)  # the first slot
 _COUNT = const(3)  # samples summed into the slot
 _HZ = const(4)  # the stream's rate
 _ACC = const(5)
+_SUM = const(10)  # the slot's sums: PPG at _SUM, x y z at _SUM + 3..5
+_LAST = const(16)  # the last sample, held over a gap: PPG at _LAST, x y z at _LAST + 3..5
+_MEAN = const(22)  # the mean _centre found
+_END = const(23)  # slot at which the next window ends
+_TRACK = const(24)  # bin of the last estimate, -1: none
+_HELD = const(25)  # steps since a usable peak
+_FLOOR = const(26)  # the motion floor in LSB
+_GAIN = const(27)  # PPG ring entries x this are IR counts x 4 (4: the ring holds raw 16-bit samples)
+_STATE = const(28)
 
 # The tables are literals: a frozen image keeps them in flash, not in the heap
 # (tests/host/test_hr_motion.py checks them against their formulas). The phase table's quarter
@@ -101,12 +111,12 @@ if _sys.implementation.name != "micropython":
     RATE, WINDOW, STEP, TABLE, K0, NK = _RATE, _WINDOW, _STEP, _TABLE, _K0, _NK
 
 
-def dft_py(x, cos, k0, nk, re, im, bits):
-    """re[j], im[j] = sum_n x[n] cos / sin(2 pi (k0 + j) n / _TABLE), Q10, over _WINDOW samples,
-    shifted right by the least shift that brings every one of them below 2^bits, which it
-    returns: kept in 16 bits (a shift applied to the earlier bins when a later one needs a
-    larger one: floor shifts compose, so the result is the same). `cos` holds the quarter
-    wave (_TABLE / 4 + 1 entries, all >= 0), the rest is its mirror."""
+def dft_py(x, cos, k0, nk, out, bits):
+    """out[j], out[nk + j] = sum_n x[n] cos / sin(2 pi (k0 + j) n / _TABLE), Q10, over _WINDOW
+    samples (re then im), shifted right by the least shift that brings every one of them below
+    2^bits, which it returns: kept in 16 bits (a shift applied to the earlier bins when a later
+    one needs a larger one: floor shifts compose, so the result is the same). `cos` holds the
+    quarter wave (_TABLE / 4 + 1 entries, all >= 0), the rest is its mirror."""
     shift = 0
     for j in range(nk):
         k = k0 + j
@@ -128,17 +138,17 @@ def dft_py(x, cos, k0, nk, re, im, bits):
             s += 1
         if s > shift:
             for i in range(j):
-                re[i] >>= s - shift
-                im[i] >>= s - shift
+                out[i] >>= s - shift
+                out[nk + i] >>= s - shift
             shift = s
-        re[j] = a >> shift
-        im[j] = b >> shift
+        out[j] = a >> shift
+        out[nk + j] = b >> shift
     return shift
 
 
 if VIPER:
     @micropython.viper
-    def dft_viper(x: ptr16, cos: ptr8, k0: int, nk: int, re: ptr16, im: ptr16, bits: int) -> int:
+    def dft_viper(x: ptr16, cos: ptr8, k0: int, nk: int, out: ptr16, bits: int) -> int:
         # ptr16 loads are unsigned: sign-extend by hand. The quarter wave (>= 0) is read a byte
         # at a time: in a frozen image its bytes need not be 2-byte aligned, which some ports'
         # 16-bit loads require.
@@ -181,17 +191,17 @@ if VIPER:
                 d += 1
             if d:
                 for i in range(j):
-                    v = int(re[i])
+                    v = int(out[i])
                     if v >= 32768:
                         v -= 65536
-                    re[i] = v >> d
-                    v = int(im[i])
+                    out[i] = v >> d
+                    v = int(out[nk + i])
                     if v >= 32768:
                         v -= 65536
-                    im[i] = v >> d
+                    out[nk + i] = v >> d
                 shift += d
-            re[j] = a >> shift
-            im[j] = b >> shift
+            out[j] = a >> shift
+            out[nk + j] = b >> shift
         return shift
 
 
@@ -202,38 +212,38 @@ class HeartRate:
     updates `bpm_x10` (0.1 bpm; 0 before the first estimate), `quality` (0..100: the share
     of the PPG's strongest spectral power the chosen peak keeps after motion gating) and
     `window_end` (PPG index of the window's end). Windows end on multiples of STEP_S on the
-    PPG's index. fast=False forces the plain DFT loop. Nothing allocates after the constructor.
+    PPG's index. `ppg_bits`: the PPG part's sample width (a 16-bit part at _RATE keeps its
+    ring in 16 bits; wider samples saturate there). fast=False forces the plain DFT loop.
+    Nothing allocates after the constructor.
     """
 
-    def __init__(self, ppg_rate, imu_rate, acc_unit_g=0.122e-3, fast=None):
+    def __init__(self, ppg_rate, imu_rate, acc_unit_g=0.122e-3, fast=None, ppg_bits=18):
         if ppg_rate < _RATE or imu_rate < 0:
             raise ValueError("the PPG must run at %d Hz or faster" % _RATE)
         self._dft = dft_viper if (VIPER if fast is None else bool(fast) and VIPER) else dft_py
         # Both streams averaged down to _RATE into a ring each: the PPG's IR counts x 4 (two
         # more bits from averaging 4; 20 bits), the accelerometer's x y z in LSB; a gap holds
-        # the last sample, an overlap is skipped. Channel c of stream s sums at 3 s + c.
-        self._ppg = zeros("i", _RING)
+        # the last sample, an overlap is skipped. A PPG of 16 bits at _RATE (a slot per sample)
+        # keeps its samples as they are, x 4 where they are read (_GAIN): exact, half the ring.
+        narrow = ppg_rate == _RATE and ppg_bits <= 16
+        self._ppg = zeros("H" if narrow else "i", _RING)
         self._acc = zeros("h", 3 * _RING) if imu_rate else None  # None: no accelerometer, no gate
-        self._st = zeros("i", 2 * _ACC)
+        st = self._st = zeros("i", _STATE)
         for o in (0, _ACC):
-            self._st[o + _NEXT] = self._st[o + _SLOT] = self._st[o + _FIRST] = -1
-        self._st[_HZ] = ppg_rate
-        self._st[_ACC + _HZ] = imu_rate
-        self._sum = zeros("i", 6)
-        self._last = zeros("i", 6)
-        self._floor = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
+            st[o + _NEXT] = st[o + _SLOT] = st[o + _FIRST] = -1
+        st[_HZ] = ppg_rate
+        st[_ACC + _HZ] = imu_rate
+        st[_FLOOR] = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
+        st[_GAIN] = 4 if narrow else 1
+        st[_END] = st[_TRACK] = -1
         self._cos = array("h", bytearray(_COS_Q10)) if self._dft is dft_py else None  # viper reads the bytes where they are
         self._x = zeros("h", _WINDOW)  # the windowed signal of one channel
-        # The DFT's output in 16 bits (with its shift): each accelerometer axis's in turn,
-        # summed as power into _a; then the PPG's, which stays there as its spectrum (power
-        # re^2 + im^2, _power). _a then takes the gated PPG power in place of the motion's.
-        self._re = zeros("h", _NK)
-        self._im = zeros("h", _NK)
+        # The DFT's output in 16 bits (with its shift), re at 0.._NK-1 and im after it: each
+        # accelerometer axis's in turn, summed as power into _a; then the PPG's, which stays
+        # there as its spectrum (power re^2 + im^2, _power). _a then takes the gated PPG power
+        # in place of the motion's.
+        self._dft_out = zeros("h", 2 * _NK)
         self._a = zeros("i", _NK)
-        self._m = 0  # the mean _centre found
-        self._end = -1  # slot at which the next window ends
-        self._track = -1  # bin of the last estimate, -1: none
-        self._held = 0  # steps since a usable peak
         self.bpm_x10 = 0
         self.quality = 0
         self.window_end = 0
@@ -252,22 +262,23 @@ class HeartRate:
         if st[o + _NEXT] < 0:
             st[o + _NEXT] = first_index
             st[o + _SLOT] = st[o + _FIRST] = first_index * _RATE // st[o + _HZ]
+        w = 1 if o == 0 else 3
         while st[o + _NEXT] < first_index:  # lost samples: hold the last one
-            self._push(o, self._last, o // _ACC)
+            self._push(o, st, _LAST + (o // _ACC) * 3)
         for i in range(st[o + _NEXT] - first_index, n):
-            self._push(o, src, i)
+            self._push(o, src, i * w)
 
-    def _push(self, o, src, i):
+    def _push(self, o, src, at):
+        # One sample, src[at:at + w], into the slot being averaged.
         st = self._st
         w = 1 if o == 0 else 3
         b = 0 if o == 0 else 3
         ring = self._ppg if o == 0 else self._acc
-        gain = 4 if o == 0 else 1
-        total = self._sum
+        gain = 4 // st[_GAIN] if o == 0 else 1
         for c in range(w):
-            v = src[i * w + c]
-            total[b + c] += v
-            self._last[b + c] = v
+            v = src[at + c]
+            st[_SUM + b + c] += v
+            st[_LAST + b + c] = v
         st[o + _COUNT] += 1
         st[o + _NEXT] += 1
         s = st[o + _NEXT] * _RATE // st[o + _HZ]
@@ -276,8 +287,9 @@ class HeartRate:
             count = st[o + _COUNT]
             base = (slot & _MASK) * w
             for c in range(w):
-                ring[base + c] = total[b + c] * gain // count if count else ring[((slot - 1) & _MASK) * w + c]  # pyright: ignore[reportOptionalSubscript]
-                total[b + c] = 0
+                v = st[_SUM + b + c] * gain // count if count else ring[((slot - 1) & _MASK) * w + c]  # pyright: ignore[reportOptionalSubscript]
+                ring[base + c] = v if gain != 1 or o else max(0, min(65535, v))  # pyright: ignore[reportOptionalSubscript]
+                st[_SUM + b + c] = 0
             st[o + _COUNT] = 0
             st[o + _SLOT] = slot + 1
 
@@ -291,10 +303,10 @@ class HeartRate:
         a = _ACC if self._acc is not None else 0  # no accelerometer: the PPG alone
         if st[_SLOT] < 0 or st[a + _SLOT] < 0:
             return False
-        if self._end < 0:  # the first window lying wholly after both streams started
+        if st[_END] < 0:  # the first window lying wholly after both streams started
             first = max(st[_FIRST], st[a + _FIRST]) + _WINDOW
-            self._end = -(-first // _STEP) * _STEP
-        return st[_SLOT] >= self._end and st[a + _SLOT] >= self._end
+            st[_END] = -(-first // _STEP) * _STEP
+        return st[_SLOT] >= st[_END] and st[a + _SLOT] >= st[_END]
 
     def compute(self):
         """The oldest completed window's estimate: updates bpm_x10, quality, window_end and
@@ -304,65 +316,66 @@ class HeartRate:
         st = self._st
         acc = self._acc
         last = min(st[_SLOT], st[_ACC + _SLOT]) if acc is not None else st[_SLOT]
-        while last - (self._end - _WINDOW) > _RING:  # fell behind: skip what was overwritten
-            self._end += _STEP
-        start = self._end - _WINDOW
+        while last - (st[_END] - _WINDOW) > _RING:  # fell behind: skip what was overwritten
+            st[_END] += _STEP
+        start = st[_END] - _WINDOW
         a = self._a
         shift = -1
-        if acc is not None:  # first, as the PPG's spectrum then takes the DFT's output arrays
-            shift = self._spectrum(acc, 3, start, a, _ACC_BITS, self._floor)
+        if acc is not None:  # first, as the PPG's spectrum then takes the DFT's output array
+            shift = self._spectrum(acc, 3, 1, start, a, _ACC_BITS, st[_FLOOR])
         if shift < 0:  # no accelerometer, or too little motion to look at: no gate
             for j in range(_NK):
                 a[j] = 0
-        self._spectrum(self._ppg, 1, start, None, _PPG_BITS)
+        self._spectrum(self._ppg, 1, st[_GAIN], start, None, _PPG_BITS)
         pmax = amax = 0
         for j in range(_NK):
             pmax = max(pmax, self._power(j))
             amax = max(amax, a[j])
         # The strongest motion in the band as an amplitude, against the floor: a sinusoid of
         # amplitude F (LSB) on a bin has power (F _PEAK)^2 before the spectrum's shifts.
-        floor = (self._floor * _PEAK) >> shift if shift >= 0 else 16384
+        floor = (st[_FLOOR] * _PEAK) >> shift if shift >= 0 else 16384
         lim = amax >> _GATE_SHIFT if floor < 16384 and amax >= floor * floor else 0
         for j in range(_NK):  # the gated power replaces the motion's
             g = _Q - (a[j] << 10) // lim if lim else _Q
             a[j] = self._power(j) * g if g > 0 else 0
         self._pick(pmax)
-        self.window_end = self._end * st[_HZ] // _RATE
-        self._end += _STEP
+        self.window_end = st[_END] * st[_HZ] // _RATE
+        st[_END] += _STEP
         return self.bpm_x10
 
     def _power(self, j):
-        # The PPG's power at bin _K0 + j (< 2^19), from its spectrum in _re, _im.
-        return self._re[j] * self._re[j] + self._im[j] * self._im[j]
+        # The PPG's power at bin _K0 + j (< 2^19), from its spectrum in the DFT's output.
+        out = self._dft_out
+        return out[j] * out[j] + out[_NK + j] * out[_NK + j]
 
-    def _spectrum(self, ring, w, start, out, bits, least=0):
+    def _spectrum(self, ring, w, gain, start, out, bits, least=0):
         # The spectrum at the bins _K0.. of the window [start, start + _WINDOW) of the ring's w
-        # channels. Each channel centred, all scaled by one shift into +-_AMP, Hann-windowed and
-        # transformed (the DFT keeps |re|, |im| < 2^bits with its own shift). One channel
-        # (out None): its spectrum stays in _re, _im. Several: their power summed into out with
-        # one shift (a channel needing a larger shift rescales what came before). Returns the
-        # two shifts' sum: the power is (amplitude in the ring's unit)^2 >> (2 x that); -1
-        # without computing anything when no channel deviates `least` / 2 from its mean (then
-        # no component of the window has an amplitude of `least`).
+        # channels (entries x gain). Each channel centred, all scaled by one shift into +-_AMP,
+        # Hann-windowed and transformed (the DFT keeps |re|, |im| < 2^bits with its own shift).
+        # One channel (out None): its spectrum stays in the DFT's output. Several: their power
+        # summed into out with one shift (a channel needing a larger shift rescales what came
+        # before). Returns the two shifts' sum: the power is (amplitude in the ring's unit)^2 >>
+        # (2 x that); -1 without computing anything when no channel deviates `least` / 2 from its
+        # mean (then no component of the window has an amplitude of `least`).
         big = 0
         for ch in range(w):
-            big = max(big, self._centre(ring, w, ch, start))
+            big = max(big, self._centre(ring, w, ch, gain, start))
         if 2 * big < least:
             return -1
         tshift = 0
         while (big >> tshift) > _AMP:
             tshift += 1
         x = self._x
-        re = self._re
-        im = self._im
+        spec = self._dft_out
+        st = self._st
         fshift = 0
         for ch in range(w):
-            self._centre(ring, w, ch, start)
-            m = self._m
+            self._centre(ring, w, ch, gain, start)
+            m = st[_MEAN]
             for n in range(_WINDOW):
-                x[n] = (((ring[((start + n) & _MASK) * w + ch] - m) >> tshift)
+                x[n] = (((ring[((start + n) & _MASK) * w + ch] * gain - m) >> tshift)
                         * _HANN[n if n < _HALF else _WINDOW - 1 - n]) >> 12
-            shift = self._dft(x, self._cos or _COS_Q10, _K0, _NK, re, im, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            shift = self._dft(x, self._cos or _COS_Q10, _K0, _NK, spec, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             if out is None:
                 return tshift + shift
             if ch == 0:
@@ -373,20 +386,21 @@ class HeartRate:
                 fshift = shift
             d = fshift - shift
             for j in range(_NK):
-                u = re[j] >> d
-                v = im[j] >> d
+                u = spec[j] >> d
+                v = spec[_NK + j] >> d
                 out[j] = (out[j] if ch else 0) + u * u + v * v
         return tshift + fshift
 
-    def _centre(self, ring, w, ch, start):
-        # The window's mean of channel ch into self._m; returns the largest deviation from it.
+    def _centre(self, ring, w, ch, gain, start):
+        # The window's mean of channel ch (entries x gain) into the state's _MEAN; returns the
+        # largest deviation from it.
         tot = 0
         for n in range(_WINDOW):
             tot += ring[((start + n) & _MASK) * w + ch]
-        m = self._m = tot // _WINDOW
+        m = self._st[_MEAN] = tot * gain // _WINDOW
         big = 0
         for n in range(_WINDOW):
-            big = max(big, abs(ring[((start + n) & _MASK) * w + ch] - m))
+            big = max(big, abs(ring[((start + n) & _MASK) * w + ch] * gain - m))
         return big
 
     def _pick(self, pmax):
@@ -395,7 +409,8 @@ class HeartRate:
         # motion-gated peak weighted by the prior around the previous estimate, at most
         # _MAX_STEP bins away from it.
         c = self._a
-        track = self._track
+        st = self._st
+        track = st[_TRACK]
         best = 0
         k = -1
         if pmax == 0:
@@ -424,13 +439,13 @@ class HeartRate:
                 k = max(track - _MAX_STEP, min(track + _MAX_STEP, k))
         if k < 0:  # nothing usable: hold the last estimate for a while, then start again
             self.quality = 0
-            self._held += 1
-            if self._held > _MAX_HOLD:
-                self._track = -1
+            st[_HELD] += 1
+            if st[_HELD] > _MAX_HOLD:
+                st[_TRACK] = -1
                 self.bpm_x10 = 0
             return
-        self._held = 0
-        self._track = k
+        st[_HELD] = 0
+        st[_TRACK] = k
         d16 = 0
         if 0 < k < _NK - 1:  # vertex of the parabola through the gated powers around the peak, 1/16 bin
             lo = c[k - 1] >> 4

@@ -48,6 +48,7 @@ class HRS3300(Registers):
 
     def __init__(self, i2c, address=0x44):
         Registers.__init__(self, i2c, address)
+        self.ppg_bits = 16  # _RES_16BIT: every sample fits 16 bits (the heart-rate ring keeps them so)
         self.rate_hz = 0
         self.lost = 0
         self._ppg = array("I", bytes(4 * _RING))
