@@ -94,6 +94,13 @@ ACTIVITY_MG = (15, 60, 200)  # acc_std thresholds of activity levels 1, 2, 3 (st
 
 _VALID = const(1)  # beat flags: the interval ending at this beat passed the checks
 _PAIR = const(2)  # and so did the previous one
+# The beat ring's entries (array 'H'): the interval in ms (< 4096: it is at most 4 s) and the
+# flags above it; the detector index modulo 2^16 in a second array.
+_IBI = const(0x1FFF)
+_FLAGS = const(13)  # flags = entry >> _FLAGS
+_VALID_BIT = const(0x2000)  # _VALID << _FLAGS
+_PAIR_BIT = const(0x4000)  # _PAIR << _FLAGS
+_WRAP = const(0xFFFF)  # every beat kept is within this many samples of the newest
 _SLACK = const(2)  # steps compute() may fall behind before windows are dropped
 _FILL = const(4)  # a gap is fed as runs of this many held samples
 
@@ -291,11 +298,15 @@ class _Ppg(_Stream):
         self.dq = zeros("H", 2 * size)  # two deques of indices (modulo 2^16) of running maxima
         self.run = _loops.ppg_run_viper if fast else _loops.ppg_run_py
         cap = self.cap = span // (r + 1) + 4
-        self.bm = zeros("i", cap)  # beat: detector index
-        self.bibi = zeros("h", cap)  # interval ending at the beat, ms (0: the first beat)
-        self.bsd = zeros("h", cap)  # interval minus the previous one when both are valid
-        self.bflag = bytearray(cap)
+        # Beat j (0: the first) is in slot j % cap while old <= j < nb. Its detector index is
+        # kept modulo 2^16: beats older than 2^16 samples before the newest leave the ring (a
+        # window spans far less), so top - ((top - bm) & _WRAP) is exact for every beat kept.
+        self.bm = zeros("H", cap)  # detector index modulo 2^16
+        self.bibi = zeros("H", cap)  # interval ending at the beat, ms (0: the first beat), | flags << _FLAGS
         self.nb = 0  # beats so far
+        self.old = 0  # the oldest beat kept
+        self.top = 0  # detector index of the newest beat
+        self.lost_ibi = 0  # interval of beat old - 1: the successive difference of beat old needs it
         self.d16 = 0  # sub-sample offset of the last beat
         self.lost = -_loops.SUM_LIMIT  # detector index of the newest beat pushed out of the ring
         self.ref = zeros("h", _REF_INTERVALS)  # the last in-range intervals
@@ -321,10 +332,11 @@ class _Ppg(_Stream):
         d16 = (8 * (b - a) + (-(a + b) >> 1)) // -(a + b)  # parabola vertex, 1/16 sample
         m = self.first + p
         fs = self.rate
-        prev = (self.nb - 1) % self.cap
+        cap = self.cap
+        pv = self.bibi[(self.nb - 1) % cap]  # the previous beat's interval and flags
         ibi = flags = 0
         if self.nb:
-            j16 = 16 * min(m - self.bm[prev], 4 * fs) + d16 - self.d16
+            j16 = 16 * min(m - self.top, 4 * fs) + d16 - self.d16
             ibi = (j16 * 125 + fs) // (2 * fs)  # 1/16 sample -> ms
             if _IBI_MIN_MS <= ibi <= _IBI_MAX_MS:
                 if self.nref >= _REF_INTERVALS:
@@ -337,22 +349,28 @@ class _Ppg(_Stream):
                             j -= 1
                         srt[j] = v
                     ref = srt[_REF_INTERVALS >> 1]
-                    if _ARTEFACT_DIV * max(abs(ibi - ref), abs(ibi - self.bibi[prev])) <= ref:
+                    if _ARTEFACT_DIV * max(abs(ibi - ref), abs(ibi - (pv & _IBI))) <= ref:
                         flags = _VALID
-                if flags and self.bflag[prev] & _VALID:
+                if flags and pv & _VALID_BIT:
                     flags |= _PAIR
                 self.ref[self.nref % _REF_INTERVALS] = ibi
                 self.nref += 1
             if flags and self.nrr < 16:
                 self.rr[self.nrr] = (j16 * 64 + (fs >> 1)) // fs
                 self.nrr += 1
-        slot = self.nb % self.cap
-        if self.nb >= self.cap:
-            self.lost = self.bm[slot]
-        self.bsd[slot] = ibi - self.bibi[prev] if flags & _PAIR else 0
-        self.bm[slot] = m
-        self.bibi[slot] = ibi
-        self.bflag[slot] = flags
+        top = self.top
+        while self.old < self.nb:  # the oldest leaves for a new slot, or when 2^16 samples old
+            j = self.old % cap
+            old = top - ((top - self.bm[j]) & _WRAP)
+            if self.nb - self.old < cap and m - old <= _WRAP:
+                break
+            self.lost = old
+            self.lost_ibi = self.bibi[j] & _IBI
+            self.old += 1
+        slot = self.nb % cap
+        self.bm[slot] = m & _WRAP
+        self.bibi[slot] = ibi | flags << _FLAGS
+        self.top = m
         self.d16 = d16
         self.nb += 1
 
@@ -365,7 +383,8 @@ class _Ppg(_Stream):
             mid = (a + b) >> 1
             c = 0
             for j in range(j0, j1):
-                if self.bflag[j % cap] & _VALID and self.bibi[j % cap] <= mid:
+                v = self.bibi[j % cap]
+                if v & _VALID_BIT and v & _IBI <= mid:
                     c += 1
             if c > r:
                 b = mid
@@ -376,27 +395,30 @@ class _Ppg(_Stream):
     def hr(self, lo, hi, window_ms, out):
         # HR features of the beats with detector index in [lo, hi) into out[0:_HR_COLUMNS]; their flags.
         cap = self.cap
-        j0 = max(0, self.nb - cap)
+        top = self.top
+        j0 = self.old
         j1 = self.nb
-        while j1 > j0 and self.bm[(j1 - 1) % cap] >= hi:
+        while j1 > j0 and top - ((top - self.bm[(j1 - 1) % cap]) & _WRAP) >= hi:
             j1 -= 1
-        while j0 < j1 and self.bm[j0 % cap] < lo:
+        while j0 < j1 and top - ((top - self.bm[j0 % cap]) & _WRAP) < lo:
             j0 += 1
         n = tot = toth = npair = sd2 = big = tsum = 0
+        pi = self.bibi[(j0 - 1) % cap] & _IBI if j0 > self.old else self.lost_ibi  # the interval before
         for j in range(j0, j1):
-            f = self.bflag[j % cap]
-            if f & _VALID:
-                ibi = self.bibi[j % cap]
+            v = self.bibi[j % cap]
+            ibi = v & _IBI
+            if v & _VALID_BIT:
                 n += 1
                 tot += ibi
                 toth += (_HR_X10 + (ibi >> 1)) // ibi
-                tsum += (4 * (self.bm[j % cap] - lo)) // self.rate  # beat time in 1/4 s from the window start
-            if f & _PAIR:
+                tsum += (4 * ((self.bm[j % cap] - lo) & _WRAP)) // self.rate  # beat time in 1/4 s from the window start
+            if v & _PAIR_BIT:
                 npair += 1
-                sd = self.bsd[j % cap]
+                sd = ibi - pi
                 sd2 += sd * sd
                 if sd > _PNN_MS or sd < -_PNN_MS:
                     big += 1
+            pi = ibi
         for i in range(_HR_COLUMNS):
             out[i] = 0
         if n == 0:
@@ -411,9 +433,10 @@ class _Ppg(_Stream):
         hm = (toth + (n >> 1)) // n
         sth = stt = nb = totb = tothb = y2 = g2 = 0
         for j in range(j0, j1):
-            if self.bflag[j % cap] & _VALID:
-                t = (4 * (self.bm[j % cap] - lo)) // self.rate - tm
-                ibi = self.bibi[j % cap]
+            v = self.bibi[j % cap]
+            if v & _VALID_BIT:
+                t = (4 * ((self.bm[j % cap] - lo) & _WRAP)) // self.rate - tm
+                ibi = v & _IBI
                 h = (_HR_X10 + (ibi >> 1)) // ibi
                 sth += t * (h - hm)
                 stt += t * t

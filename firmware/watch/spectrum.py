@@ -7,7 +7,9 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
-_VALID = const(1)  # watch.features' beat flag
+_IBI = const(0x1FFF)  # watch.features' beat ring: the interval in ms
+_VALID_BIT = const(0x2000)  # and its valid flag
+_WRAP = const(0xFFFF)  # detector indices modulo 2^16
 
 # cos(2 pi i / 256) * 1024 for i = 0..64, rounded: the quarter wave of the spectrum's table.
 COS_QUARTER = (1024, 1024, 1023, 1021, 1019, 1016, 1013, 1009, 1004, 999, 993, 987, 980, 972, 964, 955, 946, 936,
@@ -31,8 +33,9 @@ def freq_bin(window_s, hz_x100):
 
 
 def spectrum(ppg, j0, j1, lo, n, mean, w, out):
-    """HF amplitude and LF/HF amplitude ratio of the valid intervals ppg.bm/bibi/bflag[j0:j1] of a window
-    starting at detector index lo (an unevenly sampled DFT around their mean) into out[11:13]."""
+    """HF amplitude and LF/HF amplitude ratio of the valid intervals of beats j0..j1-1 of ppg's
+    ring (watch.features) of a window starting at detector index lo (an unevenly sampled DFT
+    around their mean) into out[11:13]."""
     cap = ppg.cap
     span = 1000 * w
     k1 = freq_bin(w, 15)
@@ -40,9 +43,10 @@ def spectrum(ppg, j0, j1, lo, n, mean, w, out):
     for k in range(freq_bin(w, 4), freq_bin(w, 40)):
         c = s = 0
         for j in range(j0, j1):
-            if ppg.bflag[j % cap] & _VALID:
-                d = ppg.bibi[j % cap] - mean
-                i = (k * (((ppg.bm[j % cap] - lo) * 1000) // ppg.rate) * 256 // span) & 255
+            v = ppg.bibi[j % cap]
+            if v & _VALID_BIT:
+                d = (v & _IBI) - mean
+                i = (k * ((((ppg.bm[j % cap] - lo) & _WRAP) * 1000) // ppg.rate) * 256 // span) & 255
                 # cos256(i) and cos256(i + 192) (the sine) from the angle within its quadrant
                 a = COS_QUARTER[i & 63]
                 b = COS_QUARTER[64 - (i & 63)]

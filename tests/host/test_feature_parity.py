@@ -165,6 +165,26 @@ def test_parity_holds_at_other_rates_and_an_8_s_window(tmp_path):
     assert_parity(engine, run_host(ir, acc, gyro, **kw), F.FEATURE_NAMES)
 
 
+def test_parity_across_a_pause_without_beats_longer_than_the_beat_rings_index_range(tmp_path):
+    """The engine keeps beats' detector indices modulo 2^16: a pulse, a flat PPG just over 2^16
+    samples long (44 min at the PineTime's 25 Hz), the pulse again, from an index just below
+    2^16. The old beats must leave the ring: kept, they would alias into the first windows of
+    the new pulse (2^16 samples later)."""
+    a = synthetic(120, 70, ppg_rate=25, imu_rate=50, seed=2, motion=False)
+    b = synthetic(120, 85, ppg_rate=25, imu_rate=50, seed=3)
+    pause = 65536 + 200  # PPG samples
+    ir = np.r_[a[0], np.full(pause, 110000), b[0]]
+    acc = np.r_[a[1], np.tile(np.array([[0, 300, 8192]], dtype=np.int16), (2 * pause, 1)), b[1]]
+    f0 = 65536 - 25 * 30
+    kw = dict(ppg_rate=25, imu_rate=50, window_s=60, step_s=5, first_ppg_index=f0, first_imu_index=2 * f0 + 9)
+    engine = run_engine(tmp_path, ir, acc, None, **kw)
+    assert_parity(engine, run_host(ir, acc, None, **kw), F.feature_names(False))
+    beats = engine[:, 2 + F.FEATURE_NAMES.index("beats")]
+    ends = engine[:, 0] - f0
+    assert beats[ends <= 25 * 120].max() > 60 and beats[ends >= 25 * 181 + pause].min() > 70
+    assert beats[(ends > 25 * 181) & (ends < 25 * 120 + pause)].max() == 0  # the pause's windows: none
+
+
 # --- Real recordings (skip without ../shared/data) ------------------------------------------------
 
 
