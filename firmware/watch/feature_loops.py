@@ -19,9 +19,10 @@ OFF = const(0x20000000)
 AXIS_LIMIT = const(16383)  # IMU axes clamp to +-16383 mg / 0.1 dps: 3 squares stay < 2^30
 SUM_LIMIT = const(0x3FFFFFFF)  # sums of squares saturate here: the largest 32-bit small int
 
-# Detector state slots (array 'i'). The smoothed ring and both deques have MASK + 1 entries;
-# dq holds the two deques: [0, MASK] and [MASK + 1, 2 MASK + 1], of sample indices modulo 2^16
-# (array 'H'; an entry is at most L + R + 1 samples old, so index differences stay exact).
+# Detector state slots (array 'i'). The smoothed ring and both deques have RING = L + R + 2
+# entries; dq holds the two deques: [0, RING) and [RING, 2 RING), of positions in the smoothed
+# ring (sample index modulo RING; array 'H'; an entry is at most L + R + 1 samples old, so its
+# age is the positions' difference modulo RING).
 _D_P = const(0)  # samples seen since the stream's first
 _D_A = const(1)  # sum of the raw ring
 D_VSUM = const(2)  # sum of the detrended ring + OFF
@@ -39,7 +40,7 @@ D_C = const(13)
 D_K = const(14)
 D_R = const(15)
 D_L = const(16)
-D_MASK = const(17)
+D_RING = const(17)
 D_D = const(18)  # upstroke lag: u[p] = s[p] - s[p - D]
 _D_UPOS = const(19)  # position in the ring of the last D smoothed values (after the NS detrended ones in vr)
 D_SIZE = const(20)
@@ -78,8 +79,7 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
     k = st[D_K]
     r = st[D_R]
     lr = st[D_L] + r
-    mask = st[D_MASK]
-    size = mask + 1
+    size = st[D_RING]
     dd = st[D_D]
     p0 = nd + ns - 2
     pu = p0 + dd
@@ -122,27 +122,28 @@ def ppg_run_py(st, xr, vr, sr, dq, src, off, n):
                 if upos == dd:
                     upos = 0
             if p >= pu:
-                sr[p & mask] = s + OFF
-                if cand >= 0 and s > sr[cand & mask] - OFF:
+                ps = p % size
+                sr[ps] = s + OFF
+                if cand >= 0 and s > sr[cand % size] - OFF:
                     cand = -1
-                while dqh != dqt and (p - dq[dqh]) & 0xFFFF > r:
-                    dqh = (dqh + 1) & mask
-                while dqh != dqt and sr[dq[(dqt - 1) & mask] & mask] - OFF < s:
-                    dqt = (dqt - 1) & mask
+                while dqh != dqt and (ps - dq[dqh]) % size > r:
+                    dqh = (dqh + 1) % size
+                while dqh != dqt and sr[dq[(dqt - 1) % size]] - OFF < s:
+                    dqt = (dqt - 1) % size
                 if dqh == dqt and s > 0 and p >= p1:
                     cand = p  # above all of the previous R values
-                dq[dqt] = p & 0xFFFF
-                dqt = (dqt + 1) & mask
-                while eh != et and (p - dq[size + eh]) & 0xFFFF > lr:
-                    eh = (eh + 1) & mask
-                while eh != et and sr[dq[size + ((et - 1) & mask)] & mask] - OFF <= s:
-                    et = (et - 1) & mask
-                dq[size + et] = p & 0xFFFF
-                et = (et + 1) & mask
+                dq[dqt] = ps
+                dqt = (dqt + 1) % size
+                while eh != et and (ps - dq[size + eh]) % size > lr:
+                    eh = (eh + 1) % size
+                while eh != et and sr[dq[size + (et - 1) % size]] - OFF <= s:
+                    et = (et - 1) % size
+                dq[size + et] = ps
+                et = (et + 1) % size
                 if cand >= 0 and p - cand == r:
                     # Nothing higher in the next R values either; a beat if at least half the
                     # highest value of the last L + R + 1 (no dicrotic wave, no small ripple).
-                    if 2 * (sr[cand & mask] - OFF) >= sr[dq[size + eh] & mask] - OFF:
+                    if 2 * (sr[cand % size] - OFF) >= sr[dq[size + eh]] - OFF:
                         st[D_BEAT] = cand + 1
                         cand = -1
                         p += 1
@@ -230,8 +231,7 @@ if VIPER:
         k = int(st[D_K])
         r = int(st[D_R])
         lr = int(st[D_L]) + r
-        mask = int(st[D_MASK])
-        size = mask + 1
+        size = int(st[D_RING])
         dd = int(st[D_D])
         p0 = nd + ns - 2
         pu = p0 + dd
@@ -275,27 +275,28 @@ if VIPER:
                     if upos == dd:
                         upos = 0
                 if p >= pu:
-                    sr[p & mask] = s + OFF
-                    if cand >= 0 and s > int(sr[cand & mask]) - OFF:
+                    ps = p % size
+                    sr[ps] = s + OFF
+                    if cand >= 0 and s > int(sr[cand % size]) - OFF:
                         cand = -1
-                    while dqh != dqt and (p - int(dq[dqh])) & 0xFFFF > r:
-                        dqh = (dqh + 1) & mask
-                    while dqh != dqt and int(sr[int(dq[(dqt - 1) & mask]) & mask]) - OFF < s:
-                        dqt = (dqt - 1) & mask
+                    while dqh != dqt and (ps - int(dq[dqh])) % size > r:
+                        dqh = (dqh + 1) % size
+                    while dqh != dqt and int(sr[int(dq[(dqt - 1) % size])]) - OFF < s:
+                        dqt = (dqt - 1) % size
                     if dqh == dqt and s > 0 and p >= p1:
                         cand = p
-                    dq[dqt] = p & 0xFFFF
-                    dqt = (dqt + 1) & mask
-                    while eh != et and (p - int(dq[size + eh])) & 0xFFFF > lr:
-                        eh = (eh + 1) & mask
-                    while eh != et and int(sr[int(dq[size + ((et - 1) & mask)]) & mask]) - OFF <= s:
-                        et = (et - 1) & mask
-                    dq[size + et] = p & 0xFFFF
-                    et = (et + 1) & mask
+                    dq[dqt] = ps
+                    dqt = (dqt + 1) % size
+                    while eh != et and (ps - int(dq[size + eh])) % size > lr:
+                        eh = (eh + 1) % size
+                    while eh != et and int(sr[int(dq[size + (et - 1) % size])]) - OFF <= s:
+                        et = (et - 1) % size
+                    dq[size + et] = ps
+                    et = (et + 1) % size
                     if cand >= 0 and p - cand == r:
                         # Nothing higher in the next R values either; a beat if at least half the
                         # highest value of the last L + R + 1 (no dicrotic wave, no small ripple).
-                        if 2 * (int(sr[cand & mask]) - OFF) >= int(sr[int(dq[size + eh]) & mask]) - OFF:
+                        if 2 * (int(sr[cand % size]) - OFF) >= int(sr[int(dq[size + eh])]) - OFF:
                             st[D_BEAT] = cand + 1
                             cand = -1
                             p += 1

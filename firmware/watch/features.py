@@ -280,14 +280,12 @@ class _Ppg(_Stream):
         self.r = r
         dd = upstroke_lag(rate)
         self.warmup = nd + ns - 2 + dd + l  # the first sample that can be a beat
-        size = 1
-        while size < l + r + 2:
-            size <<= 1
+        size = l + r + 2  # the smoothed ring and each deque (watch.feature_loops)
         st = self.st = zeros("i", _loops.D_SIZE)
         st[_loops.D_VSUM] = _loops.OFF
         st[_loops.D_ND], st[_loops.D_NS], st[_loops.D_C] = nd, ns, c
         st[_loops.D_K], st[_loops.D_R], st[_loops.D_L] = k, r, l
-        st[_loops.D_MASK] = size - 1
+        st[_loops.D_RING] = size
         st[_loops.D_D] = dd
         self.xr = zeros("i", nd)  # raw ring
         self.vr = zeros("i", ns + dd)  # detrended ring, then the last D smoothed values
@@ -295,7 +293,7 @@ class _Ppg(_Stream):
         for ring in (self.vr, self.sr):
             for i in range(len(ring)):
                 ring[i] = _loops.OFF
-        self.dq = zeros("H", 2 * size)  # two deques of indices (modulo 2^16) of running maxima
+        self.dq = zeros("H", 2 * size)  # two deques of running maxima: their positions in sr
         self.run = _loops.ppg_run_viper if fast else _loops.ppg_run_py
         cap = self.cap = span // (r + 1) + 4
         # Beat j (0: the first) is in slot j % cap while old <= j < nb. Its detector index is
@@ -326,9 +324,9 @@ class _Ppg(_Stream):
                 self.beat(st[_loops.D_BEAT] - 1)
 
     def beat(self, p):
-        mask = self.st[_loops.D_MASK]
-        a = self.sr[(p - 1) & mask] - self.sr[p & mask]  # < 0: the peak is strictly above its left
-        b = self.sr[(p + 1) & mask] - self.sr[p & mask]  # <= 0
+        size = self.st[_loops.D_RING]
+        a = self.sr[(p - 1) % size] - self.sr[p % size]  # < 0: the peak is strictly above its left
+        b = self.sr[(p + 1) % size] - self.sr[p % size]  # <= 0
         d16 = (8 * (b - a) + (-(a + b) >> 1)) // -(a + b)  # parabola vertex, 1/16 sample
         m = self.first + p
         fs = self.rate
