@@ -16,6 +16,32 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
+# watch.feature_loops' state layout and limits, folded here as `_` constants (names that module
+# exported would be a dictionary entry each there; tests/host/test_feature_parity.py checks
+# that the copies are equal).
+_OFF = const(0x20000000)
+_SUM_LIMIT = const(0x3FFFFFFF)
+_D_VSUM = const(2)
+_D_BEAT = const(10)
+_D_ND = const(11)
+_D_NS = const(12)
+_D_C = const(13)
+_D_K = const(14)
+_D_R = const(15)
+_D_L = const(16)
+_D_RING = const(17)
+_D_D = const(18)
+_D_SIZE = const(20)
+_I_SUM = const(0)
+_I_JERK = const(1)
+_I_POS = const(3)
+_I_BN = const(4)
+_I_SCALE = const(5)
+_I_SHIFT = const(6)
+_I_QLO = const(7)
+_I_QHI = const(8)
+_I_SIZE = const(9)
+
 _FEATURE_VERSION = const(2)  # feature set v2 (docs/features.md)
 # Spec ids name a feature set's values, not only its columns: a blob made for a retired id is
 # refused (ids 1-2: the 13/11-feature draft; 3-6: feature set v1, whose hr_std, hr_min, hr_max and
@@ -66,8 +92,8 @@ _G_MG = const(1000)  # gravity: the accelerometer's energy is taken around 1 g
 # folded into the code and kept out of the module's dictionary (a dict entry each).
 if _sys.implementation.name != "micropython":
     FEATURE_VERSION = _FEATURE_VERSION
-    AXIS_LIMIT = _loops.AXIS_LIMIT
-    SUM_LIMIT = _loops.SUM_LIMIT
+    AXIS_LIMIT = _loops._AXIS_LIMIT
+    SUM_LIMIT = _SUM_LIMIT
     VIPER = _loops.VIPER
     FEATURE_SPEC_ID = _FEATURE_SPEC_ID
     FEATURE_SPEC_ID_BASELINE = _FEATURE_SPEC_ID_BASELINE
@@ -209,8 +235,8 @@ class _Imu(_Stream):
     def __init__(self, block, blocks, micro_per_lsb, per_unit, fast):
         super().__init__(3)
         self.per_unit = per_unit
-        self.st = zeros("i", _loops.I_SIZE)
-        self.st[_loops.I_BN] = block
+        self.st = zeros("i", _I_SIZE)
+        self.st[_I_BN] = block
         self.set_unit(micro_per_lsb)
         self.cap = blocks
         self.bsum = zeros("i", blocks)  # per block: sum of magnitudes
@@ -220,30 +246,30 @@ class _Imu(_Stream):
         self.run = _loops.imu_run_viper if fast else _loops.imu_run_py
 
     def set_unit(self, micro_per_lsb):
-        self.st[_loops.I_SCALE], self.st[_loops.I_SHIFT] = unit_scale(micro_per_lsb, self.per_unit)
+        self.st[_I_SCALE], self.st[_I_SHIFT] = unit_scale(micro_per_lsb, self.per_unit)
 
     def begin(self):
-        self.done = self.first // self.st[_loops.I_BN]
-        self.st[_loops.I_POS] = self.first - self.done * self.st[_loops.I_BN]
+        self.done = self.first // self.st[_I_BN]
+        self.st[_I_POS] = self.first - self.done * self.st[_I_BN]
 
     def feed(self, src, off, n):
         st = self.st
-        bn = st[_loops.I_BN]
+        bn = st[_I_BN]
         while n > 0:
             k = self.run(st, src, off, n)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             off += k
             n -= k
             self.next += k
-            if st[_loops.I_POS] == bn:
+            if st[_I_POS] == bn:
                 j = self.done % self.cap
-                self.bsum[j] = st[_loops.I_SUM]
+                self.bsum[j] = st[_I_SUM]
                 self.bsq[j] = _loops.sq_dev(st)
-                self.bjerk[j] = st[_loops.I_JERK]
-                st[_loops.I_SUM] = st[_loops.I_JERK] = st[_loops.I_POS] = st[_loops.I_QLO] = st[_loops.I_QHI] = 0
+                self.bjerk[j] = st[_I_JERK]
+                st[_I_SUM] = st[_I_JERK] = st[_I_POS] = st[_I_QLO] = st[_I_QHI] = 0
                 self.done += 1
 
     def moving(self, last, blocks):
-        limit = min(_MOTION_MG * _MOTION_MG * self.st[_loops.I_BN], _loops.SUM_LIMIT)
+        limit = min(_MOTION_MG * _MOTION_MG * self.st[_I_BN], _SUM_LIMIT)
         for b in range(last - blocks + 1, last + 1):
             if self.bsq[b % self.cap] >= limit:
                 return _FLAG_MOTION
@@ -251,9 +277,9 @@ class _Imu(_Stream):
 
     def stats(self, last, blocks, out, i, rate, ref):
         # Mean, std, jerk and energy (RMS around ref) of blocks last-blocks+1..last into out[i:i+4].
-        bn = self.st[_loops.I_BN]
+        bn = self.st[_I_BN]
         nn = bn * blocks
-        lim = _loops.SUM_LIMIT // (2 * blocks)
+        lim = _SUM_LIMIT // (2 * blocks)
         tot = jerk = var = 0
         for b in range(last - blocks + 1, last + 1):
             tot += self.bsum[b % self.cap]
@@ -267,7 +293,7 @@ class _Imu(_Stream):
         out[i] = mean
         out[i + 1] = _loops.isqrt_round(var)
         out[i + 2] = (jerk // nn) * rate + (2 * (jerk % nn) * rate + nn) // (2 * nn)
-        out[i + 3] = _loops.isqrt_round(min(var + min((mean - ref) * (mean - ref), _loops.SUM_LIMIT), _loops.SUM_LIMIT))
+        out[i + 3] = _loops.isqrt_round(min(var + min((mean - ref) * (mean - ref), _SUM_LIMIT), _SUM_LIMIT))
 
 
 class _Ppg(_Stream):
@@ -281,18 +307,18 @@ class _Ppg(_Stream):
         dd = upstroke_lag(rate)
         self.warmup = nd + ns - 2 + dd + l  # the first sample that can be a beat
         size = l + r + 2  # the smoothed ring and each deque (watch.feature_loops)
-        st = self.st = zeros("i", _loops.D_SIZE)
-        st[_loops.D_VSUM] = _loops.OFF
-        st[_loops.D_ND], st[_loops.D_NS], st[_loops.D_C] = nd, ns, c
-        st[_loops.D_K], st[_loops.D_R], st[_loops.D_L] = k, r, l
-        st[_loops.D_RING] = size
-        st[_loops.D_D] = dd
+        st = self.st = zeros("i", _D_SIZE)
+        st[_D_VSUM] = _OFF
+        st[_D_ND], st[_D_NS], st[_D_C] = nd, ns, c
+        st[_D_K], st[_D_R], st[_D_L] = k, r, l
+        st[_D_RING] = size
+        st[_D_D] = dd
         self.xr = zeros("i", nd)  # raw ring
         self.vr = zeros("i", ns + dd)  # detrended ring, then the last D smoothed values
         self.sr = zeros("i", size)  # smoothed ring
         for ring in (self.vr, self.sr):
             for i in range(len(ring)):
-                ring[i] = _loops.OFF
+                ring[i] = _OFF
         self.dq = zeros("H", 2 * size)  # two deques of running maxima: their positions in sr
         self.run = _loops.ppg_run_viper if fast else _loops.ppg_run_py
         cap = self.cap = span // (r + 1) + 4
@@ -306,7 +332,7 @@ class _Ppg(_Stream):
         self.top = 0  # detector index of the newest beat
         self.lost_ibi = 0  # interval of beat old - 1: the successive difference of beat old needs it
         self.d16 = 0  # sub-sample offset of the last beat
-        self.lost = -_loops.SUM_LIMIT  # detector index of the newest beat pushed out of the ring
+        self.lost = -_SUM_LIMIT  # detector index of the newest beat pushed out of the ring
         self.ref = zeros("h", _REF_INTERVALS)  # the last in-range intervals
         self.srt = zeros("h", _REF_INTERVALS)
         self.nref = 0
@@ -320,11 +346,11 @@ class _Ppg(_Stream):
             off += k
             n -= k
             self.next += k
-            if st[_loops.D_BEAT]:
-                self.beat(st[_loops.D_BEAT] - 1)
+            if st[_D_BEAT]:
+                self.beat(st[_D_BEAT] - 1)
 
     def beat(self, p):
-        size = self.st[_loops.D_RING]
+        size = self.st[_D_RING]
         a = self.sr[(p - 1) % size] - self.sr[p % size]  # < 0: the peak is strictly above its left
         b = self.sr[(p + 1) % size] - self.sr[p % size]  # <= 0
         d16 = (8 * (b - a) + (-(a + b) >> 1)) // -(a + b)  # parabola vertex, 1/16 sample

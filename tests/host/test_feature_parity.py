@@ -296,17 +296,31 @@ def test_block_spread_from_its_sums_equals_the_second_pass():
         for missing in (0, len(fed) // 3):  # the first block of a stream starting mid-block: 0 in the second pass
             m = np.r_[np.zeros(missing, dtype=np.int64), fed[missing:]]
             n = len(m)
-            st = [0] * L.I_SIZE
-            st[L.I_BN] = n
-            st[L.I_SUM] = int(m.sum())
+            st = [0] * L._I_SIZE
+            st[L._I_BN] = n
+            st[L._I_SUM] = int(m.sum())
             for v in (m[missing:] ** 2).tolist():  # as the loops accumulate it
-                st[L.I_QHI] += v >> 28
-                st[L.I_QLO] += v & 0xFFFFFFF
-                if st[L.I_QLO] >= 1 << 28:
-                    st[L.I_QLO] -= 1 << 28
-                    st[L.I_QHI] += 1
+                st[L._I_QHI] += v >> 28
+                st[L._I_QLO] += v & 0xFFFFFFF
+                if st[L._I_QLO] >= 1 << 28:
+                    st[L._I_QLO] -= 1 << 28
+                    st[L._I_QHI] += 1
             mean = (int(m.sum()) + (n >> 1)) // n
             exact = int(((m - mean) ** 2).sum())
             assert L.sq_dev(st) == min(exact, L.SUM_LIMIT)
             near.append(exact)
     assert any(3 << 28 < v <= L.SUM_LIMIT for v in near) and any(L.SUM_LIMIT < v < 5 << 28 for v in near)
+
+
+def test_the_engine_folds_the_loops_state_layout_unchanged():
+    """watch.features keeps copies of watch.feature_loops' `_` constants (state slots, limits):
+    every copy equals its original."""
+    from watch import feature_loops as L
+
+    copies = [n for n in vars(F) if n.startswith(("_D_", "_I_")) or n in ("_OFF", "_SUM_LIMIT")]
+    assert len(copies) == 22
+    for name in copies:
+        original = getattr(L, name, None)
+        if original is None:
+            original = getattr(L, name[1:])
+        assert getattr(F, name) == original, name
