@@ -6,10 +6,6 @@ picked near the previous heart rate. Integer arithmetic, everything allocated in
 constructor; the DFT loop has a viper fast path and a plain twin giving identical results.
 """
 
-import sys as _sys
-
-from array import array
-
 from watch.buffers import zeros
 
 try:
@@ -25,8 +21,8 @@ _RATE = const(25)  # Hz: both streams are averaged down to this rate
 _WINDOW = const(200)  # samples at _RATE: 8 s
 _HALF = const(100)  # the Hann window is symmetric: its first half is kept
 _STEP = const(50)  # samples at _RATE: 2 s
-WINDOW_S = const(8)
-STEP_S = const(2)
+_WINDOW_S = const(8)
+_STEP_S = const(2)
 _TABLE = const(1024)  # DFT phase table: bin k is k * _RATE / _TABLE Hz (1.465 bpm apart)
 _K0 = const(21)  # first bin: 30.8 bpm
 _NK = const(123)  # bins _K0.._K0+_NK-1: up to 209.5 bpm
@@ -106,9 +102,10 @@ _PRIOR = (1024, 1022, 1015, 1004, 988, 969, 945, 918, 888, 855, 820, 783, 744, 7
           78, 67, 57, 49, 41, 35, 29, 24, 20, 17, 14, 11, 9, 8, 6, 5, 4,
           3, 3, 2, 2, 1, 1, 1, 1)
 
-# The host and the tests read these; on a watch they stay `_` constants (no dictionary entry).
-if _sys.implementation.name != "micropython":
-    RATE, WINDOW, STEP, TABLE, K0, NK = _RATE, _WINDOW, _STEP, _TABLE, _K0, _NK
+# The host and the tests read these; on a watch they stay `_` constants (no dictionary entry;
+# VIPER is False on CPython only).
+if not VIPER:
+    RATE, WINDOW, STEP, TABLE, K0, NK, WINDOW_S, STEP_S = _RATE, _WINDOW, _STEP, _TABLE, _K0, _NK, _WINDOW_S, _STEP_S
 
 
 def dft_py(x, cos, k0, nk, out, bits):
@@ -206,12 +203,12 @@ if VIPER:
 
 
 class HeartRate:
-    """Motion-robust heart rate every STEP_S seconds over the last WINDOW_S (docs/heart-rate.md).
+    """Motion-robust heart rate every 2 s over the last 8 s (docs/heart-rate.md).
 
     Feed add_ppg / add_acc with the bursts the drivers read; while ready(), compute()
     updates `bpm_x10` (0.1 bpm; 0 before the first estimate), `quality` (0..100: the share
     of the PPG's strongest spectral power the chosen peak keeps after motion gating) and
-    `window_end` (PPG index of the window's end). Windows end on multiples of STEP_S on the
+    `window_end` (PPG index of the window's end). Windows end on multiples of 2 s on the
     PPG's index. `ppg_bits`: the PPG part's sample width (a 16-bit part at _RATE keeps its
     ring in 16 bits; wider samples saturate there). fast=False forces the plain DFT loop.
     Nothing allocates after the constructor.
@@ -236,7 +233,11 @@ class HeartRate:
         st[_FLOOR] = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
         st[_GAIN] = 4 if narrow else 1
         st[_END] = st[_TRACK] = -1
-        self._cos = array("h", bytearray(_COS_Q10)) if self._dft is dft_py else None  # viper reads the bytes where they are
+        self._cos = None  # viper reads the quarter wave's bytes where they are; the plain loop an array
+        if self._dft is dft_py:
+            cos = self._cos = zeros("h", _TABLE // 4 + 1)
+            for i in range(_TABLE // 4 + 1):
+                cos[i] = _COS_Q10[2 * i] | _COS_Q10[2 * i + 1] << 8
         self._x = zeros("h", _WINDOW)  # the windowed signal of one channel
         # The DFT's output in 16 bits (with its shift), re at 0.._NK-1 and im after it: each
         # accelerometer axis's in turn, summed as power into _a; then the PPG's, which stays
@@ -295,7 +296,7 @@ class HeartRate:
 
     def beats(self):
         """Beats the estimate implies in its window (the HEART_RATE packet's count)."""
-        return min(255, (self.bpm_x10 * WINDOW_S + 300) // 600)
+        return min(255, (self.bpm_x10 * _WINDOW_S + 300) // 600)
 
     def ready(self):
         """A window has completed on both streams."""
