@@ -4,6 +4,8 @@ pointer-width credit of the states after boot, measured in the MicroPython binar
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -12,10 +14,11 @@ from sklearn.ensemble import ExtraTreesClassifier
 from watch.features import spec_for
 from wears.blob import DISTRIBUTION_KEY, read_blob
 from wears.errors import WearsError
-from wears.paths import HARDWARE
+from wears.paths import HARDWARE, SHIMS
 from wears.export import quantize_forest
 from wears.sim import heap
-from wears.sim.runner import micropython_binary, micropython_path_compiled, pointer_width_bytes, sim_heap_bytes
+from wears.sim.runner import (compiled_tree, micropython_binary, micropython_path_compiled, pointer_width_bytes,
+                              sim_heap_bytes)
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +100,52 @@ def test_a_model_on_baseline_features_is_measured_with_the_baseline_it_loads(mpy
     plain = heap.width_parts(pinetime, *mpy, state="model", model=_forest_blob(nf, spec, 3))
     on_baseline = heap.width_parts(pinetime, *mpy, state="model", model=_forest_blob(nf, spec_for(False, True)[0], 3))
     assert on_baseline.credit > plain.credit and on_baseline.kept > plain.kept
+
+
+_DROP_SCRIPT = """
+import gc, struct, sys, uctypes
+import sim_frozen
+sim_frozen.install("pkg.late=" + SOURCE)
+import pkg.late
+
+first = pkg.late
+size = first.size
+del sys.modules["pkg.late"]
+del pkg.late
+from pkg import late  # executed again, into a fresh module
+
+late.BUF = bytearray(3)
+
+
+def word(address, index):
+    return struct.unpack("P", uctypes.bytearray_at(address + index * 8, 8))[0]
+
+
+# the compiled code's context, which sim_frozen holds for good: whose globals does it hold?
+held = word(word(word(id(sim_frozen._code["pkg.late"][0]), 1), 1), 1)
+print("DROP", size(), first.Table().size(), late.size(), late.Table().size(),
+      held in (id(first.__dict__), id(late.__dict__)))
+"""
+
+
+def test_a_frozen_module_the_firmware_drops_can_free_its_state_and_keeps_its_code(tmp_path):
+    # On a frozen watch, a module dropped from sys.modules (and its package) frees its RAM
+    # state; its code stays in flash. The sim_frozen shim holds the compiled code (credited as
+    # flash) but not the module's dictionary, so the GC can free it, and each import runs in
+    # a context of its own: the first module's functions keep their globals after the second
+    # import (with one shared context they would read the second module's).
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    source = pkg / "late.py"
+    source.write_text("import gc\nBUF = bytearray(40000)\ngc.collect()  # a collection while the body runs\n"
+                      "def size():\n    return len(BUF)\n"
+                      "class Table:\n    def size(self):\n        return size()\n")
+    script = tmp_path / "drop.py"
+    script.write_text(f"SOURCE = {str(source)!r}\n" + _DROP_SCRIPT)
+    env = {**os.environ, "MICROPYPATH": f"{compiled_tree(SHIMS) or SHIMS}:{tmp_path}"}
+    proc = subprocess.run([micropython_binary(), "-X", "heapsize=400000", str(script)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("DROP ")), None)
+    assert line, proc.stdout + proc.stderr
+    assert line.split()[1:] == ["40000", "40000", "3", "3", "False"], line
