@@ -149,3 +149,13 @@ def test_a_frozen_module_the_firmware_drops_can_free_its_state_and_keeps_its_cod
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("DROP ")), None)
     assert line, proc.stdout + proc.stderr
     assert line.split()[1:] == ["40000", "40000", "3", "3", "False"], line
+
+
+def test_a_profile_that_cannot_feed_its_boards_model_is_credited_its_boot(mpy):
+    # The XIAO's profile without its gyroscope: the shipped model wants gyroscope features, the
+    # watch would refuse it, so no state with it exists to credit.
+    xiao = _profile("xiao-nrf52840-sense")
+    imu = {k: v for k, v in xiao["sensors"]["imu"].items() if k != "gyro_range_dps"}
+    no_gyro = {**xiao, "sensors": {**xiao["sensors"], "imu": imu}}
+    assert heap.shipped_model(xiao) is not None and heap.shipped_model(no_gyro) is None
+    assert heap.width_bytes(no_gyro, *mpy, model=True) == heap.width_bytes(no_gyro, *mpy)

@@ -343,8 +343,9 @@ def width_bytes(profile: dict, micropython: str, micropython_path: str, sources:
         model: measure the state with a model: booted with it in the flash, its modules
             (`firmware_modules(profile, model=True)`), the model and the feature engine and
             heart-rate estimator built around it, as a commit leaves them. True: the board's
-            shipped model (`shipped_model`; a board without one measures the boot without a
-            model, whose credit the model's objects leave uncounted: conservative); bytes:
+            shipped model (`shipped_model`; a board without one, or a profile that cannot feed
+            it, measures the boot without a model, whose credit leaves the model's objects
+            uncounted: conservative); bytes:
             that blob (re-signed for the measurement). False: the boot without a model.
         upload: measure an upload under way: the boot without a model plus the upload's
             modules and its ModelUpload (`model` ignored).
@@ -377,11 +378,21 @@ def _model_needs(profile: dict, model: bytes) -> tuple[str, ...]:
 
 
 def shipped_model(profile: dict) -> bytes | None:
-    """The board's shipped model (models/<id>.wbl), None when it has none."""
+    """The board's shipped model (models/<id>.wbl), None when it has none or when this profile
+    cannot feed it (a profile changed from its board's: another IMU, no gyroscope)."""
+    from watch.features import spec_for
+
+    from ..blob import read_blob
     from ..flash import MODELS
 
     path = MODELS / f"{profile.get('id')}.wbl"
-    return path.read_bytes() if profile.get("id") and path.exists() else None
+    if not profile.get("id") or not path.exists():
+        return None
+    data = path.read_bytes()
+    gyro = "gyro_range_dps" in (profile.get("sensors", {}).get("imu") or {})
+    info = read_blob(data, None)
+    feeds = info.feature_spec in (spec_for(gyro)[0], spec_for(gyro, True)[0]) and info.n_features == spec_for(gyro)[1]
+    return data if feeds else None
 
 
 def _module_sources(profile: dict, sources: Path, model: bool = False, extra: tuple = ()) -> dict[str, str]:
