@@ -308,6 +308,11 @@ class Width:
 def width_parts(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
                 state: str = "boot", model: bytes | None = None) -> Width:
     """The pointer-width measurement of the board's firmware in `state` (see `width_bytes`)."""
+    return Width(*_width(profile, micropython, micropython_path, sources, state, model, 3)[:3])
+
+
+def _width(profile: dict, micropython: str, micropython_path: str, sources: Path, state: str, model: bytes | None,
+           need: int) -> list[int]:
     if state not in ("boot", "model", "upload"):
         raise WearsError(f"no firmware state {state!r} to measure (boot, model, upload)")
     if state == "model" and model is None:
@@ -320,8 +325,7 @@ def width_parts(profile: dict, micropython: str, micropython_path: str, sources:
     digest = [(m, Path(names[m]).read_text()) for m in order]
     key_parts: list = [_WIDTH_SCRIPT, profile, digest, micropython_path]
     if state == "boot":  # the boot's script and key as before states after it were measured
-        values = _measure("WIDTH", script, key_parts, profile, micropython, micropython_path)
-        return Width(*values[:3])
+        return _measure("WIDTH", script, key_parts, profile, micropython, micropython_path, need=need)
     files = {"key.bin": _WIDTH_KEY}
     if state == "model":
         from ..blob import resign
@@ -329,9 +333,8 @@ def width_parts(profile: dict, micropython: str, micropython_path: str, sources:
         files["model.wbl"] = resign(model, _WIDTH_KEY)  # type: ignore[arg-type]
     script = f"STATE = {state!r}\n" + script + _WIDTH_LATER_SCRIPT
     blob_digest = hashlib.sha256(model).hexdigest() if model is not None else None
-    values = _measure("LATER", script, [*key_parts, _WIDTH_LATER_SCRIPT, state, blob_digest], profile, micropython,
-                      micropython_path, files=files)
-    return Width(*values[:3])
+    return _measure("LATER", script, [*key_parts, _WIDTH_LATER_SCRIPT, state, blob_digest], profile, micropython,
+                    micropython_path, files=files, need=need)
 
 
 def width_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
@@ -353,11 +356,11 @@ def width_bytes(profile: dict, micropython: str, micropython_path: str, sources:
     Objects made after the state measured count at their 64-bit size: conservative.
     """
     if upload:
-        return width_parts(profile, micropython, micropython_path, sources, "upload").credit
+        return _width(profile, micropython, micropython_path, sources, "upload", None, 1)[0]
     blob = shipped_model(profile) if model is True else (model or None)
     if blob is None:
-        return width_parts(profile, micropython, micropython_path, sources).credit
-    return width_parts(profile, micropython, micropython_path, sources, "model", bytes(blob)).credit
+        return _width(profile, micropython, micropython_path, sources, "boot", None, 1)[0]
+    return _width(profile, micropython, micropython_path, sources, "model", bytes(blob), 1)[0]
 
 
 def _model_needs(profile: dict, model: bytes) -> tuple[str, ...]:
@@ -422,10 +425,11 @@ def shim_bytes(profile: dict, micropython: str, micropython_path: str, model: bo
 
 
 def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython: str, micropython_path: str,
-             serial: bool = False, files: dict[str, bytes] | None = None) -> list[int]:
+             serial: bool = False, files: dict[str, bytes] | None = None, need: int = 1) -> list[int]:
     # Runs `script` in the binary at a large heap with the board's profile (and `files`) in its
-    # flash; the integers on its line starting with `tag`, cached under the key (the first as
-    # an integer, which other trees sharing the cache read, all of them next to it).
+    # flash; the integers on its line starting with `tag` (at least `need` of them from the
+    # cache), cached under the key: the first as an integer, which other trees sharing the
+    # cache read, all of them next to it.
     key = tag + json.dumps(key_parts, sort_keys=True)
     parts = key + " parts"
     cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "shim-heap.json"
@@ -435,6 +439,8 @@ def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython:
         known = {}
     if isinstance(known.get(parts), list):
         return [int(v) for v in known[parts]]
+    if need == 1 and isinstance(known.get(key), int):
+        return [known[key]]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "board.json").write_text(json.dumps(profile))
         for name, content in (files or {}).items():
