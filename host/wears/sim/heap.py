@@ -308,11 +308,11 @@ class Width:
 def width_parts(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
                 state: str = "boot", model: bytes | None = None) -> Width:
     """The pointer-width measurement of the board's firmware in `state` (see `width_bytes`)."""
-    return Width(*_width(profile, micropython, micropython_path, sources, state, model, 3)[:3])
+    return Width(*_width(profile, micropython, micropython_path, sources, state, model)[:3])
 
 
-def _width(profile: dict, micropython: str, micropython_path: str, sources: Path, state: str, model: bytes | None,
-           need: int) -> list[int]:
+def _width(profile: dict, micropython: str, micropython_path: str, sources: Path, state: str,
+           model: bytes | None) -> list[int]:
     if state not in ("boot", "model", "upload"):
         raise WearsError(f"no firmware state {state!r} to measure (boot, model, upload)")
     if state == "model" and model is None:
@@ -325,7 +325,7 @@ def _width(profile: dict, micropython: str, micropython_path: str, sources: Path
     digest = [(m, Path(names[m]).read_text()) for m in order]
     key_parts: list = [_WIDTH_SCRIPT, profile, digest, micropython_path]
     if state == "boot":  # the boot's script and key as before states after it were measured
-        return _measure("WIDTH", script, key_parts, profile, micropython, micropython_path, need=need)
+        return _measure("WIDTH", script, key_parts, profile, micropython, micropython_path)
     files = {"key.bin": _WIDTH_KEY}
     if state == "model":
         from ..blob import resign
@@ -334,7 +334,7 @@ def _width(profile: dict, micropython: str, micropython_path: str, sources: Path
     script = f"STATE = {state!r}\n" + script + _WIDTH_LATER_SCRIPT
     blob_digest = hashlib.sha256(model).hexdigest() if model is not None else None
     return _measure("LATER", script, [*key_parts, _WIDTH_LATER_SCRIPT, state, blob_digest], profile, micropython,
-                    micropython_path, files=files, need=need)
+                    micropython_path, files=files)
 
 
 def width_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
@@ -356,11 +356,11 @@ def width_bytes(profile: dict, micropython: str, micropython_path: str, sources:
     Objects made after the state measured count at their 64-bit size: conservative.
     """
     if upload:
-        return _width(profile, micropython, micropython_path, sources, "upload", None, 1)[0]
+        return _width(profile, micropython, micropython_path, sources, "upload", None)[0]
     blob = shipped_model(profile) if model is True else (model or None)
     if blob is None:
-        return _width(profile, micropython, micropython_path, sources, "boot", None, 1)[0]
-    return _width(profile, micropython, micropython_path, sources, "model", bytes(blob), 1)[0]
+        return _width(profile, micropython, micropython_path, sources, "boot", None)[0]
+    return _width(profile, micropython, micropython_path, sources, "model", bytes(blob))[0]
 
 
 def _model_needs(profile: dict, model: bytes) -> tuple[str, ...]:
@@ -425,22 +425,19 @@ def shim_bytes(profile: dict, micropython: str, micropython_path: str, model: bo
 
 
 def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython: str, micropython_path: str,
-             serial: bool = False, files: dict[str, bytes] | None = None, need: int = 1) -> list[int]:
+             serial: bool = False, files: dict[str, bytes] | None = None) -> list[int]:
     # Runs `script` in the binary at a large heap with the board's profile (and `files`) in its
-    # flash; the integers on its line starting with `tag` (at least `need` of them from the
-    # cache), cached under the key: the first as an integer, which other trees sharing the
-    # cache read, all of them next to it.
-    key = tag + json.dumps(key_parts, sort_keys=True)
-    parts = key + " parts"
-    cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "shim-heap.json"
+    # flash; the integers on its line starting with `tag`, cached under a digest of the key
+    # (scripts and sources: whole texts made the keys, and the file every call reads, hundreds
+    # of MB; the old file, shim-heap.json, is the older trees' and stays theirs).
+    key = tag + " " + hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+    cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "measured-heap.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
-    if isinstance(known.get(parts), list):
-        return [int(v) for v in known[parts]]
-    if need == 1 and isinstance(known.get(key), int):
-        return [known[key]]
+    if isinstance(known.get(key), list):
+        return [int(v) for v in known[key]]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "board.json").write_text(json.dumps(profile))
         for name, content in (files or {}).items():
@@ -465,7 +462,7 @@ def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython:
     else:
         why = (proc.stderr.strip() or proc.stdout.strip())[-2000:]  # a traceback goes to stdout
         raise WearsError(f"could not measure the simulation's heap ({tag.lower()}): {why}")
-    known[key], known[parts] = values[0], values
+    known[key] = values
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp_cache = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp_cache.write_text(json.dumps(known))
