@@ -38,3 +38,27 @@ def test_two_minutes_at_the_highest_rates_lose_no_sample(board, tmp_path):
     assert result["runs_at_budget"], json.dumps(result)
     if board != "pinetime":  # the PineTime does not fit its 32 KB yet: the bench says by how much
         assert result["fits_budget"], json.dumps(result)
+
+
+def _status(heap_free, model_id):
+    from wears.protocol import Status
+
+    return Status(type=0x02, seq=0, tick=0, battery=100, flags=0, reserved=0, heap_free=heap_free, flash_free=0,
+                  model_id=model_id, overflow=0, i2c_errors=0, dropped=0, imu_lost=0, boots=1, streams=3,
+                  auth_failures=0)
+
+
+def test_each_status_report_is_credited_the_pointer_width_of_the_state_it_came_from():
+    # Before the model's commit (model id 0: before the upload and during it) the watch holds
+    # the boot's state; after it the state with the model, whose credit is larger. A report
+    # without the model is never credited the model's width.
+    peak = _bench().firmware_peak
+    widths = {"boot": 18000, "model": 20000, "upload": 20500}
+    # 64-bit heap 50000 before the commit, 51000 after: 32000 and 31000 on the watch
+    result = peak([_status(10000, 0), _status(9000, 7)], 60000, widths)
+    assert result == {"peak_heap": 32000, "peak_heap_64": 51000, "pointer_width": 18000, "with_model": False}
+    result = peak([_status(10000, 0), _status(7000, 7)], 60000, widths)
+    assert result == {"peak_heap": 33000, "peak_heap_64": 53000, "pointer_width": 20000, "with_model": True}
+    # a session without a model measured no state with one: the boot's width throughout
+    assert peak([_status(10000, 0)], 60000, {"boot": 18000})["peak_heap"] == 32000
+    assert peak([], 60000, widths) is None

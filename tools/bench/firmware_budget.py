@@ -9,6 +9,8 @@ case the PineTime's budget must hold), and reports per board:
 - heap_budget: the profile's `heap_budget_bytes`;
 - sim_heapsize: the `-X heapsize` of the board (budget + the simulation's own measured
   cost: shims, frozen bytecode, the 64-bit binary's wider objects, margin; wears.sim.heap);
+  with a model uploaded, `sim_heap_bytes(upload=True)`: the pointer width of the states
+  from the upload on (`wears.sim.runner.pointer_width_bytes`, which says why that is honest);
 - runs_at_budget: whether the whole session ran at that heapsize; when it did not (a
   MemoryError, or the model's upload refused as too large: no room for its block), the
   session runs again with 32 KB more (`board_session(extra_kb=)`; the PineTime's upload
@@ -16,13 +18,19 @@ case the PineTime's budget must hold), and reports per board:
   the heap's layout as the upload found it);
 - min_free: the lowest `gc.mem_free()` (after a collection) the watch reported in STATUS
   (every 60 s);
-- peak_heap: heap in use at that moment minus the shims, the frozen bytecode and the
-  pointer width (`pointer_width`: what the firmware's objects at boot take beyond their size
-  on the 32-bit watch, measured; objects made later count at their 64-bit size, which is
-  conservative) and the GC tables of the simulated heap beyond the watch's (`gc_tables`,
-  `heap.table_credit`; negative where the watch's budget holds larger tables than the
-  simulation's heap): the firmware's own heap on the watch, to compare with heap_budget;
-  `peak_heap_64` is the same before the pointer width;
+- peak_heap: the firmware's own heap on the watch at its peak, to compare with heap_budget:
+  the largest over the STATUS reports of the heap in use minus the shims, the frozen bytecode,
+  the GC tables of the simulated heap beyond the watch's (`gc_tables`, `heap.table_credit`;
+  negative where the watch's budget holds larger tables than the simulation's heap) and the
+  pointer width of the state the report came from (`pointer_width_for`): a report without a
+  model (model id 0: before the upload, or during it) is credited the boot's width, one with
+  the model the width of the state with the model (`heap.width_bytes(model=True)`: its
+  modules, the model, the feature engine and heart-rate estimator rebuilt around it, at
+  their 32-bit size); whatever else is made after boot (the connection's objects, the
+  upload's module) counts at its 64-bit size, which is conservative. `pointer_width` is the
+  credit at the peak, `pointer_widths` the measured states (boot, model, upload);
+  `peak_heap_64` is the peak before any pointer width; `peak_with_model` says which state
+  the peak came from;
 - model_id: the shipped model the watch ran; predictions: how many PREDICTION packets came;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
@@ -30,9 +38,10 @@ case the PineTime's budget must hold), and reports per board:
 - window_ms: median real time of one window's computation (features and heart rate) in the
   MicroPython binary at the board's top rates, viper where it applies: the per-window cost on
   the virtual watch (a watch's MCU is slower; tools/bench/features.py splits the cost).
-Prints one JSON object as its last line.
+With `--no-model` the sessions run without a model (no upload, no predictions), at the
+no-model heapsize. Prints one JSON object as its last line.
 
-    .venv/bin/python tools/bench/firmware_budget.py [--minutes 60] [--board pinetime]
+    .venv/bin/python tools/bench/firmware_budget.py [--minutes 60] [--board pinetime] [--no-model]
 """
 
 from __future__ import annotations
@@ -107,8 +116,8 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
     packets: list = []
     key = new_key()
     model = resign(default_model_path(board).read_bytes(), key)
-    heapsize = sim_heap_bytes(profile) + extra
-    vw = VirtualWatch(scenario, board=str(path), heap_extra=extra, key=key)
+    heapsize = sim_heap_bytes(profile, upload=with_model) + extra
+    vw = VirtualWatch(scenario, board=str(path), heapsize=heapsize - extra, heap_extra=extra, key=key)
     try:
         await vw.start_async()
         async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=lambda c, p: packets.append(p),
@@ -151,24 +160,30 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
             if s["next"] is not None and p.first_index > s["next"]:
                 s["lost"] += p.first_index - s["next"]
             s["next"] = p.first_index + p.count
-    shims = heap.shim_bytes(profile, micropython_binary(), micropython_path_compiled())
-    frozen = heap.frozen_bytes(profile, micropython_binary(), micropython_path_compiled(), FIRMWARE)
-    width = heap.width_bytes(profile, micropython_binary(), micropython_path_compiled())
+    binary, mpy_path = micropython_binary(), micropython_path_compiled()
+    shims = heap.shim_bytes(profile, binary, mpy_path)
+    frozen = heap.frozen_bytes(profile, binary, mpy_path, FIRMWARE)
+    widths = {"boot": heap.width_bytes(profile, binary, mpy_path)}
+    if with_model:
+        widths["model"] = heap.width_bytes(profile, binary, mpy_path, model=True)
+        widths["upload"] = heap.width_bytes(profile, binary, mpy_path, upload=True)
     # gc.mem_free() leaves out the GC's tables: the heap area in use is the rest of heapsize.
     # The watch's budget holds its own (smaller) tables: net, the credit of heap.table_credit.
     tables = heap.table_credit(heapsize, profile["heap_budget_bytes"])
-    peak_sim = heapsize - tables - min_free if min_free is not None else None
+    peak = firmware_peak(statuses, heapsize - tables - shims - frozen, widths)
     return {
         "heap_budget": profile["heap_budget_bytes"],
         "sim_heapsize": heapsize - extra,
         "ran_at_heapsize": heapsize,
         "shim_heap": shims,
         "frozen_bytecode": frozen,
-        "pointer_width": width,
+        "pointer_width": peak and peak["pointer_width"],
+        "pointer_widths": widths,
         "gc_tables": tables,
         "min_free": min_free,
-        "peak_heap": None if peak_sim is None else peak_sim - shims - frozen - width,
-        "peak_heap_64": None if peak_sim is None else peak_sim - shims - frozen,
+        "peak_heap": peak and peak["peak_heap"],
+        "peak_heap_64": peak and peak["peak_heap_64"],
+        "peak_with_model": peak and peak["with_model"],
         "status_reports": len(statuses),
         "model_id": statuses[-1].model_id if statuses else None,  # 0: none
         "predictions": sum(isinstance(p, Prediction) for p in packets),
@@ -181,6 +196,27 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
         "ble_bytes_per_s": {k: round(v["bytes"] / span_s, 1) for k, v in per_stream.items()},
         "window_ms": window_ms(profile),
     }
+
+
+def pointer_width_for(status: Status, widths: dict[str, int]) -> int:
+    """The pointer-width credit of the state a STATUS report came from: the boot's without a
+    model (before an upload, or during it, whose objects count at their 64-bit size), the
+    state with the model once one runs (`widths`: the bench's `pointer_widths`)."""
+    return widths["model"] if status.model_id and "model" in widths else widths["boot"]
+
+
+def firmware_peak(statuses: list[Status], heap_area: int, widths: dict[str, int]) -> dict | None:
+    """The firmware's peak over the STATUS reports, each credited with its state's pointer
+    width: `heap_area` is the heapsize less the GC tables' credit, the shims and the frozen
+    bytecode, so that `heap_area - heap_free` is the firmware's heap at 64-bit. None without
+    a report."""
+    if not statuses:
+        return None
+    at_64 = [heap_area - s.heap_free for s in statuses]
+    own = [used - pointer_width_for(s, widths) for used, s in zip(at_64, statuses)]
+    i = max(range(len(own)), key=own.__getitem__)
+    return {"peak_heap": own[i], "peak_heap_64": max(at_64), "pointer_width": pointer_width_for(statuses[i], widths),
+            "with_model": bool(statuses[i].model_id)}
 
 
 # Runs in MicroPython without the shims: `time` is the real clock. argv: ppg rate, imu rate, gyro.
@@ -233,11 +269,11 @@ def window_ms(profile: dict) -> float | None:
     return None
 
 
-async def main(minutes: float, boards: list[str]) -> dict:
+async def main(minutes: float, boards: list[str], model: bool = True) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for board in boards:
-            out[board] = await board_session(board, minutes, Path(tmp))
+            out[board] = await board_session(board, minutes, Path(tmp), model=model)
     return out
 
 
@@ -245,7 +281,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--board", action="append", help="a board id (default: every profile in hardware/)")
+    ap.add_argument("--no-model", action="store_true", help="run without a model (no upload)")
     args = ap.parse_args()
     boards = args.board or sorted(p.stem for p in HARDWARE.glob("*.json"))
-    result = asyncio.run(main(args.minutes, boards))
-    print(json.dumps({"minutes": args.minutes, "boards": result}))
+    result = asyncio.run(main(args.minutes, boards, not args.no_model))
+    print(json.dumps({"minutes": args.minutes, "model": not args.no_model, "boards": result}))

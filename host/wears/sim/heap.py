@@ -16,15 +16,20 @@ Two costs are added to a board's `heap_budget_bytes` for `-X heapsize`:
   the sim_frozen shim, which then executes them into their modules when the firmware imports
   them, as a frozen import does: what the compiled code holds (bytecode and names) is credited,
   their RAM state counts when it is made.
-A fixed margin covers the heap's fragmentation around these extra blocks.
+A third, the pointer width (`width_bytes`), is what the 64-bit binary's wider objects take
+beyond the 32-bit watch's, measured per state of the firmware: the boot without a model, the
+state with the board's model, an upload under way (wears.sim.runner.pointer_width_bytes says
+which a session gets). A fixed margin covers the heap's fragmentation around these extra blocks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import WearsError
@@ -184,7 +189,7 @@ def frozen_bytes(profile: dict, micropython: str, micropython_path: str, sources
     spec = ",".join(f"{m}={p}" for m, p in late.items())
     script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\nLATE = {spec!r}\n" + _FROZEN_SCRIPT
     return _measure("FROZEN", script, [_FROZEN_SCRIPT, radio, profile.get("sensors"), digest, micropython_path],
-                    profile, micropython, micropython_path)
+                    profile, micropython, micropython_path)[0]
 
 
 # The firmware's heap at boot split into what scales with the pointer width and what does
@@ -258,23 +263,144 @@ walk([sys.modules[m].__dict__ for m in MODULES], (bytearray, array.array))
 data64, data32 = data
 print("WIDTH", kept - ((kept - data64) // 2 + data32), kept, data64)
 """
+# Appended to _WIDTH_SCRIPT (whose text stays as it is: its names decide where the pools of
+# interned names grow, and so the no-model figure) for the states after boot. The firmware's
+# flash holds the watch key and, for STATE "model", the board's model (model.wbl), so Watch(1)
+# loads it and builds the feature engine and the heart-rate estimator around it, as a commit
+# does. For STATE "upload" the watch then makes its ModelUpload, as at an upload's first
+# MODEL_BEGIN (its modules are among MODULES). A measurement that imported a firmware module
+# not among MODULES (its code would count as state) or whose model did not load is an error.
+_WIDTH_LATER_SCRIPT = """
+if STATE == "upload":
+    gc.collect()
+    b = gc.mem_alloc()
+    w._uploader()
+    gc.collect()
+    kept += gc.mem_alloc() - b
+    walk([w.upload], (bytearray, bytes, str, array.array))
+    data64, data32 = data
+elif w.model is None:
+    raise RuntimeError("the model did not load: no state with a model to measure")
+unmeasured = [m for m in sys.modules if m.split(".")[0] == "watch" and m not in SOURCES]
+if unmeasured:
+    raise RuntimeError("imported while measured, its code counted as state: " + repr(unmeasured))
+print("LATER", kept - ((kept - data64) // 2 + data32), kept, data64)
+"""
+# A fixed key for the measurement's flash: the model is re-signed with it (its bytes decide nothing).
+_WIDTH_KEY = bytes(range(32))
 
 
-def width_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE) -> int:
-    """What the 64-bit binary needs beyond a 32-bit watch for the board's firmware at boot:
-    half of what stays in RAM minus its byte content (see `_WIDTH_SCRIPT`), measured (cached)."""
-    names = _module_sources(profile, sources)
+@dataclass(frozen=True)
+class Width:
+    """The pointer-width measurement of one state of a board's firmware (`width_parts`).
+
+    Attributes:
+        credit: what the 64-bit binary needs beyond a 32-bit watch for it, in bytes.
+        kept: the heap the state takes on the 64-bit binary (modules' RAM state, the watch's objects).
+        data: the buffer bytes among `kept` (at their 64-bit rounding), which do not shrink.
+    """
+
+    credit: int
+    kept: int
+    data: int
+
+
+def width_parts(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
+                state: str = "boot", model: bytes | None = None) -> Width:
+    """The pointer-width measurement of the board's firmware in `state` (see `width_bytes`)."""
+    return Width(*_width(profile, micropython, micropython_path, sources, state, model)[:3])
+
+
+def _width(profile: dict, micropython: str, micropython_path: str, sources: Path, state: str,
+           model: bytes | None) -> list[int]:
+    if state not in ("boot", "model", "upload"):
+        raise WearsError(f"no firmware state {state!r} to measure (boot, model, upload)")
+    if state == "model" and model is None:
+        raise WearsError("the state with a model needs the model's blob")
+    extra = ("watch/upload",) if state == "upload" else _model_needs(profile, model) if model is not None else ()
+    names = _module_sources(profile, sources, state != "boot", extra)
     order = sorted(names, key=lambda m: (m.count("."), m != "watch", m == "watch.app", m))
     radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
     script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\n" + _WIDTH_SCRIPT
     digest = [(m, Path(names[m]).read_text()) for m in order]
-    return _measure("WIDTH", script, [_WIDTH_SCRIPT, profile, digest, micropython_path], profile, micropython,
-                    micropython_path)
+    key_parts: list = [_WIDTH_SCRIPT, profile, digest, micropython_path]
+    if state == "boot":  # the boot's script and key as before states after it were measured
+        return _measure("WIDTH", script, key_parts, profile, micropython, micropython_path)
+    files = {"key.bin": _WIDTH_KEY}
+    if state == "model":
+        from ..blob import resign
+
+        files["model.wbl"] = resign(model, _WIDTH_KEY)  # type: ignore[arg-type]
+    script = f"STATE = {state!r}\n" + script + _WIDTH_LATER_SCRIPT
+    blob_digest = hashlib.sha256(model).hexdigest() if model is not None else None
+    return _measure("LATER", script, [*key_parts, _WIDTH_LATER_SCRIPT, state, blob_digest], profile, micropython,
+                    micropython_path, files=files)
 
 
-def _module_sources(profile: dict, sources: Path, model: bool = False) -> dict[str, str]:
+def width_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
+                model: bool | bytes = False, upload: bool = False) -> int:
+    """What the 64-bit binary needs beyond a 32-bit watch for the board's firmware: half of
+    what stays in RAM minus its byte content (see `_WIDTH_SCRIPT`), measured (cached).
+
+    Args:
+        model: measure the state with a model: booted with it in the flash, its modules
+            (`firmware_modules(profile, model=True)`), the model and the feature engine and
+            heart-rate estimator built around it, as a commit leaves them. True: the board's
+            shipped model (`shipped_model`; a board without one, or a profile that cannot feed
+            it, measures the boot without a model, whose credit leaves the model's objects
+            uncounted: conservative); bytes:
+            that blob (re-signed for the measurement). False: the boot without a model.
+        upload: measure an upload under way: the boot without a model plus the upload's
+            modules and its ModelUpload (`model` ignored).
+
+    Objects made after the state measured count at their 64-bit size: conservative.
+    """
+    if upload:
+        return _width(profile, micropython, micropython_path, sources, "upload", None)[0]
+    blob = shipped_model(profile) if model is True else (model or None)
+    if blob is None:
+        return _width(profile, micropython, micropython_path, sources, "boot", None)[0]
+    return _width(profile, micropython, micropython_path, sources, "model", bytes(blob))[0]
+
+
+def _model_needs(profile: dict, model: bytes) -> tuple[str, ...]:
+    """The on-demand modules (`_ON_DEMAND`) the firmware imports to load and run `model` on
+    this board (watch.model and watch.app decide the same way; the measuring script refuses a
+    module it did not expect): an MLP's runtime, the version-1 trees' reader, the baseline
+    for a model on baseline-subtracted features. The binary has viper: no plain twins."""
+    from watch.features import spec_for
+
+    from ..blob import KIND_MLP_INT8, read_blob
+
+    info = read_blob(model, None)
+    imu = profile.get("sensors", {}).get("imu") or {}
+    needs = ["watch/mlp"] if info.kind == KIND_MLP_INT8 else ["watch/trees_v1"] if info.version < 2 else []
+    if info.feature_spec != spec_for("gyro_range_dps" in imu)[0]:
+        needs.append("watch/baseline")
+    return tuple(needs)
+
+
+def shipped_model(profile: dict) -> bytes | None:
+    """The board's shipped model (models/<id>.wbl), None when it has none or when this profile
+    cannot feed it (a profile changed from its board's: another IMU, no gyroscope)."""
+    from watch.features import spec_for
+
+    from ..blob import read_blob
+    from ..flash import MODELS
+
+    path = MODELS / f"{profile.get('id')}.wbl"
+    if not profile.get("id") or not path.exists():
+        return None
+    data = path.read_bytes()
+    gyro = "gyro_range_dps" in (profile.get("sensors", {}).get("imu") or {})
+    info = read_blob(data, None)
+    feeds = info.feature_spec in (spec_for(gyro)[0], spec_for(gyro, True)[0]) and info.n_features == spec_for(gyro)[1]
+    return data if feeds else None
+
+
+def _module_sources(profile: dict, sources: Path, model: bool = False, extra: tuple = ()) -> dict[str, str]:
     names = {}
-    for module in firmware_modules(profile, model):
+    for module in [*firmware_modules(profile, model), *extra]:
         path = sources / f"{module}.py"
         if module != "main" and path.exists():  # main runs the watch when imported; a few bytes
             names[module.replace("/__init__", "").replace("/", ".")] = str(path)
@@ -295,23 +421,27 @@ def shim_bytes(profile: dict, micropython: str, micropython_path: str, model: bo
     late = ",".join(f"{m}={p}" for m, p in late_modules(profile, model).items())
     script = f"RADIO = {radio!r}\nRADIO_MODULE = {module!r}\nSERIAL = {uart!r}\nLATE = {late!r}\n" + _SCRIPT
     return _measure("SHIMS", script, [_SCRIPT, profile.get("radio"), profile.get("link"), uart, profile.get("sensors"),
-                                      late, micropython_path], profile, micropython, micropython_path, serial=serial)
+                                      late, micropython_path], profile, micropython, micropython_path, serial=serial)[0]
 
 
 def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython: str, micropython_path: str,
-             serial: bool = False) -> int:
-    # Runs `script` in the binary at a large heap with the board's profile in its flash; the
-    # integer on its line starting with `tag`, cached under the key.
-    key = tag + json.dumps(key_parts, sort_keys=True)
-    cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "shim-heap.json"
+             serial: bool = False, files: dict[str, bytes] | None = None) -> list[int]:
+    # Runs `script` in the binary at a large heap with the board's profile (and `files`) in its
+    # flash; the integers on its line starting with `tag`, cached under a digest of the key
+    # (scripts and sources: whole texts made the keys, and the file every call reads, hundreds
+    # of MB; the old file, shim-heap.json, is the older trees' and stays theirs).
+    key = tag + " " + hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()
+    cache = Path(tempfile.gettempdir()) / f"wears-mpy-{os.getuid()}" / "measured-heap.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
-    if key in known:
-        return int(known[key])
+    if isinstance(known.get(key), list):
+        return [int(v) for v in known[key]]
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "board.json").write_text(json.dumps(profile))
+        for name, content in (files or {}).items():
+            (Path(tmp) / name).write_bytes(content)
         path = Path(tmp) / "measure.py"
         path.write_text(script)
         env = {**os.environ, "MICROPYPATH": micropython_path, "WEARS_SIM_SCENARIO": "", "WEARS_SIM_REGISTRY": tmp}
@@ -327,13 +457,14 @@ def _measure(tag: str, script: str, key_parts: list, profile: dict, micropython:
                 os.close(fd)
     for line in proc.stdout.splitlines():
         if line.startswith(tag + " "):
-            value = int(line.split()[1])
+            values = [int(v) for v in line.split()[1:]]
             break
     else:
-        raise WearsError(f"could not measure the simulation's heap ({tag.lower()}): {proc.stderr.strip()[-2000:]}")
-    known[key] = value
+        why = (proc.stderr.strip() or proc.stdout.strip())[-2000:]  # a traceback goes to stdout
+        raise WearsError(f"could not measure the simulation's heap ({tag.lower()}): {why}")
+    known[key] = values
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp_cache = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp_cache.write_text(json.dumps(known))
     tmp_cache.replace(cache)
-    return value
+    return values

@@ -66,13 +66,20 @@ def _random_address() -> str:
     return ":".join(f"{b:02X}" for b in raw)
 
 
-def sim_heap_bytes(profile: dict, model: bool = False) -> int:
+def sim_heap_bytes(profile: dict, model: bool = False, *, upload: bool = False) -> int:
     """The `-X heapsize` the virtual watch runs a board at: its `heap_budget_bytes` plus what
     the simulation itself costs, measured (wears.sim.heap): the shims (C code and hardware on
-    a real watch), what freezing keeps out of the heap for a `"frozen": true` profile (`model`:
-    a model is in the flash at boot, so its modules load then), what the 64-bit binary's wider
-    objects take beyond the 32-bit watch's at boot, what the GC's tables of the larger heap take
-    beyond the watch's (`heap.table_credit`), and a small margin."""
+    a real watch), what freezing keeps out of the heap for a `"frozen": true` profile, what the
+    64-bit binary's wider objects take beyond the 32-bit watch's (`pointer_width_bytes`), what
+    the GC's tables of the larger heap take beyond the watch's (`heap.table_credit`), and a
+    small margin.
+
+    Args:
+        model: a model is in the flash at boot: its modules load then (frozen credit), and the
+            pointer width is the state with the model.
+        upload: the session uploads a model after boot (the flash holds none at boot): the
+            pointer width of the states from the upload on (`pointer_width_bytes`).
+    """
     from . import heap
 
     if profile.get("frozen") and compiled_tree(FIRMWARE, native=True) is None:
@@ -80,9 +87,36 @@ def sim_heap_bytes(profile: dict, model: bool = False) -> int:
     binary, path = micropython_binary(), micropython_path_compiled()
     budget = int(profile["heap_budget_bytes"])
     size = (budget + heap.shim_bytes(profile, binary, path, model) + heap.frozen_bytes(profile, binary, path, FIRMWARE, model)
-            + heap.width_bytes(profile, binary, path) + heap.MARGIN)
+            + pointer_width_bytes(profile, model, upload=upload) + heap.MARGIN)
     # The GC's tables come out of the heap area: the larger simulated heap's are larger.
     return size + heap.table_credit(size + heap.table_bytes(size, 32), budget)
+
+
+def pointer_width_bytes(profile: dict, model: bool = False, *, upload: bool = False) -> int:
+    """The pointer-width credit of a session (wears.sim.heap.width_bytes), honest at every
+    moment it applies to: never more than the 64-bit binary's objects take beyond the 32-bit
+    watch's in the state the firmware is in.
+
+    - No model (`model` and `upload` False): the boot's state; what is made later (a
+      connection's objects) counts at its 64-bit size.
+    - A model in the flash at boot (`model`): the state with the board's shipped model loaded
+      and the engine built around it. The modules a later upload imports and its objects come
+      on top at their 64-bit size.
+    - A model uploaded after boot (`upload`): one heapsize for three states. Before the
+      upload the firmware holds the boot's state, whose width is smaller: that phase is
+      checked at the no-model heapsize by the no-model run. From the first MODEL_BEGIN to the
+      commit it holds the boot's state plus the upload's modules (`watch.upload`, and
+      `watch.model` and `watch.blob` which it imports) and its ModelUpload; from the commit on,
+      the state with the model (its modules, the model, the engine and the heart-rate estimator
+      rebuilt around it) plus the upload's module, which stays imported, at its 64-bit size.
+      The credit is the smaller of the two measured states' (`state="upload"`, `"model"`), so
+      neither phase gets room the 32-bit watch would not have."""
+    from . import heap
+
+    binary, path = micropython_binary(), micropython_path_compiled()
+    if upload and not model:
+        return min(heap.width_bytes(profile, binary, path, model=True), heap.width_bytes(profile, binary, path, upload=True))
+    return heap.width_bytes(profile, binary, path, model=model)
 
 
 def _native_arch() -> str | None:
