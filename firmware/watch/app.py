@@ -264,6 +264,7 @@ class Watch:
         model = load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
         status = self._engine_for(model)
         if status:
+            model.close()
             raise ModelError(status)
         return model
 
@@ -440,6 +441,11 @@ class Watch:
                 baseline.apply(self.x)
             if m:
                 label = m.predict(self.x, self.proba)
+                if label < 0:  # its file no longer holds the model load checked: on without it
+                    m.close()
+                    self.model = self.baseline = None
+                    self.event(P.EV_MODEL_REJECTED, -label)
+                    continue
                 buf = box.open_buf()
                 n = P.pack_prediction(buf, box.next_seq(), now, end, m.model_id,
                                       P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
@@ -517,36 +523,30 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
-        # The running model's memory goes first (a loaded model is one contiguous block, and
-        # the heap may not have room for two); on a refusal it is loaded again from its slot.
-        # So do the feature engine and the heart-rate estimator: the new model's block takes its
-        # place first and they are built again around it (_engine_for, for the model's window),
-        # which needs 4 KB less heap than dropping the engine after the block was placed.
-        self.model = self.engine = self.hr = None
-        gc.collect()
+        # A loaded model is small (its trees or weights stay in its file, watch.model), so the
+        # running one, the feature engine and the heart-rate estimator go on while the new one
+        # is checked (the engine is built again only for a model with other window settings,
+        # _engine_for); on a refusal nothing changed. The old model's file is released once the
+        # new one runs: a later upload writes that slot.
         if self.upload is None:
             status, model = P.E_NO_UPLOAD, None
         else:
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
             self.upload = None  # done either way; a later RESUME makes it again from upload.inf
-        if status != P.OK:
-            try:
-                model = self._load(self.slots.active_path())
-            except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
-                model = None
-            self.model = model
-            if self.engine is None:  # no model loaded to build it: windows and heart rate without one
-                try:
-                    self._new_engine()
-                except MemoryError:
-                    self.engine = self.hr = None
         if status == P.OK and model is not None:
+            if self.model:
+                self.model.close()
             self.model = model
             self._fit_baseline()
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
             self.reply(P.CMD_MODEL_COMMIT, seq, P.OK, model.model_id)
         else:
+            if self.engine is None:  # the attempt's engine did not fit, nor then the old settings'
+                try:
+                    self._new_engine()
+                except MemoryError:
+                    self.engine = self.hr = None
             self.event(P.EV_MODEL_REJECTED, status)
             self.reply(P.CMD_MODEL_COMMIT, seq, status)
 

@@ -142,7 +142,9 @@ class ModelUpload:
     def commit(self, key, feature_spec, n_features, check=None):
         """(reason, model): the loaded new model and OK once the slot pointer switched to it, or
         a reason code and None, with the running model's slot untouched and the upload dropped.
-        `check(model)`, when given, has the last word before the switch: OK or a reason code."""
+        `check(model)`, when given, has the last word before the switch: OK or a reason code.
+        The new model reads its slot's file from then on (watch.model): never the slot a
+        running model reads, which stays the active one until the switch."""
         if self._file is None:
             return _E_NO_UPLOAD, None
         self._file.close()
@@ -156,7 +158,7 @@ class ModelUpload:
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
             except ModelError as e:
                 reason = e.reason
-            except MemoryError:  # no contiguous room for it now: refused, nothing switched
+            except MemoryError:  # no room for it now: refused, nothing switched
                 reason = _E_TOO_LARGE
             else:
                 reason = check(model) if check else _OK
@@ -164,6 +166,7 @@ class ModelUpload:
                     self.slots.switch(self._slot)
                     _remove(self.info_path)
                     return _OK, model
+                model.close()  # its file goes below
         self._drop()
         return reason, None
 
