@@ -243,7 +243,7 @@ class MLPModel:
         proba[self.n_classes - 1]
         try:
             if self.viper:
-                return self._run(x, proba, self._io)
+                return self._run(x, proba, self._io)  # pyright: ignore[reportCallIssue] (the bound viper method)
             return self._run(self._view, x, proba, self._io)
         except (OSError, ValueError):  # the file is gone, or closed
             return -_E_TRUNCATED

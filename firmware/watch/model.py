@@ -230,7 +230,7 @@ class TreeModel:
         proba[self.n_classes - 1]  # too short: IndexError before anything is written
         try:
             if self.viper:
-                return self._run(x, proba, self._io)
+                return self._run(x, proba, self._io)  # pyright: ignore[reportCallIssue] (the bound viper method)
             return self._run(self._m, x, proba, self._io)
         except (OSError, ValueError):  # the file is gone, or closed
             return -_E_TRUNCATED
