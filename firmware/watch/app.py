@@ -523,30 +523,43 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
-        # A loaded model is small (its trees or weights stay in its file, watch.model), so the
-        # running one, the feature engine and the heart-rate estimator go on while the new one
-        # is checked (the engine is built again only for a model with other window settings,
-        # _engine_for); on a refusal nothing changed. The old model's file is released once the
-        # new one runs: a later upload writes that slot.
+        # The running model (its file closed first), the feature engine and the heart-rate
+        # estimator go first; the engine and the estimator are built again for the new blob's
+        # window settings (from its header) before the blob is checked and its model loaded:
+        # their buffers are the largest blocks, and a loaded model is small (its trees or
+        # weights stay in its file, watch.model), so a PineTime commits at its own heapsize in
+        # this order. On a refusal the running model is loaded again from its slot, and the
+        # engine follows its window settings (the board profile's without a model).
+        if self.model:
+            self.model.close()
+        self.model = self.engine = self.hr = None
+        gc.collect()
         if self.upload is None:
             status, model = P.E_NO_UPLOAD, None
         else:
+            self._engine_for(self.upload.read_window())
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
             self.upload = None  # done either way; a later RESUME makes it again from upload.inf
+        if status != P.OK:
+            try:
+                model = self._load(self.slots.active_path())
+            except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
+                model = None
+                self._engine_for(None)
+            self.model = model
+            if self.engine is None:  # no room for that window: windows and heart rate as the profile says
+                self.window_s, self.step_s = self.features_cfg.get("window_s", 30), self.features_cfg.get("step_s", 5)
+                try:
+                    self._new_engine()
+                except MemoryError:
+                    self.engine = self.hr = None
         if status == P.OK and model is not None:
-            if self.model:
-                self.model.close()
             self.model = model
             self._fit_baseline()
             gc.collect()
             self.event(P.EV_MODEL_LOADED, model.model_id)
             self.reply(P.CMD_MODEL_COMMIT, seq, P.OK, model.model_id)
         else:
-            if self.engine is None:  # the attempt's engine did not fit, nor then the old settings'
-                try:
-                    self._new_engine()
-                except MemoryError:
-                    self.engine = self.hr = None
             self.event(P.EV_MODEL_REJECTED, status)
             self.reply(P.CMD_MODEL_COMMIT, seq, status)
 

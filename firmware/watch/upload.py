@@ -56,6 +56,7 @@ class ModelUpload:
         self._crc = 0
         self._written = 0
         self._running_crc = 0
+        self.window_s = self.step_s = self.baseline_windows = 0  # read_window's
 
     @property
     def active(self):
@@ -138,6 +139,22 @@ class ModelUpload:
         self._running_crc = crc32(data, self._running_crc)
         self._written += len(data)
         return _OK
+
+    def read_window(self):
+        """This upload, with the window settings its blob's header gives as `window_s`,
+        `step_s`, `baseline_windows` (0 where it gives none: a version-1 blob, a short or
+        unreadable file), read before the blob is checked: a watch sizes its feature engine
+        for them before it loads the model (watch.app)."""
+        self.window_s = self.step_s = self.baseline_windows = 0
+        try:
+            with open(self.new_path, "rb") as f:
+                head = f.read(blob.HEADER_SIZE + blob.WINDOW_SIZE)
+        except OSError:
+            return self
+        if len(head) == blob.HEADER_SIZE + blob.WINDOW_SIZE and head[4] != blob.OLD_VERSION:
+            self.window_s, self.step_s, self.baseline_windows, _ = struct.unpack_from(blob.WINDOW, head,
+                                                                                       blob.HEADER_SIZE)
+        return self
 
     def commit(self, key, feature_spec, n_features, check=None):
         """(reason, model): the loaded new model and OK once the slot pointer switched to it, or

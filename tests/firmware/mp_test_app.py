@@ -302,13 +302,25 @@ def test_the_feature_window_follows_the_model_or_the_model_is_refused():
     assert w._engine_for(_Model(w.spec_id, 60, 5, 0)) == P.OK and w.engine.window_s == 60
 
 
-def test_a_refused_commit_leaves_the_engine_and_the_running_model_going():
-    from watch import protocol as P
+def test_a_refused_commit_goes_on_with_the_engine_at_the_running_window():
+    from binascii import crc32
+
+    from wire import protocol as P
 
     w = watch_on("pinetime")
-    engine, hr = w.engine, w.hr
     w.commit_model(1)  # no upload in progress: refused, and the windows and heart rate go on
-    assert w.model is None and w.engine is engine and w.hr is hr and w.engine.window_s == 30
+    assert w.model is None and w.engine is not None and w.hr is not None and w.engine.window_s == 30
+    # A blob with a 60 s window: the engine is built for it before the blob is checked; signed
+    # with another key, it is refused and the engine goes back to the board profile's 30 s.
+    with open(REPO + "/models/pinetime.wbl", "rb") as f:
+        data = f.read()
+    up = w._uploader()
+    assert up.begin(len(data), crc32(data)) == P.OK and up.chunk(0, data) == P.OK
+    assert up.read_window() is up and (up.window_s, up.step_s) == (60, 5)
+    w.commit_model(2)
+    assert w.model is None and w.engine is not None and w.hr is not None
+    assert (w.engine.window_s, w.window_s) == (30, 30)
+    assert (P.EV_MODEL_REJECTED, P.E_BAD_SIGNATURE) in _events(w)
 
 
 def _shipped_model():
