@@ -538,6 +538,7 @@ class Watch:
             status, model = P.E_NO_UPLOAD, None
         else:
             self._engine_for(self.upload.read_window())
+            gc.collect()  # what building it left behind, before the model's blocks
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
             self.upload = None  # done either way; a later RESUME makes it again from upload.inf
         if status != P.OK:
