@@ -280,3 +280,16 @@ def test_a_model_the_watch_cannot_run_is_refused_before_the_switch():
         assert (reason, m, seen) == (p.E_WINDOW_UNSUPPORTED, None, [_id(NEW)])
         assert up.slots.read() == (slots.A, slots.CONFIRMED, slots.NONE) and not d.exists("model_b.wbl")
         assert _boot(d) == (_id(BLOB), False)
+
+
+def test_the_uploads_window_settings_are_read_from_its_header_before_any_check():
+    with _Dir() as d:
+        up = upload.ModelUpload(d.file("model.wbl"))
+        assert up.begin(len(NEW), crc32(NEW)) == p.OK and up.chunk(0, NEW[:20]) == p.OK
+        assert up.read_window() is up and (up.window_s, up.step_s, up.baseline_windows) == (0, 0, 0)  # too short
+        assert up.chunk(20, NEW[20:]) == p.OK
+        assert (up.read_window().window_s, up.step_s, up.baseline_windows) == (60, 5, 0)  # the example's
+        _, v1, _ = documented_example("blob-example-v1")
+        assert up.begin(len(v1), crc32(v1)) == p.OK and up.chunk(0, v1) == p.OK
+        assert (up.read_window().window_s, up.step_s) == (0, 0)  # version 1 says nothing
+        up.abort()
