@@ -36,7 +36,7 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from watch import blob
-from watch.model import _SIGN_SHIFT
+from watch.model import _SIGN_SHIFT, Runtime
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
@@ -211,7 +211,7 @@ except ImportError:  # CPython
     pass
 
 
-class MLPModel:
+class MLPModel(Runtime):
     """A loaded int8 MLP. `predict(x, proba)` -> label, filling `proba`; no allocation.
     `x` holds the n_features values promised to `load`; `proba` (written) is checked.
     Its attributes are those of watch.model.TreeModel, and `n_layers`; like a tree model it
@@ -235,22 +235,7 @@ class MLPModel:
             from watch.mlp_plain import forward
 
             self._run = forward
-            self._view = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
-
-    def predict(self, x, proba):
-        """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
-        values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
-        proba[self.n_classes - 1]
-        try:
-            if self.viper:
-                return self._run(x, proba, self._io)  # pyright: ignore[reportCallIssue] (the bound viper method)
-            return self._run(self._view, x, proba, self._io)
-        except (OSError, ValueError):  # the file is gone, or closed
-            return -_E_TRUNCATED
-
-    def close(self):
-        """Release the model's file."""
-        self._io[0].close()
+            self._plain = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
 
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""

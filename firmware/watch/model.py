@@ -192,7 +192,28 @@ def alloc_trees(n):
     return m
 
 
-class TreeModel:
+class Runtime:
+    """What a loaded model (TreeModel, watch.mlp.MLPModel) shares: `predict` runs its fast
+    path `_run(x, proba, io)` (a viper method bound to its array) or its plain twin
+    `_run(_plain, x, proba, io)`, reading the file `io[0]`; `close` releases that file."""
+
+    def predict(self, x, proba):
+        """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`.
+        Negative: the reason the file no longer holds the model `load` checked."""
+        proba[self.n_classes - 1]  # too short: IndexError before anything is written
+        try:
+            if self.viper:
+                return self._run(x, proba, self._io)  # pyright: ignore[reportCallIssue] (the bound viper method)
+            return self._run(self._plain, x, proba, self._io)
+        except (OSError, ValueError):  # the file is gone, or closed
+            return -_E_TRUNCATED
+
+    def close(self):
+        """Release the model's file (a prediction after it returns -E_TRUNCATED)."""
+        self._io[0].close()
+
+
+class TreeModel(Runtime):
     """A loaded tree ensemble. `predict(x, proba)` -> label, filling `proba`; no allocation.
 
     `x` is an array('i') holding the `n_features` values the caller promised `load` (which
@@ -216,7 +237,6 @@ class TreeModel:
         self.step_s = window[1]
         self.baseline_windows = window[2]
         self.viper = bool(viper) and _forest is not None
-        self._m = m
         self._io = io
         if self.viper:
             self._run = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
@@ -224,20 +244,7 @@ class TreeModel:
             from watch.trees_plain import forest
 
             self._run = forest
-
-    def predict(self, x, proba):
-        """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`."""
-        proba[self.n_classes - 1]  # too short: IndexError before anything is written
-        try:
-            if self.viper:
-                return self._run(x, proba, self._io)  # pyright: ignore[reportCallIssue] (the bound viper method)
-            return self._run(self._m, x, proba, self._io)
-        except (OSError, ValueError):  # the file is gone, or closed
-            return -_E_TRUNCATED
-
-    def close(self):
-        """Release the model's file (a prediction after it returns -E_TRUNCATED)."""
-        self._io[0].close()
+            self._plain = m
 
 
 def load(path, key, feature_spec, n_features, max_bytes=blob.MAX_BYTES, viper=True):
