@@ -197,6 +197,13 @@ class Runtime:
     path `_run(x, proba, io)` (a viper method bound to its array) or its plain twin
     `_run(_plain, x, proba, io)`, reading the file `io[0]`; `close` releases that file."""
 
+    # what each kind sets in its __init__ (declarations only: no class attributes in RAM)
+    n_classes: int
+    viper: bool
+    _run: object
+    _plain: object
+    _io: tuple
+
     def predict(self, x, proba):
         """Label (0..n_classes-1) of the features `x`; writes the probabilities into `proba`.
         Negative: the reason the file no longer holds the model `load` checked."""
@@ -204,7 +211,7 @@ class Runtime:
         try:
             if self.viper:
                 return self._run(x, proba, self._io)  # pyright: ignore[reportCallIssue] (the bound viper method)
-            return self._run(self._plain, x, proba, self._io)
+            return self._run(self._plain, x, proba, self._io)  # pyright: ignore[reportCallIssue] (the plain twin)
         except (OSError, ValueError):  # the file is gone, or closed
             return -_E_TRUNCATED
 
