@@ -36,7 +36,7 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from watch import blob
-from watch.model import _SIGN_SHIFT, Runtime
+from watch.model import _SIGN_SHIFT, Runtime, _same_model
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
@@ -45,7 +45,6 @@ _KIND_MLP_INT8 = const(2)
 _HEAD = const(24)  # bytes of the array's header
 _E_TRUNCATED = const(1)  # watch.protocol's reason codes (a test checks they agree)
 _E_BAD_CRC = const(4)
-_ID_AT = const(16)  # the header's model id: read again before every prediction
 _ROW = const(24)  # bytes per layer in the layer table
 _ACC_LIMIT = const(0x3FFFFFFF)  # |accumulator| bound that keeps the limb arithmetic exact
 
@@ -104,14 +103,11 @@ try:
             elif v > 127:
                 v = 127
             a[k] = v + 128
+        v = int(_same_model(io, int(h[9]), int(h[10])))  # pyright: ignore[reportOptionalCall]
+        if v:
+            return v
         f = io[0]
         views = io[1]
-        f.seek(_ID_AT)
-        if int(f.readinto(io[3])) != 4:
-            return -_E_TRUNCATED
-        ident = ptr16(io[3])  # noqa: F821
-        if int(ident[0]) != int(h[9]) or int(ident[1]) != int(h[10]):
-            return -_E_BAD_CRC  # another blob in its place
         flip = 0x8080
         flip |= flip << 16  # int8 -> u8 (w + 128), four at a time (0x80808080 written out is an object)
         n_out = 0

@@ -73,8 +73,22 @@ class _Trees(array):
 
 
 _forest = None  # pyright: ignore[reportAssignmentType] (no viper: the plain loop runs)
+_same_model = None  # pyright: ignore[reportAssignmentType]
 try:
     import micropython
+
+    @micropython.viper
+    def _same_model(io, lo: int, hi: int) -> int:
+        # 0 when the model's file io[0] still holds the model id lo | hi << 16 (read into the
+        # 4-byte buffer io[3]), else the negative reason: the check before every prediction.
+        f = io[0]
+        f.seek(_ID_AT)
+        if int(f.readinto(io[3])) != 4:
+            return -_E_TRUNCATED
+        ident = ptr16(io[3])  # noqa: F821
+        if int(ident[0]) != lo or int(ident[1]) != hi:
+            return -_E_BAD_CRC  # another blob in its place
+        return 0
 
     @micropython.viper
     def _forest(m: ptr16, x: ptr32, ps, io) -> int:  # noqa: F821
@@ -109,15 +123,12 @@ try:
             if uint(v) > top:  # noqa: F821
                 v = 0 if v < 0 else 0xFFFF
             q[k] = v
+        v = int(_same_model(io, int(m[6]), int(m[7])))  # pyright: ignore[reportOptionalCall]
+        if v:
+            return v
         f = io[0]
         nodes = io[1]
         leaf = io[2]
-        f.seek(_ID_AT)
-        if int(f.readinto(io[3])) != 4:
-            return -_E_TRUNCATED
-        ident = ptr16(io[3])  # noqa: F821
-        if int(ident[0]) != int(m[6]) or int(ident[1]) != int(m[7]):
-            return -_E_BAD_CRC  # another blob in its place
         n_trees = int(m[0])
         roots = ptr16(int(q) + 2 * nf)  # noqa: F821
         spans = ptr16(int(roots) + 2 * n_trees)  # noqa: F821

@@ -173,7 +173,7 @@ def test_runtime_constants_equal_the_blob_contract():
     assert (MLP._X_MIN, MLP._X_MAX, MLP._HEAD, MLP._ROW) == (MP._X_MIN, MP._X_MAX, MP._HEAD, MP._ROW)
     assert (MLP._X_MIN, MLP._X_MAX) == (B.X_MIN, B.X_MAX)
     # where the model id lies, read again before each prediction; the tree array's header
-    assert M._ID_AT == TP._ID_AT == MLP._ID_AT == MP._ID_AT == B.HEADER_SIZE - 4 and M._HEAD == TP._HEAD
+    assert M._ID_AT == TP._ID_AT == MP._ID_AT == B.HEADER_SIZE - 4 and M._HEAD == TP._HEAD
     assert B.trees_payload_size(2, 6, 3, 2, B.OLD_VERSION) == 48 and B.blob_size(2, 48, B.OLD_VERSION) == 114
     assert B.trees_payload_size(2, 2, 3, 2) == 40 and B.blob_size(2, 40) == 114
     assert M._forest is None  # CPython runs the plain-Python path
