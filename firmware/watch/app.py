@@ -265,6 +265,7 @@ class Watch:
         model = load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
         status = self._engine_for(model)
         if status:
+            model.close()
             raise ModelError(status)
         return model
 
@@ -441,6 +442,11 @@ class Watch:
                 baseline.apply(self.x)
             if m:
                 label = m.predict(self.x, self.proba)
+                if label < 0:  # its file no longer holds the model load checked: on without it
+                    m.close()
+                    self.model = self.baseline = None
+                    self.event(P.EV_MODEL_REJECTED, -label)
+                    continue
                 buf = box.open_buf()
                 n = P.pack_prediction(buf, box.next_seq(), now, end, m.model_id,
                                       P.FLAG_LOW_QUALITY if flags else 0, label, m.n_classes)
@@ -518,16 +524,22 @@ class Watch:
             self.reply(ptype, seq, P.E_BAD_LENGTH, body)
 
     def commit_model(self, seq):
-        # The running model's memory goes first (a loaded model is one contiguous block, and
-        # the heap may not have room for two); on a refusal it is loaded again from its slot.
-        # So do the feature engine and the heart-rate estimator: the new model's block takes its
-        # place first and they are built again around it (_engine_for, for the model's window),
-        # which needs 4 KB less heap than dropping the engine after the block was placed.
+        # The running model (its file closed first), the feature engine and the heart-rate
+        # estimator go first; the engine and the estimator are built again for the new blob's
+        # window settings (from its header) before the blob is checked and its model loaded:
+        # their buffers are the largest blocks, and a loaded model is small (its trees or
+        # weights stay in its file, watch.model), so a PineTime commits at its own heapsize in
+        # this order. On a refusal the running model is loaded again from its slot, and the
+        # engine follows its window settings (the board profile's without a model).
+        if self.model:
+            self.model.close()
         self.model = self.engine = self.hr = None
         gc.collect()
         if self.upload is None:
             status, model = P.E_NO_UPLOAD, None
         else:
+            self._engine_for(self.upload.read_window())
+            gc.collect()  # what building it left behind, before the model's blocks
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
             self.upload = None  # done either way; a later RESUME makes it again from upload.inf
         if status != P.OK:
@@ -535,8 +547,10 @@ class Watch:
                 model = self._load(self.slots.active_path())
             except Exception:  # noqa: BLE001 - no file, or a model that no longer loads: run without
                 model = None
+                self._engine_for(None)
             self.model = model
-            if self.engine is None:  # no model loaded to build it: windows and heart rate without one
+            if self.engine is None:  # no room for that window: windows and heart rate as the profile says
+                self.window_s, self.step_s = self.features_cfg.get("window_s", 30), self.features_cfg.get("step_s", 5)
                 try:
                     self._new_engine()
                 except MemoryError:

@@ -11,17 +11,22 @@ The 64-bit product of the Q31 multiplication is built from 15-bit limbs, so ever
 fits a 32-bit machine word: the viper path is exact on a 32-bit watch, and the loader bounds
 the accumulator (|acc| < 2**30) so the limbs suffice. `predict` allocates nothing.
 
-The loaded model is one bytearray (`_Net`), laid out for the loop (all offsets in bytes,
+The loaded model keeps what is small in one bytearray (`_Net`) and its file open: the weights
+and the exp table stay in flash, each prediction reads one weight row at a time into a buffer
+the width of the widest layer. The array is laid out for the loop (all offsets in bytes,
 little-endian, each part aligned to its item size):
 
-    u16 x 10 header: n_features, n_layers, n_classes, sign shift (see watch.model), offsets at,
-        shifts at, exp table at, activations a at, activations b at, 0
-    u16 x 12 per layer: n_in, n_out, weights at, biases at, input zero point + 128, output
-        zero point + 128, activation min + 128, max + 128, right shift, multiplier low 15
-        bits, high 16 bits, 0
-    biases (i32, the zero-point terms folded in), offsets - X_MIN (u32), exp table (u16),
-    shifts (u8), activations a and b (u8, value + 128), weights (u8, value + 128)
+    u16 x 12 header: n_features, n_layers, n_classes, sign shift (see watch.model), offsets at,
+        shifts at, the exp table's offset in the file, activations a at, activations b at,
+        model id (low, high half), the weight-row buffer at
+    u16 x 12 per layer: n_in, n_out, the weights' offset in the file, biases at, input zero
+        point + 128, output zero point + 128, activation min + 128, max + 128, right shift,
+        multiplier low 15 bits, high 16 bits, 0
+    biases (i32, the zero-point terms folded in), offsets - X_MIN (u32), the buffers the file is
+    read into (the model id, 4 bytes; a weight row, the widest n_in rounded up to 4; an exp
+    table entry, 2 bytes), shifts (u8), activations a and b (u8, value + 128)
 
+A weight row is read as the file holds it (int8) and turned into u8 (w + 128) in the buffer.
 With viper, the array's own `predict` is the fast path, as for the trees.
 """
 
@@ -31,13 +36,15 @@ except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
 from watch import blob
-from watch.model import _SIGN_SHIFT
+from watch.model import _SIGN_SHIFT, Runtime, _same_model
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
 _X_MIN = const(-0x20000000)
 _X_MAX = const(0x1FFFFFFF)
 _KIND_MLP_INT8 = const(2)
-_HEAD = const(20)  # bytes of the array's header
+_HEAD = const(24)  # bytes of the array's header
+_E_TRUNCATED = const(1)  # watch.protocol's reason codes (a test checks they agree)
+_E_BAD_CRC = const(4)
 _ROW = const(24)  # bytes per layer in the layer table
 _ACC_LIMIT = const(0x3FFFFFFF)  # |accumulator| bound that keeps the limb arithmetic exact
 
@@ -63,12 +70,15 @@ try:
     import micropython
 
     @micropython.viper
-    def _mlp(m: ptr8, x: ptr32, ps) -> int:  # noqa: F821
+    def _mlp(m: ptr8, x: ptr32, ps, io) -> int:  # noqa: F821
         # Same steps as watch.mlp_plain.forward on the same array. Viper keeps the first two locals in
         # registers on x64 (three on Thumb): the multiply-accumulate loop walks `m` over the
-        # activations and `x` over the weights (x is read first, for the inputs; the array's
+        # activations and `x` over the weight row (x is read first, for the inputs; the array's
         # base is kept in `base`). int32 values are sign-extended with the loader's sign
-        # shift; the 64-bit product is built from 15-bit limbs.
+        # shift; the 64-bit product is built from 15-bit limbs. The model id, the weight rows
+        # and the exp table entries are read from the model's file (io: the file, a view of the
+        # row buffer per layer, the entry's and the id's views); a file that no longer holds
+        # the model gives a negative reason.
         h = ptr16(m)  # noqa: F821
         base = int(m)
         nf = int(h[0])
@@ -80,6 +90,7 @@ try:
         sh = ptr8(base + int(h[5]))  # noqa: F821
         src = base + int(h[7])
         dst = base + int(h[8])
+        row = base + int(h[11])
         a = ptr8(src)  # noqa: F821
         span = uint(_X_MAX - _X_MIN)  # noqa: F821
         for k in range(nf):
@@ -92,12 +103,18 @@ try:
             elif v > 127:
                 v = 127
             a[k] = v + 128
+        v = int(_same_model(io, int(h[9]), int(h[10])))  # pyright: ignore[reportOptionalCall]
+        if v:
+            return v
+        f = io[0]
+        views = io[1]
+        flip = 0x8080
+        flip |= flip << 16  # int8 -> u8 (w + 128), four at a time (0x80808080 written out is an object)
         n_out = 0
         for layer in range(n_layers):
             r = ptr16(base + _HEAD + _ROW * layer)  # noqa: F821
             n_in = int(r[0])
             n_out = int(r[1])
-            w = base + int(r[2])
             bias = ptr32(base + int(r[3]))  # noqa: F821
             out_zp = int(r[5]) - 128
             lo = int(r[6]) - 128
@@ -119,8 +136,14 @@ try:
                 sa += int(a[k])
             sa <<= 7
             d = ptr8(dst)  # noqa: F821
-            x = ptr32(w)  # noqa: F821
+            buf = views[layer]
+            f.seek(int(r[2]))
             for o in range(n_out):
+                if int(f.readinto(buf)) != n_in:
+                    return -_E_TRUNCATED
+                x = ptr32(row)  # noqa: F821
+                for k in range((n_in + 3) >> 2):
+                    x[k] = int(x[k]) ^ flip
                 acc = ((int(bias[o]) << e) >> e) - sa
                 m = ptr8(src)  # noqa: F821
                 end = src + n_in
@@ -142,10 +165,10 @@ try:
                 m2 = al * m_hi
                 s1 = (m1 & 0x7FFF) + (m2 & 0x7FFF) + (s0 >> 15) + (kn_hi if neg else kp_hi)
                 hh = ah * m_hi
-                f = (hh >> 1) + (((hh & 1) + (m1 >> 15) + (m2 >> 15) + (s1 >> 15)) >> 1)
+                f1 = (hh >> 1) + (((hh & 1) + (m1 >> 15) + (m2 >> 15) + (s1 >> 15)) >> 1)
                 if neg:
-                    f = -f
-                acc = ((f + c1) >> right) + out_zp
+                    f1 = -f1
+                acc = ((f1 + c1) >> right) + out_zp
                 if acc < lo:
                     acc = lo
                 elif acc > top:
@@ -154,7 +177,9 @@ try:
             t = src
             src = dst
             dst = t
-        table = ptr16(base + int(h[6]))  # noqa: F821
+        table = int(h[6])
+        ent = io[2]
+        entry = ptr16(ent)  # noqa: F821
         out = ptr8(src)  # noqa: F821
         best = 0
         for c in range(n_out):
@@ -163,10 +188,18 @@ try:
         peak = int(out[best])
         total = 0
         for c in range(n_out):
-            total += int(table[peak - int(out[c])])
+            f.seek(table + 2 * (peak - int(out[c])))
+            if int(f.readinto(ent)) != 2:
+                return -_E_TRUNCATED
+            total += int(entry[0])
+        if total == 0:
+            return -_E_BAD_CRC  # the table's first entry is not 0 in the blob load checked
         proba = ptr8(ps)  # noqa: F821
         for c in range(n_out):
-            proba[c] = (int(table[peak - int(out[c])]) * 255 + (total >> 1)) // total
+            f.seek(table + 2 * (peak - int(out[c])))
+            if int(f.readinto(ent)) != 2:
+                return -_E_TRUNCATED
+            proba[c] = (int(entry[0]) * 255 + (total >> 1)) // total
         return best
 
     _Net.predict = _mlp  # pyright: ignore[reportAttributeAccessIssue] (a viper function, not None)
@@ -174,12 +207,14 @@ except ImportError:  # CPython
     pass
 
 
-class MLPModel:
+class MLPModel(Runtime):
     """A loaded int8 MLP. `predict(x, proba)` -> label, filling `proba`; no allocation.
     `x` holds the n_features values promised to `load`; `proba` (written) is checked.
-    Its attributes are those of watch.model.TreeModel, and `n_layers`."""
+    Its attributes are those of watch.model.TreeModel, and `n_layers`; like a tree model it
+    reads its weights from its file at each prediction (a negative label: the file no longer
+    holds the model `load` checked) and `close` releases the file."""
 
-    def __init__(self, model_id, feature_spec, n_classes, m, viper=True, window=(0, 0, 0)):
+    def __init__(self, model_id, feature_spec, n_classes, m, io, viper=True, window=(0, 0, 0)):
         self.model_id = model_id
         self.kind = _KIND_MLP_INT8
         self.feature_spec = feature_spec
@@ -189,19 +224,14 @@ class MLPModel:
         self.window_s, self.step_s, self.baseline_windows = window  # the blob's window settings
         self.viper = bool(viper) and _mlp is not None
         self._m = m
+        self._io = io
         if self.viper:
-            self.predict = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
+            self._run = m.predict  # pyright: ignore[reportAttributeAccessIssue] (the array's viper method)
         else:  # the plain twin lives in its own module: a viper port never loads it
             from watch.mlp_plain import forward
 
-            self._plain = forward
-            self._view = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
-
-    def predict(self, x, proba):
-        """Label (0..n_classes-1) of the features `x`, an array('i') of n_features fixed-point
-        values; writes the u8 class probabilities (x/255) into the bytearray `proba`."""
-        proba[self.n_classes - 1]
-        return self._plain(self._view, x, proba)
+            self._run = forward
+            self._plain = memoryview(m)  # indexes like a plain bytearray (a subclass's items are slower)
 
     def logits(self):
         """The int8 outputs of the last `predict` (for tests and the host's comparisons)."""
@@ -217,10 +247,13 @@ def _align(at, size):
 def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fail, window=(0, 0, 0)):
     """The MLPModel whose payload `f` is positioned at (after the quantization table `quant`,
     its raw bytes). `fail(reason)` raises the loader's error; every bound the hot loop relies
-    on is checked. The weights, biases and exp table are read straight into the model's array."""
+    on is checked. The biases are read into the model's array; the weights are streamed once
+    (their row sums fold the zero points into the biases) and stay in the file `f`, which the
+    model keeps open."""
     import struct
     from watch.blob import E_TRUNCATED, E_UNSUPPORTED_KIND
 
+    base = f.tell()
     nf = len(quant) // blob.QUANT_ENTRY_SIZE
     head = bytearray(blob.MLP_HEADER_SIZE)
     if payload_length < blob.MLP_HEADER_SIZE or f.readinto(head) != blob.MLP_HEADER_SIZE:
@@ -246,51 +279,58 @@ def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fai
         fail(E_UNSUPPORTED_KIND)
     if payload_length != blob.mlp_payload_size(n_layers, n_w, n_b):
         fail(E_TRUNCATED)
+    w_file = f.tell()
+    table_file = w_file + n_w + 4 * n_b
     bias_at = _HEAD + _ROW * n_layers
     off_at = bias_at + 4 * n_b
-    table_at = off_at + 4 * nf
-    sh_at = table_at + 2 * blob.MLP_TABLE_SIZE
+    id_at = off_at + 4 * nf
+    row_at = id_at + 4
+    e_at = row_at + _align(width, 4)
+    sh_at = e_at + 2
     a_at = sh_at + nf
     b_at = a_at + width
-    w_at = b_at + width
-    size = _align(w_at + n_w, 4)
-    if size > 0xFFFF:
+    size = _align(b_at + width, 4)
+    if size > 0xFFFF or table_file + 2 * blob.MLP_TABLE_SIZE > 0xFFFF:
         fail(E_UNSUPPORTED_KIND)
-    import gc
-    gc.collect()  # the model goes into one defragmented block
     m = _Net(size)
     view = memoryview(m)
-    for at, n in ((w_at, n_w), (bias_at, 4 * n_b), (table_at, 2 * blob.MLP_TABLE_SIZE)):
-        if f.readinto(view[at:at + n]) != n:
-            fail(E_TRUNCATED)
-    for k, v in enumerate((nf, n_layers, n_classes, _SIGN_SHIFT, off_at, sh_at, table_at, a_at, b_at)):
+    ent = view[e_at:e_at + 2]
+    f.seek(table_file - 4 * n_b)
+    if f.readinto(view[bias_at:off_at]) != 4 * n_b or f.readinto(ent) != 2:
+        fail(E_TRUNCATED)
+    if _u16(m, e_at) == 0:
+        fail(E_UNSUPPORTED_KIND)  # the top class's weight: a zero would divide by zero
+    for k, v in enumerate((nf, n_layers, n_classes, _SIGN_SHIFT, off_at, sh_at, table_file, a_at, b_at,
+                           model_id & 0xFFFF, model_id >> 16, row_at)):
         struct.pack_into("<H", m, 2 * k, v)
     for i in range(nf):
         struct.pack_into("<I", m, off_at + 4 * i, struct.unpack_from("<i", quant, 4 * i)[0] - _X_MIN)
         m[sh_at + i] = quant[4 * nf + i]
-    w = w_at
+    views = []
+    w = w_file
     b = bias_at
+    f.seek(w_file)
     for i in range(n_layers):
         n_in, n_out, in_zp, out_zp, lo, hi, shift, _, mult = struct.unpack_from(blob.MLP_LAYER, rec,
                                                                                 i * blob.MLP_LAYER_SIZE)
         struct.pack_into("<12H", m, _HEAD + _ROW * i, n_in, n_out, w, b, in_zp + 128, out_zp + 128, lo + 128,
                          hi + 128, -shift, mult & 0x7FFF, mult >> 15, 0)
+        views.append(view[row_at:row_at + n_in])
         c = in_zp + 128
         for o in range(n_out):
             bias = struct.unpack_from("<i", m, b + 4 * o)[0]
             if abs(bias) + n_in * 128 * 255 > _ACC_LIMIT:
                 fail(E_UNSUPPORTED_KIND)  # the accumulator bound of the limb arithmetic
-            # Weights to u8 (w + 128), and the zero-point terms of
+            # The zero-point terms of
             # sum (w+128-128)(a+128-c) = sum (w+128)(a+128) - 128 sum (a+128) - c sum (w+128) + 128 c n_in
-            # that do not depend on the input into the bias.
+            # that do not depend on the input go into the bias.
+            if f.readinto(views[i]) != n_in:
+                fail(E_TRUNCATED)
             sw = 0
-            for k in range(w + o * n_in, w + (o + 1) * n_in):
-                m[k] ^= 0x80
-                sw += m[k]
+            for k in range(row_at, row_at + n_in):
+                sw += m[k] ^ 0x80
             struct.pack_into("<i", m, b + 4 * o, bias + 128 * c * n_in - c * sw)
         w += n_in * n_out
         b += 4 * n_out
-    if _u16(m, table_at) == 0:
-        fail(E_UNSUPPORTED_KIND)  # the top class's weight: a zero would divide by zero
-    return MLPModel(model_id, feature_spec, n_classes, m, viper, window)
-
+    io = (f, tuple(views), ent, view[id_at:id_at + 4])
+    return MLPModel(model_id, feature_spec, n_classes, m, io, viper, window)

@@ -12,8 +12,11 @@ from watch.mlp import _u16, requantize
 # Mirrors of watch.blob's and watch.mlp's constants (a test checks they agree).
 _X_MIN = const(-0x20000000)
 _X_MAX = const(0x1FFFFFFF)
-_HEAD = const(20)
+_HEAD = const(24)
 _ROW = const(24)
+_E_TRUNCATED = const(1)
+_E_BAD_CRC = const(4)
+_ID_AT = const(16)
 
 
 def _i32(m, at):
@@ -21,17 +24,20 @@ def _i32(m, at):
     return v - 0x100000000 if v & 0x80000000 else v
 
 
-def forward(m, x, proba):
-    # The reference. Activations and weights are stored offset by 128 as u8 (v + 128), the
-    # biases with the zero-point terms folded in at load (see `read`), so the inner loop is a
-    # plain sum of u8 products: sum (w+128)(a+128) - 128 * sum (a+128) + bias' equals
-    # sum w * (a - in_zp) + bias exactly.
+def forward(m, x, proba, io):
+    # The reference. Activations are stored offset by 128 as u8 (v + 128), and so is each
+    # weight row once read from the file (io: the file, a view of the row buffer per layer,
+    # the exp entry's and the model id's views), the biases with the zero-point terms folded
+    # in at load (see watch.mlp.read), so the inner loop is a plain sum of u8 products:
+    # sum (w+128)(a+128) - 128 * sum (a+128) + bias' equals sum w * (a - in_zp) + bias exactly.
+    # A file that no longer holds the model gives a negative reason.
     nf = _u16(m, 0)
     n_layers = _u16(m, 2)
     off = _u16(m, 8)
     sh = _u16(m, 10)
     src = _u16(m, 14)
     dst = _u16(m, 16)
+    row = _u16(m, 22)
     for i in range(nf):
         v = x[i]
         if v < _X_MIN:
@@ -44,6 +50,12 @@ def forward(m, x, proba):
         elif q > 127:
             q = 127
         m[src + i] = q + 128
+    f = io[0]
+    f.seek(_ID_AT)
+    if f.readinto(io[3]) != 4:
+        return -_E_TRUNCATED
+    if _u16(m, 18) != _u16(io[3], 0) or _u16(m, 20) != _u16(io[3], 2):
+        return -_E_BAD_CRC  # another blob in its place
     n_out = 0
     for layer in range(n_layers):
         r = _HEAD + _ROW * layer
@@ -59,11 +71,14 @@ def forward(m, x, proba):
         sa = 0
         for i in range(n_in):
             sa += m[src + i]
+        buf = io[1][layer]
+        f.seek(w_at)
         for o in range(n_out):
+            if f.readinto(buf) != n_in:
+                return -_E_TRUNCATED
             acc = _i32(m, b_at + 4 * o) - (sa << 7)
-            row = w_at + o * n_in
             for i in range(n_in):
-                acc += m[row + i] * m[src + i]
+                acc += (m[row + i] ^ 0x80) * m[src + i]
             acc = requantize(acc, mult, right) + out_zp
             if acc < lo:
                 acc = lo
@@ -71,12 +86,13 @@ def forward(m, x, proba):
                 acc = hi
             m[dst + o] = acc + 128
         src, dst = dst, src
-    return _vote_py(m, src, n_out, _u16(m, 12), proba)
+    return _vote_py(m, src, n_out, _u16(m, 12), proba, f, io[2])
 
 
-def _vote_py(m, logits, n, table, proba):
-    # Label = the largest logit (lowest class on ties); probabilities from the exp table:
-    # e_c = table[max - logit_c], p_c = e_c * 255 / sum(e) rounded half up.
+def _vote_py(m, logits, n, table, proba, f, ent):
+    # Label = the largest logit (lowest class on ties); probabilities from the exp table (in
+    # the file at `table`, read an entry at a time into `ent`): e_c = table[max - logit_c],
+    # p_c = e_c * 255 / sum(e) rounded half up.
     # (Logits are stored + 128, so their differences are those of the int8 values.)
     best = 0
     for c in range(n):
@@ -85,7 +101,15 @@ def _vote_py(m, logits, n, table, proba):
     top = m[logits + best]
     total = 0
     for c in range(n):
-        total += _u16(m, table + 2 * (top - m[logits + c]))
+        f.seek(table + 2 * (top - m[logits + c]))
+        if f.readinto(ent) != 2:
+            return -_E_TRUNCATED
+        total += _u16(ent, 0)
+    if not total:
+        return -_E_BAD_CRC  # the table's first entry is not 0 in the blob load checked
     for c in range(n):
-        proba[c] = (_u16(m, table + 2 * (top - m[logits + c])) * 255 + (total >> 1)) // total
+        f.seek(table + 2 * (top - m[logits + c]))
+        if f.readinto(ent) != 2:
+            return -_E_TRUNCATED
+        proba[c] = (_u16(ent, 0) * 255 + (total >> 1)) // total
     return best

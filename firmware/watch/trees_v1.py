@@ -1,10 +1,12 @@
-"""Version-1 tree payloads (docs/model-blob.md) turned into the version-2 array the tree
-runtime walks (watch.model). Imported only for a version-1 blob, so a watch running current
-blobs keeps this code out of its heap. The sections are read into temporary arrays first."""
+"""Version-1 tree payloads (docs/model-blob.md) turned into the version-2 payload the tree
+runtime walks (watch.model, which runs it from RAM as it runs a version-2 blob from its file).
+Imported only for a version-1 blob, so a watch running current blobs keeps this code out of
+its heap. The sections are read into temporary arrays first."""
 
 from array import array
 
 from watch import blob
+from watch.buffers import zeros
 from watch.blob import E_TRUNCATED, E_UNSUPPORTED_KIND
 
 
@@ -15,9 +17,8 @@ def _read(f, arr, nbytes, fail):
 
 
 def read(f, nf, n_classes, payload_length, fail):
-    """The version-2 array of the version-1 payload `f` is positioned at; `fail(reason)` raises."""
-    from watch.model import alloc_trees, workspace
-
+    """The version-2 payload (a bytearray) of the version-1 payload `f` is positioned at;
+    `fail(reason)` raises."""
     counts = _read(f, bytearray(blob.TREES_HEADER_SIZE), blob.TREES_HEADER_SIZE, fail)
     n_trees, n_nodes, n_leaves, _ = blob.parse_trees_header(counts)
     if payload_length != blob.trees_payload_size(n_trees, n_nodes, n_leaves, n_classes, blob.OLD_VERSION):
@@ -56,7 +57,7 @@ def read(f, nf, n_classes, payload_length, fail):
             return blob.TREES_HEADER_SIZE + right[i] * row
         return nodes + blob.NODE_SIZE * inner[i]
 
-    m = alloc_trees(workspace(length, nf, n_classes)[1])
+    m = zeros("H", length >> 1)
     m[0] = n_trees
     m[1] = n_inner
     m[2] = n_leaves
@@ -72,4 +73,4 @@ def read(f, nf, n_classes, payload_length, fail):
             m[k + 1] = threshold[i]
             m[k + 2] = ref(i + 1)
             m[k + 3] = ref(right[i])
-    return m
+    return bytearray(m)

@@ -56,6 +56,7 @@ class ModelUpload:
         self._crc = 0
         self._written = 0
         self._running_crc = 0
+        self.window_s = self.step_s = self.baseline_windows = 0  # read_window's
 
     @property
     def active(self):
@@ -139,10 +140,28 @@ class ModelUpload:
         self._written += len(data)
         return _OK
 
+    def read_window(self):
+        """This upload, with the window settings its blob's header gives as `window_s`,
+        `step_s`, `baseline_windows` (0 where it gives none: a version-1 blob, a short or
+        unreadable file), read before the blob is checked: a watch sizes its feature engine
+        for them before it loads the model (watch.app)."""
+        self.window_s = self.step_s = self.baseline_windows = 0
+        try:
+            with open(self.new_path, "rb") as f:
+                head = f.read(blob.HEADER_SIZE + blob.WINDOW_SIZE)
+        except OSError:
+            return self
+        if len(head) == blob.HEADER_SIZE + blob.WINDOW_SIZE and head[4] != blob.OLD_VERSION:
+            self.window_s, self.step_s, self.baseline_windows, _ = struct.unpack_from(blob.WINDOW, head,
+                                                                                       blob.HEADER_SIZE)
+        return self
+
     def commit(self, key, feature_spec, n_features, check=None):
         """(reason, model): the loaded new model and OK once the slot pointer switched to it, or
         a reason code and None, with the running model's slot untouched and the upload dropped.
-        `check(model)`, when given, has the last word before the switch: OK or a reason code."""
+        `check(model)`, when given, has the last word before the switch: OK or a reason code.
+        The new model reads its slot's file from then on (watch.model): never the slot a
+        running model reads, which stays the active one until the switch."""
         if self._file is None:
             return _E_NO_UPLOAD, None
         self._file.close()
@@ -156,7 +175,7 @@ class ModelUpload:
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
             except ModelError as e:
                 reason = e.reason
-            except MemoryError:  # no contiguous room for it now: refused, nothing switched
+            except MemoryError:  # no room for it now: refused, nothing switched
                 reason = _E_TOO_LARGE
             else:
                 reason = check(model) if check else _OK
@@ -164,6 +183,7 @@ class ModelUpload:
                     self.slots.switch(self._slot)
                     _remove(self.info_path)
                     return _OK, model
+                model.close()  # its file goes below
         self._drop()
         return reason, None
 

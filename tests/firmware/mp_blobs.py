@@ -10,20 +10,32 @@ from watch.hmac_sha256 import hmac_sha256
 
 
 class FlashDir:
-    """A fresh folder playing the watch's flash; removed with everything in it."""
+    """A fresh folder playing the watch's flash; removed with everything in it (the models
+    `load` loaded from it are closed first: a model reads its file at every prediction)."""
 
     def __init__(self):
         self.path = (os.getenv("TMPDIR") or "/tmp") + "/wears-mp-model-" + "".join(
             "%02x" % b for b in os.urandom(6))
         os.mkdir(self.path)
+        self.models = []
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        for m in self.models:
+            m.close()
         for name in os.listdir(self.path):
             os.remove(self.path + "/" + name)
         os.rmdir(self.path)
+
+    def load(self, data, key, spec, n_features, **kw):
+        """watch.model.load of `data` written to a file of its own here."""
+        from watch import model
+
+        m = model.load(self.write("m%d.wbl" % len(self.models), data), key, spec, n_features, **kw)
+        self.models.append(m)
+        return m
 
     def file(self, name):
         return self.path + "/" + name
@@ -39,6 +51,28 @@ class FlashDir:
 
     def exists(self, name):
         return name in os.listdir(self.path)
+
+
+_CURRENT = []
+
+
+def in_flash(test):
+    """The test run with a FlashDir that `flash()` returns, removed when it ends."""
+
+    def run():
+        with FlashDir() as d:
+            _CURRENT.append(d)
+            try:
+                test()
+            finally:
+                _CURRENT.pop()
+
+    return run
+
+
+def flash():
+    """The FlashDir of the running `in_flash` test."""
+    return _CURRENT[-1]
 
 
 def sign(body, key):

@@ -302,12 +302,67 @@ def test_the_feature_window_follows_the_model_or_the_model_is_refused():
     assert w._engine_for(_Model(w.spec_id, 60, 5, 0)) == P.OK and w.engine.window_s == 60
 
 
-def test_a_model_commit_builds_the_engine_again_around_the_new_models_block():
-    from watch import protocol as P
+def test_a_refused_commit_goes_on_with_the_engine_at_the_running_window():
+    from binascii import crc32
+
+    from wire import protocol as P
 
     w = watch_on("pinetime")
-    w.engine = w.hr = None  # what commit_model drops before the new model's block is placed
-    assert w._engine_for(_Model(w.spec_id, 30, 5, 0)) == P.OK  # the window it had: built again
-    assert w.engine is not None and w.hr is not None and w.engine.window_s == 30
     w.commit_model(1)  # no upload in progress: refused, and the windows and heart rate go on
     assert w.model is None and w.engine is not None and w.hr is not None and w.engine.window_s == 30
+    # A blob with a 60 s window: the engine is built for it before the blob is checked; signed
+    # with another key, it is refused and the engine goes back to the board profile's 30 s.
+    with open(REPO + "/models/pinetime.wbl", "rb") as f:
+        data = f.read()
+    up = w._uploader()
+    assert up.begin(len(data), crc32(data)) == P.OK and up.chunk(0, data) == P.OK
+    assert up.read_window() is up and (up.window_s, up.step_s) == (60, 5)
+    w.commit_model(2)
+    assert w.model is None and w.engine is not None and w.hr is not None
+    assert (w.engine.window_s, w.window_s) == (30, 30)
+    assert (P.EV_MODEL_REJECTED, P.E_BAD_SIGNATURE) in _events(w)
+
+
+def _shipped_model():
+    # The esp32s3-wrist's shipped model in slot A, signed with the distribution key (the
+    # watch's key here): what `wears flash firmware` leaves on a watch.
+    with open(REPO + "/models/esp32s3-wrist.wbl", "rb") as f:
+        data = f.read()
+    with open("model.wbl", "wb") as f:
+        f.write(data)
+    with open("key.bin", "wb") as f:
+        f.write(bytes(32))
+
+
+def _events(w):
+    from watch import protocol as P
+
+    got = []
+    w.events.flush(lambda buf, n: got.append(struct.unpack_from(P.EVENT_BODY, buf, P.HEADER_SIZE)) or True, 8)
+    return got
+
+
+def test_predictions_read_the_model_from_flash_without_allocating_and_a_changed_file_stops_them():
+    from wire import protocol as P
+
+    w = watch_on("esp32s3-wrist", seconds=120, flash=_shipped_model)
+    assert w.model is not None and w.model.n_nodes > 100  # its nodes stay in the file
+    model_id = w.model.model_id
+    assert w.engine.window_s == 60 and (P.EV_MODEL_LOADED, model_id) in _events(w)  # the model's window
+    time.sleep_ms(100)
+    w.sample()
+    kinds = []
+    for _ in range(75):  # predictions under heap_lock, each reading every tree from flash
+        run_windows(w, 1)
+        w.preds.flush(lambda buf, n: kinds.append(buf[1]) or True, 8)
+    assert kinds.count(P.PREDICTION) >= 2, kinds
+    with open("model.wbl", "r+b") as f:  # another blob written over it (here: its model id)
+        f.seek(16)
+        f.write(b"\x00\x00\x00\x00")
+    for _ in range(100):  # 10 s, not locked: dropping the model sends an event (which allocates)
+        w.wait(100)
+        w.sample()
+        w.windows()
+    assert w.model is None
+    assert run_windows(w, 10) >= 1  # the windows go on, without the model
+    assert w.model is None and (P.EV_MODEL_REJECTED, P.E_BAD_CRC) in _events(w)

@@ -9,7 +9,7 @@ from array import array
 from watch import mlp, model
 from wire import blob
 from wire import protocol as p
-from mp_blobs import FlashDir as _Dir, documented_example, sign as _sign
+from mp_blobs import documented_example, flash, in_flash, sign as _sign
 
 KEY = bytes(range(32))
 
@@ -24,8 +24,7 @@ BLOB, CASES = _example()
 
 
 def _load(data=BLOB, viper=True, key=KEY, n_features=2):
-    with _Dir() as d:
-        return model.load(d.write("model.wbl", data), key, 1, n_features, viper=viper)
+    return flash().load(data, key, 1, n_features, viper=viper)
 
 
 def _reason(data):
@@ -47,6 +46,7 @@ def _one_layer(n_in, weight, bias, multiplier, shift, in_zp=0, out_zp=0, lo=-128
     return _sign(head + bytes(4 * n_in) + bytes(n_in) + payload, KEY)
 
 
+@in_flash
 def test_example_predictions_and_logits_match_the_document_on_both_paths():
     assert len(CASES) == 4
     for viper in (True, False):
@@ -58,6 +58,7 @@ def test_example_predictions_and_logits_match_the_document_on_both_paths():
             assert (got, list(proba), m.logits()) == (label, expected, logits), (viper, x, got, m.logits())
 
 
+@in_flash
 def test_limb_arithmetic_equals_the_64_bit_requantization_at_the_extremes():
     # One input of 127 times weight 127 (minus zero point -128: 255) plus a bias sweeps the
     # accumulator to within the bound the loader allows, for extreme multipliers and shifts.
@@ -68,8 +69,8 @@ def test_limb_arithmetic_equals_the_64_bit_requantization_at_the_extremes():
         for shift in (0, -1, -7, -30, -31):
             for bias in (-limit, -limit + 1, -1 - span, -span, 0, 1, 12345, limit - 1, limit):
                 for sign in (1, -1):
-                    data = _one_layer(1, sign * 127, bias, multiplier, shift, in_zp=-128)
-                    fast, slow = _load(data, n_features=1), _load(data, viper=False, n_features=1)
+                    path = flash().write("limb.wbl", _one_layer(1, sign * 127, bias, multiplier, shift, in_zp=-128))
+                    fast, slow = model.load(path, KEY, 1, 1), model.load(path, KEY, 1, 1, viper=False)
                     x = array("i", [127])
                     fast.predict(x, bytearray(1))
                     slow.predict(x, bytearray(1))
@@ -77,10 +78,13 @@ def test_limb_arithmetic_equals_the_64_bit_requantization_at_the_extremes():
                     want = mlp.requantize(acc, multiplier, -shift)
                     want = -128 if want < -128 else 127 if want > 127 else want
                     assert fast.logits() == slow.logits() == [want], (multiplier, shift, bias, sign)
+                    fast.close()
+                    slow.close()
                     checked += 1
     assert checked == 5 * 5 * 9 * 2
 
 
+@in_flash
 def test_viper_and_plain_paths_agree_on_random_inputs():
     fast, slow = _load(), _load(viper=False)
     pa, pb = bytearray(2), bytearray(2)
@@ -93,6 +97,7 @@ def test_viper_and_plain_paths_agree_on_random_inputs():
         assert fast.predict(x, pa) == slow.predict(x, pb) and pa == pb and fast.logits() == slow.logits()
 
 
+@in_flash
 def test_predict_allocates_nothing_on_either_path():
     for viper in (True, False):
         m = _load(viper=viper)
@@ -107,6 +112,7 @@ def test_predict_allocates_nothing_on_either_path():
             micropython.heap_unlock()
 
 
+@in_flash
 def test_loader_refuses_what_the_hot_loop_cannot_run():
     ok = _one_layer(1, 1, 0, 0x40000000, -1)
     assert _load(ok, n_features=1).n_classes == 1
@@ -123,8 +129,31 @@ def test_loader_refuses_what_the_hot_loop_cannot_run():
             raise AssertionError("loaded an MLP the runtime cannot run")
 
 
+@in_flash
 def test_truncated_mlp_payload_is_rejected():
     body = bytearray(BLOB[:-blob.TRAILER_SIZE])
     struct.pack_into("<I", body, 12, struct.unpack_from("<I", body, 12)[0] - 2)  # payload 2 bytes short
     assert _reason(_sign(bytes(body[:-2]), KEY)) == p.E_TRUNCATED
     assert _reason(BLOB[:-1]) == p.E_TRUNCATED
+
+
+@in_flash
+def test_the_weights_stay_in_flash_and_a_changed_file_gives_a_reason():
+    x = array("i", CASES[0][0])
+    proba = bytearray(2)
+    body = bytearray(BLOB[:-blob.TRAILER_SIZE])
+    body[-1] ^= 1  # the exp table's last entry: another valid blob, another model id
+    cut = len(BLOB) - blob.TRAILER_SIZE - 2 * blob.MLP_TABLE_SIZE  # the exp table and trailer gone
+    for viper in (True, False):
+        for data, reason in ((_sign(bytes(body), KEY), p.E_BAD_CRC), (BLOB[:cut], p.E_TRUNCATED)):
+            path = flash().write("changing.wbl", BLOB)
+            m = model.load(path, KEY, 1, 2, viper=viper)
+            assert m.predict(x, proba) == CASES[0][1]
+            flash().write("changing.wbl", data)
+            micropython.heap_lock()
+            try:
+                got = m.predict(x, proba)
+            finally:
+                micropython.heap_unlock()
+            assert got == -reason, (viper, reason, got)
+            m.close()

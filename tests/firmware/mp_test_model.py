@@ -12,7 +12,7 @@ from watch import model
 from wire import blob
 from wire import protocol as p
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
-from mp_blobs import FlashDir as _Dir, documented_example, sign
+from mp_blobs import FlashDir as _Dir, documented_example, flash, in_flash, sign
 
 
 KEY, BLOB, CASES = documented_example()
@@ -47,10 +47,10 @@ def _reason(data, key=KEY, spec=SPEC, n_features=N_FEATURES, max_bytes=blob.MAX_
 
 
 def _load(data=BLOB, viper=True):
-    with _Dir() as d:
-        return model.load(d.write("model.wbl", data), KEY, SPEC, N_FEATURES, viper=viper)
+    return flash().load(data, KEY, SPEC, N_FEATURES, viper=viper)
 
 
+@in_flash
 def test_example_blob_loads_with_its_documented_header():
     m = _load()
     assert m.model_id == 0xA82B1E44 and m.kind == blob.KIND_TREES and m.feature_spec == 1
@@ -58,6 +58,7 @@ def test_example_blob_loads_with_its_documented_header():
     assert (m.window_s, m.step_s, m.baseline_windows) == (60, 5, 0)
 
 
+@in_flash
 def test_example_predictions_match_the_document_on_both_paths():
     assert len(CASES) == 4
     for viper in (True, False):
@@ -69,6 +70,7 @@ def test_example_predictions_match_the_document_on_both_paths():
             assert got == label and list(proba) == expected, (viper, x, got, list(proba))
 
 
+@in_flash
 def test_a_version_1_blob_still_loads_and_predicts_the_same():
     assert CASES_V1 == CASES
     for viper in (True, False):
@@ -89,6 +91,7 @@ def test_a_version_1_blob_still_loads_and_predicts_the_same():
     assert _reason(_sign(body)) == p.E_UNSUPPORTED_KIND
 
 
+@in_flash
 def test_viper_and_python_paths_agree_on_extreme_and_random_inputs():
     fast, slow = _load(viper=True), _load(viper=False)
     values = [-2147483648, -0x20000001, -0x20000000, -131122, -7, -6, 0, 999, 1000, 1001, 131021,
@@ -110,6 +113,7 @@ def test_viper_and_python_paths_agree_on_extreme_and_random_inputs():
     assert n > 2000
 
 
+@in_flash
 def test_predict_allocates_nothing_on_either_path():
     for viper in (True, False):
         m = _load(viper=viper)
@@ -126,6 +130,7 @@ def test_predict_allocates_nothing_on_either_path():
         assert label == 1
 
 
+@in_flash
 def test_features_beyond_30_bits_are_clamped_before_quantizing():
     # Offsets near the clamp bounds and thresholds beyond q(X_MAX) / q(X_MIN) make the clamp
     # visible: without it, x = +-2**31 would quantize to +-32768 and take the other branch.
@@ -141,6 +146,7 @@ def test_features_beyond_30_bits_are_clamped_before_quantizing():
         assert m.predict(array("i", [blob.X_MIN, 0]), proba) == 1, viper
 
 
+@in_flash
 def test_a_short_probability_buffer_is_refused_before_running():
     # predict writes proba, so it checks its length; x holds what the caller promised load
     # (n_features, checked against the blob), and the fast path does not check it again.
@@ -242,3 +248,59 @@ def test_hmac_matches_rfc4231_vectors_whole_and_chunked():
             h.update(msg[i:i + 1])
         assert equal(h.digest(), bytes.fromhex(expected))
     assert not equal(b"ab", b"ac") and not equal(b"ab", b"abc")
+
+
+@in_flash
+def test_a_loaded_model_keeps_its_trees_in_flash_and_little_in_ram():
+    # The PineTime's shipped forest (20 trees, 336 nodes, 3170 bytes): RAM holds its counts,
+    # scaling, sums, roots and one node buffer for the largest tree, not its nodes.
+    import gc
+
+    path = os.getenv("WEARS_REPO") + "/models/pinetime.wbl"  # signed with the distribution key
+    size = os.stat(path)[6]
+    gc.collect()
+    before = gc.mem_alloc()
+    m = model.load(path, bytes(32), 8, 18)
+    gc.collect()
+    ram = gc.mem_alloc() - before
+    try:
+        assert (m.n_trees, m.n_nodes) == (20, 336)
+        assert ram < size // 2, ram  # (64-bit objects: less on a 32-bit watch); it held all of it and more
+        x = array("i", [1000 * i for i in range(18)])
+        proba = bytearray(2)
+        micropython.heap_lock()
+        try:
+            label = m.predict(x, proba)
+        finally:
+            micropython.heap_unlock()
+        assert label in (0, 1) and abs(proba[0] + proba[1] - 255) <= 1
+    finally:
+        m.close()
+
+
+@in_flash
+def test_a_file_that_changed_under_a_loaded_model_gives_a_reason_never_a_wild_walk():
+    # Offsets in the example: node 0 at 62 (feature, threshold, left, right), leaf row 1 at 50.
+    # x = [1200, -20] takes node 0's right branch into leaf row 1 (see the document).
+    other = _patched(46, 0x80)  # another valid blob: leaf row 0 changed, so another model id
+    changes = ((other, p.E_BAD_CRC),
+               (BLOB[:60], p.E_TRUNCATED),  # cut short (a write under way)
+               (BLOB[:68] + b"\x18\x00" + BLOB[70:], p.E_BAD_CRC),  # node 0's right child: itself
+               (BLOB[:62] + b"\x07" + BLOB[63:], p.E_BAD_CRC),  # feature 7 of 2
+               (BLOB[:51] + b"\x01" + BLOB[52:], p.E_BAD_CRC))  # a leaf value of 320
+    x = array("i", [1200, -20])
+    proba = bytearray(2)
+    for viper in (True, False):
+        for data, reason in changes:
+            path = flash().write("changing.wbl", BLOB)
+            m = model.load(path, KEY, SPEC, N_FEATURES, viper=viper)
+            assert m.predict(x, proba) == 1
+            flash().write("changing.wbl", data)  # the same file, rewritten under the model
+            micropython.heap_lock()
+            try:
+                got = m.predict(x, proba)
+            finally:
+                micropython.heap_unlock()
+            assert got == -reason, (viper, reason, got)
+            m.close()
+            assert m.predict(x, proba) == -p.E_TRUNCATED  # closed: no file to read

@@ -4,6 +4,7 @@ uploads resume after a disconnect or a reboot; a new model that fails its first 
 back to the previous one."""
 
 import os
+from array import array
 from binascii import crc32
 
 from watch import blob, model, slots, upload
@@ -39,6 +40,8 @@ def _loader(path):
 def _boot(d):
     """What a rebooting watch loads: (model id or None, rolled back)."""
     m, rolled, _ = slots.ModelSlots(d.file("model.wbl")).boot(_loader)
+    if m:
+        m.close()  # (a model reads its file at every prediction)
     return (m.model_id if m else None), rolled
 
 
@@ -248,10 +251,17 @@ def test_upload_switches_slots_on_littlefs():
         bad[40] ^= 1
         assert _upload(up, bytes(bad))[0] == p.E_BAD_CRC
         assert sorted(os.listdir(mount)) == ["model.wbl"]
-        assert _upload(up, NEW)[0] == p.OK
-        assert _upload(upload.ModelUpload(mount + "/model.wbl"), _other_model((128, 127)))[0] == p.OK
+        reason, running = _upload(up, NEW)
+        assert reason == p.OK
+        x, proba = array("i", [1200, -20]), bytearray(2)
+        assert running.predict(x, proba) == 1  # read from slot B on littlefs
+        running.close()  # what the watch does once the next model runs: the upload writes slot A
+        reason, running = _upload(upload.ModelUpload(mount + "/model.wbl"), _other_model((128, 127)))
+        assert reason == p.OK and running.predict(x, proba) == 1
+        running.close()
         m, _, _ = slots.ModelSlots(mount + "/model.wbl").boot(_loader)
-        assert m.model_id == _id(_other_model((128, 127)))
+        assert m.model_id == _id(_other_model((128, 127))) and m.predict(x, proba) == 1
+        m.close()  # before the filesystem goes: its file would be closed on an unmounted one
         assert sorted(os.listdir(mount)) == ["model.slot", "model.wbl", "model_b.wbl"]
     finally:
         os.umount(mount)
@@ -270,3 +280,16 @@ def test_a_model_the_watch_cannot_run_is_refused_before_the_switch():
         assert (reason, m, seen) == (p.E_WINDOW_UNSUPPORTED, None, [_id(NEW)])
         assert up.slots.read() == (slots.A, slots.CONFIRMED, slots.NONE) and not d.exists("model_b.wbl")
         assert _boot(d) == (_id(BLOB), False)
+
+
+def test_the_uploads_window_settings_are_read_from_its_header_before_any_check():
+    with _Dir() as d:
+        up = upload.ModelUpload(d.file("model.wbl"))
+        assert up.begin(len(NEW), crc32(NEW)) == p.OK and up.chunk(0, NEW[:20]) == p.OK
+        assert up.read_window() is up and (up.window_s, up.step_s, up.baseline_windows) == (0, 0, 0)  # too short
+        assert up.chunk(20, NEW[20:]) == p.OK
+        assert (up.read_window().window_s, up.step_s, up.baseline_windows) == (60, 5, 0)  # the example's
+        _, v1, _ = documented_example("blob-example-v1")
+        assert up.begin(len(v1), crc32(v1)) == p.OK and up.chunk(0, v1) == p.OK
+        assert (up.read_window().window_s, up.step_s) == (0, 0)  # version 1 says nothing
+        up.abort()

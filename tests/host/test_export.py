@@ -172,6 +172,8 @@ def test_runtime_constants_equal_the_blob_contract():
     assert (M._BIAS, M._X_MIN, M._X_MAX) == (TP._BIAS, TP._X_MIN, TP._X_MAX) == (B.BIAS, B.X_MIN, B.X_MAX)
     assert (MLP._X_MIN, MLP._X_MAX, MLP._HEAD, MLP._ROW) == (MP._X_MIN, MP._X_MAX, MP._HEAD, MP._ROW)
     assert (MLP._X_MIN, MLP._X_MAX) == (B.X_MIN, B.X_MAX)
+    # where the model id lies, read again before each prediction; the tree array's header
+    assert M._ID_AT == TP._ID_AT == MP._ID_AT == B.HEADER_SIZE - 4 and M._HEAD == TP._HEAD
     assert B.trees_payload_size(2, 6, 3, 2, B.OLD_VERSION) == 48 and B.blob_size(2, 48, B.OLD_VERSION) == 114
     assert B.trees_payload_size(2, 2, 3, 2) == 40 and B.blob_size(2, 40) == 114
     assert M._forest is None  # CPython runs the plain-Python path
