@@ -528,9 +528,9 @@ class Watch:
         # estimator go first; the engine and the estimator are built again for the new blob's
         # window settings (from its header) before the blob is checked and its model loaded:
         # their buffers are the largest blocks, and a loaded model is small (its trees or
-        # weights stay in its file, watch.model), so a PineTime commits at its own heapsize in
-        # this order. On a refusal the running model is loaded again from its slot, and the
-        # engine follows its window settings (the board profile's without a model).
+        # weights stay in its file, watch.model): this order needs the least heap. On a
+        # refusal the running model is loaded again from its slot, and the engine follows its
+        # window settings (the board profile's without a model).
         if self.model:
             self.model.close()
         self.model = self.engine = self.hr = None
@@ -542,6 +542,14 @@ class Watch:
             gc.collect()  # what building it left behind, before the model's blocks
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
             self.upload = None  # done either way; a later RESUME makes it again from upload.inf
+            # The upload's module goes with it: frozen, its state (dictionary, functions,
+            # classes: about 0.6 KB) is all it holds in RAM, and the next upload makes it again.
+            import sys
+            import watch
+
+            sys.modules.pop("watch.upload", None)
+            if "upload" in watch.__dict__:
+                delattr(watch, "upload")
         if status != P.OK:
             try:
                 model = self._load(self.slots.active_path())

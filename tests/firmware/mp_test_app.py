@@ -323,6 +323,28 @@ def test_a_refused_commit_goes_on_with_the_engine_at_the_running_window():
     assert (P.EV_MODEL_REJECTED, P.E_BAD_SIGNATURE) in _events(w)
 
 
+def test_a_commit_drops_the_upload_module_and_the_next_upload_imports_it_again():
+    # Frozen on a watch, watch.upload's state is all it holds in RAM: it goes after a commit.
+    import sys
+    from binascii import crc32
+
+    from wire import protocol as P
+
+    def distribution_key():
+        with open("key.bin", "wb") as f:
+            f.write(bytes(32))
+
+    w = watch_on("pinetime", flash=distribution_key)
+    with open(REPO + "/models/pinetime.wbl", "rb") as f:
+        data = f.read()
+    up = w._uploader()
+    assert up.begin(len(data), crc32(data)) == P.OK and up.chunk(0, data) == P.OK
+    w.commit_model(1)
+    assert w.model is not None and (P.EV_MODEL_LOADED, w.model.model_id) in _events(w)
+    assert "watch.upload" not in sys.modules and "upload" not in sys.modules["watch"].__dict__
+    assert w._uploader().begin(len(data), crc32(data)) == P.OK and "watch.upload" in sys.modules
+
+
 def _shipped_model():
     # The esp32s3-wrist's shipped model in slot A, signed with the distribution key (the
     # watch's key here): what `wears flash firmware` leaves on a watch.
