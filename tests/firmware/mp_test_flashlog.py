@@ -89,7 +89,8 @@ def test_a_power_cut_mid_write_loses_only_that_segment_and_numbers_never_repeat(
                 lsn = log.append(_packet(lsn), 40) + 1
         except OSError:
             pass  # the power went: nothing after this runs
-        durable = log._firsts[log._nseg - 1] + log._counts[log._nseg - 1]
+        assert log._entry(log._nseg - 1) >= 0  # the newest segment on flash, read back from its head
+        durable = log._efirst + log._ecount
         after = FlashLog(path, 64 * _SEG, _SEG)
         assert after.torn == 1, after.torn
         assert after.boot == 2
@@ -238,13 +239,13 @@ def test_the_live_queue_sends_every_record_once_in_order_from_ram_or_flash():
         _wipe(path)
 
 
-def test_records_past_lsn_65536_come_back_though_the_ring_keeps_16_bits_of_each_first():
+def test_records_past_lsn_65536_come_back():
     path = _folder("wrap")
     try:
         with open(path + "/state.bin", "wb") as f:  # a log that ended cleanly just below 2**16
             f.write(struct.pack("<IIIIIII", 3, 65000, 0, 0, 65500, _SEG, 16))
         log = FlashLog(path, 16 * _SEG, _SEG)
-        assert log.next_lsn == 65500 and log._short
+        assert log.next_lsn == 65500
         for i in range(65500, 65650):  # all of them held: 16 segments of 11
             assert log.append(_packet(i), 40) == i
         assert log.first_lsn == 65500 and log.available(0, 70000) == 150
@@ -346,5 +347,38 @@ def test_segment_files_of_the_earlier_log_are_removed_at_boot():
             f.write(b"WLG1" + bytes(60))
         log = FlashLog(path, 4 * _SEG, _SEG)
         assert sorted(os.listdir(path)) == ["ring.bin", "state.bin"] and log.next_lsn == 0
+    finally:
+        _wipe(path)
+
+
+def test_a_damaged_segment_mid_ring_is_a_hole_the_reads_and_the_eviction_step_over():
+    # RAM keeps no index of the segments: reads find them from their heads on flash, in ring order.
+    path = _folder("hole")
+    try:
+        log = FlashLog(path, 8 * _SEG, _SEG)
+        per_segment = (_SEG - 28) // 42
+        total = 6 * per_segment
+        for i in range(total):
+            log.append(_packet(i), 40)
+        log.close()
+        with open(path + "/ring.bin", "r+b") as f:  # a flipped bit in the third segment
+            f.seek(2 * _SEG + 100)
+            b = f.read(1)
+            f.seek(2 * _SEG + 100)
+            f.write(bytes((b[0] ^ 1,)))
+        again = FlashLog(path, 8 * _SEG, _SEG)
+        hole = range(2 * per_segment, 3 * per_segment)
+        held = [i for i in range(total) if i not in hole]
+        assert again.torn == 1 and again.first_lsn == 0
+        assert [g[0] for g in _read_all(again, 0, total)] == held
+        assert [g[0] for g in _read_all(again, 2 * per_segment - 1, 3 * per_segment + 2)] == [
+            2 * per_segment - 1, 3 * per_segment, 3 * per_segment + 1]
+        assert again.available(0, total) == len(held)
+        assert again.available(hole[0], hole[-1] + 1) == 0
+        again.ack(total)
+        for i in range(total, total + 9 * per_segment):  # the ring turns over, past the hole
+            again.append(_packet(i), 40)
+        assert again.overflow == 0 and again.first_lsn == total and again._nseg == 8
+        assert [g[0] for g in _read_all(again, total, again.next_lsn)] == list(range(again.first_lsn, again.next_lsn))
     finally:
         _wipe(path)
