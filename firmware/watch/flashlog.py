@@ -46,6 +46,7 @@ _CRC_SIZE = const(4)
 _STATE = "<IIIIIII"  # boot, acked lsn, overflow, torn, next lsn after a clean shutdown, segment bytes, slots
 _MIN_RECORD = const(16)  # length prefix + the smallest packet: bounds the records one segment holds
 MAX_RECORD = const(256)
+READ_ROOM = const(14)  # bytes before a record read back into `read_buf`: a BACKFILL's header and body
 _EMPTY = const(0)  # what _check finds in a slot
 _TORN = const(1)
 _WHOLE = const(2)
@@ -120,14 +121,18 @@ class FlashLog:
         self._crc = bytearray(_CRC_SIZE)  # a slot's CRC as computed, to compare with its stored one
         self.live_dropped = 0  # records that did not go out live in time (the host backfills them)
         # The live queue's part on flash: the _lcount unsent records of the segment written
-        # last, from file offset _lfile + _lpos on, read back one at a time into _lbuf.
+        # last, from file offset _lfile + _lpos on, read back one at a time into read_buf.
         self._lfile = self._lpos = self._lcount = 0
-        self._lbuf = bytearray(2 + MAX_RECORD)
+        # Records read back from flash: by the live queue (length and record at 0, nothing kept
+        # there between calls) and by a backfill (`read` at READ_ROOM; it reads a record again
+        # after `unread` rather than keep it), so one buffer serves both.
+        self.read_buf = bytearray(READ_ROOM + MAX_RECORD)
         self._rseg = -1  # backfill cursor: the slot being read, the lsn and file offset of its next record
         self._rnext_file = self._rfile_end = self._rfile_boot = self._rpos = 0
         self._rnext = 0  # the next lsn of the range being read, and the range's end
         self._rend = 0
-        self.lsn = 0  # lsn of the record `read` returned last
+        self.lsn = 0  # lsn of the record `read` returned last, and its length
+        self._rlen = 0
         self.record_boot = 0
         self.boot = (boot + 1) & 0xFFFF
         self._f = self._open_ring(old_segment)
@@ -170,7 +175,7 @@ class FlashLog:
         host by backfill."""
         sent = 0
         f = self._f
-        b = self._lbuf
+        b = self.read_buf
         while sent < budget and self._lcount:
             f.seek(self._lfile + self._lpos)
             f.readinto(b)  # the record and what follows it in the slot (or less at the ring's end)
@@ -491,7 +496,16 @@ class FlashLog:
         self.lsn = lsn
         self.record_boot = boot
         self._rnext = lsn + 1
+        self._rlen = n
         return n
+
+    def unread(self):
+        """The next `read` returns the record `read` returned last again."""
+        lsn = self.lsn
+        self._rnext = lsn
+        if self._rseg >= 0 and self._rnext_file == lsn + 1:  # it came from a slot: step back over it
+            self._rnext_file = lsn
+            self._rpos -= 2 + self._rlen
 
     def _next_first(self, lsn):
         """The first lsn held after `lsn` (the range's end when none is)."""

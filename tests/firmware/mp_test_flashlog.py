@@ -299,7 +299,7 @@ def _command(ptype, seq, *fields):
     return struct.pack(P.HEADER, P.VERSION, ptype, seq, 0) + struct.pack(layout, *fields)
 
 
-def test_backfill_replays_a_range_then_marks_its_end_with_log_info():
+def test_backfill_replays_a_range_then_marks_its_end_with_log_info_a_refused_record_again():
     path = _folder("backfill")
     try:
         log = FlashLog(path, 64 * _SEG, _SEG)
@@ -320,16 +320,22 @@ def test_backfill_replays_a_range_then_marks_its_end_with_log_info():
                 return False
             sent.append(bytes(buf[:n]))
             return True
-        while bf.active:
+        live = []
+        while bf.active:  # the live queue reads back into the buffer the replay reads into
+            log.send_live(lambda buf, n, off: live.append(bytes(buf[off:off + n])) or True, 1)
             bf.flush(radio, 3, 1000, 244)
+        assert live and all(pkt == _packet(struct.unpack_from("<H", pkt, 2)[0]) for pkt in live)
         lsns = []
+        seqs = []
         for pkt in sent:
-            _, ptype, _, _ = struct.unpack_from(P.HEADER, pkt, 0)
+            _, ptype, seq, _ = struct.unpack_from(P.HEADER, pkt, 0)
+            seqs.append(seq)
             lsn, boot = struct.unpack_from(P.BACKFILL_BODY, pkt, P.HEADER_SIZE)
             assert ptype == P.BACKFILL and boot == 1
             assert pkt[P.BACKFILL_WRAP:] == _packet(lsn)
             lsns.append(lsn)
         assert lsns == list(range(10, 20)), lsns
+        assert seqs == list(range(seqs[0], seqs[0] + 10)), seqs  # the refused one went again as itself
         assert len(replies) == 1  # LOG_INFO marks the end
         bf.command(P.CMD_ACK, 8, _command(P.CMD_ACK, 8, 20), 0, lambda c, s, st, v=0: answers.append((c, st, v)))
         assert answers[-1] == (P.CMD_ACK, P.OK, 20) and log.acked == 20
