@@ -185,8 +185,8 @@ class Watch:
         does not answer at boot: the other streams keep working without it."""
         for _ in range(_INIT_TRIES):
             try:
-                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses, bus), cfg["address"]), streams,
-                                buffers, config, self.uptime, cfg.get("rates_hz"))
+                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses, bus), cfg["address"], _burst(cfg)),
+                                streams, buffers, config, self.uptime, cfg.get("rates_hz"))
                 sensor.start()
                 return sensor
             except OSError as e:
