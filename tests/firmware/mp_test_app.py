@@ -125,7 +125,7 @@ def test_pinetime_writes_in_segments_wait_in_join_buffers_and_whole_ones_in_the_
 
     w = watch_on("pinetime")
     radio = w.radio
-    assert all(len(q) == 20 for q in radio._q)
+    assert radio._q_size == 20 and len(radio._q) == 20 * radio.queue
 
     def write_packet(packet):
         seg = bytearray(20)
