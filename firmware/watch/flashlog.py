@@ -113,12 +113,12 @@ class FlashLog:
         self.max_segments = slots
         self.acked, self.overflow, self.torn = acked, overflow, torn
         self._buf = bytearray(segment_bytes)
-        self._head = bytearray(_HEAD_SIZE)  # a segment's head, read back from flash
+        # A segment's head read back from flash; also a record's length prefix as a backfill
+        # reads it, and at boot a slot's CRC as computed (to compare with its stored one).
+        self._head = bytearray(_HEAD_SIZE)
         self._efirst = self._ecount = self._eboot = 0  # the ring entry _entry read last
         self._oldest = 0  # the ring file slot of the oldest segment
         self._nseg = 0  # slots from it to the newest segment's (holes included)
-        self._word = bytearray(2)
-        self._crc = bytearray(_CRC_SIZE)  # a slot's CRC as computed, to compare with its stored one
         self.live_dropped = 0  # records that did not go out live in time (the host backfills them)
         # The live queue's part on flash: the _lcount unsent records of the segment written
         # last, from file offset _lfile + _lpos on, read back one at a time into read_buf.
@@ -382,7 +382,7 @@ class FlashLog:
             return _TORN, 0, 0, 0, 0, 0, 0  # the write of the ring's last slot was cut short
         magic, first, count, boot, acked, overflow, torn = struct.unpack_from(_HEAD, buf, 0)
         end = size - _CRC_SIZE
-        crc = self._crc
+        crc = self._head
         _crc_into(buf, end, crc, 0)  # pyright: ignore[reportArgumentType] (viper takes buffers)
         if crc[0] != buf[end] or crc[1] != buf[end + 1] or crc[2] != buf[end + 2] or crc[3] != buf[end + 3]:
             return _TORN, 0, 0, 0, 0, 0, 0
@@ -478,7 +478,7 @@ class FlashLog:
             self._rfile_end = self._efirst + self._ecount
             self._rfile_boot = self._eboot
             self._rpos = slot * self.segment_bytes + _HEAD_SIZE
-        word = self._word
+        word = self._head
         while True:  # the writer moves the file position between reads: seek every time
             f.seek(self._rpos)
             f.readinto(word)
@@ -487,6 +487,7 @@ class FlashLog:
                 break
             self._rpos += 2 + n
             self._rnext_file += 1
+        f.seek(self._rpos + 2)
         f.readinto(memoryview(out)[offset:offset + n])
         self._rpos += 2 + n
         self._rnext_file += 1
