@@ -44,6 +44,7 @@ _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: rea
 _BURST = const(32)  # largest FIFO burst read per sensor and period (the rest waits in the FIFO)
 _CATCH_UP = const(3)  # a period's read takes up to this many periods of samples at the part's top rate
 _PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notification header
+_EVENT_SLOT = const(44)  # the largest packet on the event characteristic: STATUS, header 8 + body 36
 _INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
 _FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
 _STATUS_EVERY_MS = const(60000)  # STATUS (heap, counters) unasked this often while connected
@@ -72,7 +73,7 @@ class Watch:
         # replies and predictions here (a small watch holds fewer).
         slots = board.get("outbox_slots", 8)
         self.replies = Outbox(slots, 32)
-        self.events = Outbox(8, 48)  # a boot's events wait here for the first connection
+        self.events = Outbox(8, _EVENT_SLOT)  # a boot's events wait here for the first connection
         self.preds = Outbox(slots, 32)
         self.key = self._read_key()
         self.auth = Auth(self.key)

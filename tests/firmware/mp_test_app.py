@@ -311,3 +311,14 @@ def test_a_model_commit_builds_the_engine_again_around_the_new_models_block():
     assert w.engine is not None and w.hr is not None and w.engine.window_s == 30
     w.commit_model(1)  # no upload in progress: refused, and the windows and heart rate go on
     assert w.model is None and w.engine is not None and w.hr is not None and w.engine.window_s == 30
+
+
+def test_a_status_report_fills_an_event_slot_exactly():
+    # The event outbox's slots are as large as its largest packet, STATUS, and no larger.
+    from wire import protocol as P
+
+    w = watch_on("pinetime")
+    w.status()
+    box = w.events
+    i = (box._head + len(box) - 1) % box._slots
+    assert box._lens[i] == box.slot_size == P.HEADER_SIZE + struct.calcsize(P.STATUS_BODY)
