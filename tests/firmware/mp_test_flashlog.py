@@ -388,3 +388,28 @@ def test_a_damaged_segment_mid_ring_is_a_hole_the_reads_and_the_eviction_step_ov
         assert [g[0] for g in _read_all(again, total, again.next_lsn)] == list(range(again.first_lsn, again.next_lsn))
     finally:
         _wipe(path)
+
+
+def test_boot_keeps_the_newest_segments_in_ring_order_and_counts_one_out_of_it():
+    # Reads find segments by walking the slots from the oldest; a segment out of lsn order
+    # (a ring written some other way) would break that: boot lets it go, counted.
+    path = _folder("order")
+    try:
+        log = FlashLog(path, 8 * _SEG, _SEG)
+        per_segment = (_SEG - 28) // 42
+        for i in range(4 * per_segment):
+            log.append(_packet(i), 40)
+        log.close()
+        with open(path + "/ring.bin", "r+b") as f:  # the second and third segments swap slots
+            f.seek(_SEG)
+            second = f.read(_SEG)
+            third = f.read(_SEG)
+            f.seek(_SEG)
+            f.write(third + second)
+        again = FlashLog(path, 8 * _SEG, _SEG)
+        gone = range(2 * per_segment, 3 * per_segment)
+        assert again.overflow == per_segment and again.torn == 0
+        assert [g[0] for g in _read_all(again, 0, 4 * per_segment)] == [i for i in range(4 * per_segment) if i not in gone]
+        assert again.available(0, 4 * per_segment) == 3 * per_segment
+    finally:
+        _wipe(path)
