@@ -42,7 +42,9 @@ _STREAMS_PATH = const("streams.bin")  # the streams the host asked for: a reboot
 
 _PERIOD_MS = const(100)  # MAX30102's 32-sample FIFO lasts 320 ms at 100 Hz: read 3x as often
 _BURST = const(32)  # largest FIFO burst read per sensor and period (the rest waits in the FIFO)
+_CATCH_UP = const(3)  # a period's read takes up to this many periods of samples at the part's top rate
 _PACKET = const(244)  # largest packet: ATT MTU 247 minus the 3-byte notification header
+_EVENT_SLOT = const(44)  # the largest packet on the event characteristic: STATUS, header 8 + body 36
 _INFO_EVERY_MS = const(10000)  # STREAM_INFO and STATUS resent this often
 _FLUSH_BUDGET = const(12)  # notifications per period: pacing that keeps the link alive
 _STATUS_EVERY_MS = const(60000)  # STATUS (heap, counters) unasked this often while connected
@@ -71,7 +73,7 @@ class Watch:
         # replies and predictions here (a small watch holds fewer).
         slots = board.get("outbox_slots", 8)
         self.replies = Outbox(slots, 32)
-        self.events = Outbox(8, 48)  # a boot's events wait here for the first connection
+        self.events = Outbox(8, _EVENT_SLOT)  # a boot's events wait here for the first connection
         self.preds = Outbox(slots, 32)
         self.key = self._read_key()
         self.auth = Auth(self.key)
@@ -153,13 +155,15 @@ class Watch:
         imu = cfg.get("imu")
         if ppg:
             self.ppg_rate = ppg["rate_hz"]
-            self.ir = zeros("I", _BURST)
-            self.red = zeros("I", _BURST)
+            n = _burst(ppg)
+            self.ir = zeros("I", n)
+            self.red = zeros("I", n)
             self.ppg = self._start(ppg, buses, bus, (P.PPG,), (self.ir, self.red), {"rate_hz": self.ppg_rate})
         if imu:
             self.imu_rate = imu["rate_hz"]
-            self.acc = zeros("h", 3 * _BURST)
-            self.gyro = zeros("h", 3 * _BURST) if self.has_gyro else self.acc
+            n = _burst(imu)
+            self.acc = zeros("h", 3 * n)
+            self.gyro = zeros("h", 3 * n) if self.has_gyro else self.acc
             config = {"rate_hz": self.imu_rate, "accel_range_g": imu["accel_range_g"]}
             if self.has_gyro:
                 config["gyro_range_dps"] = imu["gyro_range_dps"]
@@ -182,8 +186,8 @@ class Watch:
         does not answer at boot: the other streams keep working without it."""
         for _ in range(_INIT_TRIES):
             try:
-                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses, bus), cfg["address"]), streams,
-                                buffers, config, self.uptime, cfg.get("rates_hz"))
+                sensor = Sensor(parts.driver(cfg["part"], self._bus(cfg, buses, bus), cfg["address"], _burst(cfg)),
+                                streams, buffers, config, self.uptime, cfg.get("rates_hz"))
                 sensor.start()
                 return sensor
             except OSError as e:
@@ -713,6 +717,13 @@ class Watch:
         finally:
             self.log.close()
             self.radio.on_power_off()
+
+
+def _burst(cfg):
+    """Samples a sensor's read buffers hold: `_CATCH_UP` periods at the part's top rate, so a
+    loop that stalled catches up in a few periods while the rest waits in the FIFO (a small
+    watch keeps the bytes a larger burst would take)."""
+    return min(_BURST, max(cfg.get("rates_hz") or (cfg["rate_hz"],)) * _PERIOD_MS * _CATCH_UP // 1000 + 1)
 
 
 def main():

@@ -4,7 +4,7 @@ logged records as BACKFILL packets on the control characteristic (docs/protocol.
 import struct
 
 from watch import protocol as P
-from watch.flashlog import MAX_RECORD
+from watch.flashlog import READ_ROOM
 
 
 class Backfill:
@@ -17,8 +17,9 @@ class Backfill:
     def __init__(self, log, replies):
         self.log = log
         self.replies = replies
-        self._buf = bytearray(P.BACKFILL_WRAP + MAX_RECORD)
-        self._n = 0  # length of a built packet the radio has not taken yet
+        if P.BACKFILL_WRAP > READ_ROOM:
+            raise ValueError("a BACKFILL's wrap does not fit before the log's records")
+        self._seq = -1  # the sequence number of a packet the radio refused, kept for its next try
         self.active = False
         self.skipped = 0  # records too big for the link they were asked for on
 
@@ -40,7 +41,7 @@ class Backfill:
                 return
             hi = min(hi, log.next_lsn)
             log.seek(lo, hi)
-            self._n = 0
+            self._seq = -1
             self.active = True
             reply(ptype, seq, P.OK, log.available(lo, hi))
         elif ptype == P.CMD_ACK:
@@ -57,20 +58,22 @@ class Backfill:
         """
         sent = 0
         log, box = self.log, self.replies
+        buf = log.read_buf  # the live queue reads into it too: a refused packet is read again next time
         while self.active and sent < budget and not len(box):
-            if not self._n:
-                n = log.read(self._buf, P.BACKFILL_WRAP)
-                if not n:
-                    self.active = False
-                    self.info(tick)
-                    break
-                if P.BACKFILL_WRAP + n > max_payload:
-                    self.skipped += 1
-                    continue
-                P.pack_body(self._buf, P.BACKFILL, box.next_seq(), tick, P.BACKFILL_BODY, log.lsn, log.record_boot)
-                self._n = P.BACKFILL_WRAP + n
-            if not send(self._buf, self._n):
+            n = log.read(buf, P.BACKFILL_WRAP)
+            if not n:
+                self.active = False
+                self.info(tick)
                 break
-            self._n = 0
+            if P.BACKFILL_WRAP + n > max_payload:
+                self.skipped += 1
+                continue
+            seq = self._seq if self._seq >= 0 else box.next_seq()
+            P.pack_body(buf, P.BACKFILL, seq, tick, P.BACKFILL_BODY, log.lsn, log.record_boot)
+            if not send(buf, P.BACKFILL_WRAP + n):
+                log.unread()
+                self._seq = seq
+                break
+            self._seq = -1
             sent += 1
         return sent

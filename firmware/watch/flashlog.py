@@ -13,6 +13,12 @@ nothing (no file object, no file name, no slice). It holds at most `max_bytes` o
 written over: records the host had acknowledged go silently, others are counted in
 `overflow`, which the watch reports (LOG_INFO, EVENT 15).
 
+Segments go into the ring file's slots in turn, so the slots from the oldest segment's on
+hold them in lsn order (a slot cleared at boot stays a hole). RAM keeps only where the ring
+starts and how many slots it spans: a segment's first lsn and count are read back from its
+head on flash when a backfill, LOG_INFO or an eviction needs them (rare paths), which keeps
+a 256-segment log's index (over 1 KB) off the heap.
+
 Ring file `<folder>/ring.bin`: slot i at i * segment_bytes, each
     u32 magic "WLG2", u32 first lsn, u16 records, u16 boot, u32 acked lsn, u32 overflow,
     u32 torn, records (u16 length, then the packet), and in the slot's last 4 bytes the CRC32
@@ -40,6 +46,7 @@ _CRC_SIZE = const(4)
 _STATE = "<IIIIIII"  # boot, acked lsn, overflow, torn, next lsn after a clean shutdown, segment bytes, slots
 _MIN_RECORD = const(16)  # length prefix + the smallest packet: bounds the records one segment holds
 MAX_RECORD = const(256)
+READ_ROOM = const(14)  # bytes before a record read back into `read_buf`: a BACKFILL's header and body
 _EMPTY = const(0)  # what _check finds in a slot
 _TORN = const(1)
 _WHOLE = const(2)
@@ -106,32 +113,26 @@ class FlashLog:
         self.max_segments = slots
         self.acked, self.overflow, self.torn = acked, overflow, torn
         self._buf = bytearray(segment_bytes)
-        self._head = bytearray(_HEAD_SIZE)  # a segment's head, read back for a backfill
-        # Ring of the segments held, oldest at _oldest: their first lsns. The ring spans fewer
-        # than 2 * slots * segment_bytes / _MIN_RECORD lsns (records, and the numbers a power
-        # cut skips): below 65536 (logs up to 512 KB) the low 16 bits tell them (_first_of).
-        self._short = slots * segment_bytes // _MIN_RECORD < 32768
-        self._firsts = array("H", bytes(2 * slots)) if self._short else array("I", bytes(4 * slots))
-        # Records per segment and slot numbers in bytes where they fit (a small watch's log).
-        wide = 2 if segment_bytes // _MIN_RECORD > 255 else 1
-        self._counts = array("BH"[wide - 1], bytes(wide * slots))  # (from bytes: no list of n objects on the way)
-        wide = 2 if slots > 256 else 1
-        self._slots = array("BH"[wide - 1], bytes(wide * slots))  # the ring file slot each one is in
-        self._used = bytearray((slots + 7) // 8)  # per ring file slot, a bit: set while it holds a segment
-        self._oldest = 0
-        self._nseg = 0
-        self._word = bytearray(2)
-        self._crc = bytearray(_CRC_SIZE)  # a slot's CRC as computed, to compare with its stored one
+        # A segment's head read back from flash; also a record's length prefix as a backfill
+        # reads it, and at boot a slot's CRC as computed (to compare with its stored one).
+        self._head = bytearray(_HEAD_SIZE)
+        self._efirst = self._ecount = self._eboot = 0  # the ring entry _entry read last
+        self._oldest = 0  # the ring file slot of the oldest segment
+        self._nseg = 0  # slots from it to the newest segment's (holes included)
         self.live_dropped = 0  # records that did not go out live in time (the host backfills them)
         # The live queue's part on flash: the _lcount unsent records of the segment written
-        # last, from file offset _lfile + _lpos on, read back one at a time into _lbuf.
+        # last, from file offset _lfile + _lpos on, read back one at a time into read_buf.
         self._lfile = self._lpos = self._lcount = 0
-        self._lbuf = bytearray(2 + MAX_RECORD)
-        self._rseg = -1  # backfill cursor: the segment being read, the lsn and file offset of its next record
+        # Records read back from flash: by the live queue (length and record at 0, nothing kept
+        # there between calls) and by a backfill (`read` at READ_ROOM; it reads a record again
+        # after `unread` rather than keep it), so one buffer serves both.
+        self.read_buf = bytearray(READ_ROOM + MAX_RECORD)
+        self._rseg = -1  # backfill cursor: the slot being read, the lsn and file offset of its next record
         self._rnext_file = self._rfile_end = self._rfile_boot = self._rpos = 0
         self._rnext = 0  # the next lsn of the range being read, and the range's end
         self._rend = 0
-        self.lsn = 0  # lsn of the record `read` returned last
+        self.lsn = 0  # lsn of the record `read` returned last, and its length
+        self._rlen = 0
         self.record_boot = 0
         self.boot = (boot + 1) & 0xFFFF
         self._f = self._open_ring(old_segment)
@@ -174,7 +175,7 @@ class FlashLog:
         host by backfill."""
         sent = 0
         f = self._f
-        b = self._lbuf
+        b = self.read_buf
         while sent < budget and self._lcount:
             f.seek(self._lfile + self._lpos)
             f.readinto(b)  # the record and what follows it in the slot (or less at the ring's end)
@@ -208,9 +209,7 @@ class FlashLog:
         self.live_dropped += self._lcount  # the segment before: its turn is over
         if self._nseg == self.max_segments:
             self._evict()
-        slot = 0
-        while self._used[slot >> 3] & (1 << (slot & 7)):
-            slot += 1
+        slot = (self._oldest + self._nseg) % self.max_segments
         struct.pack_into(_HEAD, self._buf, 0, _MAGIC, self._first, self._count, self.boot, self.acked,
                          self.overflow, self.torn)
         end = self.segment_bytes - _CRC_SIZE
@@ -219,11 +218,6 @@ class FlashLog:
         self._lfile = slot * self.segment_bytes  # its unsent records go on from flash
         self._lpos = self._live
         self._lcount = self._count - self._live_count
-        i = (self._oldest + self._nseg) % self.max_segments
-        self._firsts[i] = self._first & 0xFFFF if self._short else self._first
-        self._counts[i] = self._count
-        self._slots[i] = slot
-        self._used[slot >> 3] |= 1 << (slot & 7)
         self._nseg += 1
         self._start_segment()
 
@@ -243,20 +237,29 @@ class FlashLog:
     @property
     def first_lsn(self):
         """The oldest record the log still holds (next_lsn when it holds none)."""
-        return self._first_of(self._oldest) if self._nseg else self._first if self._count else self.next_lsn
+        for k in range(self._nseg):
+            if self._entry(k) >= 0:
+                return self._efirst
+        return self._first if self._count else self.next_lsn
 
     @property
     def bytes_used(self):
         return self._nseg * self.segment_bytes
 
-    def _first_of(self, i):
-        """The first lsn of ring entry i (held segments are less than 65536 lsns behind
-        next_lsn where only their low 16 bits are kept)."""
-        v = self._firsts[i]
-        if not self._short:
-            return v
-        ahead = self.next_lsn
-        return ahead - ((ahead - v) & 0xFFFF)
+    def _entry(self, k):
+        """Read the head of ring entry k (the k-th slot from the oldest): its first lsn and
+        record count into `_efirst` and `_ecount`, its boot into `_eboot`; returns its slot,
+        -1 for a hole (nothing allocated: the flush path evicts through it)."""
+        slot = (self._oldest + k) % self.max_segments
+        f = self._f
+        f.seek(slot * self.segment_bytes)
+        h = self._head
+        if (f.readinto(h) or 0) < _HEAD_SIZE or h[0] | h[1] << 8 | h[2] << 16 | h[3] << 24 != _MAGIC:
+            return -1
+        self._efirst = h[4] | h[5] << 8 | h[6] << 16 | h[7] << 24
+        self._ecount = h[8] | h[9] << 8
+        self._eboot = h[10] | h[11] << 8
+        return slot
 
     def _start_segment(self):
         self._first = self.next_lsn
@@ -266,16 +269,11 @@ class FlashLog:
         self._live_count = 0
 
     def _evict(self):
-        i = self._oldest
-        first = self._first_of(i)
-        end = first + self._counts[i]
-        if end > self.acked:
-            self.overflow += end - max(first, self.acked)
-        if self._rseg == i:
+        if self._entry(0) >= 0:
+            self._lost(self._efirst, self._ecount)
+        if self._rseg == self._oldest:
             self._close_reader()
-        slot = self._slots[i]
-        self._used[slot >> 3] &= ~(1 << (slot & 7))  # the next segment written goes there
-        self._oldest = (i + 1) % self.max_segments
+        self._oldest = (self._oldest + 1) % self.max_segments  # the next segment written goes there
         self._nseg -= 1
 
     def _write(self, offset, data):
@@ -326,10 +324,13 @@ class FlashLog:
             self.overflow += first + count - max(first, self.acked)
 
     def _scan(self):
-        """Check every slot of the ring file, clear torn ones; returns the lsn after the last record."""
+        """Check every slot of the ring file, clear torn ones, find where the ring starts;
+        returns the lsn after the last record."""
         f = self._f
         size = f.seek(0, 2)
-        found = []
+        n = self.max_segments
+        newest = -1
+        end = 0
         for slot in range(-(-size // self.segment_bytes)):  # a slot cut short at the end too
             kind, first, count, _, acked, overflow, torn = self._check(f, slot, self._buf)
             if kind == _EMPTY:
@@ -340,26 +341,34 @@ class FlashLog:
                 self.acked = max(self.acked, acked)  # counters carried by the newest segment
                 self.overflow = max(self.overflow, overflow)
                 self.torn = max(self.torn, torn)
-                if slot < self.max_segments:
-                    found.append((first, count, slot))
+                if slot < n:
+                    if first + count > end:
+                        newest, end = slot, first + count
                     continue
                 self._lost(first, count)  # a smaller budget than the last boot had
-            self._write(slot * self.segment_bytes, bytes(_CRC_SIZE))  # clear its magic
-        found.sort()
-        while len(found) > self.max_segments:
-            first, count, slot = found.pop(0)
-            self._lost(first, count)
-            self._write(slot * self.segment_bytes, bytes(_CRC_SIZE))
-        end = 0
-        for first, count, slot in found:
-            i = self._nseg
-            self._firsts[i] = first & 0xFFFF if self._short else first
-            self._counts[i] = count
-            self._slots[i] = slot
-            self._used[slot >> 3] |= 1 << (slot & 7)
-            self._nseg += 1
-            end = first + count
+            self._clear(slot)
+        if newest < 0:
+            return 0
+        # Back from the newest slot: each segment older than the one after it belongs to the
+        # ring; one out of that order (a ring written otherwise, or a smaller budget's) goes.
+        self._oldest, self._nseg = (newest + 1) % n, n
+        bound = self._efirst if self._entry(n - 1) >= 0 else end
+        oldest = newest
+        for k in range(n - 2, -1, -1):
+            if self._entry(k) < 0:
+                continue
+            if self._efirst + self._ecount <= bound:
+                bound = self._efirst
+                oldest = (newest + 1 + k) % n
+            else:
+                self._lost(self._efirst, self._ecount)
+                self._clear((newest + 1 + k) % n)
+        self._oldest = oldest
+        self._nseg = (newest - oldest) % n + 1
         return end
+
+    def _clear(self, slot):
+        self._write(slot * self.segment_bytes, bytes(_CRC_SIZE))  # its magic gone
 
     def _check(self, f, slot, buf):
         """(_WHOLE, first lsn, records, boot, acked, overflow, torn) of the segment in `slot`;
@@ -373,7 +382,7 @@ class FlashLog:
             return _TORN, 0, 0, 0, 0, 0, 0  # the write of the ring's last slot was cut short
         magic, first, count, boot, acked, overflow, torn = struct.unpack_from(_HEAD, buf, 0)
         end = size - _CRC_SIZE
-        crc = self._crc
+        crc = self._head
         _crc_into(buf, end, crc, 0)  # pyright: ignore[reportArgumentType] (viper takes buffers)
         if crc[0] != buf[end] or crc[1] != buf[end + 1] or crc[2] != buf[end + 2] or crc[3] != buf[end + 3]:
             return _TORN, 0, 0, 0, 0, 0, 0
@@ -389,14 +398,35 @@ class FlashLog:
     def available(self, lo, hi):
         """How many records in [lo, hi) the log still holds."""
         total = 0
-        for k in range(self._nseg + 1):
-            if k < self._nseg:
-                i = (self._oldest + k) % self.max_segments
-                first, count = self._first_of(i), self._counts[i]
-            else:
-                first, count = self._first, self._count
-            total += max(0, min(hi, first + count) - max(lo, first))
+        k = self._find(lo)
+        while k < self._nseg:
+            if self._entry(k) >= 0:
+                if self._efirst >= hi:
+                    break
+                total += max(0, min(hi, self._efirst + self._ecount) - max(lo, self._efirst))
+            k += 1
+        if self._count:
+            total += max(0, min(hi, self._first + self._count) - max(lo, self._first))
         return total
+
+    def _find(self, lsn):
+        """The ring entry whose segment may hold `lsn`: the last one starting at or before it
+        (0 when none does), by binary search over the heads on flash (holes skipped)."""
+        lo, hi = 0, self._nseg
+        best = 0
+        while lo < hi:
+            mid = (lo + hi) // 2
+            k = mid
+            while k < hi and self._entry(k) < 0:
+                k += 1
+            if k == hi:
+                hi = mid
+            elif self._efirst <= lsn:
+                best = k
+                lo = k + 1
+            else:
+                hi = mid
+        return best
 
     def seek(self, lo, hi):
         """Start reading the records of [lo, hi) with `read`."""
@@ -431,26 +461,24 @@ class FlashLog:
         """The record `lsn` from its slot; 0 (and `_rnext` moved on) when it is gone."""
         f = self._f
         if self._rseg < 0 or lsn < self._rnext_file or lsn >= self._rfile_end:
+            k = -1
+            if self._rseg >= 0:  # a replay goes on in the segment after the one it read
+                k = (self._rseg - self._oldest) % self.max_segments + 1
+                if k >= self._nseg or self._entry(k) < 0 or not self._efirst <= lsn < self._efirst + self._ecount:
+                    k = -1
             self._close_reader()
-            seg = -1  # the ring entry holding lsn
-            for k in range(self._nseg):
-                i = (self._oldest + k) % self.max_segments
-                first = self._first_of(i)
-                if first <= lsn < first + self._counts[i]:
-                    seg = i
-                    break
-            if seg < 0:  # evicted, torn or never written: go on with the next segment held
-                self._rnext = self._next_first(lsn)
-                return 0
-            base = self._slots[seg] * self.segment_bytes
-            f.seek(base)
-            f.readinto(self._head)
-            self._rseg = seg
-            self._rnext_file = self._first_of(seg)
-            self._rfile_end = self._rnext_file + self._counts[seg]
-            self._rfile_boot = struct.unpack_from("<H", self._head, 10)[0]
-            self._rpos = base + _HEAD_SIZE
-        word = self._word
+            if k < 0:
+                k = self._find(lsn)
+                if k >= self._nseg or self._entry(k) < 0 or not self._efirst <= lsn < self._efirst + self._ecount:
+                    self._rnext = self._next_first(lsn)  # evicted, torn or never written: the next one held
+                    return 0
+            slot = (self._oldest + k) % self.max_segments
+            self._rseg = slot
+            self._rnext_file = self._efirst
+            self._rfile_end = self._efirst + self._ecount
+            self._rfile_boot = self._eboot
+            self._rpos = slot * self.segment_bytes + _HEAD_SIZE
+        word = self._head
         while True:  # the writer moves the file position between reads: seek every time
             f.seek(self._rpos)
             f.readinto(word)
@@ -459,6 +487,7 @@ class FlashLog:
                 break
             self._rpos += 2 + n
             self._rnext_file += 1
+        f.seek(self._rpos + 2)
         f.readinto(memoryview(out)[offset:offset + n])
         self._rpos += 2 + n
         self._rnext_file += 1
@@ -468,14 +497,24 @@ class FlashLog:
         self.lsn = lsn
         self.record_boot = boot
         self._rnext = lsn + 1
+        self._rlen = n
         return n
 
+    def unread(self):
+        """The next `read` returns the record `read` returned last again."""
+        lsn = self.lsn
+        self._rnext = lsn
+        if self._rseg >= 0 and self._rnext_file == lsn + 1:  # it came from a slot: step back over it
+            self._rnext_file = lsn
+            self._rpos -= 2 + self._rlen
+
     def _next_first(self, lsn):
+        """The first lsn held after `lsn` (the range's end when none is)."""
         best = self._rend
-        for k in range(self._nseg):
-            first = self._first_of((self._oldest + k) % self.max_segments)
-            if lsn < first < best:
-                best = first
+        for k in range(self._find(lsn), self._nseg):
+            if self._entry(k) >= 0 and lsn < self._efirst:
+                best = min(best, self._efirst)
+                break
         if lsn < self._first < best and self._count:
             best = self._first
         return best

@@ -152,11 +152,12 @@ class GattServer:
         n = self.queue
         self._wrap = 2 * n  # queue positions count modulo twice its length so that full and empty differ
         # A segmenting stack's writes carry 20 bytes at most: its queue's slots hold that much,
-        # and a packet put together from segments waits in one of two buffers of its own.
-        self._q = [bytearray(MTU_DEFAULT - 3 if self.segmenting else MAX_WRITE) for _ in range(n)]
-        self._q_len = array("H", bytes(2 * n))
-        self._q_chan = bytearray(n)
-        self._q_join = bytearray(n)  # per slot: 1 + the join buffer its packet is in; 0: in the slot
+        # and a packet put together from segments waits in one of two buffers of its own. The
+        # slots are one buffer; per slot three bytes in _q_info: the write's length (at most
+        # MAX_WRITE, 244), its channel, and 1 + the join buffer its packet is in (0: in the slot).
+        self._q_size = MTU_DEFAULT - 3 if self.segmenting else MAX_WRITE
+        self._q = bytearray(n * self._q_size)
+        self._q_info = bytearray(3 * n)
         self._q_head = 0  # written by the app only
         self._q_tail = 0  # written by the IRQ only
         self._q_held = False
@@ -265,18 +266,21 @@ class GattServer:
                 return  # the central (un)subscribing: the stack keeps the CCCD itself
         tail = self._q_tail
         i = tail % self.queue
-        q = self._q[i]
-        if (tail - self._q_head) % self._wrap >= self.queue or (k < 0 and n > len(q)):
+        size = self._q_size
+        if (tail - self._q_head) % self._wrap >= self.queue or (k < 0 and n > size):
             self.writes_dropped += 1
             return
         if k >= 0:
             self._join_busy[k] = 1
         else:
+            q = self._q
+            at = i * size
             for j in range(n):
-                q[j] = value[j]
-        self._q_join[i] = k + 1
-        self._q_len[i] = n
-        self._q_chan[i] = channel
+                q[at + j] = value[j]
+        info = self._q_info
+        info[3 * i] = n
+        info[3 * i + 1] = channel
+        info[3 * i + 2] = k + 1
         self._q_tail = (tail + 1) % self._wrap
 
     # App side -------------------------------------------------------------------------
@@ -286,8 +290,9 @@ class GattServer:
 
         The memoryview stays valid until the next call, which hands its slot back.
         """
+        info = self._q_info
         if self._q_held:
-            k = self._q_join[self._q_head % self.queue]
+            k = info[3 * (self._q_head % self.queue) + 2]
             if k:
                 self._join_busy[k - 1] = 0
             self._q_head = (self._q_head + 1) % self._wrap
@@ -296,9 +301,12 @@ class GattServer:
             return None
         i = self._q_head % self.queue
         self._q_held = True
-        k = self._q_join[i]
-        buf = self._joins[k - 1] if k else self._q[i]
-        return self._q_chan[i], memoryview(buf)[:self._q_len[i]]  # (a command, not a sample: it may allocate)
+        n = info[3 * i]
+        k = info[3 * i + 2]
+        if k:
+            return info[3 * i + 1], memoryview(self._joins[k - 1])[:n]  # (a command, not a sample: it may allocate)
+        at = i * self._q_size
+        return info[3 * i + 1], memoryview(self._q)[at:at + n]
 
     def _credit(self, cost):
         # The link carries _NOTIFY_BUDGET notifications per connection event; the budget

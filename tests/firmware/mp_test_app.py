@@ -125,7 +125,7 @@ def test_pinetime_writes_in_segments_wait_in_join_buffers_and_whole_ones_in_the_
 
     w = watch_on("pinetime")
     radio = w.radio
-    assert all(len(q) == 20 for q in radio._q)
+    assert radio._q_size == 20 and len(radio._q) == 20 * radio.queue
 
     def write_packet(packet):
         seg = bytearray(20)
@@ -388,3 +388,14 @@ def test_predictions_read_the_model_from_flash_without_allocating_and_a_changed_
     assert w.model is None
     assert run_windows(w, 10) >= 1  # the windows go on, without the model
     assert w.model is None and (P.EV_MODEL_REJECTED, P.E_BAD_CRC) in _events(w)
+
+
+def test_a_status_report_fills_an_event_slot_exactly():
+    # The event outbox's slots are as large as its largest packet, STATUS, and no larger.
+    from wire import protocol as P
+
+    w = watch_on("pinetime")
+    w.status()
+    box = w.events
+    i = (box._head + len(box) - 1) % box._slots
+    assert box._lens[i] == box.slot_size == P.HEADER_SIZE + struct.calcsize(P.STATUS_BODY)
