@@ -49,16 +49,18 @@ def _status(heap_free, model_id):
 
 
 def test_each_status_report_is_credited_the_pointer_width_of_the_state_it_came_from():
-    # Before the model's commit (model id 0: before the upload and during it) the watch holds
-    # the boot's state; after it the state with the model, whose credit is larger. A report
-    # without the model is never credited the model's width.
-    peak = _bench().firmware_peak
+    # Before the upload the watch holds the boot's state; while it is under way the upload's;
+    # after the commit the state with the model. A report is credited its own state's width.
+    bench = _bench()
     widths = {"boot": 18000, "model": 20000, "upload": 20500}
-    # 64-bit heap 50000 before the commit, 51000 after: 32000 and 31000 on the watch
-    result = peak([_status(10000, 0), _status(9000, 7)], 60000, widths)
-    assert result == {"peak_heap": 32000, "peak_heap_64": 51000, "pointer_width": 18000, "with_model": False}
-    result = peak([_status(10000, 0), _status(7000, 7)], 60000, widths)
-    assert result == {"peak_heap": 33000, "peak_heap_64": 53000, "pointer_width": 20000, "with_model": True}
-    # a session without a model measured no state with one: the boot's width throughout
-    assert peak([_status(10000, 0)], 60000, {"boot": 18000})["peak_heap"] == 32000
-    assert peak([], 60000, widths) is None
+    packets = [_status(10000, 0), "chunk reply", _status(8000, 0), _status(9000, 7)]
+    states = bench.report_states(packets, range(1, 3))
+    assert states == ["boot", "upload", "model"]
+    # 64-bit heap 50000 before the upload, 52000 during it, 51000 after: 32000, 31500, 31000
+    result = bench.firmware_peak([p for p in packets if not isinstance(p, str)], states, 60000, widths)
+    assert result == {"peak_heap": 32000, "peak_heap_64": 52000, "pointer_width": 18000, "state": "boot"}
+    result = bench.firmware_peak([_status(10000, 0), _status(6000, 0)], ["boot", "upload"], 60000, widths)
+    assert result == {"peak_heap": 33500, "peak_heap_64": 54000, "pointer_width": 20500, "state": "upload"}
+    # a session without a model measured no other state: the boot's width throughout
+    assert bench.firmware_peak([_status(10000, 0)], ["boot"], 60000, {"boot": 18000})["peak_heap"] == 32000
+    assert bench.firmware_peak([], [], 60000, widths) is None

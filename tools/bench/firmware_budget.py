@@ -22,15 +22,17 @@ case the PineTime's budget must hold), and reports per board:
   the largest over the STATUS reports of the heap in use minus the shims, the frozen bytecode,
   the GC tables of the simulated heap beyond the watch's (`gc_tables`, `heap.table_credit`;
   negative where the watch's budget holds larger tables than the simulation's heap) and the
-  pointer width of the state the report came from (`pointer_width_for`): a report without a
-  model (model id 0: before the upload, or during it) is credited the boot's width, one with
-  the model the width of the state with the model (`heap.width_bytes(model=True)`: its
-  modules, the model, the feature engine and heart-rate estimator rebuilt around it, at
-  their 32-bit size); whatever else is made after boot (the connection's objects, the
-  upload's module) counts at its 64-bit size, which is conservative. `pointer_width` is the
-  credit at the peak, `pointer_widths` the measured states (boot, model, upload);
-  `peak_heap_64` is the peak before any pointer width; `peak_with_model` says which state
-  the peak came from;
+  pointer width of the state the report came from (`pointer_width_for`): a report before
+  the upload is credited the boot's width, one that came while the upload was under way the
+  upload's (`heap.width_bytes(upload=True)`: its module and the model's, the upload's
+  object; a report made just before the first MODEL_BEGIN and received after it is credited
+  that too: the boot's state, smaller, is never the peak), one with the model the width of
+  the state with the model (`heap.width_bytes(model=True)`: its modules, the model, the
+  feature engine and heart-rate estimator rebuilt around it, at their 32-bit size); whatever
+  else is made after boot (the connection's objects) counts at its 64-bit size, which is
+  conservative. `pointer_width` is the credit at the peak, `pointer_widths` the measured
+  states (boot, model, upload); `peak_heap_64` is the peak before any pointer width;
+  `peak_state` says which state the peak came from (boot, upload, model);
 - model_id: the shipped model the watch ran; predictions: how many PREDICTION packets came;
 - lost_samples: indices missing per stream (sequence and sample-index gaps);
 - payload_efficiency: sample bytes / all notification bytes the watch sent;
@@ -110,10 +112,12 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
     path.write_text(json.dumps(profile))
     scenario = work / f"{board}.wscn"
     # The clock runs as fast as the CPU while the host uploads in real time: a 20-byte link's
-    # upload takes a few virtual minutes, which the scenario adds before the streams' span.
-    seconds = int(minutes * 60) + 20 + (300 if with_model else 0)
+    # upload takes a few virtual minutes (up to five seen on a loaded machine), which the scenario
+    # adds before the streams' span: a scenario that ends mid-upload powers the watch off.
+    seconds = int(minutes * 60) + 20 + (900 if with_model else 0)
     synthetic(3, rest_s=60, episode_s=90, n_episodes=max(1, (seconds - 60) // 90 + 1)).write(scenario)
     packets: list = []
+    uploading = range(0)  # the packets that came while the upload was under way
     key = new_key()
     model = resign(default_model_path(board).read_bytes(), key)
     heapsize = sim_heap_bytes(profile, upload=with_model) + extra
@@ -125,7 +129,9 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
             mtu = watch.mtu
             try:
                 if with_model:
+                    uploading = len(packets)
                     await watch.upload_model(model)
+                    uploading = range(uploading, len(packets))
             except ModelBlobError as e:  # E_TOO_LARGE: no room for the model's block at this heap
                 raise MemoryError(f"model upload: {e}") from e
             await watch.start(0xFF)
@@ -170,7 +176,7 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
     # gc.mem_free() leaves out the GC's tables: the heap area in use is the rest of heapsize.
     # The watch's budget holds its own (smaller) tables: net, the credit of heap.table_credit.
     tables = heap.table_credit(heapsize, profile["heap_budget_bytes"])
-    peak = firmware_peak(statuses, heapsize - tables - shims - frozen, widths)
+    peak = firmware_peak(statuses, report_states(packets, uploading), heapsize - tables - shims - frozen, widths)
     return {
         "heap_budget": profile["heap_budget_bytes"],
         "sim_heapsize": heapsize - extra,
@@ -183,7 +189,7 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
         "min_free": min_free,
         "peak_heap": peak and peak["peak_heap"],
         "peak_heap_64": peak and peak["peak_heap_64"],
-        "peak_with_model": peak and peak["with_model"],
+        "peak_state": peak and peak["state"],
         "status_reports": len(statuses),
         "model_id": statuses[-1].model_id if statuses else None,  # 0: none
         "predictions": sum(isinstance(p, Prediction) for p in packets),
@@ -198,25 +204,32 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
     }
 
 
-def pointer_width_for(status: Status, widths: dict[str, int]) -> int:
-    """The pointer-width credit of the state a STATUS report came from: the boot's without a
-    model (before an upload, or during it, whose objects count at their 64-bit size), the
-    state with the model once one runs (`widths`: the bench's `pointer_widths`)."""
-    return widths["model"] if status.model_id and "model" in widths else widths["boot"]
+def report_states(packets: list, uploading: range) -> list[str]:
+    """The state each STATUS report among `packets` came from: "upload" for one that came while
+    the upload was under way (`uploading`: those packets' indices), "model" for one with a model
+    running, "boot" for the rest."""
+    return ["upload" if i in uploading else "model" if p.model_id else "boot"
+            for i, p in enumerate(packets) if isinstance(p, Status)]
 
 
-def firmware_peak(statuses: list[Status], heap_area: int, widths: dict[str, int]) -> dict | None:
+def pointer_width_for(state: str, widths: dict[str, int]) -> int:
+    """The pointer-width credit of a report's `state` (`report_states`): its measured width
+    (`widths`: the bench's `pointer_widths`), the boot's for a state the session did not measure."""
+    return widths.get(state, widths["boot"])
+
+
+def firmware_peak(statuses: list[Status], states: list[str], heap_area: int, widths: dict[str, int]) -> dict | None:
     """The firmware's peak over the STATUS reports, each credited with its state's pointer
-    width: `heap_area` is the heapsize less the GC tables' credit, the shims and the frozen
-    bytecode, so that `heap_area - heap_free` is the firmware's heap at 64-bit. None without
-    a report."""
+    width (`states`, `report_states`): `heap_area` is the heapsize less the GC tables' credit,
+    the shims and the frozen bytecode, so that `heap_area - heap_free` is the firmware's heap at
+    64-bit. None without a report."""
     if not statuses:
         return None
     at_64 = [heap_area - s.heap_free for s in statuses]
-    own = [used - pointer_width_for(s, widths) for used, s in zip(at_64, statuses)]
+    own = [used - pointer_width_for(state, widths) for used, state in zip(at_64, states)]
     i = max(range(len(own)), key=own.__getitem__)
-    return {"peak_heap": own[i], "peak_heap_64": max(at_64), "pointer_width": pointer_width_for(statuses[i], widths),
-            "with_model": bool(statuses[i].model_id)}
+    return {"peak_heap": own[i], "peak_heap_64": max(at_64), "pointer_width": pointer_width_for(states[i], widths),
+            "state": states[i]}
 
 
 # Runs in MicroPython without the shims: `time` is the real clock. argv: ppg rate, imu rate, gyro.
