@@ -4,6 +4,7 @@ shipped model, re-signed, is accepted; a model for another feature set, or for f
 (spec ids 3 and 5, same columns), is refused."""
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -18,17 +19,15 @@ from wears.errors import ModelBlobError
 from wears.export import quantize_forest
 from wears.flash import default_model_path
 from wears.protocol import Prediction
-from wears.sim.runner import VirtualWatch
+from wears.paths import HARDWARE
+from wears.sim.runner import VirtualWatch, sim_heap_bytes
 from wears.sim.scenario import synthetic
 
 pytestmark = pytest.mark.slow
 
-# Heap above the PineTime's own heapsize for an upload of its shipped model: since issue 3i a
-# loaded model keeps its trees in its file (no block of its size) and the commit builds the
-# feature engine for the model's 60 s window first; measured in the budget bench's session:
-# refused at 0 and 1 KB, commits at 2 KB (issue 3h's firmware: refused at 2, commits at 4; 12
-# here before), with room to spare for how the upload finds the heap.
-PINETIME_UPLOAD_EXTRA = 4 * 1024
+
+def _profile(board):
+    return json.loads((HARDWARE / f"{board}.json").read_text())
 
 
 def _forest_blob(key, spec, nf, trees=12):
@@ -76,10 +75,9 @@ def test_upload_resumes_after_a_disconnect_and_survives_a_reboot(tmp_path):
 
 def test_upload_to_a_pinetime_commits_and_the_new_model_predicts(tmp_path):
     # The PineTime is frozen: the upload's and the model's modules come from its image (the
-    # sim_frozen shim), so importing them takes only their RAM state. Its firmware peaks above
-    # its 32 KB budget (hardware/README.md), and at its own heapsize the margin left after
-    # boot does not hold that state and the new model: the extra heap is what the upload
-    # measured to need beyond it (hardware/README.md, "Heap per board").
+    # sim_frozen shim), so importing them takes only their RAM state. It runs at its own
+    # heapsize for a session with an upload (`sim_heap_bytes(upload=True)`: the pointer width
+    # of the upload's and the model's states measured, wears.sim.heap), with no heap to spare.
     path = tmp_path / "s.wscn"
     synthetic(3, participant="P01", rest_s=20, episode_s=30, n_episodes=2).write(path)
     key = new_key()
@@ -93,7 +91,7 @@ def test_upload_to_a_pinetime_commits_and_the_new_model_predicts(tmp_path):
 
     async def run():
         async with VirtualWatch(path, board="pinetime", flash_dir=tmp_path / "flash", key=key, speed=10,
-                                heap_extra=PINETIME_UPLOAD_EXTRA) as vw:
+                                heapsize=sim_heap_bytes(_profile("pinetime"), upload=True)) as vw:
             async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=seen) as watch:
                 assert (await watch.status()).model_id == 0
                 assert await watch.upload_model(blob) == new_id
