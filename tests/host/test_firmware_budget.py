@@ -56,6 +56,8 @@ def test_each_status_report_is_credited_the_pointer_width_of_the_state_it_came_f
     packets = [_status(10000, 0), "chunk reply", _status(8000, 0), _status(9000, 7)]
     states = bench.report_states(packets, range(1, 3))
     assert states == ["boot", "upload", "model"]
+    # a report made after the commit, received before the upload's last reply: the model's
+    assert bench.report_states(packets, range(1, 4)) == ["boot", "upload", "model"]
     # 64-bit heap 50000 before the upload, 52000 during it, 51000 after: 32000, 31500, 31000
     result = bench.firmware_peak([p for p in packets if not isinstance(p, str)], states, 60000, widths)
     assert result == {"peak_heap": 32000, "peak_heap_64": 52000, "pointer_width": 18000, "state": "boot"}

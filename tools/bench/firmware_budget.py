@@ -129,9 +129,9 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
             mtu = watch.mtu
             try:
                 if with_model:
-                    uploading = len(packets)
+                    start = len(packets)
                     await watch.upload_model(model)
-                    uploading = range(uploading, len(packets))
+                    uploading = range(start, len(packets))
             except ModelBlobError as e:  # E_TOO_LARGE: no room for the model's block at this heap
                 raise MemoryError(f"model upload: {e}") from e
             await watch.start(0xFF)
@@ -205,10 +205,11 @@ async def _session(board: str, minutes: float, work: Path, extra: int, with_mode
 
 
 def report_states(packets: list, uploading: range) -> list[str]:
-    """The state each STATUS report among `packets` came from: "upload" for one that came while
-    the upload was under way (`uploading`: those packets' indices), "model" for one with a model
-    running, "boot" for the rest."""
-    return ["upload" if i in uploading else "model" if p.model_id else "boot"
+    """The state each STATUS report among `packets` came from: "model" for one with a model
+    running (a report made after the commit can arrive before the upload's last reply),
+    "upload" for one that came while the upload was under way (`uploading`: those packets'
+    indices), "boot" for the rest."""
+    return ["model" if p.model_id else "upload" if i in uploading else "boot"
             for i, p in enumerate(packets) if isinstance(p, Status)]
 
 
