@@ -4,7 +4,6 @@ shipped model, re-signed, is accepted; a model for another feature set, or for f
 (spec ids 3 and 5, same columns), is refused."""
 
 import asyncio
-import json
 
 import numpy as np
 import pytest
@@ -19,15 +18,11 @@ from wears.errors import ModelBlobError
 from wears.export import quantize_forest
 from wears.flash import default_model_path
 from wears.protocol import Prediction
-from wears.paths import HARDWARE
+from wears.paths import board_profile
 from wears.sim.runner import VirtualWatch, sim_heap_bytes
 from wears.sim.scenario import synthetic
 
 pytestmark = pytest.mark.slow
-
-
-def _profile(board):
-    return json.loads((HARDWARE / f"{board}.json").read_text())
 
 
 def _forest_blob(key, spec, nf, trees=12):
@@ -91,7 +86,7 @@ def test_upload_to_a_pinetime_commits_and_the_new_model_predicts(tmp_path):
 
     async def run():
         async with VirtualWatch(path, board="pinetime", flash_dir=tmp_path / "flash", key=key, speed=10,
-                                heapsize=sim_heap_bytes(_profile("pinetime"), upload=True)) as vw:
+                                heapsize=sim_heap_bytes(board_profile("pinetime"), upload=True)) as vw:
             async with WatchClient(vw.address, backend=VirtualBleakClient, on_packet=seen) as watch:
                 assert (await watch.status()).model_id == 0
                 assert await watch.upload_model(blob) == new_id

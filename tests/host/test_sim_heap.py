@@ -3,7 +3,6 @@ pointer-width credit of the states after boot, measured in the MicroPython binar
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
@@ -14,7 +13,7 @@ from sklearn.ensemble import ExtraTreesClassifier
 from watch.features import spec_for
 from wears.blob import DISTRIBUTION_KEY, read_blob
 from wears.errors import WearsError
-from wears.paths import HARDWARE, SHIMS
+from wears.paths import SHIMS, board_profile
 from wears.export import quantize_forest
 from wears.sim import heap
 from wears.sim.runner import (compiled_tree, micropython_binary, micropython_path_compiled, pointer_width_bytes,
@@ -24,10 +23,6 @@ from wears.sim.runner import (compiled_tree, micropython_binary, micropython_pat
 @pytest.fixture(scope="module")
 def mpy():
     return micropython_binary(), micropython_path_compiled()
-
-
-def _profile(board: str) -> dict:
-    return json.loads((HARDWARE / f"{board}.json").read_text())
 
 
 def _forest_blob(nf: int, spec: int, trees: int) -> bytes:
@@ -41,7 +36,7 @@ def test_the_state_with_the_model_is_credited_its_objects_never_its_buffer_bytes
     # Loading the model adds its modules, the model object and the engine rebuilt for its
     # window: their words halve on a 32-bit watch, their buffers (the model's arrays, the
     # engine's rings) do not, so the credit grows by less than half of what the state grew.
-    pinetime = _profile("pinetime")
+    pinetime = board_profile("pinetime")
     boot = heap.width_parts(pinetime, *mpy)
     with_model = heap.width_parts(pinetime, *mpy, state="model", model=heap.shipped_model(pinetime))
     assert with_model.kept > boot.kept and with_model.data > boot.data
@@ -54,7 +49,7 @@ def test_a_larger_model_adds_buffer_bytes_and_almost_no_credit(mpy):
     # Five times the trees: the model's arrays grow by kilobytes (in RAM or in flash, as the
     # firmware keeps them), its objects stay the same few; a credit that halved the arrays
     # would grow by half their size.
-    pinetime = _profile("pinetime")
+    pinetime = board_profile("pinetime")
     spec, nf = spec_for(False)
     small = heap.width_parts(pinetime, *mpy, state="model", model=_forest_blob(nf, spec, 3))
     large = heap.width_parts(pinetime, *mpy, state="model", model=_forest_blob(nf, spec, 15))
@@ -64,16 +59,16 @@ def test_a_larger_model_adds_buffer_bytes_and_almost_no_credit(mpy):
 def test_a_model_the_watch_refuses_cannot_be_measured(mpy):
     # The ESP32-S3's model needs gyroscope features the PineTime has not: the watch keeps no
     # model, and a credit measured so would not be the state with one.
-    esp32 = _profile("esp32s3-wrist")
+    esp32 = board_profile("esp32s3-wrist")
     assert read_blob(heap.shipped_model(esp32), None).n_features != spec_for(False)[1]
     with pytest.raises(WearsError, match="did not load"):
-        heap.width_bytes(_profile("pinetime"), *mpy, model=heap.shipped_model(esp32))
+        heap.width_bytes(board_profile("pinetime"), *mpy, model=heap.shipped_model(esp32))
 
 
 def test_an_upload_session_runs_at_the_smallest_width_of_the_states_it_passes_through(mpy):
     # From the first MODEL_BEGIN the watch holds the upload's modules and its ModelUpload,
     # from the commit the model's state: the heapsize may credit neither more than it holds.
-    pinetime = _profile("pinetime")
+    pinetime = board_profile("pinetime")
     boot = heap.width_bytes(pinetime, *mpy)
     uploading = heap.width_bytes(pinetime, *mpy, upload=True)
     with_model = heap.width_bytes(pinetime, *mpy, model=True)
@@ -87,7 +82,7 @@ def test_an_upload_session_runs_at_the_smallest_width_of_the_states_it_passes_th
 
 def test_a_board_without_a_shipped_model_is_credited_its_boot_without_one(mpy):
     # Its model's objects then count at their 64-bit size: conservative.
-    pinetime = {**_profile("pinetime"), "id": "no-such-board"}
+    pinetime = {**board_profile("pinetime"), "id": "no-such-board"}
     assert heap.shipped_model(pinetime) is None
     assert heap.width_bytes(pinetime, *mpy, model=True) == heap.width_bytes(pinetime, *mpy)
 
@@ -95,7 +90,7 @@ def test_a_board_without_a_shipped_model_is_credited_its_boot_without_one(mpy):
 def test_a_model_on_baseline_features_is_measured_with_the_baseline_it_loads(mpy):
     # Such a model makes the watch import watch.baseline at boot: measured among the modules
     # (its code would otherwise count as state), its calibration among the watch's objects.
-    pinetime = _profile("pinetime")
+    pinetime = board_profile("pinetime")
     spec, nf = spec_for(False)
     plain = heap.width_parts(pinetime, *mpy, state="model", model=_forest_blob(nf, spec, 3))
     on_baseline = heap.width_parts(pinetime, *mpy, state="model", model=_forest_blob(nf, spec_for(False, True)[0], 3))
@@ -154,7 +149,7 @@ def test_a_frozen_module_the_firmware_drops_can_free_its_state_and_keeps_its_cod
 def test_a_profile_that_cannot_feed_its_boards_model_is_credited_its_boot(mpy):
     # The XIAO's profile without its gyroscope: the shipped model wants gyroscope features, the
     # watch would refuse it, so no state with it exists to credit.
-    xiao = _profile("xiao-nrf52840-sense")
+    xiao = board_profile("xiao-nrf52840-sense")
     imu = {k: v for k, v in xiao["sensors"]["imu"].items() if k != "gyro_range_dps"}
     no_gyro = {**xiao, "sensors": {**xiao["sensors"], "imu": imu}}
     assert heap.shipped_model(xiao) is not None and heap.shipped_model(no_gyro) is None
