@@ -35,8 +35,12 @@ _MAX_STEP = const(5)  # bins (7.3 bpm) the estimate may move per step
 _MOTION_FLOOR_MG = const(50)  # no gate while the strongest motion in the band is smaller (the gate is relative)
 _MAX_HOLD = const(15)  # steps (30 s) without any usable peak before the tracker starts again
 
-_RING = const(256)  # per channel; a power of two > _WINDOW + _STEP, so compute may lag a step
-_MASK = const(255)
+# Slots per ring: the window and 16 (0.64 s) more, what may arrive before compute() runs. The app
+# computes after every read, every 100 ms; a read catches up at most 3 periods at the part's top
+# rate (7.5 slots), and a stream may lead the other by a period. A window either ring has
+# overwritten by then (a loop stalled for more than about half a second) is skipped. 8 bytes a slot
+# on the PineTime (16-bit PPG, 3 x int16 acceleration), 10 with a PPG ring of int32.
+_RING = const(216)
 _AMP = const(2047)  # time-domain block scaling: |x| <= 2^11 - 1 before the window
 _PPG_BITS = const(9)  # spectral block scaling: |re|, |im| < 2^9, PPG power < 2^19
 _ACC_BITS = const(8)  # < 2^8 per axis: acc power of three axes < 2^18
@@ -47,19 +51,18 @@ _BPM_X10_PER_BIN16 = const(15000)  # bpm x10 of bin k in 1/16 bin: k16 * 15000 /
 # per stream, the PPG's at 0, the accelerometer's at _ACC:
 _NEXT = const(0)  # stream index of the next expected sample
 _SLOT = const(1)  # the slot being averaged: every slot before it is in the ring
-_FIRST = const(2)  # the first slot
-_COUNT = const(3)  # samples summed into the slot
-_HZ = const(4)  # the stream's rate
-_ACC = const(5)
-_SUM = const(10)  # the slot's sums: PPG at _SUM, x y z at _SUM + 3..5
-_LAST = const(16)  # the last sample, held over a gap: PPG at _LAST, x y z at _LAST + 3..5
-_MEAN = const(22)  # the mean _centre found
-_END = const(23)  # slot at which the next window ends
-_TRACK = const(24)  # bin of the last estimate, -1: none
-_HELD = const(25)  # steps since a usable peak
-_FLOOR = const(26)  # the motion floor in LSB
-_GAIN = const(27)  # PPG ring entries x this are IR counts x 4 (4: the ring holds raw 16-bit samples)
-_STATE = const(28)
+_COUNT = const(2)  # samples summed into the slot
+_HZ = const(3)  # the stream's rate
+_ACC = const(4)
+_SUM = const(8)  # the slot's sums: PPG at _SUM, x y z at _SUM + 1..3
+_LAST = const(12)  # the last sample, held over a gap: PPG at _LAST, x y z at _LAST + 1..3
+_MEAN = const(16)  # the mean _centre found
+_END = const(17)  # slot at which the next window ends
+_TRACK = const(18)  # bin of the last estimate, -1: none
+_HELD = const(19)  # steps since a usable peak
+_FLOOR = const(20)  # the motion floor in LSB
+_GAIN = const(21)  # PPG ring entries x this are IR counts x 4 (4: the ring holds raw 16-bit samples)
+_STATE = const(22)
 
 # The tables are literals: a frozen image keeps them in flash, not in the heap
 # (tests/host/test_hr_motion.py checks them against their formulas). The phase table's quarter
@@ -227,7 +230,7 @@ class HeartRate:
         self._acc = zeros("h", 3 * _RING) if imu_rate else None  # None: no accelerometer, no gate
         st = self._st = zeros("i", _STATE)
         for o in (0, _ACC):
-            st[o + _NEXT] = st[o + _SLOT] = st[o + _FIRST] = -1
+            st[o + _NEXT] = st[o + _SLOT] = -1
         st[_HZ] = ppg_rate
         st[_ACC + _HZ] = imu_rate
         st[_FLOOR] = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
@@ -260,12 +263,13 @@ class HeartRate:
 
     def _add(self, o, src, n, first_index):
         st = self._st
-        if st[o + _NEXT] < 0:
+        if st[o + _NEXT] < 0:  # the stream's first sample: the first window lies wholly after every stream's
+            first = st[o + _SLOT] = first_index * _RATE // st[o + _HZ]
             st[o + _NEXT] = first_index
-            st[o + _SLOT] = st[o + _FIRST] = first_index * _RATE // st[o + _HZ]
+            st[_END] = max(st[_END], -(-(first + _WINDOW) // _STEP) * _STEP)  # and ends on the step grid
         w = 1 if o == 0 else 3
         while st[o + _NEXT] < first_index:  # lost samples: hold the last one
-            self._push(o, st, _LAST + (o // _ACC) * 3)
+            self._push(o, st, _LAST if o == 0 else _LAST + 1)
         for i in range(st[o + _NEXT] - first_index, n):
             self._push(o, src, i * w)
 
@@ -273,7 +277,7 @@ class HeartRate:
         # One sample, src[at:at + w], into the slot being averaged.
         st = self._st
         w = 1 if o == 0 else 3
-        b = 0 if o == 0 else 3
+        b = 0 if o == 0 else 1
         ring = self._ppg if o == 0 else self._acc
         gain = 4 // st[_GAIN] if o == 0 else 1
         for c in range(w):
@@ -286,9 +290,9 @@ class HeartRate:
         while st[o + _SLOT] < s:  # the slot has all its samples: close it (below _RATE some stay empty and hold)
             slot = st[o + _SLOT]
             count = st[o + _COUNT]
-            base = (slot & _MASK) * w
+            base = (slot % _RING) * w
             for c in range(w):
-                v = st[_SUM + b + c] * gain // count if count else ring[((slot - 1) & _MASK) * w + c]  # pyright: ignore[reportOptionalSubscript]
+                v = st[_SUM + b + c] * gain // count if count else ring[((slot - 1) % _RING) * w + c]  # pyright: ignore[reportOptionalSubscript]
                 ring[base + c] = v if gain != 1 or o else max(0, min(65535, v))  # pyright: ignore[reportOptionalSubscript]
                 st[_SUM + b + c] = 0
             st[o + _COUNT] = 0
@@ -302,12 +306,7 @@ class HeartRate:
         """A window has completed on both streams."""
         st = self._st
         a = _ACC if self._acc is not None else 0  # no accelerometer: the PPG alone
-        if st[_SLOT] < 0 or st[a + _SLOT] < 0:
-            return False
-        if st[_END] < 0:  # the first window lying wholly after both streams started
-            first = max(st[_FIRST], st[a + _FIRST]) + _WINDOW
-            st[_END] = -(-first // _STEP) * _STEP
-        return st[_SLOT] >= st[_END] and st[a + _SLOT] >= st[_END]
+        return st[_SLOT] >= 0 and st[a + _SLOT] >= 0 and st[_SLOT] >= st[_END] and st[a + _SLOT] >= st[_END]
 
     def compute(self):
         """The oldest completed window's estimate: updates bpm_x10, quality, window_end and
@@ -316,9 +315,12 @@ class HeartRate:
             return -1
         st = self._st
         acc = self._acc
-        last = min(st[_SLOT], st[_ACC + _SLOT]) if acc is not None else st[_SLOT]
-        while last - (st[_END] - _WINDOW) > _RING:  # fell behind: skip what was overwritten
-            st[_END] += _STEP
+        newest = max(st[_SLOT], st[_ACC + _SLOT]) if acc is not None else st[_SLOT]
+        if newest - (st[_END] - _WINDOW) > _RING:  # a ring no longer holds the window's start
+            while newest - (st[_END] - _WINDOW) > _RING:  # skip to the first window both rings hold
+                st[_END] += _STEP
+            if not self.ready():  # (a stream ran ahead of the other: once that one completes it)
+                return -1
         start = st[_END] - _WINDOW
         a = self._a
         shift = -1
@@ -374,7 +376,7 @@ class HeartRate:
             self._centre(ring, w, ch, gain, start)
             m = st[_MEAN]
             for n in range(_WINDOW):
-                x[n] = (((ring[((start + n) & _MASK) * w + ch] * gain - m) >> tshift)
+                x[n] = (((ring[((start + n) % _RING) * w + ch] * gain - m) >> tshift)
                         * _HANN[n if n < _HALF else _WINDOW - 1 - n]) >> 12
             shift = self._dft(x, self._cos or _COS_Q10, _K0, _NK, spec, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
             if out is None:
@@ -397,11 +399,11 @@ class HeartRate:
         # largest deviation from it.
         tot = 0
         for n in range(_WINDOW):
-            tot += ring[((start + n) & _MASK) * w + ch]
+            tot += ring[((start + n) % _RING) * w + ch]
         m = self._st[_MEAN] = tot * gain // _WINDOW
         big = 0
         for n in range(_WINDOW):
-            big = max(big, abs(ring[((start + n) & _MASK) * w + ch] * gain - m))
+            big = max(big, abs(ring[((start + n) % _RING) * w + ch] * gain - m))
         return big
 
     def _pick(self, pmax):
