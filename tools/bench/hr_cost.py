@@ -9,7 +9,10 @@ PPG at 25 Hz, 50 Hz), with the viper DFT and with the plain loop. Reported per b
 windows whose estimates (end, bpm x10, quality) differ between the two, microseconds per window
 of compute() and per sample of add_ppg / add_acc for each and their ratio (interleaved call by
 call, so a busy machine slows both alike), and the bytes of the estimator's buffers (their byte
-content, the size they keep on a 32-bit watch) and its 64-bit heap after construction.
+content, the size they keep on a 32-bit watch) and its 64-bit heap after construction. With
+--instructions, also the instructions per window each version executes (valgrind's callgrind,
+the runs with compute() minus the runs without it, divided by the windows: repeatable on a
+shared machine, where the times above drift with the load).
 
 The samples: with --troika, every TROIKA recording resampled to the board's rates
 (`wears.sim.scenario.from_troika`; IR counts scaled to 16 bits for the PineTime's part,
@@ -29,8 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wears.paths import FIRMWARE, REPO
-from wears.sim.runner import micropython_binary
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mp_cost import instructions  # noqa: E402
+
+from wears.paths import FIRMWARE, REPO  # noqa: E402
+from wears.sim.runner import micropython_binary  # noqa: E402
 
 BOARDS = {"esp32s3-wrist": (100, 52, 18), "xiao-nrf52840-sense": (100, 104, 18), "pinetime": (25, 50, 16)}
 _HEAP = 8 << 20  # room for the recordings' samples besides the two estimators
@@ -123,6 +129,55 @@ for i in range(5, len(sys.argv), 2):
 '''
 
 
+# Runs in MicroPython under callgrind: argv = module, ppg rate, imu rate, ppg bits, fast, compute
+# (0/1), then the signal files; prints the windows computed.
+MP_COUNT = r'''
+import sys
+from array import array
+
+module, (ppg_rate, imu_rate, bits, fast, compute) = sys.argv[1], [int(a) for a in sys.argv[2:7]]
+HeartRate = __import__(module, None, None, ["HeartRate"]).HeartRate
+windows = 0
+for i in range(7, len(sys.argv), 2):
+    with open(sys.argv[i], "rb") as f:
+        ppg = array("i", f.read())
+    with open(sys.argv[i + 1], "rb") as f:
+        acc = array("h", f.read())
+    est = HeartRate(ppg_rate, imu_rate, fast=bool(fast), ppg_bits=bits)
+    ir = array("i", [0] * 32)
+    xyz = array("h", [0] * 96)
+    period = 0
+    while (period + 1) * ppg_rate // 10 <= len(ppg) and (period + 1) * imu_rate // 10 <= len(acc) // 3:
+        p0, p1 = period * ppg_rate // 10, (period + 1) * ppg_rate // 10
+        a0, a1 = period * imu_rate // 10, (period + 1) * imu_rate // 10
+        for j in range(p1 - p0):
+            ir[j] = ppg[p0 + j]
+        for j in range(3 * (a1 - a0)):
+            xyz[j] = acc[3 * a0 + j]
+        est.add_ppg(ir, p1 - p0, p0)
+        est.add_acc(xyz, a1 - a0, a0)
+        while compute and est.compute() >= 0:
+            windows += 1
+        period += 1
+print("WINDOWS", windows)
+'''
+
+
+def per_window_instructions(board: str, fast: bool, files: list[str], tmp: Path, module: str) -> float:
+    ppg_rate, imu_rate, bits = BOARDS[board]
+    script = tmp / "hr_count.py"
+    args = [module, str(ppg_rate), str(imu_rate), str(bits), str(int(fast))]
+    path = [tmp, FIRMWARE]
+    proc = subprocess.run([micropython_binary(), "-X", f"heapsize={_HEAP}", str(script), *args, "1", *files],
+                          env={**os.environ, "MICROPYPATH": f"{tmp}:{FIRMWARE}"}, capture_output=True, text=True)
+    windows = int(proc.stdout.split()[-1]) if proc.stdout.startswith("WINDOWS") else 0
+    if not windows:
+        sys.exit(f"hr_cost: no window computed on {board}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    full = instructions(script, [*args, "1", *files], heap=_HEAP, path=path)
+    fed = instructions(script, [*args, "0", *files], heap=_HEAP, path=path)
+    return (full - fed) / windows
+
+
 def reference_source(rev: str) -> str:
     proc = subprocess.run(["git", "show", f"{rev}:firmware/watch/heart_rate.py"], cwd=REPO, capture_output=True,
                           text=True)
@@ -185,6 +240,7 @@ def main() -> None:
     ap.add_argument("--troika", type=Path, help="folder with TROIKA DATA_*.mat: the recordings as the signal")
     ap.add_argument("--seconds", type=int, default=120, help="seconds of synthetic signal (without --troika)")
     ap.add_argument("--board", action="append", choices=sorted(BOARDS), help="a board's rates (default: every board)")
+    ap.add_argument("--instructions", action="store_true", help="count instructions per window too (valgrind)")
     args = ap.parse_args()
     result: dict = {"benchmark": "hr_cost", "against": args.against,
                     "signal": "troika" if args.troika else f"synthetic {args.seconds} s", "boards": {}}
@@ -192,6 +248,7 @@ def main() -> None:
         tmp = Path(name)
         (tmp / "hr_reference.py").write_text(reference_source(args.against))
         (tmp / "hr_bench.py").write_text(MP_BENCH)
+        (tmp / "hr_count.py").write_text(MP_COUNT)
         for board in args.board or sorted(BOARDS):
             files = []
             for sig, ir, acc in signals(board, args.troika, args.seconds):
@@ -201,6 +258,13 @@ def main() -> None:
             result["boards"][board] = out = {}
             for fast in (True, False):
                 r = out["viper" if fast else "plain"] = bench(board, fast, files, tmp)
+                if args.instructions:
+                    ours = per_window_instructions(board, fast, files, tmp, "watch.heart_rate")
+                    theirs = per_window_instructions(board, fast, files, tmp, "hr_reference")
+                    r.update(instructions_per_window=round(ours), reference_instructions_per_window=round(theirs),
+                             instructions_ratio=round(ours / theirs, 3))
+                    print(f"{board} {'viper' if fast else 'plain'}: {ours:.0f} instructions/window "
+                          f"({ours / theirs:.3f} x {args.against})", file=sys.stderr)
                 print(f"{board} {'viper' if fast else 'plain'}: {r['windows']} windows, {r['windows_that_differ']} differ; "
                       f"{r['us_per_window']} us/window ({r['window_time_ratio']} x {args.against}), "
                       f"buffers {r['buffer_bytes']} B ({r['reference_buffer_bytes']} B)", file=sys.stderr)
