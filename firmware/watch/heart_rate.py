@@ -295,10 +295,11 @@ class HeartRate:
 
     def _add(self, o, src, n, first_index):
         st = self._st
-        if st[o + _NEXT] < 0:  # the stream's first sample: the first window lies wholly after every stream's
+        if st[o + _NEXT] < 0:  # the stream's first sample
             first = st[o + _SLOT] = first_index * _RATE // st[o + _HZ]
             st[o + _NEXT] = first_index
-            st[_END] = max(st[_END], -(-(first + _WINDOW) // _STEP) * _STEP)  # and ends on the step grid
+            # the first window lies wholly after every stream's first slot and ends on the step grid
+            st[_END] = max(st[_END], -(-(first + _WINDOW) // _STEP) * _STEP)
         w = 1 if o == 0 else 3
         while st[o + _NEXT] < first_index:  # lost samples: hold the last one
             self._push(o, st, _LAST if o == 0 else _LAST + 1)
