@@ -35,8 +35,12 @@ _MAX_STEP = const(5)  # bins (7.3 bpm) the estimate may move per step
 _MOTION_FLOOR_MG = const(50)  # no gate while the strongest motion in the band is smaller (the gate is relative)
 _MAX_HOLD = const(15)  # steps (30 s) without any usable peak before the tracker starts again
 
-_RING = const(256)  # per channel; a power of two > _WINDOW + _STEP, so compute may lag a step
-_MASK = const(255)
+# Slots per ring: the window and 16 (0.64 s) more, what may arrive before compute() runs. The app
+# computes after every read, every 100 ms; a read catches up at most 3 periods at the part's top
+# rate (7.5 slots), and a stream may lead the other by a period. A window either ring has
+# overwritten by then (a loop stalled for more than about half a second) is skipped. 8 bytes a slot
+# on the PineTime (16-bit PPG, 3 x int16 acceleration), 10 with a PPG ring of int32.
+_RING = const(216)
 _AMP = const(2047)  # time-domain block scaling: |x| <= 2^11 - 1 before the window
 _PPG_BITS = const(9)  # spectral block scaling: |re|, |im| < 2^9, PPG power < 2^19
 _ACC_BITS = const(8)  # < 2^8 per axis: acc power of three axes < 2^18
@@ -47,26 +51,25 @@ _BPM_X10_PER_BIN16 = const(15000)  # bpm x10 of bin k in 1/16 bin: k16 * 15000 /
 # per stream, the PPG's at 0, the accelerometer's at _ACC:
 _NEXT = const(0)  # stream index of the next expected sample
 _SLOT = const(1)  # the slot being averaged: every slot before it is in the ring
-_FIRST = const(2)  # the first slot
-_COUNT = const(3)  # samples summed into the slot
-_HZ = const(4)  # the stream's rate
-_ACC = const(5)
-_SUM = const(10)  # the slot's sums: PPG at _SUM, x y z at _SUM + 3..5
-_LAST = const(16)  # the last sample, held over a gap: PPG at _LAST, x y z at _LAST + 3..5
-_MEAN = const(22)  # the mean _centre found
-_END = const(23)  # slot at which the next window ends
-_TRACK = const(24)  # bin of the last estimate, -1: none
-_HELD = const(25)  # steps since a usable peak
-_FLOOR = const(26)  # the motion floor in LSB
-_GAIN = const(27)  # PPG ring entries x this are IR counts x 4 (4: the ring holds raw 16-bit samples)
-_STATE = const(28)
+_COUNT = const(2)  # samples summed into the slot
+_HZ = const(3)  # the stream's rate
+_ACC = const(4)
+_SUM = const(8)  # the slot's sums: PPG at _SUM, x y z at _SUM + 1..3
+_LAST = const(12)  # the last sample, held over a gap: PPG at _LAST, x y z at _LAST + 1..3
+_MEAN = const(16)  # the mean _centre found
+_END = const(17)  # slot at which the next window ends
+_TRACK = const(18)  # bin of the last estimate, -1: none
+_HELD = const(19)  # steps since a usable peak
+_FLOOR = const(20)  # the motion floor in LSB
+_GAIN = const(21)  # PPG ring entries x this are IR counts x 4 (4: the ring holds raw 16-bit samples)
+_STATE = const(22)
 
 # The tables are literals: a frozen image keeps them in flash, not in the heap
 # (tests/host/test_hr_motion.py checks them against their formulas). The phase table's quarter
 # wave round(1024 cos(2 pi m / _TABLE)), m = 0.._TABLE / 4, as int16 little-endian (the DFT
 # mirrors it); the first half of the Hann window round(2048 (1 - cos(2 pi (n + 0.5) / _WINDOW)))
-# (it is symmetric); the prior round(_Q exp(-d^2 / (2 _SIGMA^2))) by distance d in bins (0 from
-# _PRIOR_N on).
+# (it is symmetric), as int16 little-endian too; the prior round(_Q exp(-d^2 / (2 _SIGMA^2))) by
+# distance d in bins (0 from _PRIOR_N on).
 _COS_Q10 = (
     b"\x00\x04\x00\x04\x00\x04\x00\x04\x00\x04\x00\x04\xff\x03\xff\x03\xff\x03\xfe\x03\xfe\x03\xfe\x03"
     b"\xfd\x03\xfd\x03\xfc\x03\xfc\x03\xfb\x03\xfa\x03\xfa\x03\xf9\x03\xf8\x03\xf8\x03\xf7\x03\xf6\x03"
@@ -91,12 +94,17 @@ _COS_Q10 = (
     b"\x64\x00\x5e\x00\x58\x00\x52\x00\x4b\x00\x45\x00\x3f\x00\x39\x00\x32\x00\x2c\x00\x26\x00\x1f\x00"
     b"\x19\x00\x13\x00\x0d\x00\x06\x00\x00\x00"
 )
-_HANN = (0, 2, 6, 12, 20, 30, 43, 57, 73, 91, 110, 132, 156, 181, 209, 238, 269,
-         302, 336, 372, 410, 450, 491, 533, 577, 623, 670, 718, 768, 818, 870, 924, 978, 1033,
-         1090, 1147, 1205, 1264, 1324, 1385, 1446, 1508, 1570, 1633, 1696, 1759, 1823, 1887, 1952, 2016, 2080,
-         2144, 2209, 2273, 2337, 2400, 2463, 2526, 2588, 2650, 2711, 2772, 2832, 2891, 2949, 3006, 3063, 3118,
-         3172, 3226, 3278, 3328, 3378, 3426, 3473, 3519, 3563, 3605, 3646, 3686, 3724, 3760, 3794, 3827, 3858,
-         3887, 3915, 3940, 3964, 3986, 4005, 4023, 4039, 4053, 4066, 4076, 4084, 4090, 4094, 4096)
+_HANN = (
+    b"\x00\x00\x02\x00\x06\x00\x0c\x00\x14\x00\x1e\x00\x2b\x00\x39\x00\x49\x00\x5b\x00\x6e\x00\x84\x00"
+    b"\x9c\x00\xb5\x00\xd1\x00\xee\x00\x0d\x01\x2e\x01\x50\x01\x74\x01\x9a\x01\xc2\x01\xeb\x01\x15\x02"
+    b"\x41\x02\x6f\x02\x9e\x02\xce\x02\x00\x03\x32\x03\x66\x03\x9c\x03\xd2\x03\x09\x04\x42\x04\x7b\x04"
+    b"\xb5\x04\xf0\x04\x2c\x05\x69\x05\xa6\x05\xe4\x05\x22\x06\x61\x06\xa0\x06\xdf\x06\x1f\x07\x5f\x07"
+    b"\xa0\x07\xe0\x07\x20\x08\x60\x08\xa1\x08\xe1\x08\x21\x09\x60\x09\x9f\x09\xde\x09\x1c\x0a\x5a\x0a"
+    b"\x97\x0a\xd4\x0a\x10\x0b\x4b\x0b\x85\x0b\xbe\x0b\xf7\x0b\x2e\x0c\x64\x0c\x9a\x0c\xce\x0c\x00\x0d"
+    b"\x32\x0d\x62\x0d\x91\x0d\xbf\x0d\xeb\x0d\x15\x0e\x3e\x0e\x66\x0e\x8c\x0e\xb0\x0e\xd2\x0e\xf3\x0e"
+    b"\x12\x0f\x2f\x0f\x4b\x0f\x64\x0f\x7c\x0f\x92\x0f\xa5\x0f\xb7\x0f\xc7\x0f\xd5\x0f\xe2\x0f\xec\x0f"
+    b"\xf4\x0f\xfa\x0f\xfe\x0f\x00\x10"
+)
 _PRIOR = (1024, 1022, 1015, 1004, 988, 969, 945, 918, 888, 855, 820, 783, 744, 703, 662, 621, 580,
           539, 498, 459, 421, 384, 349, 316, 285, 255, 228, 203, 179, 158, 139, 121, 105, 91,
           78, 67, 57, 49, 41, 35, 29, 24, 20, 17, 14, 11, 9, 8, 6, 5, 4,
@@ -121,13 +129,22 @@ def dft_py(x, cos, k0, nk, out, bits):
         a = b = 0
         for n in range(_WINDOW):
             v = x[n]
-            q = m & 511
-            c = cos[q] if q <= 256 else -cos[512 - q]
-            a += v * (-c if m & 512 else c)
-            t = (m - 256) & 1023  # cos(t) = sin(m)
-            q = t & 511
-            c = cos[q] if q <= 256 else -cos[512 - q]
-            b += v * (-c if t & 512 else c)
+            r = m & 255
+            c = v * cos[r]  # v cos(r), r = m mod 256 (a quarter turn)
+            t = v * cos[256 - r]  # v sin(r)
+            q = m >> 8  # quadrant q: (cos, sin)(m) = (cos r, sin r), (-sin r, cos r), (-cos r, -sin r), (sin r, -cos r)
+            if q == 0:
+                a += c
+                b += t
+            elif q == 1:
+                a -= t
+                b += c
+            elif q == 2:
+                a -= c
+                b -= t
+            else:
+                a += t
+                b -= c
             m = (m + k) & 1023
         top = max(abs(a), abs(b))
         s = shift
@@ -145,10 +162,14 @@ def dft_py(x, cos, k0, nk, out, bits):
 
 if VIPER:
     @micropython.viper
-    def dft_viper(x: ptr16, cos: ptr8, k0: int, nk: int, out: ptr16, bits: int) -> int:
-        # ptr16 loads are unsigned: sign-extend by hand. The quarter wave (>= 0) is read a byte
-        # at a time: in a frozen image its bytes need not be 2-byte aligned, which some ports'
-        # 16-bit loads require.
+    def dft_viper(ring: ptr16, at: int, w: int, wrap: int, gain: int, mean: int, tshift: int, kind: int,
+                  cos: ptr8, hann: ptr8, k0: int, nk: int, out: ptr16, bits: int) -> int:
+        # dft_py's spectrum of the window x[n] = ((ring[p] gain - mean) >> tshift) Hann(n) >> 12,
+        # p = at + n w modulo wrap: one channel of the ring's w, read and windowed where the DFT
+        # needs it (no buffer for the windowed signal; `kind`: the ring's type, 0 'H', 1 'h', 2 'i').
+        # ptr16 loads are unsigned: sign-extend by hand (an 'i' entry is two of them). The tables
+        # (>= 0) are read a byte at a time: in a frozen image their bytes need not be 2-byte
+        # aligned, which some ports' 16-bit loads require.
         shift = 0
         lim = 1 << bits
         for j in range(nk):
@@ -156,29 +177,40 @@ if VIPER:
             m = 0
             a = 0
             b = 0
+            p = at
             for n in range(_WINDOW):
-                v = int(x[n])
-                if v >= 32768:
-                    v -= 65536
-                q = m & 511
-                if q > 256:
-                    q = 512 - q
-                c = int(cos[2 * q]) | (int(cos[2 * q + 1]) << 8)
-                if m & 511 > 256:
-                    c = 0 - c
-                if m & 512:
-                    c = 0 - c
-                t = (m - 256) & 1023
-                q = t & 511
-                if q > 256:
-                    q = 512 - q
-                s = int(cos[2 * q]) | (int(cos[2 * q + 1]) << 8)
-                if t & 511 > 256:
-                    s = 0 - s
-                if t & 512:
-                    s = 0 - s
-                a += v * c
-                b += v * s
+                if kind == 2:
+                    v = int(ring[2 * p + 1])
+                    if v >= 32768:
+                        v -= 65536
+                    v = int(ring[2 * p]) | (v << 16)
+                else:
+                    v = int(ring[p])
+                    if kind and v >= 32768:
+                        v -= 65536
+                p += w
+                if p >= wrap:
+                    p -= wrap
+                q = 2 * n
+                if n >= _HALF:
+                    q = 2 * (_WINDOW - 1 - n)
+                v = (((v * gain - mean) >> tshift) * (int(hann[q]) | (int(hann[q + 1]) << 8))) >> 12
+                q = 2 * (m & 255)
+                c = v * (int(cos[q]) | (int(cos[q + 1]) << 8))  # v cos(r), r = m mod 256
+                s = v * (int(cos[512 - q]) | (int(cos[513 - q]) << 8))  # v sin(r)
+                q = m >> 8  # the quadrant: (cos, sin)(m) = (cos r, sin r), (-sin r, cos r), ...
+                if q == 0:
+                    a += c
+                    b += s
+                elif q == 1:
+                    a -= s
+                    b += c
+                elif q == 2:
+                    a -= c
+                    b -= s
+                else:
+                    a += s
+                    b -= c
                 m = (m + k) & 1023
             top = a if a >= 0 else 0 - a
             if b > top or 0 - b > top:
@@ -217,7 +249,8 @@ class HeartRate:
     def __init__(self, ppg_rate, imu_rate, acc_unit_g=0.122e-3, fast=None, ppg_bits=18):
         if ppg_rate < _RATE or imu_rate < 0:
             raise ValueError("the PPG must run at %d Hz or faster" % _RATE)
-        self._dft = dft_viper if (VIPER if fast is None else bool(fast) and VIPER) else dft_py
+        viper = VIPER if fast is None else bool(fast) and VIPER
+        self._dft = dft_viper if viper else self._dft_plain  # (the bound method made once)
         # Both streams averaged down to _RATE into a ring each: the PPG's IR counts x 4 (two
         # more bits from averaging 4; 20 bits), the accelerometer's x y z in LSB; a gap holds
         # the last sample, an overlap is skipped. A PPG of 16 bits at _RATE (a slot per sample)
@@ -227,18 +260,20 @@ class HeartRate:
         self._acc = zeros("h", 3 * _RING) if imu_rate else None  # None: no accelerometer, no gate
         st = self._st = zeros("i", _STATE)
         for o in (0, _ACC):
-            st[o + _NEXT] = st[o + _SLOT] = st[o + _FIRST] = -1
+            st[o + _NEXT] = st[o + _SLOT] = -1
         st[_HZ] = ppg_rate
         st[_ACC + _HZ] = imu_rate
         st[_FLOOR] = int(_MOTION_FLOOR_MG / (1000 * acc_unit_g)) if acc_unit_g else 0  # in LSB (< 2^14)
         st[_GAIN] = 4 if narrow else 1
         st[_END] = st[_TRACK] = -1
-        self._cos = None  # viper reads the quarter wave's bytes where they are; the plain loop an array
-        if self._dft is dft_py:
+        # viper reads the quarter wave's bytes where they are and windows the ring as it reads it;
+        # the plain loop reads an array and a windowed copy of the channel
+        self._cos = self._x = None
+        if not viper:
             cos = self._cos = zeros("h", _TABLE // 4 + 1)
             for i in range(_TABLE // 4 + 1):
                 cos[i] = _COS_Q10[2 * i] | _COS_Q10[2 * i + 1] << 8
-        self._x = zeros("h", _WINDOW)  # the windowed signal of one channel
+            self._x = zeros("h", _WINDOW)
         # The DFT's output in 16 bits (with its shift), re at 0.._NK-1 and im after it: each
         # accelerometer axis's in turn, summed as power into _a; then the PPG's, which stays
         # there as its spectrum (power re^2 + im^2, _power). _a then takes the gated PPG power
@@ -260,12 +295,14 @@ class HeartRate:
 
     def _add(self, o, src, n, first_index):
         st = self._st
-        if st[o + _NEXT] < 0:
+        if st[o + _NEXT] < 0:  # the stream's first sample
+            first = st[o + _SLOT] = first_index * _RATE // st[o + _HZ]
             st[o + _NEXT] = first_index
-            st[o + _SLOT] = st[o + _FIRST] = first_index * _RATE // st[o + _HZ]
+            # the first window lies wholly after every stream's first slot and ends on the step grid
+            st[_END] = max(st[_END], -(-(first + _WINDOW) // _STEP) * _STEP)
         w = 1 if o == 0 else 3
         while st[o + _NEXT] < first_index:  # lost samples: hold the last one
-            self._push(o, st, _LAST + (o // _ACC) * 3)
+            self._push(o, st, _LAST if o == 0 else _LAST + 1)
         for i in range(st[o + _NEXT] - first_index, n):
             self._push(o, src, i * w)
 
@@ -273,7 +310,7 @@ class HeartRate:
         # One sample, src[at:at + w], into the slot being averaged.
         st = self._st
         w = 1 if o == 0 else 3
-        b = 0 if o == 0 else 3
+        b = 0 if o == 0 else 1
         ring = self._ppg if o == 0 else self._acc
         gain = 4 // st[_GAIN] if o == 0 else 1
         for c in range(w):
@@ -286,9 +323,9 @@ class HeartRate:
         while st[o + _SLOT] < s:  # the slot has all its samples: close it (below _RATE some stay empty and hold)
             slot = st[o + _SLOT]
             count = st[o + _COUNT]
-            base = (slot & _MASK) * w
+            base = (slot % _RING) * w
             for c in range(w):
-                v = st[_SUM + b + c] * gain // count if count else ring[((slot - 1) & _MASK) * w + c]  # pyright: ignore[reportOptionalSubscript]
+                v = st[_SUM + b + c] * gain // count if count else ring[((slot - 1) % _RING) * w + c]  # pyright: ignore[reportOptionalSubscript]
                 ring[base + c] = v if gain != 1 or o else max(0, min(65535, v))  # pyright: ignore[reportOptionalSubscript]
                 st[_SUM + b + c] = 0
             st[o + _COUNT] = 0
@@ -302,12 +339,7 @@ class HeartRate:
         """A window has completed on both streams."""
         st = self._st
         a = _ACC if self._acc is not None else 0  # no accelerometer: the PPG alone
-        if st[_SLOT] < 0 or st[a + _SLOT] < 0:
-            return False
-        if st[_END] < 0:  # the first window lying wholly after both streams started
-            first = max(st[_FIRST], st[a + _FIRST]) + _WINDOW
-            st[_END] = -(-first // _STEP) * _STEP
-        return st[_SLOT] >= st[_END] and st[a + _SLOT] >= st[_END]
+        return st[_SLOT] >= 0 and st[a + _SLOT] >= 0 and st[_SLOT] >= st[_END] and st[a + _SLOT] >= st[_END]
 
     def compute(self):
         """The oldest completed window's estimate: updates bpm_x10, quality, window_end and
@@ -316,9 +348,12 @@ class HeartRate:
             return -1
         st = self._st
         acc = self._acc
-        last = min(st[_SLOT], st[_ACC + _SLOT]) if acc is not None else st[_SLOT]
-        while last - (st[_END] - _WINDOW) > _RING:  # fell behind: skip what was overwritten
-            st[_END] += _STEP
+        newest = max(st[_SLOT], st[_ACC + _SLOT]) if acc is not None else st[_SLOT]
+        if newest - (st[_END] - _WINDOW) > _RING:  # a ring no longer holds the window's start
+            while newest - (st[_END] - _WINDOW) > _RING:  # skip to the first window both rings hold
+                st[_END] += _STEP
+            if not self.ready():  # (a stream ran ahead of the other: once that one completes it)
+                return -1
         start = st[_END] - _WINDOW
         a = self._a
         shift = -1
@@ -366,17 +401,16 @@ class HeartRate:
         tshift = 0
         while (big >> tshift) > _AMP:
             tshift += 1
-        x = self._x
         spec = self._dft_out
         st = self._st
+        kind = 1 if w > 1 else 0 if gain > 1 else 2  # the ring's type for viper: 'h', 'H' (x 4), 'i'
+        cos = self._cos or _COS_Q10
         fshift = 0
         for ch in range(w):
             self._centre(ring, w, ch, gain, start)
-            m = st[_MEAN]
-            for n in range(_WINDOW):
-                x[n] = (((ring[((start + n) & _MASK) * w + ch] * gain - m) >> tshift)
-                        * _HANN[n if n < _HALF else _WINDOW - 1 - n]) >> 12
-            shift = self._dft(x, self._cos or _COS_Q10, _K0, _NK, spec, bits)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            at = (start % _RING) * w + ch  # the channel's first entry in the window
+            shift = self._dft(ring, at, w, _RING * w, gain, st[_MEAN], tshift, kind, cos, _HANN, _K0, _NK, spec,  # pyright: ignore[reportArgumentType] (viper takes buffers)
+                              bits)
             if out is None:
                 return tshift + shift
             if ch == 0:
@@ -392,16 +426,28 @@ class HeartRate:
                 out[j] = (out[j] if ch else 0) + u * u + v * v
         return tshift + fshift
 
+    def _dft_plain(self, ring, at, w, wrap, gain, mean, tshift, kind, cos, hann, k0, nk, out, bits):
+        # dft_viper's twin: the window into the plain loop's own buffer first (windowed in the
+        # DFT's loop, the plain one would take 60 % longer), then dft_py.
+        x = self._x
+        for n in range(_WINDOW):
+            q = 2 * n if n < _HALF else 2 * (_WINDOW - 1 - n)
+            x[n] = (((ring[at] * gain - mean) >> tshift) * (hann[q] | hann[q + 1] << 8)) >> 12  # pyright: ignore[reportOptionalSubscript]
+            at += w
+            if at >= wrap:
+                at -= wrap
+        return dft_py(x, cos, k0, nk, out, bits)
+
     def _centre(self, ring, w, ch, gain, start):
         # The window's mean of channel ch (entries x gain) into the state's _MEAN; returns the
         # largest deviation from it.
         tot = 0
         for n in range(_WINDOW):
-            tot += ring[((start + n) & _MASK) * w + ch]
+            tot += ring[((start + n) % _RING) * w + ch]
         m = self._st[_MEAN] = tot * gain // _WINDOW
         big = 0
         for n in range(_WINDOW):
-            big = max(big, abs(ring[((start + n) & _MASK) * w + ch] * gain - m))
+            big = max(big, abs(ring[((start + n) % _RING) * w + ch] * gain - m))
         return big
 
     def _pick(self, pmax):

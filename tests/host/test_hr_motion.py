@@ -169,6 +169,6 @@ def test_literal_tables_equal_their_formulas():
     assert list(array("h", H._COS_Q10)) == [int(round(1024 * math.cos(2 * math.pi * m / H.TABLE)))
                                             for m in range(H.TABLE // 4 + 1)]
     hann = [int(round(2048 * (1 - math.cos(2 * math.pi * (n + 0.5) / H.WINDOW)))) for n in range(H.WINDOW)]
-    assert list(H._HANN) == hann[:H.WINDOW // 2] and hann == hann[::-1]
+    assert list(array("h", H._HANN)) == hann[:H.WINDOW // 2] and hann == hann[::-1]
     prior = [int(round(1024 * math.exp(-0.5 * d * d / 15 ** 2))) for d in range(H.NK)]
     assert list(H._PRIOR) == prior[:len(H._PRIOR)] and not any(prior[len(H._PRIOR):]) and prior[len(H._PRIOR) - 1]
