@@ -2,7 +2,7 @@
 
 The upload is written straight into the inactive slot's file (watch.slots); the slot pointer
 is switched (one atomic rename) only after the new file passed every check of
-watch.model.load, so a failed, refused or interrupted upload leaves the running model and its
+watch.loader.load, so a failed, refused or interrupted upload leaves the running model and its
 file untouched. `upload.inf` next to the slots remembers an upload's size and CRC, so after a
 disconnect, or a reboot, `resume` continues from the bytes already on flash
 (docs/model-blob.md, docs/protocol.md).
@@ -13,7 +13,6 @@ import struct
 from binascii import crc32
 
 from watch import blob
-from watch.model import ModelError, load
 from watch.slots import ModelSlots
 
 try:
@@ -171,6 +170,9 @@ class ModelUpload:
         elif self._running_crc & 0xFFFFFFFF != self._crc:
             reason = _E_BAD_CRC
         else:
+            # the loader (and the runtime it builds) only now: the chunks before need neither
+            from watch.loader import ModelError, load
+
             try:
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
             except ModelError as e:

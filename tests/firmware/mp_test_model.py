@@ -8,7 +8,7 @@ import micropython
 from array import array
 from binascii import crc32
 
-from watch import model
+from watch import loader as model  # the loader's load and ModelError
 from wire import blob
 from wire import protocol as p
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
