@@ -115,7 +115,8 @@ def late_modules(profile: dict, model: bool = False, sources: Path = FIRMWARE) -
     if not profile.get("frozen"):
         return {}
     boot = set(firmware_modules(profile, model))
-    later = [m for m in {*_ON_DEMAND, *_LOAD_MODULES, *_MODEL_MODULES} if m not in boot and (sources / f"{m}.py").exists()]
+    later = [m for m in {*_ON_DEMAND, *_LOAD_MODULES, *_MODEL_MODULES}
+             if m not in boot and (sources / f"{m}.py").exists()]
     return {m.replace("/", "."): str(sources / f"{m}.py") for m in sorted(later)}
 
 
@@ -273,7 +274,8 @@ print("WIDTH", kept - ((kept - data64) // 2 + data32), kept, data64)
 # loads it and builds the feature engine and the heart-rate estimator around it, as a commit
 # does. For STATE "upload" the watch then makes its ModelUpload, as at an upload's first
 # MODEL_BEGIN (its modules are among MODULES). A measurement that imported a firmware module
-# not among MODULES (its code would count as state) or whose model did not load is an error.
+# not among MODULES (its code would count as state), that kept one it holds for the firmware to
+# drop (DROPPED, _WIDTH_HELD_SCRIPT), or whose model did not load is an error.
 _WIDTH_LATER_SCRIPT = """
 if STATE == "upload":
     gc.collect()
@@ -371,7 +373,8 @@ def width_bytes(profile: dict, micropython: str, micropython_path: str, sources:
 
     Args:
         model: measure the state with a model: booted with it in the flash, its modules
-            (`firmware_modules(profile, model=True)`), the model and the feature engine and
+            (`firmware_modules(profile, model=True)`; not the loader's, which the firmware
+            drops after the load: `_LOAD_MODULES`), the model and the feature engine and
             heart-rate estimator built around it, as a commit leaves them. True: the board's
             shipped model (`shipped_model`; a board without one, or a profile that cannot feed
             it, measures the boot without a model, whose credit leaves the model's objects
