@@ -170,15 +170,15 @@ class ModelUpload:
         elif self._running_crc & 0xFFFFFFFF != self._crc:
             reason = _E_BAD_CRC
         else:
-            # the loader (and the runtime it builds) only now: the chunks before need neither
-            from watch.loader import ModelError, load
-
             try:
+                # the loader (and the runtime it builds) only now: the chunks before need neither
+                from watch.loader import ModelError, load
+
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
+            except MemoryError:  # no room for it (or its loader) now: refused, nothing switched
+                reason = _E_TOO_LARGE  # (caught first: ModelError exists once the import went through)
             except ModelError as e:
                 reason = e.reason
-            except MemoryError:  # no room for it now: refused, nothing switched
-                reason = _E_TOO_LARGE
             else:
                 reason = check(model) if check else _OK
                 if reason == _OK:
