@@ -37,6 +37,9 @@ from watch.watchdog import Watchdog
 
 _FIRMWARE_REVISION = const("0.1.0")
 _MODEL_PATH = const("model.wbl")
+# What only a model's load runs (the checks, the parsing, the version-1 conversion): dropped
+# after each load, at boot and at a commit (the runtime, watch.model or watch.mlp, stays).
+_LOAD_MODULES = ("loader", "blob", "trees_v1")
 _KEY_PATH = const("key.bin")
 _STREAMS_PATH = const("streams.bin")  # the streams the host asked for: a reboot goes on recording them
 
@@ -77,8 +80,9 @@ class Watch:
         self.preds = Outbox(slots, 32)
         self.key = self._read_key()
         self.auth = Auth(self.key)
-        # The model's code (watch.model, watch.blob, watch.upload, watch.baseline) is imported
-        # when a model is there or an upload begins: a small watch keeps that heap until then.
+        # The model's code (watch.model, watch.loader, watch.blob, watch.upload, watch.baseline)
+        # is imported when a model is there or an upload begins: a small watch keeps that heap
+        # until then, and the loader's only while a model loads (_LOAD_MODULES).
         self.slots = ModelSlots(_MODEL_PATH)
         self.upload = None  # watch.upload.ModelUpload from the first MODEL_BEGIN
         self.event(P.EV_BOOT, 0)
@@ -264,14 +268,17 @@ class Watch:
     def _load(self, path):
         """The model in `path`; raises OSError when there is none (without importing the model's code)."""
         os.stat(path)
-        from watch.model import ModelError, load
+        try:
+            from watch.loader import ModelError, load
 
-        model = load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
-        status = self._engine_for(model)
-        if status:
-            model.close()
-            raise ModelError(status)
-        return model
+            model = load(path, self.key or b"", self.specs, self.n_features, self._model_budget())
+            status = self._engine_for(model)
+            if status:
+                model.close()
+                raise ModelError(status)
+            return model
+        finally:
+            _forget(_LOAD_MODULES)  # a loaded model needs only its runtime
 
     def streams_present(self):
         mask = 0
@@ -546,14 +553,9 @@ class Watch:
             gc.collect()  # what building it left behind, before the model's blocks
             status, model = self.upload.commit(self.key or b"", self.specs, self.n_features, self._engine_for)
             self.upload = None  # done either way; a later RESUME makes it again from upload.inf
-            # The upload's module goes with it: frozen, its state (dictionary, functions,
-            # classes: about 0.6 KB) is all it holds in RAM, and the next upload makes it again.
-            import sys
-            import watch
-
-            sys.modules.pop("watch.upload", None)
-            if "upload" in watch.__dict__:
-                delattr(watch, "upload")
+            # Its module and the loader's go with it: frozen, their state (dictionaries,
+            # functions, classes) is all they hold in RAM, and the next upload makes it again.
+            _forget(_LOAD_MODULES + ("upload",))
         if status != P.OK:
             try:
                 model = self._load(self.slots.active_path())
@@ -717,6 +719,18 @@ class Watch:
         finally:
             self.log.close()
             self.radio.on_power_off()
+
+
+def _forget(names):
+    """Drop the modules watch.<name> of `names` after their use. Frozen, a module's RAM state
+    (dictionary, functions, classes) is all it holds, and the next import makes it again."""
+    import sys
+    import watch
+
+    for name in names:
+        sys.modules.pop("watch." + name, None)
+        if name in watch.__dict__:
+            delattr(watch, name)
 
 
 def _burst(cfg):

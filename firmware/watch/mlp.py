@@ -35,7 +35,6 @@ try:
 except ImportError:  # CPython: the host imports this module too
     const = lambda x: x  # noqa: E731 (a def would clash with the stubs' signature)
 
-from watch import blob
 from watch.model import _SIGN_SHIFT, Runtime, _same_model
 
 # Mirrors of watch.blob's constants for the viper code (a test checks they agree).
@@ -251,6 +250,7 @@ def read(f, model_id, feature_spec, quant, n_classes, payload_length, viper, fai
     (their row sums fold the zero points into the biases) and stay in the file `f`, which the
     model keeps open."""
     import struct
+    from watch import blob  # the loader's: dropped with it after the load (watch.app)
     from watch.blob import E_TRUNCATED, E_UNSUPPORTED_KIND
 
     base = f.tell()

@@ -2,7 +2,7 @@
 
 The upload is written straight into the inactive slot's file (watch.slots); the slot pointer
 is switched (one atomic rename) only after the new file passed every check of
-watch.model.load, so a failed, refused or interrupted upload leaves the running model and its
+watch.loader.load, so a failed, refused or interrupted upload leaves the running model and its
 file untouched. `upload.inf` next to the slots remembers an upload's size and CRC, so after a
 disconnect, or a reboot, `resume` continues from the bytes already on flash
 (docs/model-blob.md, docs/protocol.md).
@@ -13,7 +13,6 @@ import struct
 from binascii import crc32
 
 from watch import blob
-from watch.model import ModelError, load
 from watch.slots import ModelSlots
 
 try:
@@ -172,11 +171,14 @@ class ModelUpload:
             reason = _E_BAD_CRC
         else:
             try:
+                # the loader (and the runtime it builds) only now: the chunks before need neither
+                from watch.loader import ModelError, load
+
                 model = load(self.new_path, key, feature_spec, n_features, self.max_bytes)
+            except MemoryError:  # no room for it (or its loader) now: refused, nothing switched
+                reason = _E_TOO_LARGE  # (caught first: ModelError exists once the import went through)
             except ModelError as e:
                 reason = e.reason
-            except MemoryError:  # no room for it now: refused, nothing switched
-                reason = _E_TOO_LARGE
             else:
                 reason = check(model) if check else _OK
                 if reason == _OK:

@@ -1,7 +1,7 @@
 """Build, check and describe model blobs (docs/model-blob.md), and the keys that sign them.
 
 The layout and constants come from the firmware's `watch.blob`, never from a copy; the
-checks run in the same order as the watch's `watch.model.load`, with the same reason codes.
+checks run in the same order as the watch's `watch.loader.load`, with the same reason codes.
 
 Example:
     >>> key = new_key()

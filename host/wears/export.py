@@ -91,7 +91,7 @@ class QuantizedForest(BlobModel):
         self._check()
 
     def _check(self) -> None:
-        # What the watch's loader insists on (watch.model._runnable), so every blob built
+        # What the watch's loader insists on (watch.loader), so every blob built
         # here loads there.
         nf, nn, nl = self.n_features, self.n_nodes, self.n_leaves
         if not 1 <= nf <= B.MAX_FEATURES or len(self.shifts_) != nf:

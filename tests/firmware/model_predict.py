@@ -12,7 +12,7 @@ import sys
 import micropython
 from array import array
 
-from watch import model
+from watch import loader
 
 
 def main(folder, path, feature_spec, n_features):
@@ -29,7 +29,7 @@ def main(folder, path, feature_spec, n_features):
                 i += 1
     gc.collect()
     before = gc.mem_free()
-    m = model.load(folder + "/model.wbl", key, feature_spec, n_features, viper=path == "viper")
+    m = loader.load(folder + "/model.wbl", key, feature_spec, n_features, viper=path == "viper")
     gc.collect()
     after = gc.mem_free()
     print("MEM", before, after, os.stat(folder + "/model.wbl")[6])

@@ -30,10 +30,10 @@ class FlashDir:
         os.rmdir(self.path)
 
     def load(self, data, key, spec, n_features, **kw):
-        """watch.model.load of `data` written to a file of its own here."""
-        from watch import model
+        """watch.loader.load of `data` written to a file of its own here."""
+        from watch import loader
 
-        m = model.load(self.write("m%d.wbl" % len(self.models), data), key, spec, n_features, **kw)
+        m = loader.load(self.write("m%d.wbl" % len(self.models), data), key, spec, n_features, **kw)
         self.models.append(m)
         return m
 

@@ -323,8 +323,15 @@ def test_a_refused_commit_goes_on_with_the_engine_at_the_running_window():
     assert (P.EV_MODEL_REJECTED, P.E_BAD_SIGNATURE) in _events(w)
 
 
-def test_a_commit_drops_the_upload_module_and_the_next_upload_imports_it_again():
-    # Frozen on a watch, watch.upload's state is all it holds in RAM: it goes after a commit.
+def _held(*names):
+    import sys
+
+    return [n for n in names if "watch." + n in sys.modules or n in sys.modules["watch"].__dict__]
+
+
+def test_a_commit_drops_the_upload_and_loader_modules_and_the_next_upload_imports_them_again():
+    # Frozen on a watch, a module's state is all it holds in RAM: the upload's and the loader's
+    # go after a commit, the runtime (watch.model) stays; the chunks need no loader.
     import sys
     from binascii import crc32
 
@@ -339,10 +346,13 @@ def test_a_commit_drops_the_upload_module_and_the_next_upload_imports_it_again()
         data = f.read()
     up = w._uploader()
     assert up.begin(len(data), crc32(data)) == P.OK and up.chunk(0, data) == P.OK
+    assert _held("upload", "blob", "loader", "model") == ["upload", "blob"]
     w.commit_model(1)
     assert w.model is not None and (P.EV_MODEL_LOADED, w.model.model_id) in _events(w)
-    assert "watch.upload" not in sys.modules and "upload" not in sys.modules["watch"].__dict__
+    assert _held("upload", "blob", "loader", "trees_v1", "model") == ["model"]
     assert w._uploader().begin(len(data), crc32(data)) == P.OK and "watch.upload" in sys.modules
+    w.commit_model(2)  # the same blob again: refused (an upload of a model running) or loaded
+    assert _held("upload", "blob", "loader", "trees_v1") == [] and w.model is not None
 
 
 def _shipped_model():
@@ -369,6 +379,7 @@ def test_predictions_read_the_model_from_flash_without_allocating_and_a_changed_
 
     w = watch_on("esp32s3-wrist", seconds=120, flash=_shipped_model)
     assert w.model is not None and w.model.n_nodes > 100  # its nodes stay in the file
+    assert _held("blob", "loader", "trees_v1", "model") == ["model"]  # a loaded model needs its runtime only
     model_id = w.model.model_id
     assert w.engine.window_s == 60 and (P.EV_MODEL_LOADED, model_id) in _events(w)  # the model's window
     time.sleep_ms(100)

@@ -6,7 +6,7 @@ import struct
 import micropython
 from array import array
 
-from watch import mlp, model
+from watch import loader, mlp
 from wire import blob
 from wire import protocol as p
 from mp_blobs import documented_example, flash, in_flash, sign as _sign
@@ -30,7 +30,7 @@ def _load(data=BLOB, viper=True, key=KEY, n_features=2):
 def _reason(data):
     try:
         _load(data)
-    except model.ModelError as e:
+    except loader.ModelError as e:
         return e.reason
     return p.OK
 
@@ -70,7 +70,7 @@ def test_limb_arithmetic_equals_the_64_bit_requantization_at_the_extremes():
             for bias in (-limit, -limit + 1, -1 - span, -span, 0, 1, 12345, limit - 1, limit):
                 for sign in (1, -1):
                     path = flash().write("limb.wbl", _one_layer(1, sign * 127, bias, multiplier, shift, in_zp=-128))
-                    fast, slow = model.load(path, KEY, 1, 1), model.load(path, KEY, 1, 1, viper=False)
+                    fast, slow = loader.load(path, KEY, 1, 1), loader.load(path, KEY, 1, 1, viper=False)
                     x = array("i", [127])
                     fast.predict(x, bytearray(1))
                     slow.predict(x, bytearray(1))
@@ -123,7 +123,7 @@ def test_loader_refuses_what_the_hot_loop_cannot_run():
                 _one_layer(1, 1, 0, 0x40000000, -1, lo=10, hi=0)):  # empty activation range
         try:
             _load(bad, n_features=1)
-        except model.ModelError as e:
+        except loader.ModelError as e:
             assert e.reason == p.E_UNSUPPORTED_KIND
         else:
             raise AssertionError("loaded an MLP the runtime cannot run")
@@ -147,7 +147,7 @@ def test_the_weights_stay_in_flash_and_a_changed_file_gives_a_reason():
     for viper in (True, False):
         for data, reason in ((_sign(bytes(body), KEY), p.E_BAD_CRC), (BLOB[:cut], p.E_TRUNCATED)):
             path = flash().write("changing.wbl", BLOB)
-            m = model.load(path, KEY, 1, 2, viper=viper)
+            m = loader.load(path, KEY, 1, 2, viper=viper)
             assert m.predict(x, proba) == CASES[0][1]
             flash().write("changing.wbl", data)
             micropython.heap_lock()

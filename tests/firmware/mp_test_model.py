@@ -8,7 +8,7 @@ import micropython
 from array import array
 from binascii import crc32
 
-from watch import model
+from watch import loader
 from wire import blob
 from wire import protocol as p
 from watch.hmac_sha256 import HmacSha256, equal, hmac_sha256
@@ -40,8 +40,8 @@ def _reason(data, key=KEY, spec=SPEC, n_features=N_FEATURES, max_bytes=blob.MAX_
     with _Dir() as d:
         path = d.write("model.wbl", data)
         try:
-            model.load(path, key, spec, n_features, max_bytes)
-        except model.ModelError as e:
+            loader.load(path, key, spec, n_features, max_bytes)
+        except loader.ModelError as e:
             return e.reason
     return p.OK
 
@@ -260,7 +260,7 @@ def test_a_loaded_model_keeps_its_trees_in_flash_and_little_in_ram():
     size = os.stat(path)[6]
     gc.collect()
     before = gc.mem_alloc()
-    m = model.load(path, bytes(32), 8, 18)
+    m = loader.load(path, bytes(32), 8, 18)
     gc.collect()
     ram = gc.mem_alloc() - before
     try:
@@ -293,7 +293,7 @@ def test_a_file_that_changed_under_a_loaded_model_gives_a_reason_never_a_wild_wa
     for viper in (True, False):
         for data, reason in changes:
             path = flash().write("changing.wbl", BLOB)
-            m = model.load(path, KEY, SPEC, N_FEATURES, viper=viper)
+            m = loader.load(path, KEY, SPEC, N_FEATURES, viper=viper)
             assert m.predict(x, proba) == 1
             flash().write("changing.wbl", data)  # the same file, rewritten under the model
             micropython.heap_lock()

@@ -7,7 +7,7 @@ import os
 from array import array
 from binascii import crc32
 
-from watch import blob, model, slots, upload
+from watch import blob, loader, slots, upload
 from wire import protocol as p
 from mp_blobs import FlashDir as _Dir, documented_example, sign
 
@@ -34,7 +34,7 @@ def _upload(up, data, crc=None, step=20):
 
 
 def _loader(path):
-    return model.load(path, KEY, SPEC, N_FEATURES)
+    return loader.load(path, KEY, SPEC, N_FEATURES)
 
 
 def _boot(d):

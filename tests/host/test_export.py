@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
 from watch import blob as B
+from watch import loader as L
 from watch import model as M
 from watch import protocol as P
 from wears.blob import read_blob
@@ -42,7 +43,7 @@ def trained():
 def _watch_model(qf, tmp_path, viper=False):
     path = tmp_path / "model.wbl"
     path.write_bytes(qf.to_blob(KEY))
-    return M.load(str(path), KEY, qf.feature_spec, qf.n_features, viper=viper)
+    return L.load(str(path), KEY, qf.feature_spec, qf.n_features, viper=viper)
 
 
 def test_quantized_forest_agrees_with_sklearn_on_held_out_rows(trained):
@@ -173,7 +174,7 @@ def test_runtime_constants_equal_the_blob_contract():
     assert (MLP._X_MIN, MLP._X_MAX, MLP._HEAD, MLP._ROW) == (MP._X_MIN, MP._X_MAX, MP._HEAD, MP._ROW)
     assert (MLP._X_MIN, MLP._X_MAX) == (B.X_MIN, B.X_MAX)
     # where the model id lies, read again before each prediction; the tree array's header
-    assert M._ID_AT == TP._ID_AT == MP._ID_AT == B.HEADER_SIZE - 4 and M._HEAD == TP._HEAD
+    assert M._ID_AT == TP._ID_AT == MP._ID_AT == B.HEADER_SIZE - 4 and M._HEAD == TP._HEAD == L._HEAD
     assert B.trees_payload_size(2, 6, 3, 2, B.OLD_VERSION) == 48 and B.blob_size(2, 48, B.OLD_VERSION) == 114
     assert B.trees_payload_size(2, 2, 3, 2) == 40 and B.blob_size(2, 40) == 114
     assert M._forest is None  # CPython runs the plain-Python path

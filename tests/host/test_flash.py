@@ -72,7 +72,7 @@ def test_flash_firmware_installs_checks_and_the_board_runs_the_shipped_model(tmp
     assert set(report["files"]) >= {"main.py", "board.json", "key.bin", "model.wbl", "watch/app.mpy"}
     assert read_blob((flash / "model.wbl").read_bytes(), key).model_id == report["model_id"]
     # The compiled firmware, on the board: it loads the re-signed model with the board's key.
-    model_id = _eval(flash, "__import__('watch.model').model.load('model.wbl', open('key.bin','rb').read(), "
+    model_id = _eval(flash, "__import__('watch.loader').loader.load('model.wbl', open('key.bin','rb').read(), "
                             "*__import__('watch.features').features.spec_for(True)).model_id")
     assert model_id == report["model_id"]
 

@@ -81,10 +81,10 @@ def test_watch_runtime_in_micropython_equals_tflite(trained, tmp_path):
     np.savetxt(tmp_path / "x.csv", rows, fmt="%d", delimiter=",")
     script = tmp_path / "run.py"
     script.write_text(
-        "from array import array\nfrom watch import model\n"
+        "from array import array\nfrom watch import loader\n"
         f"key = bytes(range(32))\nx = array('i', [0] * 12)\np = bytearray(2)\n"
         "for viper in (True, False):\n"
-        f"    m = model.load({str(tmp_path / 'model.wbl')!r}, key, 1, 12, viper=viper)\n"
+        f"    m = loader.load({str(tmp_path / 'model.wbl')!r}, key, 1, 12, viper=viper)\n"
         f"    for line in open({str(tmp_path / 'x.csv')!r}):\n"
         "        for i, v in enumerate(line.split(',')):\n"
         "            x[i] = int(v)\n"

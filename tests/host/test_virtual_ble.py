@@ -376,6 +376,11 @@ def test_frozen_credit_counts_every_module_a_frozen_board_imports_boot_or_later(
     assert "watch.upload" in heap.late_modules(pinetime, model=True)
     assert "watch.model" in heap.late_modules(pinetime) and "watch.model" not in heap.late_modules(pinetime, True)
     assert "watch/model" not in heap.firmware_modules(pinetime)
+    # what only a load runs is dropped after it (watch.app): never a boot module, always compiled
+    # at boot as the image's flash holds it
+    for module in ("watch/loader", "watch/blob", "watch/trees_v1"):
+        assert module not in heap.firmware_modules(pinetime, model=True)
+        assert module.replace("/", ".") in heap.late_modules(pinetime, model=True)
     assert heap.frozen_bytes(xiao, binary, path, FIRMWARE, model=True) == 0
     assert heap.late_modules(xiao) == {}
 

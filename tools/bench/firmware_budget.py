@@ -24,7 +24,7 @@ case the PineTime's budget must hold), and reports per board:
   negative where the watch's budget holds larger tables than the simulation's heap) and the
   pointer width of the state the report came from (`pointer_width_for`): a report before
   the upload is credited the boot's width, one that came while the upload was under way the
-  upload's (`heap.width_bytes(upload=True)`: its module and the model's, the upload's
+  upload's (`heap.width_bytes(upload=True)`: its module and `watch.blob`, the upload's
   object; a report made just before the first MODEL_BEGIN and received after it is credited
   that too: the boot's state, smaller, is never the peak), one with the model the width of
   the state with the model (`heap.width_bytes(model=True)`: its modules, the model, the

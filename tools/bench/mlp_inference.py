@@ -41,8 +41,8 @@ if impl == "null":
     def predict():
         return 0
 elif impl.startswith("ours"):
-    from watch import model
-    m = model.load(folder + "/model.wbl", bytes(32), 1, 12, viper=impl == "ours")
+    from watch import loader
+    m = loader.load(folder + "/model.wbl", bytes(32), 1, 12, viper=impl == "ours")
     proba = bytearray(2)
     def predict():
         return m.predict(x, proba)

@@ -49,14 +49,14 @@ with open(folder + "/rows.csv") as f:
         if mode == "heap":
             break
 if impl.startswith("ours"):
-    from watch import model  # the runtime, the same for every model (frozen into flash on a watch)
+    from watch import loader  # the loader and the runtime, the same for every model (frozen into flash on a watch)
 gc.collect()
 ram0 = gc.mem_alloc()
 if impl == "null":  # the harness alone: subtracted from every figure
     def predict(x):
         return 0
 elif impl.startswith("ours"):
-    m = model.load(folder + "/model.wbl", bytes(32), 1, 12, viper=impl == "ours")
+    m = loader.load(folder + "/model.wbl", bytes(32), 1, 12, viper=impl == "ours")
     proba = bytearray(2)
     def predict(x):
         return m.predict(x, proba)

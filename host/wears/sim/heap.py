@@ -98,7 +98,11 @@ _RADIOS = {"serial": ("watch/radio_serial",), "ubluepy": ("watch/radio_ubluepy",
 # when it needs them), the upload (at the first MODEL_BEGIN) and the baseline (for a model on
 # baseline-subtracted features).
 _ON_DEMAND = ("watch/mlp", "watch/mlp_plain", "watch/trees_v1", "watch/trees_plain", "watch/upload", "watch/baseline")
-_MODEL_MODULES = ("watch/model", "watch/blob")  # imported at boot only when a model is in the flash
+_MODEL_MODULES = ("watch/model",)  # the runtime: imported at boot only when a model is in the flash
+# What only a model's load runs (watch.app's _LOAD_MODULES): imported for a load (at boot, a
+# commit, a rollback) and dropped after it, so never a boot module. A frozen board compiles them
+# at boot (late_modules) as its image holds them in flash; no state after a load counts them.
+_LOAD_MODULES = ("watch/loader", "watch/blob", "watch/trees_v1")
 _PART_MODULES = {"MAX30102": ("watch/drivers/max30102",), "LSM6DS3TR-C": ("watch/drivers/lsm6ds3",),
                  "HRS3300": ("watch/drivers/hrs3300",), "BMA421": ("watch/drivers/bma421", "watch/drivers/bosch_fifo"),
                  "BMI160": ("watch/drivers/bmi160", "watch/drivers/bosch_fifo")}
@@ -111,7 +115,8 @@ def late_modules(profile: dict, model: bool = False, sources: Path = FIRMWARE) -
     if not profile.get("frozen"):
         return {}
     boot = set(firmware_modules(profile, model))
-    later = [m for m in (*_ON_DEMAND, *_MODEL_MODULES) if m not in boot and (sources / f"{m}.py").exists()]
+    later = [m for m in {*_ON_DEMAND, *_LOAD_MODULES, *_MODEL_MODULES}
+             if m not in boot and (sources / f"{m}.py").exists()]
     return {m.replace("/", "."): str(sources / f"{m}.py") for m in sorted(later)}
 
 
@@ -123,7 +128,7 @@ def firmware_modules(profile: dict, model: bool = False) -> list[str]:
     parts = {m for s in profile.get("sensors", {}).values() for m in _PART_MODULES.get(s.get("part"), ())}
     drivers = {m for mods in _PART_MODULES.values() for m in mods} - parts
     every = {str(f.relative_to(FIRMWARE).with_suffix("")) for f in FIRMWARE.rglob("*.py")}
-    later = set(_ON_DEMAND) | (set() if model else set(_MODEL_MODULES))
+    later = set(_ON_DEMAND) | set(_LOAD_MODULES) | (set() if model else set(_MODEL_MODULES))
     return sorted(every - others - drivers - later)
 
 
@@ -269,7 +274,8 @@ print("WIDTH", kept - ((kept - data64) // 2 + data32), kept, data64)
 # loads it and builds the feature engine and the heart-rate estimator around it, as a commit
 # does. For STATE "upload" the watch then makes its ModelUpload, as at an upload's first
 # MODEL_BEGIN (its modules are among MODULES). A measurement that imported a firmware module
-# not among MODULES (its code would count as state) or whose model did not load is an error.
+# not among MODULES (its code would count as state), that kept one it holds for the firmware to
+# drop (DROPPED, _WIDTH_HELD_SCRIPT), or whose model did not load is an error.
 _WIDTH_LATER_SCRIPT = """
 if STATE == "upload":
     gc.collect()
@@ -285,6 +291,17 @@ unmeasured = [m for m in sys.modules if m.split(".")[0] == "watch" and m not in 
 if unmeasured:
     raise RuntimeError("imported while measured, its code counted as state: " + repr(unmeasured))
 print("LATER", kept - ((kept - data64) // 2 + data32), kept, data64)
+"""
+# Put before the script for STATE "model": the modules a load imports and the firmware drops
+# after it (DROPPED, from _LOAD_MODULES) are imported first and held here, so that their code
+# stays loaded (as a frozen image keeps it in flash) and their drop frees only their RAM state,
+# which the state measured does not hold; they are not among MODULES (not counted).
+_WIDTH_HELD_SCRIPT = """
+import sys
+HELD = []
+for m in DROPPED:
+    __import__(m)
+    HELD.append(sys.modules[m])
 """
 # A fixed key for the measurement's flash: the model is re-signed with it (its bytes decide nothing).
 _WIDTH_KEY = bytes(range(32))
@@ -317,8 +334,10 @@ def _width(profile: dict, micropython: str, micropython_path: str, sources: Path
         raise WearsError(f"no firmware state {state!r} to measure (boot, model, upload)")
     if state == "model" and model is None:
         raise WearsError("the state with a model needs the model's blob")
-    extra = ("watch/upload",) if state == "upload" else _model_needs(profile, model) if model is not None else ()
-    names = _module_sources(profile, sources, state != "boot", extra)
+    needs = _model_needs(profile, model) if model is not None else ()
+    # an upload holds its module and watch.blob until its commit imports the loader and the runtime
+    extra = ("watch/upload", "watch/blob") if state == "upload" else tuple(m for m in needs if m not in _LOAD_MODULES)
+    names = _module_sources(profile, sources, state == "model", extra)
     order = sorted(names, key=lambda m: (m.count("."), m != "watch", m == "watch.app", m))
     radio = "ubluepy" if profile.get("radio") == "ubluepy" else "bluetooth"
     script = f"RADIO = {radio!r}\nMODULES = {order!r}\nSOURCES = {names!r}\n" + _WIDTH_SCRIPT
@@ -331,10 +350,20 @@ def _width(profile: dict, micropython: str, micropython_path: str, sources: Path
         from ..blob import resign
 
         files["model.wbl"] = resign(model, _WIDTH_KEY)  # type: ignore[arg-type]
+        dropped = _dropped_after_load(sources, needs)
+        script = f"DROPPED = {dropped!r}\n" + _WIDTH_HELD_SCRIPT + script
+        key_parts += [_WIDTH_HELD_SCRIPT, [(m, (sources / f"{m.replace('.', '/')}.py").read_text()) for m in dropped]]
     script = f"STATE = {state!r}\n" + script + _WIDTH_LATER_SCRIPT
     blob_digest = hashlib.sha256(model).hexdigest() if model is not None else None
     return _measure("LATER", script, [*key_parts, _WIDTH_LATER_SCRIPT, state, blob_digest], profile, micropython,
                     micropython_path, files=files)
+
+
+def _dropped_after_load(sources: Path, needs: tuple[str, ...]) -> list[str]:
+    """The modules (dotted) a load of a model that `needs` these on-demand modules imports and
+    the firmware drops after it: the loader's, and the version-1 reader when it needs it."""
+    return [m.replace("/", ".") for m in _LOAD_MODULES
+            if (m in needs or m not in _ON_DEMAND) and (sources / f"{m}.py").exists()]
 
 
 def width_bytes(profile: dict, micropython: str, micropython_path: str, sources: Path = FIRMWARE,
@@ -344,7 +373,8 @@ def width_bytes(profile: dict, micropython: str, micropython_path: str, sources:
 
     Args:
         model: measure the state with a model: booted with it in the flash, its modules
-            (`firmware_modules(profile, model=True)`), the model and the feature engine and
+            (`firmware_modules(profile, model=True)`; not the loader's, which the firmware
+            drops after the load: `_LOAD_MODULES`), the model and the feature engine and
             heart-rate estimator built around it, as a commit leaves them. True: the board's
             shipped model (`shipped_model`; a board without one, or a profile that cannot feed
             it, measures the boot without a model, whose credit leaves the model's objects

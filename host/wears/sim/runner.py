@@ -105,10 +105,11 @@ def pointer_width_bytes(profile: dict, model: bool = False, *, upload: bool = Fa
     - A model uploaded after boot (`upload`): one heapsize for three states. Before the
       upload the firmware holds the boot's state, whose width is smaller: that phase is
       checked at the no-model heapsize by the no-model run. From the first MODEL_BEGIN to the
-      commit it holds the boot's state plus the upload's modules (`watch.upload`, and
-      `watch.model` and `watch.blob` which it imports) and its ModelUpload; from the commit on,
-      the state with the model (its modules, the model, the engine and the heart-rate estimator
-      rebuilt around it) plus the upload's module, which stays imported, at its 64-bit size.
+      commit it holds the boot's state plus the upload's modules (`watch.upload` and the
+      `watch.blob` it imports; the loader and the runtime come at the commit) and its
+      ModelUpload; from the commit on, the state with the model (its runtime, the model, the
+      engine and the heart-rate estimator rebuilt around it; the firmware drops the upload's
+      and the loader's modules at the commit).
       The credit is the smaller of the two measured states' (`state="upload"`, `"model"`), so
       neither phase gets room the 32-bit watch would not have."""
     from . import heap
