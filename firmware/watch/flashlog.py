@@ -1,17 +1,25 @@
 """Store-and-forward flash log: every stream packet, kept on flash until the host has it.
 
 Records are whole packets, numbered by a log sequence number (lsn) that never goes back,
-not even across reboots. They fill a segment in RAM; a full segment is written in one go
-into a slot of the ring file, its CRC32 last, so a power cut mid-write leaves a slot whose
-CRC fails: boot clears it and counts it as torn. A power cut loses at most the segment being
-filled or written; boot moves the next lsn past it, so no number is ever given to two records.
+not even across reboots. They go straight into the open segment's slot of the ring file as
+they come (no RAM copy of the segment); a full segment is sealed: its head, zeros after its
+records, and its CRC32 last, so a power cut mid-seal leaves a slot whose CRC fails: boot
+clears it and counts it as torn. The open segment's slot is always a free one, its head
+zeroed (an evicted segment's is zeroed as it goes), so a power cut while a segment is open
+leaves an empty slot: its records are lost, never a stale head over them. A power cut loses
+at most the segment being filled or sealed; boot moves the next lsn past it, so no number is
+ever given to two records.
 
-The ring file is opened once at boot and stays open: writing a segment (about once a second
-at the top rates) seeks and writes a preallocated buffer, so the sampling path allocates
-nothing (no file object, no file name, no slice). It holds at most `max_bytes` of segments
-(the board profile's `flash_log_bytes`). When it is full the oldest segment's slot is
-written over: records the host had acknowledged go silently, others are counted in
-`overflow`, which the watch reports (LOG_INFO, EVENT 15).
+The CRC is built as the records go (a 4-byte register, not a copy of them): CRC32 is linear,
+so the seal gets the slot's CRC from the head's register moved past the records' length, the
+records' own register, and the zero tail (docs/protocol.md, "Store and forward").
+
+The ring file is opened once at boot and stays open: appending a record seeks and writes
+the caller's buffer, so the sampling path allocates nothing (no file object, no file name,
+no slice). It holds at most `max_bytes` of segments (the board profile's `flash_log_bytes`).
+A seal that would leave no slot free evicts the oldest segment first (its head zeroed, the
+seal's head carrying the counts): records the host had acknowledged go silently, others are
+counted in `overflow`, which the watch reports (LOG_INFO, EVENT 15).
 
 Segments go into the ring file's slots in turn, so the slots from the oldest segment's on
 hold them in lsn order (a slot cleared at boot stays a hole). RAM keeps only where the ring
@@ -21,9 +29,9 @@ a 256-segment log's index (over 1 KB) off the heap.
 
 Ring file `<folder>/ring.bin`: slot i at i * segment_bytes, each
     u32 magic "WLG2", u32 first lsn, u16 records, u16 boot, u32 acked lsn, u32 overflow,
-    u32 torn, records (u16 length, then the packet), and in the slot's last 4 bytes the CRC32
-    of everything before them (bytes after the records included: the whole buffer is written).
-The counters in a segment's head are the log's when it was written, so the newest segment
+    u32 torn, records (u16 length, then the packet), zeros, and in the slot's last 4 bytes
+    the CRC32 of everything before them (zlib's).
+The counters in a segment's head are the log's when it was sealed, so the newest segment
 carries them across a power cut. State file `<folder>/state.bin` (written at boot and at a
 clean shutdown): u32 boot, acked lsn, overflow, torn segments, the next lsn if the last
 shutdown was clean (0 otherwise), segment bytes, slots.
@@ -31,8 +39,6 @@ shutdown was clean (0 otherwise), segment bytes, slots.
 
 import os
 import struct
-from array import array
-from binascii import crc32
 
 try:
     from micropython import const
@@ -51,25 +57,26 @@ _EMPTY = const(0)  # what _check finds in a slot
 _TORN = const(1)
 _WHOLE = const(2)
 
-
-def _crc_py(buf, n, out, at):
-    struct.pack_into("<I", out, at, crc32(memoryview(buf)[:n]) & 0xFFFFFFFF)
-
-
-# The CRC32 (zlib's) of buf[:n], written little-endian into out[at:at + 4]. binascii.crc32
-# returns it as an int, and one above 2**30 is a heap object on a 32-bit port: a segment's
-# every write would allocate. Bit by bit over a 2 KB segment: 75 us on the virtual watch.
+# _crc_run(reg, at, buf, n): the CRC32 register reg[at:at + 4] (little-endian, without zlib's
+# inversions) taken on over buf[:n], or over -n zero bytes when n is negative (buf unused).
+# The register lives in a buffer: a CRC above 2**30 as an int is a heap object on a 32-bit
+# port, and every record and seal would allocate. Bit by bit: about 75 us per 2 KB on the
+# virtual watch. _write_part(f, buf, n) writes buf[:n] at the file's position.
 try:
     import micropython
 
     @micropython.viper
-    def _crc_into(buf: ptr8, n: int, out: ptr8, at: int):  # noqa: F821
+    def _crc_run(reg: ptr8, at: int, buf: ptr8, n: int):  # noqa: F821
         poly = (uint(0xEDB8) << 16) | uint(0x8320)  # 0xEDB88320, reflected; built from halves: no big literal
-        ones = (uint(0xFFFF) << 16) | uint(0xFFFF)
-        c = ones
+        c = uint(reg[at]) | (uint(reg[at + 1]) << 8) | (uint(reg[at + 2]) << 16) | (uint(reg[at + 3]) << 24)
+        data = 1
+        if n < 0:
+            data = 0
+            n = 0 - n
         i = 0
         while i < n:
-            c ^= uint(buf[i])
+            if data:
+                c ^= uint(buf[i])
             k = 0
             while k < 8:
                 if c & uint(1):
@@ -78,22 +85,32 @@ try:
                     c = c >> 1
                 k += 1
             i += 1
-        c ^= ones
-        out[at] = int(c & uint(0xFF))
-        out[at + 1] = int((c >> 8) & uint(0xFF))
-        out[at + 2] = int((c >> 16) & uint(0xFF))
-        out[at + 3] = int((c >> 24) & uint(0xFF))
+        reg[at] = int(c & uint(0xFF))
+        reg[at + 1] = int((c >> 8) & uint(0xFF))
+        reg[at + 2] = int((c >> 16) & uint(0xFF))
+        reg[at + 3] = int((c >> 24) & uint(0xFF))
+
+    def _write_part(f, buf, n):
+        f.write(buf, 0, n)  # MicroPython's stream write takes an offset and a length: no slice
 except (ImportError, AttributeError, NameError):  # CPython (the host reads a watch's log copy)
-    _crc_into = _crc_py
+    from binascii import crc32
+
+    def _crc_run(reg, at, buf, n):
+        (r,) = struct.unpack_from("<I", reg, at)
+        data = bytes(-n) if n < 0 else memoryview(buf)[:n]
+        struct.pack_into("<I", reg, at, ~crc32(data, ~r & 0xFFFFFFFF) & 0xFFFFFFFF)
+
+    def _write_part(f, buf, n):
+        f.write(memoryview(buf)[:n])
 
 
 class FlashLog:
     """The log in `folder`, at most `max_bytes` of `segment_bytes` segments (None for either:
     what the log on flash was made with, to read a copy of a watch's log).
 
-    `append` keeps a packet and returns its lsn (nothing allocated, also when it writes a
+    `append` keeps a packet and returns its lsn (nothing allocated, also when it seals a
     full segment); `ack` moves the acknowledged mark; `available`, `seek` and `read` serve a
-    backfill; `close` writes the open segment at a clean shutdown.
+    backfill; `close` seals the open segment at a clean shutdown.
     """
 
     def __init__(self, folder="log", max_bytes=262144, segment_bytes=4096):
@@ -112,20 +129,24 @@ class FlashLog:
         self.segment_bytes = segment_bytes
         self.max_segments = slots
         self.acked, self.overflow, self.torn = acked, overflow, torn
-        self._buf = bytearray(segment_bytes)
-        # A segment's head read back from flash; also a record's length prefix as a backfill
-        # reads it, and at boot a slot's CRC as computed (to compare with its stored one).
+        # A segment's head (packed at the seal, zeroed to open a slot, read back from flash);
+        # also a record's length prefix as it is appended or read back.
         self._head = bytearray(_HEAD_SIZE)
+        # Two CRC32 registers: a check (the seal's, or a slot's at boot) at 0, the open
+        # segment's records at 4.
+        self._crc = bytearray(2 * _CRC_SIZE)
+        self._slot = 0  # the open segment's slot: always a free one
         self._efirst = self._ecount = self._eboot = 0  # the ring entry _entry read last
         self._oldest = 0  # the ring file slot of the oldest segment
-        self._nseg = 0  # slots from it to the newest segment's (holes included)
+        self._nseg = 0  # slots from it to the newest sealed segment's (holes included)
         self.live_dropped = 0  # records that did not go out live in time (the host backfills them)
-        # The live queue's part on flash: the _lcount unsent records of the segment written
-        # last, from file offset _lfile + _lpos on, read back one at a time into read_buf.
+        # The live queue's part in the segment sealed last: its _lcount unsent records, from
+        # file offset _lfile + _lpos on. Both parts are read back one record at a time.
         self._lfile = self._lpos = self._lcount = 0
         # Records read back from flash: by the live queue (length and record at 0, nothing kept
         # there between calls) and by a backfill (`read` at READ_ROOM; it reads a record again
-        # after `unread` rather than keep it), so one buffer serves both.
+        # after `unread` rather than keep it), so one buffer serves both. Also the seal's zeros
+        # and boot's check of a slot, a piece at a time.
         self.read_buf = bytearray(READ_ROOM + MAX_RECORD)
         self._rseg = -1  # backfill cursor: the slot being read, the lsn and file offset of its next record
         self._rnext_file = self._rfile_end = self._rfile_boot = self._rpos = 0
@@ -142,8 +163,10 @@ class FlashLog:
             self.next_lsn = max(clean_next, base)
         else:  # records of the segment lost to the power cut had numbers from `end` on
             self.next_lsn = base + segment_bytes // _MIN_RECORD
+        if self._nseg == self.max_segments:  # a ring of earlier firmware: no slot free yet
+            self._evict()
         self._start_segment()
-        self._save_state(0)
+        self._save_state(0)  # with the counters of what boot cleared or evicted
 
     # Writing ------------------------------------------------------------------------------
 
@@ -151,14 +174,17 @@ class FlashLog:
         """Keep the packet buf[:n] as the next record; returns its lsn."""
         if self._fill + 2 + n > self.segment_bytes - _CRC_SIZE:
             self.flush()
-        b = self._buf
-        pos = self._fill
-        b[pos] = n & 0xFF
-        b[pos + 1] = n >> 8
-        pos += 2
-        for i in range(n):
-            b[pos + i] = buf[i]
-        self._fill = pos + n
+        h = self._head
+        h[0] = n & 0xFF
+        h[1] = n >> 8
+        at = self._slot * self.segment_bytes + self._fill
+        self._write(at, h, 2)
+        self._write(at + 2, buf, n)
+        _crc_run(self._crc, _CRC_SIZE, h, 2)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+        _crc_run(self._crc, _CRC_SIZE, buf, n)  # pyright: ignore[reportArgumentType]
+        if self._rseg == self._slot:  # a backfill reading the open segment: it has one more
+            self._rfile_end += 1
+        self._fill += 2 + n
         self._count += 1
         lsn = self.next_lsn
         self.next_lsn = lsn + 1
@@ -166,33 +192,32 @@ class FlashLog:
 
     def send_live(self, send, budget):
         """Send up to `budget` records that have not gone out live yet, oldest first, with
-        `send(buf, n, off) -> bool` (a record where it lies in the open segment, or read back
-        from flash: nothing allocated); stops when it refuses. Returns how many went.
+        `send(buf, n, off) -> bool` (a record read back from flash into `read_buf`: nothing
+        allocated); stops when it refuses. Returns how many went.
 
         The log is the stream packets' queue for the radio: the open segment, and the unsent
-        records of the segment written last, read back from flash. A record still unsent when
-        the segment after its own goes to flash is counted in `live_dropped` and reaches the
-        host by backfill."""
+        records of the segment sealed last. A record still unsent when the segment after its
+        own is sealed is counted in `live_dropped` and reaches the host by backfill."""
         sent = 0
         f = self._f
         b = self.read_buf
-        while sent < budget and self._lcount:
-            f.seek(self._lfile + self._lpos)
+        while sent < budget:
+            if self._lcount:
+                f.seek(self._lfile + self._lpos)
+            elif self._live_count < self._count:
+                f.seek(self._slot * self.segment_bytes + self._live)
+            else:
+                break
             f.readinto(b)  # the record and what follows it in the slot (or less at the ring's end)
             n = b[0] | b[1] << 8
             if not send(b, n, 2):
-                return sent
-            self._lpos += 2 + n
-            self._lcount -= 1
-            sent += 1
-        b = self._buf
-        while sent < budget and self._live < self._fill:
-            pos = self._live
-            n = b[pos] | b[pos + 1] << 8
-            if not send(b, n, pos + 2):
                 break
-            self._live = pos + 2 + n
-            self._live_count += 1
+            if self._lcount:
+                self._lpos += 2 + n
+                self._lcount -= 1
+            else:
+                self._live += 2 + n
+                self._live_count += 1
             sent += 1
         return sent
 
@@ -202,27 +227,43 @@ class FlashLog:
         return self._lcount + self._count - self._live_count
 
     def flush(self):
-        """Write the open segment into a slot of the ring file (when it holds records) and
-        start the next one; allocates nothing."""
+        """Seal the open segment (when it holds records) and start the next one; allocates
+        nothing."""
         if not self._count:
             return
         self.live_dropped += self._lcount  # the segment before: its turn is over
-        if self._nseg == self.max_segments:
+        if self._nseg + 2 > self.max_segments:  # keep a slot free for the next open segment
             self._evict()
-        slot = (self._oldest + self._nseg) % self.max_segments
-        struct.pack_into(_HEAD, self._buf, 0, _MAGIC, self._first, self._count, self.boot, self.acked,
+        seg = self.segment_bytes
+        base = self._slot * seg
+        end = seg - _CRC_SIZE
+        h = self._head
+        struct.pack_into(_HEAD, h, 0, _MAGIC, self._first, self._count, self.boot, self.acked,
                          self.overflow, self.torn)
-        end = self.segment_bytes - _CRC_SIZE
-        _crc_into(self._buf, end, self._buf, end)  # pyright: ignore[reportArgumentType] (viper takes buffers)
-        self._write(slot * self.segment_bytes, self._buf)
-        self._lfile = slot * self.segment_bytes  # its unsent records go on from flash
+        # CRC32 is linear: the slot's register is the head's moved past the records (as zeros)
+        # and the records' own, then moved past the zero tail.
+        c = self._crc
+        for i in range(_CRC_SIZE):
+            c[i] = 0xFF
+        _crc_run(c, 0, h, _HEAD_SIZE)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+        _crc_run(c, 0, c, _HEAD_SIZE - self._fill)  # pyright: ignore[reportArgumentType]
+        for i in range(_CRC_SIZE):
+            c[i] ^= c[_CRC_SIZE + i]
+        _crc_run(c, 0, c, self._fill - end)  # pyright: ignore[reportArgumentType]
+        for i in range(_CRC_SIZE):
+            c[i] ^= 0xFF
+        self._write(base, h, _HEAD_SIZE)
+        self._zero(base + self._fill, end - self._fill)
+        self._write(base + end, c, _CRC_SIZE)  # last: until it is there, the slot is torn
+        self._f.flush()
+        self._lfile = base  # its unsent records go on from there
         self._lpos = self._live
         self._lcount = self._count - self._live_count
         self._nseg += 1
         self._start_segment()
 
     def close(self):
-        """A clean shutdown: the open segment goes to flash and the next boot numbers on."""
+        """A clean shutdown: the open segment is sealed and the next boot numbers on."""
         self.flush()
         self._close_reader()
         self._save_state(self.next_lsn)
@@ -244,12 +285,12 @@ class FlashLog:
 
     @property
     def bytes_used(self):
-        return self._nseg * self.segment_bytes
+        return (self._nseg + (self._count > 0)) * self.segment_bytes
 
     def _entry(self, k):
         """Read the head of ring entry k (the k-th slot from the oldest): its first lsn and
         record count into `_efirst` and `_ecount`, its boot into `_eboot`; returns its slot,
-        -1 for a hole (nothing allocated: the flush path evicts through it)."""
+        -1 for a hole (nothing allocated: the append path evicts through it)."""
         slot = (self._oldest + k) % self.max_segments
         f = self._f
         f.seek(slot * self.segment_bytes)
@@ -267,21 +308,47 @@ class FlashLog:
         self._fill = _HEAD_SIZE
         self._live = _HEAD_SIZE  # send_live's next record
         self._live_count = 0
+        self._slot = (self._oldest + self._nseg) % self.max_segments  # free: no segment in it
+        c = self._crc
+        for i in range(_CRC_SIZE, 2 * _CRC_SIZE):
+            c[i] = 0
 
     def _evict(self):
+        """Let the oldest segment go, its head zeroed: its slot is free for a segment to open
+        in. The seal that evicts writes the counters after it: a power cut before its CRC
+        leaves that seal torn and the evicted records uncounted, as a cut mid-write did when
+        segments were written whole."""
         if self._entry(0) >= 0:
             self._lost(self._efirst, self._ecount)
+            self._clear(self._oldest)
         if self._rseg == self._oldest:
             self._close_reader()
-        self._oldest = (self._oldest + 1) % self.max_segments  # the next segment written goes there
+        self._oldest = (self._oldest + 1) % self.max_segments
         self._nseg -= 1
 
-    def _write(self, offset, data):
-        """One segment into the ring file (tests replace this to cut the power half way)."""
+    def _write(self, offset, buf, n):
+        """buf[:n] into the ring file at `offset` (tests replace this to cut the power half way)."""
         f = self._f
         f.seek(offset)
-        f.write(data)
-        f.flush()
+        _write_part(f, buf, n)
+
+    def _zero(self, offset, n):
+        """n zero bytes into the ring file at `offset`, from `read_buf`."""
+        b = self.read_buf
+        for i in range(min(n, len(b))):
+            b[i] = 0
+        while n > 0:
+            k = min(n, len(b))
+            self._write(offset, b, k)
+            offset += k
+            n -= k
+
+    def _clear(self, slot):
+        """Zero the slot's head: its magic gone, the slot reads as empty."""
+        h = self._head
+        for i in range(_HEAD_SIZE):
+            h[i] = 0
+        self._write(slot * self.segment_bytes, h, _HEAD_SIZE)
 
     # State and boot -----------------------------------------------------------------------
 
@@ -311,9 +378,8 @@ class FlashLog:
         if old_segment in (0, self.segment_bytes):
             return f
         size = f.seek(0, 2)
-        buf = bytearray(old_segment)
         for slot in range(-(-size // old_segment)):
-            kind, first, count, _, _, _, _ = self._check(f, slot, buf)
+            kind, first, count, _, _, _, _ = self._check(f, slot, old_segment, size)
             if kind == _WHOLE:
                 self._lost(first, count)
         f.close()
@@ -332,7 +398,7 @@ class FlashLog:
         newest = -1
         end = 0
         for slot in range(-(-size // self.segment_bytes)):  # a slot cut short at the end too
-            kind, first, count, _, acked, overflow, torn = self._check(f, slot, self._buf)
+            kind, first, count, _, acked, overflow, torn = self._check(f, slot, self.segment_bytes, size)
             if kind == _EMPTY:
                 continue
             if kind == _TORN:
@@ -347,6 +413,7 @@ class FlashLog:
                     continue
                 self._lost(first, count)  # a smaller budget than the last boot had
             self._clear(slot)
+        f.flush()
         if newest < 0:
             return 0
         # Back from the newest slot: each segment older than the one after it belongs to the
@@ -363,34 +430,51 @@ class FlashLog:
             else:
                 self._lost(self._efirst, self._ecount)
                 self._clear((newest + 1 + k) % n)
+        f.flush()
         self._oldest = oldest
         self._nseg = (newest - oldest) % n + 1
         return end
 
-    def _clear(self, slot):
-        self._write(slot * self.segment_bytes, bytes(_CRC_SIZE))  # its magic gone
-
-    def _check(self, f, slot, buf):
-        """(_WHOLE, first lsn, records, boot, acked, overflow, torn) of the segment in `slot`;
-        (_EMPTY, 0...) for a slot without one, (_TORN, 0...) for one whose CRC or records do not hold."""
-        size = len(buf)
-        f.seek(slot * size)
-        n = f.readinto(buf) or 0
-        if n < _HEAD_SIZE or struct.unpack_from("<I", buf, 0)[0] != _MAGIC:
+    def _check(self, f, slot, size, file_size):
+        """(_WHOLE, first lsn, records, boot, acked, overflow, torn) of the segment in `slot`
+        (of `size` bytes); (_EMPTY, 0...) for a slot without one, (_TORN, 0...) for one whose
+        CRC or records do not hold. Reads the slot a piece at a time into `read_buf`."""
+        base = slot * size
+        b = self.read_buf
+        f.seek(base)
+        got = f.readinto(b) or 0
+        if got < _HEAD_SIZE or struct.unpack_from("<I", b, 0)[0] != _MAGIC:
             return _EMPTY, 0, 0, 0, 0, 0, 0
-        if n != size:
+        if base + size > file_size:
             return _TORN, 0, 0, 0, 0, 0, 0  # the write of the ring's last slot was cut short
-        magic, first, count, boot, acked, overflow, torn = struct.unpack_from(_HEAD, buf, 0)
+        magic, first, count, boot, acked, overflow, torn = struct.unpack_from(_HEAD, b, 0)
         end = size - _CRC_SIZE
-        crc = self._head
-        _crc_into(buf, end, crc, 0)  # pyright: ignore[reportArgumentType] (viper takes buffers)
-        if crc[0] != buf[end] or crc[1] != buf[end + 1] or crc[2] != buf[end + 2] or crc[3] != buf[end + 3]:
+        c = self._crc
+        for i in range(_CRC_SIZE):
+            c[i] = 0xFF
+        pos = 0  # the slot offset of b[0]
+        walk = _HEAD_SIZE  # the slot offset of the next record's length
+        left = count
+        while pos < end:
+            if pos:
+                f.seek(base + pos)
+                got = f.readinto(b) or 0
+            m = min(got, end - pos)
+            while left and walk + 2 <= pos + m:
+                walk += 2 + (b[walk - pos] | b[walk - pos + 1] << 8)
+                left -= 1
+            if left and walk + 1 == pos + m and walk > pos:
+                m = walk - pos  # a length split by the piece's end: the next piece starts with it
+            if m <= 0:
+                break
+            _crc_run(c, 0, b, m)  # pyright: ignore[reportArgumentType] (viper takes buffers)
+            pos += m
+        if left or walk > end or pos != end:
             return _TORN, 0, 0, 0, 0, 0, 0
-        pos = _HEAD_SIZE
-        for _ in range(count):
-            pos += 2 + (buf[pos] | buf[pos + 1] << 8)
-            if pos > size - _CRC_SIZE:
-                return _TORN, 0, 0, 0, 0, 0, 0
+        f.seek(base + end)
+        f.readinto(b)
+        if c[0] ^ 0xFF != b[0] or c[1] ^ 0xFF != b[1] or c[2] ^ 0xFF != b[2] or c[3] ^ 0xFF != b[3]:
+            return _TORN, 0, 0, 0, 0, 0, 0
         return _WHOLE, first, count, boot, acked, overflow, torn
 
     # Reading back (backfill) ---------------------------------------------------------------
@@ -438,46 +522,18 @@ class FlashLog:
         """Copy the next held record of the range into out[offset:]; returns its length, 0 at
         the end. Sets `lsn` and `record_boot` to the record's."""
         while self._rnext < self._rend:
-            lsn = self._rnext
-            if self._first <= lsn < self._first + self._count:
-                return self._read_open(lsn, out, offset)
-            n = self._read_file(lsn, out, offset)
+            n = self._read_slot(self._rnext, out, offset)
             if n:
                 return n
         self._close_reader()
         return 0
 
-    def _read_open(self, lsn, out, offset):
-        self._close_reader()
-        b = self._buf
-        pos = _HEAD_SIZE
-        for _ in range(lsn - self._first):
-            pos += 2 + (b[pos] | b[pos + 1] << 8)
-        n = b[pos] | b[pos + 1] << 8
-        out[offset:offset + n] = memoryview(b)[pos + 2:pos + 2 + n]
-        return self._served(lsn, self.boot, n)
-
-    def _read_file(self, lsn, out, offset):
+    def _read_slot(self, lsn, out, offset):
         """The record `lsn` from its slot; 0 (and `_rnext` moved on) when it is gone."""
         f = self._f
         if self._rseg < 0 or lsn < self._rnext_file or lsn >= self._rfile_end:
-            k = -1
-            if self._rseg >= 0:  # a replay goes on in the segment after the one it read
-                k = (self._rseg - self._oldest) % self.max_segments + 1
-                if k >= self._nseg or self._entry(k) < 0 or not self._efirst <= lsn < self._efirst + self._ecount:
-                    k = -1
-            self._close_reader()
-            if k < 0:
-                k = self._find(lsn)
-                if k >= self._nseg or self._entry(k) < 0 or not self._efirst <= lsn < self._efirst + self._ecount:
-                    self._rnext = self._next_first(lsn)  # evicted, torn or never written: the next one held
-                    return 0
-            slot = (self._oldest + k) % self.max_segments
-            self._rseg = slot
-            self._rnext_file = self._efirst
-            self._rfile_end = self._efirst + self._ecount
-            self._rfile_boot = self._eboot
-            self._rpos = slot * self.segment_bytes + _HEAD_SIZE
+            if not self._place_reader(lsn):
+                return 0
         word = self._head
         while True:  # the writer moves the file position between reads: seek every time
             f.seek(self._rpos)
@@ -491,20 +547,44 @@ class FlashLog:
         f.readinto(memoryview(out)[offset:offset + n])
         self._rpos += 2 + n
         self._rnext_file += 1
-        return self._served(lsn, self._rfile_boot, n)
-
-    def _served(self, lsn, boot, n):
         self.lsn = lsn
-        self.record_boot = boot
+        self.record_boot = self._rfile_boot
         self._rnext = lsn + 1
         self._rlen = n
         return n
+
+    def _place_reader(self, lsn):
+        """Put the backfill cursor on the segment holding `lsn` (the open one included);
+        False (and `_rnext` moved on to the next one held) when none does."""
+        if self._count and self._first <= lsn < self._first + self._count:
+            self._reader_at(self._slot, self._first, self._count, self.boot)
+            return True
+        k = -1
+        if self._rseg >= 0:  # a replay goes on in the segment after the one it read
+            k = (self._rseg - self._oldest) % self.max_segments + 1
+            if k >= self._nseg or self._entry(k) < 0 or not self._efirst <= lsn < self._efirst + self._ecount:
+                k = -1
+        self._close_reader()
+        if k < 0:
+            k = self._find(lsn)
+            if k >= self._nseg or self._entry(k) < 0 or not self._efirst <= lsn < self._efirst + self._ecount:
+                self._rnext = self._next_first(lsn)  # evicted, torn or never written: the next one held
+                return False
+        self._reader_at((self._oldest + k) % self.max_segments, self._efirst, self._ecount, self._eboot)
+        return True
+
+    def _reader_at(self, slot, first, count, boot):
+        self._rseg = slot
+        self._rnext_file = first
+        self._rfile_end = first + count
+        self._rfile_boot = boot
+        self._rpos = slot * self.segment_bytes + _HEAD_SIZE
 
     def unread(self):
         """The next `read` returns the record `read` returned last again."""
         lsn = self.lsn
         self._rnext = lsn
-        if self._rseg >= 0 and self._rnext_file == lsn + 1:  # it came from a slot: step back over it
+        if self._rseg >= 0 and self._rnext_file == lsn + 1:  # step back over it
             self._rnext_file = lsn
             self._rpos -= 2 + self._rlen
 

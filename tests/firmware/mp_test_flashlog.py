@@ -64,42 +64,109 @@ def test_records_come_back_byte_for_byte_from_flash_and_from_the_open_segment():
         _wipe(path)
 
 
-class PowerCut(FlashLog):
-    """Power fails half way through writing the segment number `cut_at`."""
-
-    cut_at = 3
-    writes = 0
-
-    def _write(self, offset, data):
-        PowerCut.writes += 1
-        if PowerCut.writes == PowerCut.cut_at:
-            FlashLog._write(self, offset, data[:len(data) // 2])
-            raise OSError(5)
-        FlashLog._write(self, offset, data)
-
-
-def test_a_power_cut_mid_write_loses_only_that_segment_and_numbers_never_repeat():
-    path = _folder("powercut")
+def test_a_backfill_reads_the_open_segment_as_it_grows_and_on_past_its_seal():
+    # The open segment is on flash, not in RAM: a replay in it sees records appended after
+    # it began, and goes on in the same slot once the segment is sealed.
+    path = _folder("growing")
     try:
-        PowerCut.writes = 0
-        log = PowerCut(path, 64 * _SEG, _SEG)
-        lsn = 0
+        log = FlashLog(path, 16 * _SEG, _SEG)
+        per_segment = (_SEG - 28) // 42
+        for i in range(per_segment + 2):
+            log.append(_packet(i), 40)
+        out = bytearray(300)
+        log.seek(per_segment, 1000)
+        got = []
+        for _ in range(2):
+            got.append(log.read(out, 0) and log.lsn)
+        for i in range(per_segment + 2, 3 * per_segment):  # the open one fills and is sealed
+            log.append(_packet(i), 40)
+            if i == per_segment + 4:
+                got.append(log.read(out, 0) and log.lsn)
+                assert out[:40] == _packet(log.lsn)
+        while log.read(out, 0):
+            assert out[:40] == _packet(log.lsn), log.lsn
+            got.append(log.lsn)
+        assert got == list(range(per_segment, 3 * per_segment)), got
+    finally:
+        _wipe(path)
+
+
+class PowerCut(FlashLog):
+    """Power fails half way through the write `cut(offset, n)` picks (offset in the slot)."""
+
+    cut = None
+
+    def _write(self, offset, buf, n):
+        if PowerCut.cut and PowerCut.cut(offset % self.segment_bytes, n):
+            PowerCut.cut = None
+            FlashLog._write(self, offset, buf, n // 2)
+            raise OSError(5)
+        FlashLog._write(self, offset, buf, n)
+
+
+def _cut_at(nth, where):
+    """Cut the nth write with `where(offset in slot, n)` true."""
+    seen = [0]
+
+    def cut(offset, n):
+        if where(offset, n):
+            seen[0] += 1
+        return seen[0] == nth
+    return cut
+
+
+def _run_until_cut(log):
+    lsn = 0
+    try:
+        while True:
+            lsn = log.append(_packet(lsn), 40) + 1
+    except OSError:
+        pass  # the power went: nothing after this runs
+    return lsn
+
+
+def test_a_power_cut_mid_seal_loses_only_that_segment_and_numbers_never_repeat():
+    # A seal writes the head, zeros after the records, and the CRC last: cut in the head or in
+    # the CRC, boot finds the slot torn and reads every sealed segment before it back.
+    for where in (lambda off, n: off == 0 and n == 24, lambda off, n: off == _SEG - 4):
+        path = _folder("powercut")
         try:
-            while True:
-                lsn = log.append(_packet(lsn), 40) + 1
-        except OSError:
-            pass  # the power went: nothing after this runs
-        assert log._entry(log._nseg - 1) >= 0  # the newest segment on flash, read back from its head
+            PowerCut.cut = _cut_at(3, where)
+            log = PowerCut(path, 64 * _SEG, _SEG)
+            lsn = _run_until_cut(log)
+            assert log._entry(log._nseg - 1) >= 0  # the newest sealed segment, read back from its head
+            durable = log._efirst + log._ecount
+            after = FlashLog(path, 64 * _SEG, _SEG)
+            assert after.torn == 1, after.torn
+            assert after.boot == 2
+            got = _read_all(after, 0, 10000)
+            assert [g[0] for g in got] == list(range(durable)), got[-3:]
+            assert all(b == 1 for _, b in got)
+            assert after.next_lsn >= lsn, (after.next_lsn, lsn)  # the lost records' numbers are not reused
+            first_new = after.append(_packet(after.next_lsn), 40)
+            assert _read_all(after, first_new, first_new + 1) == [(first_new, 2)]
+        finally:
+            _wipe(path)
+
+
+def test_a_power_cut_in_an_open_segment_leaves_an_empty_slot_not_a_stale_segment():
+    # Records go to flash as they come, over the slot of a segment the ring let go: its head
+    # is zeroed first, so after the cut boot finds an empty slot (nothing torn, the old
+    # segment not back) and every sealed record.
+    path = _folder("opencut")
+    try:
+        per_segment = (_SEG - 28) // 42
+        PowerCut.cut = _cut_at(6 * per_segment + 3, lambda off, n: n == 40)  # in the ring's second turn
+        log = PowerCut(path, 4 * _SEG, _SEG)
+        lsn = _run_until_cut(log)
+        assert log._count == 2 and log._nseg == 3  # two records in the open segment, on flash
+        assert log._entry(log._nseg - 1) >= 0
         durable = log._efirst + log._ecount
-        after = FlashLog(path, 64 * _SEG, _SEG)
-        assert after.torn == 1, after.torn
-        assert after.boot == 2
-        got = _read_all(after, 0, 10000)
-        assert [g[0] for g in got] == list(range(durable)), got[-3:]
-        assert all(b == 1 for _, b in got)
-        assert after.next_lsn >= lsn, (after.next_lsn, lsn)  # the lost records' numbers are not reused
-        first_new = after.append(_packet(after.next_lsn), 40)
-        assert _read_all(after, first_new, first_new + 1) == [(first_new, 2)]
+        oldest = log.first_lsn
+        after = FlashLog(path, 4 * _SEG, _SEG)
+        assert after.torn == 0 and after.overflow == log.overflow
+        assert [g[0] for g in _read_all(after, 0, 10000)] == list(range(oldest, durable))
+        assert after.next_lsn >= lsn
     finally:
         _wipe(path)
 
@@ -152,39 +219,62 @@ def test_append_allocates_nothing_also_when_it_writes_segments():
                 log.append(pkt, 40)
         finally:
             micropython.heap_unlock()
-        assert log._nseg == 4 and log.overflow > 0 and log.next_lsn == 101
+        assert log.bytes_used == 4 * _SEG and log.overflow > 0 and log.next_lsn == 101
     finally:
         _wipe(path)
 
 
-def test_segments_carry_zlibs_crc32_computed_without_an_int_object():
+def test_segments_carry_zlibs_crc32_built_as_records_come_without_an_int_object():
     # binascii.crc32 hands back an int, a heap object on a 32-bit port above 2**30 (the 64-bit
-    # binary cannot show that allocation): the log writes the CRC's bytes straight into the
-    # segment instead. Whatever the value, the bytes are zlib's CRC32 of the slot before them.
+    # binary cannot show that allocation): the log keeps CRC registers in a buffer instead,
+    # takes the records' on as they come, and joins the head's in at the seal (CRC32 is
+    # linear). Whatever the value, the slot ends with zlib's CRC32 of everything before it.
     from binascii import crc32
 
     from watch import flashlog
 
-    out = bytearray(4)
+    reg = bytearray(8)
     high = 0
     for n in (0, 1, 7, 64, 500, 2044):
         data = bytearray(os.urandom(n))
-        assert flashlog._crc_into(data, n, out, 0) is None
-        (crc,) = struct.unpack("<I", out)
-        assert crc == crc32(data) & 0xFFFFFFFF, n
+        reg[4:8] = b"\xff\xff\xff\xff"  # zlib's start, in the second register
+        assert flashlog._crc_run(reg, 4, data, n) is None
+        (raw,) = struct.unpack_from("<I", reg, 4)
+        assert raw ^ 0xFFFFFFFF == crc32(data) & 0xFFFFFFFF, n
+        reg[4:8] = b"\xff\xff\xff\xff"
+        flashlog._crc_run(reg, 4, reg, -n)  # n zero bytes
+        (raw,) = struct.unpack_from("<I", reg, 4)
+        assert raw ^ 0xFFFFFFFF == crc32(bytes(n)) & 0xFFFFFFFF, n
     path = _folder("crc")
     try:
         log = FlashLog(path, 16 * _SEG, _SEG)
         for i in range(120):
-            log.append(_packet(i), 40)
-        with open(path + "/ring.bin", "rb") as f:
-            ring = f.read()
+            log.append(_packet(i, 30 + i % 20), 30 + i % 20)  # records of every length: tails of every size
+        log.close()
+        seen = 0
         for slot in range(log._nseg):
-            seg = ring[slot * _SEG:(slot + 1) * _SEG]
+            with open(path + "/ring.bin", "rb") as f:
+                f.seek(slot * _SEG)
+                seg = f.read(_SEG)
             (stored,) = struct.unpack_from("<I", seg, _SEG - 4)
             assert stored == crc32(seg[:_SEG - 4]) & 0xFFFFFFFF, slot
             high += stored >= 0x80000000
+            (first, count) = struct.unpack_from("<IH", seg, 4)
+            pos = 24
+            for lsn in range(first, first + count):
+                n = seg[pos] | seg[pos + 1] << 8
+                assert seg[pos + 2:pos + 2 + n] == _packet(lsn, 30 + lsn % 20)
+                pos += 2 + n
+            assert seg[pos:_SEG - 4] == bytes(_SEG - 4 - pos)  # zeros after the records
+            seen += count
+        assert seen == 120
         assert high  # some of them above 2**31: the values a 32-bit port could not keep small
+        again = FlashLog(path, 16 * _SEG, _SEG)  # boot checks each slot a piece at a time
+        assert again.torn == 0 and again.available(0, 120) == 120
+        out = bytearray(300)
+        again.seek(0, 120)
+        while again.read(out, 0):
+            assert out[:30 + again.lsn % 20] == _packet(again.lsn, 30 + again.lsn % 20)
     finally:
         _wipe(path)
 
@@ -382,9 +472,10 @@ def test_a_damaged_segment_mid_ring_is_a_hole_the_reads_and_the_eviction_step_ov
         assert again.available(0, total) == len(held)
         assert again.available(hole[0], hole[-1] + 1) == 0
         again.ack(total)
-        for i in range(total, total + 9 * per_segment):  # the ring turns over, past the hole
+        for i in range(total, total + 8 * per_segment):  # the ring turns over, past the hole
             again.append(_packet(i), 40)
-        assert again.overflow == 0 and again.first_lsn == total and again._nseg == 8
+        # eight slots: seven sealed segments and the open one, all of the ring's second turn
+        assert again.overflow == 0 and again.first_lsn == total and again.bytes_used == 8 * _SEG
         assert [g[0] for g in _read_all(again, total, again.next_lsn)] == list(range(again.first_lsn, again.next_lsn))
     finally:
         _wipe(path)
