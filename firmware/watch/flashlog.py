@@ -51,8 +51,8 @@ _HEAD_SIZE = const(24)
 _CRC_SIZE = const(4)
 _STATE = "<IIIIIII"  # boot, acked lsn, overflow, torn, next lsn after a clean shutdown, segment bytes, slots
 _MIN_RECORD = const(16)  # length prefix + the smallest packet: bounds the records one segment holds
-MAX_RECORD = const(256)
 READ_ROOM = const(14)  # bytes before a record read back into `read_buf`: a BACKFILL's header and body
+MAX_RECORD = const(230)  # the largest stream packet: 244 (ATT MTU 247's) minus its BACKFILL's room
 _EMPTY = const(0)  # what _check finds in a slot
 _TORN = const(1)
 _WHOLE = const(2)
@@ -95,13 +95,16 @@ try:
 except (ImportError, AttributeError, NameError):  # CPython (the host reads a watch's log copy)
     from binascii import crc32
 
-    def _crc_run(reg, at, buf, n):
+    def _crc_py(reg, at, buf, n):
         (r,) = struct.unpack_from("<I", reg, at)
         data = bytes(-n) if n < 0 else memoryview(buf)[:n]
         struct.pack_into("<I", reg, at, ~crc32(data, ~r & 0xFFFFFFFF) & 0xFFFFFFFF)
 
-    def _write_part(f, buf, n):
+    def _write_py(f, buf, n):
         f.write(memoryview(buf)[:n])
+
+    _crc_run = _crc_py
+    _write_part = _write_py
 
 
 class FlashLog:
@@ -172,6 +175,8 @@ class FlashLog:
 
     def append(self, buf, n):
         """Keep the packet buf[:n] as the next record; returns its lsn."""
+        if n > MAX_RECORD:
+            raise ValueError("record too long")  # it would not read back into read_buf
         if self._fill + 2 + n > self.segment_bytes - _CRC_SIZE:
             self.flush()
         h = self._head
