@@ -1,5 +1,6 @@
 """The flash log across boots: a power cut mid-seal or while a segment is open loses at most
-that segment, torn or misplaced segments are found and skipped, numbers never repeat."""
+that segment, torn or misplaced segments are found and skipped, numbers never repeat, the
+logs of earlier firmware go."""
 
 import os
 import struct
@@ -9,12 +10,12 @@ from watch.flashlog import FlashLog
 
 
 class PowerCut(FlashLog):
-    """Power fails half way through the write `cut(offset, n)` picks (offset in the slot)."""
+    """Power fails half way through the write `cut(offset, n)` picks (offset in the segment's file)."""
 
     cut = None
 
     def _write(self, offset, buf, n):
-        if PowerCut.cut and PowerCut.cut(offset % self.segment_bytes, n):
+        if PowerCut.cut and PowerCut.cut(offset, n):
             PowerCut.cut = None
             FlashLog._write(self, offset, buf, n // 2)
             raise OSError(5)
@@ -22,7 +23,7 @@ class PowerCut(FlashLog):
 
 
 def _cut_at(nth, where):
-    """Cut the nth write with `where(offset in slot, n)` true."""
+    """Cut the nth write with `where(offset in the file, n)` true."""
     seen = [0]
 
     def cut(offset, n):
@@ -43,9 +44,9 @@ def _run_until_cut(log):
 
 
 def test_a_power_cut_mid_seal_loses_only_that_segment_and_numbers_never_repeat():
-    # A seal writes the head, zeros after the records, and the CRC last: cut in the head or in
-    # the CRC, boot finds the slot torn and reads every sealed segment before it back.
-    for where in (lambda off, n: off == 0 and n == 24, lambda off, n: off == SEG - 4):
+    # A seal writes the head after the records, then the CRC: cut in the head or in the CRC,
+    # boot finds the file torn, removes it, and reads every sealed segment before it back.
+    for where in (lambda off, n: n == 24, lambda off, n: n == 4):
         path = folder("powercut")
         try:
             PowerCut.cut = _cut_at(3, where)
@@ -66,10 +67,10 @@ def test_a_power_cut_mid_seal_loses_only_that_segment_and_numbers_never_repeat()
             wipe(path)
 
 
-def test_a_power_cut_in_an_open_segment_leaves_an_empty_slot_not_a_stale_segment():
-    # Records go to flash as they come, over the slot of a segment the ring let go: its head
-    # is zeroed first, so after the cut boot finds an empty slot (nothing torn, the old
-    # segment not back) and every sealed record.
+def test_a_power_cut_in_an_open_segment_loses_only_its_records_and_no_evicted_one_comes_back():
+    # Records go to the open segment's file as they come, in the slot of a segment the ring
+    # let go (its file removed): after the cut boot removes the file without a trailer
+    # (counted torn: some of it reached the file) and reads every sealed record back.
     path = folder("opencut")
     try:
         per_segment = (SEG - 28) // 42
@@ -80,10 +81,14 @@ def test_a_power_cut_in_an_open_segment_leaves_an_empty_slot_not_a_stale_segment
         assert log._entry(log._nseg - 1) >= 0
         durable = log._efirst + log._ecount
         oldest = log.first_lsn
+        log._f.close()
         after = FlashLog(path, 4 * SEG, SEG)
-        assert after.torn == 0 and after.overflow == log.overflow
+        assert after.torn == 1 and after.overflow == log.overflow
         assert [g[0] for g in read_all(after, 0, 10000)] == list(range(oldest, durable))
         assert after.next_lsn >= lsn
+        kept = ["%d.wlg" % ((after._oldest + k) % 4) for k in range(3)]
+        open_one = "%d.wlg" % ((after._oldest + after._nseg) % 4)
+        assert sorted(os.listdir(path)) == sorted(["state.bin", open_one] + kept)
     finally:
         wipe(path)
 
@@ -136,13 +141,26 @@ def test_a_smaller_budget_or_other_segments_keep_the_newest_and_count_what_goes(
         wipe(path)
 
 
-def test_segment_files_of_the_earlier_log_are_removed_at_boot():
+def test_the_logs_of_earlier_firmware_go_at_boot_their_unacknowledged_records_counted():
+    # The segment files of the first log, and the ring file of the next (a slot per segment,
+    # its head first: "WLG2", first lsn, records, ...): nothing of them is read back, the
+    # records not acknowledged are counted in overflow and their numbers never come again.
     path = folder("legacy")
     try:
         with open(path + "/00000000.seg", "wb") as f:
             f.write(b"WLG1" + bytes(60))
+        with open(path + "/state.bin", "wb") as f:  # boot 4, acked 12, the ring's 1 KB segments
+            f.write(struct.pack("<IIIIIII", 4, 12, 0, 0, 0, 1024, 4))
+        with open(path + "/ring.bin", "wb") as f:
+            for first, count in ((10, 5), (15, 5), (0, 0)):
+                seg = bytearray(1024)
+                if count:
+                    struct.pack_into("<IIHHIII", seg, 0, 0x32474C57, first, count, 4, 0, 0, 0)
+                f.write(seg)
         log = FlashLog(path, 4 * SEG, SEG)
-        assert sorted(os.listdir(path)) == ["ring.bin", "state.bin"] and log.next_lsn == 0
+        assert sorted(os.listdir(path)) == ["0.wlg", "state.bin"]  # the open segment's file
+        assert log.overflow == 8 and log.acked == 12 and log.next_lsn >= 20 and log.boot == 5
+        assert log.append(packet(log.next_lsn), 40) >= 20
     finally:
         wipe(path)
 
@@ -157,10 +175,10 @@ def test_a_damaged_segment_mid_ring_is_a_hole_the_reads_and_the_eviction_step_ov
         for i in range(total):
             log.append(packet(i), 40)
         log.close()
-        with open(path + "/ring.bin", "r+b") as f:  # a flipped bit in the third segment
-            f.seek(2 * SEG + 100)
+        with open(path + "/2.wlg", "r+b") as f:  # a flipped bit in the third segment
+            f.seek(100)
             b = f.read(1)
-            f.seek(2 * SEG + 100)
+            f.seek(100)
             f.write(bytes((b[0] ^ 1,)))
         again = FlashLog(path, 8 * SEG, SEG)
         hole = range(2 * per_segment, 3 * per_segment)
@@ -176,7 +194,8 @@ def test_a_damaged_segment_mid_ring_is_a_hole_the_reads_and_the_eviction_step_ov
             again.append(packet(i), 40)
         # eight slots: seven sealed segments and the open one, all of the ring's second turn
         assert again.overflow == 0 and again.first_lsn == total and again.bytes_used == 8 * SEG
-        assert [g[0] for g in read_all(again, total, again.next_lsn)] == list(range(again.first_lsn, again.next_lsn))
+        # (reading into the open segment seals it, which lets the oldest go: read it first)
+        assert [g[0] for g in read_all(again, total, again.next_lsn)] == list(range(total, again.next_lsn))
     finally:
         wipe(path)
 
@@ -191,12 +210,9 @@ def test_boot_keeps_the_newest_segments_in_ring_order_and_counts_one_out_of_it()
         for i in range(4 * per_segment):
             log.append(packet(i), 40)
         log.close()
-        with open(path + "/ring.bin", "r+b") as f:  # the second and third segments swap slots
-            f.seek(SEG)
-            second = f.read(SEG)
-            third = f.read(SEG)
-            f.seek(SEG)
-            f.write(third + second)
+        os.rename(path + "/1.wlg", path + "/x")  # the second and third segments swap slots
+        os.rename(path + "/2.wlg", path + "/1.wlg")
+        os.rename(path + "/x", path + "/2.wlg")
         again = FlashLog(path, 8 * SEG, SEG)
         gone = range(2 * per_segment, 3 * per_segment)
         assert again.overflow == per_segment and again.torn == 0
