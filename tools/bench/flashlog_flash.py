@@ -1,20 +1,25 @@
-"""The flash log's cost to flash and time, against a baseline revision's log in the same run.
+"""The flash log's cost to flash and time, against baseline revisions' logs in the same run.
 
-Runs `watch.flashlog` (this tree's, and `--base`'s from git, default main) in the real
-MicroPython binary, in two settings:
+Runs `watch.flashlog` (this tree's, and that of each `--base` revision from git, default
+main) in the real MicroPython binary, in two settings:
 - littlefs (the ESP32 and nRF ports' file system) on a RAM block device of 4 KB blocks that
   counts what it is asked to do: a full ring of `flash_log_bytes` (the PineTime's 256 KB),
   then `--records` more 230-byte records (the largest stream packet), with and without the
-  live queue reading each one back as it is sent; per record: `prog_bytes`, `erases` (4 KB
-  blocks), `read_bytes`. littlefs copies a file from a write inside it to its end at the
-  next seek or sync, which a ring file pays and the virtual watch (host files) never shows;
+  live queue reading each one back as it is sent (and `littlefs_connected`: 20-byte records
+  every 36 ms sent live, a connected PineTime at ATT MTU 23, per second); per record: `prog_bytes`, `erases` (4 KB
+  blocks), `read_bytes`, the same as multiples of the record's own 232 bytes (`prog_x`,
+  `erase_x`: erased bytes), and `fs_kb`, the file system's blocks in use at the end (littlefs
+  gives a file whole blocks). littlefs copies a file from a write inside it to its end at
+  the next seek or sync, and copies a file's last block when it is written after a read or
+  a sync, which a ring file, or a file read back as it is written, pays and the virtual
+  watch (host files) never shows;
 - the unix port's files (the virtual watch's): `append_us` per record and `boot_ms` of the
   boot's check of a full ring (the median of `--repeat` runs).
 Per segment size in `--segments`; the RAM the log holds is `watch.flashlog`'s own business
 (tools/bench/firmware_budget.py measures it in the whole firmware). Prints one JSON object
 as its last line.
 
-    .venv/bin/python tools/bench/flashlog_flash.py [--base main] [--segments 512,1024] [--records 100]
+    .venv/bin/python tools/bench/flashlog_flash.py [--base main,issue-3o] [--segments 512,1024] [--records 100]
 """
 
 from __future__ import annotations
@@ -32,8 +37,18 @@ from wears.paths import FIRMWARE, REPO
 
 _SCRIPT = r"""
 import os, sys, time
-mode, seg, records, live, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+mode, seg, records, live, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+import watch.flashlog
 from watch.flashlog import FlashLog
+
+class Clock:  # the log's time (live == 2): 36 ms a record, 28 records of 20 bytes a second
+    now = 0
+    def ticks_ms(self):
+        return self.now
+    def ticks_diff(self, a, b):
+        return a - b
+clock = Clock()
+watch.flashlog.time = clock
 
 class Disk:
     def __init__(self, blocks, size=4096):
@@ -70,20 +85,27 @@ for i in range(ring // 232 + 8):  # a full ring: the steady state
         log.send_live(send, 8)
 if mode == "lfs":
     disk.prog = disk.erase = disk.read = 0
+n = 20 if live == 2 else 230  # a connected PineTime's packets at ATT MTU 23 (562 B/s), or the largest
 t = time.ticks_us()
 for i in range(records):
-    log.append(pkt, 230)
+    log.append(pkt, n)
     if live:
         log.send_live(send, 8)
+    clock.now += 36
 us = time.ticks_diff(time.ticks_us(), t) / records
 log.close()
 if mode == "lfs":
-    print("RESULT", disk.prog / records, disk.erase / records, disk.read / records)
+    st = os.statvfs("/lfs")
+    print("RESULT", disk.prog / records, disk.erase / records, disk.read / records, (st[2] - st[3]) * st[0] / 1024)
 else:
     t = time.ticks_us()
     FlashLog(folder, ring, seg)
     print("RESULT", us, time.ticks_diff(time.ticks_us(), t) / 1000)
 """
+
+
+_RECORD = 232  # a record on flash: its length and the 230-byte packet
+_BLOCK = 4096  # the RAM disk's erase block
 
 
 def _tree(rev: str | None, out: Path) -> Path:
@@ -111,9 +133,16 @@ def measure(tree: Path, seg: int, records: int, repeat: int, work: Path) -> dict
     script.write_text(_SCRIPT)
     out: dict = {}
     for live in (0, 1):
-        prog, erases, read = _result(script, ["lfs", str(seg), str(records), str(live), "-"], tree)
+        prog, erases, read, used = _result(script, ["lfs", str(seg), str(records), str(live), "-"], tree)
         out["littlefs_live" if live else "littlefs"] = {
-            "prog_bytes": round(prog), "erases": round(erases, 2), "read_bytes": round(read)}
+            "prog_bytes": round(prog), "erases": round(erases, 2), "read_bytes": round(read), "fs_kb": round(used),
+            "prog_x": round(prog / _RECORD, 2), "erase_x": round(erases * _BLOCK / _RECORD, 2)}
+    # Connected at the PineTime's rates: 20-byte records (22 on flash) every 36 ms, sent live.
+    prog, erases, read, used = _result(script, ["lfs", str(seg), str(records * 10), "2", "-"], tree)
+    per_s = 1000 / 36
+    out["littlefs_connected"] = {
+        "prog_bytes_s": round(prog * per_s), "erases_s": round(erases * per_s, 2), "read_bytes_s": round(read * per_s),
+        "prog_x": round(prog / 22, 2), "erase_x": round(erases * _BLOCK / 22, 2)}
     appends, boots = [], []
     for k in range(repeat):
         folder = work / f"unix-{tree.name}-{seg}-{k}"
@@ -127,7 +156,7 @@ def measure(tree: Path, seg: int, records: int, repeat: int, work: Path) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="main", help="git revision whose flash log is the baseline")
+    parser.add_argument("--base", default="main", help="git revisions whose flash logs are baselines, comma-separated")
     parser.add_argument("--segments", default="512,1024", help="segment sizes, comma-separated")
     parser.add_argument("--records", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
@@ -135,7 +164,9 @@ def main() -> None:
     result: dict = {"benchmark": "flashlog_flash", "base": args.base, "records": args.records, "segments": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        trees = {"this": _tree(None, work / "this"), "base": _tree(args.base, work / "base")}
+        trees = {"this": _tree(None, work / "this")}
+        for k, rev in enumerate(args.base.split(",")):
+            trees[rev] = _tree(rev, work / f"base{k}")
         for seg in (int(s) for s in args.segments.split(",")):
             result["segments"][str(seg)] = {name: measure(tree, seg, args.records, args.repeat, work)
                                             for name, tree in trees.items()}
