@@ -428,8 +428,8 @@ class FlashLog:
         newest = -1
         end = top = 0
         for name in os.listdir(self.folder):
-            if not name.endswith(".wlg"):
-                continue
+            if not name.endswith(".wlg") or not name[:-4].isdigit():
+                continue  # not a segment of this log's
             slot = int(name[:-4])
             kind, first, count, _, acked, overflow, torn = self._check(slot)
             if kind == _TORN:

@@ -149,6 +149,8 @@ def test_the_logs_of_earlier_firmware_go_at_boot_their_unacknowledged_records_co
     try:
         with open(path + "/00000000.seg", "wb") as f:
             f.write(b"WLG1" + bytes(60))
+        with open(path + "/notes.wlg", "wb") as f:  # not a segment: left alone
+            f.write(b"x")
         with open(path + "/state.bin", "wb") as f:  # boot 4, acked 12, the ring's 1 KB segments
             f.write(struct.pack("<IIIIIII", 4, 12, 0, 0, 0, 1024, 4))
         with open(path + "/ring.bin", "wb") as f:
@@ -158,7 +160,7 @@ def test_the_logs_of_earlier_firmware_go_at_boot_their_unacknowledged_records_co
                     struct.pack_into("<IIHHIII", seg, 0, 0x32474C57, first, count, 4, 0, 0, 0)
                 f.write(seg)
         log = FlashLog(path, 4 * SEG, SEG)
-        assert sorted(os.listdir(path)) == ["0.wlg", "state.bin"]  # the open segment's file
+        assert sorted(os.listdir(path)) == ["0.wlg", "notes.wlg", "state.bin"]  # and the open segment's file
         assert log.overflow == 8 and log.acked == 12 and log.next_lsn >= 20 and log.boot == 5
         assert log.append(packet(log.next_lsn), 40) >= 20
     finally:
