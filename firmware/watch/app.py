@@ -72,8 +72,8 @@ class Watch:
         self.streaming = 0  # mask of streams the host asked for
         self.radio = self._radio(board)
         gc.collect()  # its module's loading garbage, before the buffers below
-        # Stream packets wait for the radio in the flash log's open segment (FlashLog.send_live);
-        # replies and predictions here (a small watch holds fewer).
+        # Stream packets wait for the radio on flash, in the flash log's sealed segments
+        # (FlashLog.send_live); replies and predictions here (a small watch holds fewer).
         slots = board.get("outbox_slots", 8)
         self.replies = Outbox(slots, 32)
         self.events = Outbox(8, _EVENT_SLOT)  # a boot's events wait here for the first connection
